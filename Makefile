@@ -1,0 +1,64 @@
+# ModelDeploy: the verbs people type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-unit test-cluster lint format crds envtest envtest-up envtest-down demo bench clean
+
+help: ## List the verbs
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## Create .venv and install modeldeploy with every extra and the test tools
+
+envtest: ## Provide kube-apiserver, etcd, kubectl, helm and the KServe/Gateway API CRDs (built once, cached)
+	@bash hack/envtest/setup.sh >/dev/null
+
+test: install envtest ## Run every test (unit tests and tests against a real kube-apiserver + etcd)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run only the tests that need no control plane
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-cluster: install envtest ## Run only the tests against the real control plane
+	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
+
+lint: install ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+	$(BIN)/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests
+
+crds: install ## Regenerate crds/ and docs/api.md from the pydantic models in operator/modeldeploy/api
+	$(BIN)/modeldeploy crd > crds/modeldeployment.yaml
+	$(BIN)/modeldeploy crd --reference > docs/api.md
+
+envtest-up: install envtest ## Start a control plane for use by hand; prints KUBECONFIG
+	$(BIN)/python -m modeldeploy.testing up
+
+envtest-down: install ## Stop the control plane that envtest-up started
+	$(BIN)/python -m modeldeploy.testing down
+
+demo: install envtest ## Validate the examples, apply them to a fresh control plane, show kubectl get mdep
+	$(BIN)/python -m modeldeploy.demo
+
+bench: install envtest ## Benchmarks: control plane start-up, spec validation throughput
+	$(BIN)/python -m tests.bench.bench_foundation
+
+clean: ## Remove the virtual environment, caches and the built control plane
+	-$(BIN)/python -m modeldeploy.testing down 2>/dev/null
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the Kubernetes binaries the test control plane is built from.
+// It is never compiled; it only makes `go mod tidy` record their dependencies.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Provide the test control plane: kube-apiserver, etcd, kubectl and helm binaries, plus the KServe
+# and Gateway API CRDs, all at pinned versions. Prints two lines: the folder holding the binaries
+# and the folder holding the CRDs.
+#
+# Binaries come from $KUBEBUILDER_ASSETS when it holds them (the envtest convention); anything
+# missing is built once from its Go module through the Go module proxy into .cache/envtest/
+# (ignored by git) and reused after that. CRDs are read from the KServe and Gateway API Go
+# modules at the versions in versions.env; nothing is copied into the repository.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache=${ENVTEST_CACHE:-$root/.cache/envtest}
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+log() { echo "envtest: $*" >&2; }
+
+module_version() { # <build folder> <module>
+  (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+build() { # <build folder> <package> <binary> <version>
+  local out="$cache/$1-$4/$3"
+  if [[ ! -x $out ]]; then
+    log "building $3 $4 from $2 (first time only; several minutes on 2 cores)"
+    local start=$SECONDS
+    (cd "$here/$1" && go build -trimpath -ldflags="-s -w" -o "$out.tmp" "$2")
+    mv "$out.tmp" "$out"
+    log "built $3 in $((SECONDS - start))s"
+  fi
+  ln -sfn "$out" "$cache/bin/$3"
+}
+
+mkdir -p "$cache/bin"
+k8s=$(module_version kubernetes k8s.io/kubernetes)
+etcd=$(module_version etcd go.etcd.io/etcd/server/v3)
+helm=$(module_version helm helm.sh/helm/v3)
+
+for binary in kube-apiserver kubectl etcd; do
+  if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/$binary ]]; then
+    ln -sfn "$KUBEBUILDER_ASSETS/$binary" "$cache/bin/$binary"
+    continue
+  fi
+  case $binary in
+    kube-apiserver) build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$k8s" ;;
+    kubectl) build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "$k8s" ;;
+    etcd) build etcd go.etcd.io/etcd/server/v3 etcd "$etcd" ;;
+  esac
+done
+if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/helm ]]; then
+  ln -sfn "$KUBEBUILDER_ASSETS/helm" "$cache/bin/helm"
+else
+  build helm helm.sh/helm/v3/cmd/helm helm "$helm"
+fi
+
+module_dir() { # <module@version>
+  go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
+}
+
+crds="$cache/crds/kserve-$KSERVE_VERSION-gateway-api-$GATEWAY_API_VERSION"
+if [[ ! -f $crds/.complete ]]; then
+  log "reading CRDs from github.com/kserve/kserve@$KSERVE_VERSION and sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
+  rm -rf "$crds" && mkdir -p "$crds"
+  kserve=$(module_dir "github.com/kserve/kserve@$KSERVE_VERSION")
+  for kind in inferenceservices servingruntimes clusterservingruntimes; do
+    cp "$kserve/config/crd/full/serving.kserve.io_$kind.yaml" "$crds/"
+  done
+  gateway=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
+  for f in "$gateway"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    [[ $f == *_vap_* ]] || cp "$f" "$crds/"  # CRDs only, not the upgrade-guard policy
+  done
+  chmod u+w "$crds"/*.yaml
+  touch "$crds/.complete"
+fi
+
+echo "$cache/bin"
+echo "$crds"

@@ -1,0 +1,3 @@
+from modeldeploy.cli import app
+
+app()

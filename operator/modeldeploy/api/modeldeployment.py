@@ -1,0 +1,99 @@
+"""The ModelDeployment resource: spec, status and the names it is known by."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from modeldeploy.api.base import DNS_LABEL, ApiModel, nested
+from modeldeploy.api.model import ModelSpec
+from modeldeploy.api.optimization import OptimizationSpec
+from modeldeploy.api.rollout import RolloutSpec
+from modeldeploy.api.serving import ServingSpec
+from modeldeploy.api.status import ModelDeploymentStatus
+
+GROUP = "modeldeploy.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("mdep",)
+
+MAX_NAME_LENGTH = 45
+"""KServe derives Service and Deployment names such as ``<name>-predictor-<hash>`` from it; 45
+characters leaves room for those within the 63-character label limit."""
+
+NAME_RULE = (
+    f"size(self.metadata.name) <= {MAX_NAME_LENGTH} && self.metadata.name.matches('{DNS_LABEL}')"
+)
+NAME_MESSAGE = (
+    f"name must be a lowercase RFC 1035 label (a-z, 0-9, '-', starting with a letter)"
+    f" of at most {MAX_NAME_LENGTH} characters"
+)
+
+
+def name_is_valid(name: str) -> bool:
+    """The Python half of :data:`NAME_RULE`."""
+    return len(name) <= MAX_NAME_LENGTH and re.fullmatch(DNS_LABEL, name) is not None
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state: which model, how it is optimized, how it is served and rolled out."""
+
+    model: ModelSpec
+    """The trained model to serve."""
+
+    optimization: OptimizationSpec = nested(OptimizationSpec)
+    """Export, precision and parity options for the staging Job."""
+
+    serving: ServingSpec = nested(ServingSpec)
+    """The KServe InferenceService that serves the artifact."""
+
+    rollout: RolloutSpec = nested(RolloutSpec)
+    """How a changed model rolls out."""
+
+
+class ObjectMeta(ApiModel):
+    """The part of metadata a ModelDeployment file needs; the rest is the API server's."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    name: Annotated[str, Field(min_length=1)]
+    """Object name; also the InferenceService's name."""
+
+    namespace: str | None = None
+    """Namespace."""
+
+    labels: dict[str, str] | None = None
+    """Labels."""
+
+    annotations: dict[str, str] | None = None
+    """Annotations."""
+
+
+class ModelDeployment(ApiModel):
+    """A trained model served on KServe, staged and verified by ModelDeploy."""
+
+    api_version: Literal["modeldeploy.io/v1alpha1"] = Field(
+        "modeldeploy.io/v1alpha1", alias="apiVersion"
+    )
+    """modeldeploy.io/v1alpha1."""
+
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    """ModelDeployment."""
+
+    metadata: ObjectMeta
+    """Standard object metadata."""
+
+    spec: ModelDeploymentSpec
+    """Desired state."""
+
+    status: ModelDeploymentStatus | None = None
+    """Observed state, written by the operator."""
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The object as it is written to YAML or sent to the API server."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,162 @@
+"""``spec.rollout``: how a new artifact earns its traffic (canary steps, analysis, rollback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from modeldeploy.api.base import ApiModel, CelRule, Duration, duration_seconds, nested
+
+QUERY_NAME = r"^[a-z]([-a-z0-9_]*[a-z0-9])?$"
+HTTP_URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+
+
+class Strategy(StrEnum):
+    """How a new revision replaces the stable one."""
+
+    CANARY = "canary"
+    IMMEDIATE = "immediate"
+
+
+class Step(ApiModel):
+    """One canary step: send this share of traffic to the canary, then analyse for the pause."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    """Percent of traffic on the canary during this step (1..100)."""
+
+    pause: Duration = "1m"
+    """How long to hold and analyse this step before moving on, e.g. 5m; at most 24h."""
+
+    cel_rules = (
+        CelRule(
+            cel="duration(self.pause) <= duration('24h')",
+            message="pause must be at most 24h",
+            field_path=".pause",
+            holds=lambda s: duration_seconds(s.pause) <= 24 * 3600,
+        ),
+    )
+
+
+class PrometheusSource(ApiModel):
+    """Where the analysis reads metrics from."""
+
+    address: Annotated[str, Field(pattern=HTTP_URL, max_length=2048)]
+    """Prometheus base URL, e.g. http://prometheus.monitoring:9090."""
+
+
+class MetricQuery(ApiModel):
+    """A custom PromQL check. The query must return one number; {{canary}} and {{stable}} in it
+    are replaced with the revisions' InferenceService names, {{namespace}} with the namespace."""
+
+    name: Annotated[str, Field(pattern=QUERY_NAME, max_length=63)]
+    """Name shown in status and events."""
+
+    query: Annotated[str, Field(min_length=1, max_length=4096)]
+    """The PromQL expression."""
+
+    max: float | None = None
+    """Fail when the value is above this."""
+
+    min: float | None = None
+    """Fail when the value is below this."""
+
+    cel_rules = (
+        CelRule(
+            cel="has(self.max) || has(self.min)",
+            message="a query needs a max or a min threshold",
+            field_path=".max",
+            reason="FieldValueRequired",
+            holds=lambda q: q.max is not None or q.min is not None,
+        ),
+    )
+
+
+class Analysis(ApiModel):
+    """Checks that run at every step over the step's pause; all must pass."""
+
+    live_parity: bool = True
+    """Send the artifact's golden inputs to the canary and compare with the stored outputs."""
+
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """Largest share of canary requests that may fail (0..1)."""
+
+    max_p99_latency_ms: Annotated[float, Field(gt=0, le=600_000)] | None = None
+    """Largest canary p99 latency in milliseconds."""
+
+    max_latency_ratio: Annotated[float, Field(ge=1, le=100)] | None = None
+    """Largest canary p99 latency as a multiple of the stable revision's, e.g. 1.2."""
+
+    interval: Duration = "30s"
+    """How often metrics are evaluated during a pause."""
+
+    failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    """Failed evaluations tolerated in one step before the rollout fails."""
+
+    prometheus: PrometheusSource | None = None
+    """Prometheus to query; defaults to the operator's configured address."""
+
+    queries: Annotated[
+        list[MetricQuery] | None,
+        Field(
+            max_length=20,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = None
+    """Extra PromQL checks."""
+
+
+def _weights_not_increasing(r: RolloutSpec) -> Iterator[tuple[str, str]]:
+    for i in range(1, len(r.steps)):
+        previous = r.steps[i - 1].weight
+        if r.steps[i].weight <= previous:
+            yield f"steps[{i}].weight", f"must be greater than {previous}"
+
+
+def _default_steps() -> list[Step]:
+    return [Step(weight=10, pause="2m"), Step(weight=50, pause="2m")]
+
+
+class RolloutSpec(ApiModel):
+    """How changes to the model roll out."""
+
+    strategy: Strategy = Strategy.CANARY
+    """canary walks the steps with analysis; immediate swaps as soon as the new revision is ready."""
+
+    steps: Annotated[
+        list[Step],
+        Field(
+            min_length=1,
+            max_length=20,
+            json_schema_extra={
+                "default": [{"weight": 10, "pause": "2m"}, {"weight": 50, "pause": "2m"}],
+                "x-kubernetes-list-type": "atomic",
+            },
+        ),
+    ] = Field(default_factory=_default_steps)
+    """Canary steps; weights strictly increasing within 1..100. Promotion follows the last step."""
+
+    analysis: Analysis = nested(Analysis)
+    """Analysis run at every step."""
+
+    auto_rollback: bool = True
+    """On a failed analysis, send all traffic back to stable at once."""
+
+    progress_deadline: Duration = "30m"
+    """Longest the new revision may take to become ready before the rollout fails."""
+
+    cel_rules = (
+        CelRule(
+            cel="self.steps.map(s, s.weight).isSorted()"
+            " && self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight))",
+            message="step weights must be strictly increasing",
+            field_path=".steps",
+            holds=lambda r: not any(_weights_not_increasing(r)),
+            locate=_weights_not_increasing,
+        ),
+    )

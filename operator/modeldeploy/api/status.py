@@ -1,0 +1,171 @@
+"""``status``: what the operator observed and did. Written only by the operator, through the
+status subresource; the printer columns of ``kubectl get mdep`` read from here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from modeldeploy.api.base import ApiModel
+
+REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class ConditionType(StrEnum):
+    """The conditions a ModelDeployment reports."""
+
+    ARTIFACT_READY = "ArtifactReady"
+    DEPLOYED = "Deployed"
+    ROLLOUT_PROGRESSING = "RolloutProgressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+
+
+class ConditionStatus(StrEnum):
+    """Condition status, as in the Kubernetes API conventions."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """A condition in the shape of metav1.Condition."""
+
+    type: Annotated[str, Field(max_length=316, pattern=r"^[A-Za-z][A-Za-z0-9]*$")]
+    """ArtifactReady, Deployed, RolloutProgressing, Ready or Degraded."""
+
+    status: ConditionStatus
+    """True, False or Unknown."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=REASON)]
+    """CamelCase machine-readable reason for the last transition, e.g. ParityCheckFailed."""
+
+    message: Annotated[str, Field(max_length=32768)] = ""
+    """Human-readable details, with the measured numbers where there are any."""
+
+    last_transition_time: datetime
+    """When the status last changed."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation this condition was computed from."""
+
+
+class ParityReport(ApiModel):
+    """How close the staged graph came to the source model."""
+
+    max_abs_diff: float
+    """Largest absolute difference of any output element."""
+
+    max_rel_diff: float
+    """Largest relative difference of any output element."""
+
+    top1_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Share of samples whose arg-max agreed (classification outputs)."""
+
+    samples: Annotated[int, Field(ge=0)]
+    """Samples compared."""
+
+    passed: bool
+    """Whether the report is within the spec's tolerances."""
+
+
+class ArtifactStatus(ApiModel):
+    """The staged, verified artifact that serves (or will serve)."""
+
+    uri: Annotated[str, Field(max_length=2048)]
+    """storageUri of the model repository, as given to KServe."""
+
+    digest: Annotated[str, Field(pattern=r"^sha256:[a-f0-9]{64}$")]
+    """sha256 of the source model file."""
+
+    precision: Annotated[str, Field(max_length=16)]
+    """Precision of the served graph."""
+
+    size_bytes: Annotated[int, Field(ge=0)]
+    """Size of model.onnx in bytes."""
+
+    cache_hit: bool = False
+    """True when an identical artifact already existed and nothing was converted."""
+
+    parity: ParityReport | None = None
+    """Parity report of the staging run."""
+
+
+class Revisions(ApiModel):
+    """The artifact revisions taking part in serving."""
+
+    stable: Annotated[str, Field(max_length=253)] | None = None
+    """Revision (artifact digest prefix) that serves by default."""
+
+    canary: Annotated[str, Field(max_length=253)] | None = None
+    """Revision being rolled out, if any."""
+
+    failed: Annotated[str, Field(max_length=253)] | None = None
+    """Revision whose rollout failed; it gets no traffic until the spec changes."""
+
+
+class Traffic(ApiModel):
+    """Where requests go now."""
+
+    stable: Annotated[int, Field(ge=0, le=100)] = 100
+    """Percent of traffic on the stable revision."""
+
+    canary: Annotated[int, Field(ge=0, le=100)] = 0
+    """Percent of traffic on the canary revision."""
+
+    split: Annotated[str, Field(max_length=16)] = "100/0"
+    """stable/canary, for the Traffic printer column."""
+
+
+class RolloutStatus(ApiModel):
+    """Progress of the current rollout, durable across operator restarts."""
+
+    step: Annotated[int, Field(ge=0)] = 0
+    """Index of the current step in spec.rollout.steps."""
+
+    step_started_at: datetime | None = None
+    """When the current step's weight was applied."""
+
+    phase: Annotated[str, Field(max_length=32)] = ""
+    """Progressing, Paused, Promoted, RolledBack or Aborted."""
+
+    last_analysis: Annotated[str, Field(max_length=4096)] = ""
+    """The last analysis numbers, e.g. error rate and p99 latency."""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state of a ModelDeployment."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation the operator last acted on."""
+
+    conditions: Annotated[
+        list[Condition] | None,
+        Field(
+            max_length=16,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = None
+    """Current conditions."""
+
+    artifact: ArtifactStatus | None = None
+    """The staged artifact."""
+
+    revisions: Revisions | None = None
+    """Stable and canary revisions."""
+
+    traffic: Traffic | None = None
+    """Current traffic split."""
+
+    rollout: RolloutStatus | None = None
+    """Rollout progress."""
+
+    url: Annotated[str, Field(max_length=2048)] | None = None
+    """The inference endpoint, from the InferenceService."""

@@ -1,0 +1,23 @@
+"""Small helpers for reading what the API server answered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+
+def status_of(err: ApiException) -> dict[str, Any]:
+    """The metav1.Status the API server sent with a refusal."""
+    body: dict[str, Any] = json.loads(err.body)
+    return body
+
+
+def message_of(err: ApiException) -> str:
+    """The refusal's message, with every cause's field and message appended."""
+    status = status_of(err)
+    causes = status.get("details", {}).get("causes", [])
+    return "\n".join(
+        [status["message"], *(f"{c.get('field')}: {c.get('message')}" for c in causes)]
+    )

@@ -1,0 +1,142 @@
+"""``modeldeploy validate`` and the Python halves of the API rules, without a cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modeldeploy.api import ModelDeployment, duration_seconds
+from modeldeploy.api.validation import InvalidSpecError, parse, validate_document
+from tests.invalid_specs import CASES, InvalidCase, valid_doc
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modeldeploy", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_there_are_examples_of_each_kind() -> None:
+    names = {p.stem for p in EXAMPLES}
+    assert {"resnet50-gpu-canary", "minilm-cpu-int8", "fraud-standard-onnx"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_validates(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert validate_document(doc) == []
+    deployment = parse(doc)
+    assert deployment.metadata.name == doc["metadata"]["name"]
+
+
+def test_the_minimal_spec_gets_every_default() -> None:
+    spec = parse(valid_doc()).spec
+    assert spec.optimization.precision == "fp32"
+    assert spec.optimization.opset == 17
+    assert spec.optimization.parity.atol == pytest.approx(1e-3)
+    assert spec.serving.runtime == "modeldeploy-onnx"
+    assert spec.serving.deployment_mode == "Standard"
+    assert spec.serving.resources.gpu == 0
+    assert spec.serving.scaling.metric == "cpu"
+    assert [s.weight for s in spec.rollout.steps] == [10, 50]
+    assert spec.rollout.auto_rollback is True
+    assert spec.model.postprocessing.type == "none"
+
+
+def test_manifest_round_trips_with_camel_case_names() -> None:
+    deployment = parse(yaml.safe_load(EXAMPLES[0].read_text()))
+    manifest = deployment.to_manifest()
+    assert "deploymentMode" in manifest["spec"]["serving"]
+    assert "deployment_mode" not in manifest["spec"]["serving"]
+    assert ModelDeployment.model_validate(manifest) == deployment
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_invalid_spec_is_rejected_at_its_field(case: InvalidCase) -> None:
+    problems = validate_document(case.doc())
+    assert problems, f"{case.id} was accepted"
+    matching = [p for p in problems if p.path == case.path]
+    assert matching, f"no problem at {case.path}; got {[str(p) for p in problems]}"
+    assert any(case.message in p.message for p in matching), [str(p) for p in matching]
+
+
+def test_at_least_fifteen_distinct_invalid_specs() -> None:
+    assert len({c.id for c in CASES}) == len(CASES) >= 15
+    assert len({(c.path, c.message) for c in CASES}) >= 15
+
+
+def test_parse_raises_with_every_problem() -> None:
+    doc = valid_doc()
+    doc["spec"]["rollout"] = {"steps": [{"weight": 30}, {"weight": 20}, {"weight": 10}]}
+    with pytest.raises(InvalidSpecError) as err:
+        parse(doc)
+    assert [str(p) for p in err.value.problems] == [
+        "spec.rollout.steps[1].weight: must be greater than 30",
+        "spec.rollout.steps[2].weight: must be greater than 20",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("doc", "path"),
+    [
+        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "apiVersion"),
+        ({"apiVersion": "modeldeploy.io/v1alpha1", "kind": "Model"}, "kind"),
+        (["not", "a", "mapping"], "<document>"),
+    ],
+)
+def test_documents_that_are_not_model_deployments(doc: object, path: str) -> None:
+    problems = validate_document(doc)
+    assert [p.path for p in problems] == [path]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2ms", 0.002), ("1m30s", 90.0), ("1.5h", 5400.0), ("250us", 0.00025)],
+)
+def test_duration_seconds(text: str, seconds: float) -> None:
+    assert duration_seconds(text) == pytest.approx(seconds)
+
+
+def test_cli_accepts_the_examples() -> None:
+    result = run_cli("validate", *map(str, EXAMPLES))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("is valid") == len(EXAMPLES)
+
+
+def test_cli_prints_field_paths_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    docs = [c.doc() for c in CASES if c.id in {"weights-not-increasing", "gpu-type-needs-gpu"}]
+    bad.write_text(yaml.safe_dump_all(docs))
+    result = run_cli("validate", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}[0]: spec.rollout.steps[2].weight: must be greater than 50" in result.stderr
+    assert f"{bad}[1]: spec.serving.resources.gpuType: gpuType needs gpu > 0" in result.stderr
+
+
+def test_cli_reads_stdin_and_reports_unreadable_files(tmp_path: Path) -> None:
+    ok = run_cli("validate", "-", stdin=yaml.safe_dump(valid_doc()))
+    assert ok.returncode == 0
+    assert "<stdin>: ModelDeployment classifier is valid" in ok.stdout
+    missing = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [unclosed\n")
+    assert run_cli("validate", str(broken)).returncode == 2
+
+
+def test_cli_version() -> None:
+    result = run_cli("version")
+    assert result.returncode == 0
+    assert result.stdout.strip()[0].isdigit()
