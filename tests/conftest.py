@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modeldeploy.testing import Assets, ControlPlane, ControlPlaneError
+from modeldeploy.testing import Assets, Cluster, ControlPlane, ControlPlaneError, ExistingCluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,8 +19,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A real control plane with our CRDs and the KServe and Gateway API ones installed."""
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real control plane with our CRDs and the KServe and Gateway API ones installed.
+
+    With MODELDEPLOY_TEST_KUBECONFIG set, the cluster it names is used instead (it must have
+    KServe and the Gateway API installed; our CRD is applied to it).
+    """
+    existing = os.environ.get("MODELDEPLOY_TEST_KUBECONFIG")
+    if existing:
+        cluster = ExistingCluster(Assets.provide(), Path(existing))
+        cluster.install_crds()
+        yield cluster
+        return
     try:
         plane = ControlPlane(tmp_path_factory.mktemp("envtest"), Assets.provide())
         plane.start()

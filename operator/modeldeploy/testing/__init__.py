@@ -1,5 +1,11 @@
 """Test support: a real kube-apiserver + etcd control plane (see :mod:`.controlplane`)."""
 
-from modeldeploy.testing.controlplane import Assets, ControlPlane, ControlPlaneError
+from modeldeploy.testing.controlplane import (
+    Assets,
+    Cluster,
+    ControlPlane,
+    ControlPlaneError,
+    ExistingCluster,
+)
 
-__all__ = ["Assets", "ControlPlane", "ControlPlaneError"]
+__all__ = ["Assets", "Cluster", "ControlPlane", "ControlPlaneError", "ExistingCluster"]

@@ -185,8 +185,77 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+class Cluster:
+    """A cluster the tests can reach: a kubeconfig, and the pinned kubectl to use with it."""
+
+    assets: Assets
+
+    @property
+    def kubeconfig(self) -> Path:
+        raise NotImplementedError
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl against this control plane."""
+        return subprocess.run(
+            [self.assets.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def crd_files(self) -> list[Path]:
+        """Third-party CRDs (KServe, Gateway API), then ours."""
+        return sorted(self.assets.crd_dir.glob("*.yaml")) + sorted(OUR_CRDS.glob("*.yaml"))
+
+    def install_crds(self, timeout: float = 60.0) -> None:
+        """Server-side apply every CRD (the InferenceService one is too big for client-side
+        apply's last-applied annotation) and wait until all are Established."""
+        args = [
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=modeldeploy-envtest",
+        ]
+        for path in self.crd_files():
+            args += ["-f", str(path)]
+        result = self.kubectl(*args, check=False)
+        if result.returncode != 0:
+            raise ControlPlaneError(f"installing CRDs failed:\n{result.stderr}")
+        result = self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            f"--timeout={timeout:.0f}s",
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ControlPlaneError(f"CRDs not established:\n{result.stderr}")
+
+
 @dataclass
-class ControlPlane:
+class ExistingCluster(Cluster):
+    """A real cluster named by a kubeconfig (``MODELDEPLOY_TEST_KUBECONFIG``), used as it is.
+
+    Only our CRD is installed there; KServe and the Gateway API must already be installed.
+    """
+
+    assets: Assets
+    config_path: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.config_path
+
+    def crd_files(self) -> list[Path]:
+        return sorted(OUR_CRDS.glob("*.yaml"))
+
+
+@dataclass
+class ControlPlane(Cluster):
     """etcd and kube-apiserver in ``workdir``, with our CRDs and the third-party ones installed.
 
     ``detached=True`` leaves the processes running after this Python process exits (for
@@ -349,46 +418,6 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
         self.kubeconfig.chmod(0o600)
-
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the pinned kubectl against this control plane."""
-        return subprocess.run(
-            [self.assets.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=check,
-        )
-
-    def crd_files(self) -> list[Path]:
-        return sorted(self.assets.crd_dir.glob("*.yaml")) + sorted(OUR_CRDS.glob("*.yaml"))
-
-    def install_crds(self, timeout: float = 60.0) -> None:
-        """Server-side apply every CRD (the InferenceService one is too big for client-side
-        apply's last-applied annotation) and wait until all are Established."""
-        args = [
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=modeldeploy-envtest",
-        ]
-        for path in self.crd_files():
-            args += ["-f", str(path)]
-        result = self.kubectl(*args, check=False)
-        if result.returncode != 0:
-            raise ControlPlaneError(f"installing CRDs failed:\n{result.stderr}")
-        result = self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            f"--timeout={timeout:.0f}s",
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ControlPlaneError(f"CRDs not established:\n{result.stderr}")
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the API server, then etcd; kill whatever does not stop in ``grace`` seconds."""
