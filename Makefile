@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install modeldeploy with every extra and the test tools
 
-envtest: ## Provide kube-apiserver, etcd, kubectl, helm and the KServe/Gateway API CRDs (built once, cached)
+envtest: ## Provide kube-apiserver, etcd, kubectl, helm, versitygw (S3) and the KServe/Gateway API CRDs (built once, cached)
 	@bash hack/envtest/setup.sh >/dev/null
 
 test: install envtest ## Run every test (unit tests and tests against a real kube-apiserver + etcd)
@@ -55,8 +55,9 @@ envtest-down: install ## Stop the control plane that envtest-up started
 demo: install envtest ## Validate the examples, apply them to a fresh control plane, show kubectl get mdep
 	$(BIN)/python -m modeldeploy.demo
 
-bench: install envtest ## Benchmarks: control plane start-up, spec validation throughput
+bench: install envtest ## Benchmarks: control plane start-up, validation; ORT FP32/INT8 vs torch eager
 	$(BIN)/python -m tests.bench.bench_foundation
+	$(BIN)/python -m tests.bench.bench_staging
 
 clean: ## Remove the virtual environment, caches and the built control plane
 	-$(BIN)/python -m modeldeploy.testing down 2>/dev/null

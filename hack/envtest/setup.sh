@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provide the test control plane: kube-apiserver, etcd, kubectl and helm binaries, plus the KServe
-# and Gateway API CRDs, all at pinned versions. Prints two lines: the folder holding the binaries
+# and Gateway API CRDs, all at pinned versions; and versitygw, the S3-compatible server the
+# staging tests store artifacts in. Prints two lines: the folder holding the binaries
 # and the folder holding the CRDs.
 #
 # Binaries come from $KUBEBUILDER_ASSETS when it holds them (the envtest convention); anything
@@ -38,6 +39,7 @@ mkdir -p "$cache/bin"
 k8s=$(module_version kubernetes k8s.io/kubernetes)
 etcd=$(module_version etcd go.etcd.io/etcd/server/v3)
 helm=$(module_version helm helm.sh/helm/v3)
+versitygw=$(module_version versitygw github.com/versity/versitygw)
 
 for binary in kube-apiserver kubectl etcd; do
   if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/$binary ]]; then
@@ -55,6 +57,8 @@ if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/helm ]]; then
 else
   build helm helm.sh/helm/v3/cmd/helm helm "$helm"
 fi
+
+build versitygw github.com/versity/versitygw/cmd/versitygw versitygw "$versitygw"
 
 module_dir() { # <module@version>
   go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +64,63 @@ def validate(
                 typer.echo(f"{where}: ModelDeployment {label} is valid")
     if invalid:
         raise typer.Exit(code=2)
+
+
+@app.command()
+def stage(
+    deployment: Annotated[
+        Path, typer.Argument(help="A ModelDeployment YAML/JSON file; '-' reads stdin.")
+    ],
+    dest: Annotated[
+        str,
+        typer.Option(
+            "--dest",
+            envvar="MODELDEPLOY_ARTIFACT_STORE",
+            help="Artifact store: s3://bucket/prefix, pvc://claim/prefix, file:///path or a path.",
+        ),
+    ],
+    code_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELDEPLOY_CODE_DIR",
+            help="Folder put on sys.path for state_dict entrypoints and pickled module classes.",
+        ),
+    ] = None,
+    termination_log: Annotated[
+        Path,
+        typer.Option(
+            envvar="MODELDEPLOY_TERMINATION_LOG", help="Also write the summary here, if it exists."
+        ),
+    ] = Path("/dev/termination-log"),
+) -> None:
+    """Fetch, convert, optimize, verify and store the model of a ModelDeployment.
+
+    Prints one JSON summary on stdout. Exits 0 on success (a cache hit included), 2 for an
+    invalid spec, and 10-18 for a staging failure (see docs/staging.md).
+    """
+    from modeldeploy.api.validation import InvalidSpecError, parse
+    from modeldeploy.staging.errors import StagingError
+    from modeldeploy.staging.stage import stage as run_stage
+    from modeldeploy.staging.stage import summary_for_error, write_termination_log
+
+    try:
+        text = sys.stdin.read() if str(deployment) == "-" else deployment.read_text()
+        parsed = parse(yaml.safe_load(text))
+    except (OSError, yaml.YAMLError, InvalidSpecError) as err:
+        summary = {"status": "Failed", "reason": "InvalidSpec", "message": str(err), "exitCode": 2}
+        typer.echo(json.dumps(summary))
+        write_termination_log(summary, termination_log)
+        raise typer.Exit(code=2) from err
+    try:
+        result = run_stage(parsed, dest, code_dir=code_dir)
+    except StagingError as err:
+        summary = summary_for_error(err)
+        typer.echo(json.dumps(summary))
+        write_termination_log(summary, termination_log)
+        raise typer.Exit(code=err.exit_code) from err
+    summary = result.to_json()
+    typer.echo(json.dumps(summary))
+    write_termination_log(summary, termination_log)
 
 
 @app.command()

@@ -1,0 +1,77 @@
+"""Why staging failed, in words a user can act on, with a reason and an exit code per cause.
+
+The reason becomes the ``ArtifactReady=False`` condition's reason; the exit code tells the
+operator (and a shell) which kind of failure it was without parsing text.
+"""
+
+from __future__ import annotations
+
+
+class StagingError(Exception):
+    """Base of every staging failure. ``str(err)`` is the message shown to the user."""
+
+    reason = "StagingFailed"
+    exit_code = 1
+
+
+class SourceUnavailableError(StagingError):
+    """The model URI could not be fetched (unreachable, missing, no permission)."""
+
+    reason = "SourceUnavailable"
+    exit_code = 10
+
+
+class UnsafeArchiveError(StagingError):
+    """An archive entry would land outside the folder it is unpacked into."""
+
+    reason = "UnsafeArchive"
+    exit_code = 11
+
+
+class FormatMismatchError(StagingError):
+    """The file is not what ``spec.model.format`` says it is."""
+
+    reason = "FormatMismatch"
+    exit_code = 12
+
+
+class CorruptModelError(StagingError):
+    """The file claims the right format but cannot be read."""
+
+    reason = "CorruptModel"
+    exit_code = 13
+
+
+class EntrypointError(StagingError):
+    """The state_dict entrypoint cannot be imported, called, or does not fit the weights."""
+
+    reason = "EntrypointFailed"
+    exit_code = 14
+
+
+class ExportError(StagingError):
+    """PyTorch → ONNX export failed, typically on an operator ONNX cannot express."""
+
+    reason = "ExportFailed"
+    exit_code = 15
+
+
+class OptimizationError(StagingError):
+    """FP16 conversion or INT8 quantization failed."""
+
+    reason = "OptimizationFailed"
+    exit_code = 16
+
+
+class ParityError(StagingError):
+    """The optimized graph drifted from the source model beyond the spec's tolerances."""
+
+    reason = "ParityCheckFailed"
+    exit_code = 17
+
+
+class DestinationError(StagingError):
+    """The artifact store could not be written."""
+
+    reason = "DestinationUnavailable"
+    exit_code = 18

@@ -1,0 +1,66 @@
+"""PyTorch (eager or TorchScript) → ONNX, with a dynamic batch axis, checked by onnx.checker."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeldeploy.api.model import (
+    TensorSpec,
+)
+from modeldeploy.staging.errors import ExportError
+from modeldeploy.staging.samples import Batch
+
+
+def output_names(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[str]:
+    with torch.inference_mode():
+        out = module(*example)
+    if isinstance(out, torch.Tensor):
+        return ["output"]
+    if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
+        return [f"output_{i}" for i in range(len(out))]
+    raise ExportError(
+        f"the model returns a {type(out).__name__}; only tensors or tuples of tensors can be served"
+    )
+
+
+def export_onnx(
+    module: torch.nn.Module, inputs: list[TensorSpec], example: Batch, opset: int, path: Path
+) -> list[str]:
+    """Write ``module`` as ONNX at ``path``; returns the output names. Checks the graph."""
+    import onnx
+
+    tensors = tuple(torch.from_numpy(np.ascontiguousarray(example[s.name])) for s in inputs)
+    outputs = output_names(module, tensors)
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    for spec in inputs:
+        axes = {0: "batch"}
+        axes.update({i + 1: f"{spec.name}_dim{i + 1}" for i, d in enumerate(spec.shape) if d == -1})
+        dynamic_axes[spec.name] = axes
+    for name in outputs:
+        dynamic_axes[name] = {0: "batch"}
+    try:
+        # no_grad, not inference_mode: the tracer must be able to record the tensors it sees.
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                tensors,
+                str(path),
+                input_names=[s.name for s in inputs],
+                output_names=outputs,
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as err:
+        raise ExportError(f"ONNX export (opset {opset}) failed: {err}".strip()) from err
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as err:
+        raise ExportError(f"exported graph fails onnx.checker: {err}") from err
+    return outputs

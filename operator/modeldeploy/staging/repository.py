@@ -1,0 +1,221 @@
+"""The artifact: a model repository that both our runtime and KServe's Triton runtime load, stored
+under a content address, published atomically.
+
+Layout under the store, for ModelDeployment ``resnet50``::
+
+    <store>/<resnet50-ab12…>/resnet50/config.pbtxt       Triton model configuration
+    <store>/<resnet50-ab12…>/resnet50/1/model.onnx       the verified graph
+    <store>/<resnet50-ab12…>/resnet50/golden.npz         golden inputs/outputs for self-tests
+    <store>/<resnet50-ab12…>/resnet50/modeldeploy.json   the manifest, written last
+
+The folder name is a digest of the source bytes and every option that changes the graph, so the
+same request finds the same folder, and a folder whose manifest exists is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from modeldeploy.staging.errors import DestinationError
+from modeldeploy.staging.source import PVC_ROOT_ENV
+
+MANIFEST = "modeldeploy.json"
+
+_TRITON_TYPES = {
+    "tensor(float)": "TYPE_FP32",
+    "tensor(float16)": "TYPE_FP16",
+    "tensor(double)": "TYPE_FP64",
+    "tensor(int64)": "TYPE_INT64",
+    "tensor(int32)": "TYPE_INT32",
+    "tensor(int8)": "TYPE_INT8",
+    "tensor(uint8)": "TYPE_UINT8",
+    "tensor(bool)": "TYPE_BOOL",
+}
+
+
+@dataclass(frozen=True)
+class TensorSignature:
+    """A graph input or output as the v2 protocol and config.pbtxt describe it."""
+
+    name: str
+    onnx_type: str
+    shape: tuple[int, ...]  # with the batch dimension first, -1 where dynamic
+
+    @property
+    def datatype(self) -> str:
+        return _TRITON_TYPES[self.onnx_type].removeprefix("TYPE_")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def signature(session: Any) -> tuple[list[TensorSignature], list[TensorSignature]]:
+    """Inputs and outputs of an onnxruntime session."""
+
+    def one(arg: Any) -> TensorSignature:
+        shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+        return TensorSignature(arg.name, arg.type, shape)
+
+    return [one(a) for a in session.get_inputs()], [one(a) for a in session.get_outputs()]
+
+
+def triton_config(
+    name: str,
+    inputs: list[TensorSignature],
+    outputs: list[TensorSignature],
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    gpu: bool,
+) -> str:
+    """config.pbtxt for Triton's onnxruntime backend; dims exclude the batch dimension."""
+
+    def tensors(items: list[TensorSignature]) -> str:
+        return ",\n".join(
+            f'  {{\n    name: "{t.name}"\n    data_type: {_TRITON_TYPES[t.onnx_type]}\n'
+            f"    dims: [ {', '.join(str(d) for d in t.shape[1:])} ]\n  }}"
+            for t in items
+        )
+
+    kind = "KIND_GPU" if gpu else "KIND_CPU"
+    batching = (
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n"
+        if max_batch_size > 1
+        else ""
+    )
+    return (
+        f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {max_batch_size}\n'
+        f"input [\n{tensors(inputs)}\n]\noutput [\n{tensors(outputs)}\n]\n{batching}"
+        f"instance_group [\n  {{\n    count: 1\n    kind: {kind}\n  }}\n]\n"
+    )
+
+
+def content_key(name: str, digest: str, options: dict[str, Any]) -> str:
+    """``<name>-<20 hex>`` from the source digest and the options that shape the artifact."""
+    canonical = json.dumps({"name": name, "digest": digest, "options": options}, sort_keys=True)
+    return f"{name}-{hashlib.sha256(canonical.encode()).hexdigest()[:20]}"
+
+
+class ArtifactStore(Protocol):
+    """Where artifacts live: a folder (a mounted PVC) or S3-compatible object storage."""
+
+    def uri(self, key: str) -> str:
+        """The storageUri KServe gets for the artifact."""
+
+    def manifest(self, key: str, name: str) -> dict[str, Any] | None:
+        """The manifest of a complete artifact at ``key``, or None."""
+
+    def publish(self, key: str, staged: Path) -> None:
+        """Make ``staged`` (a folder) the artifact at ``key``, all or nothing."""
+
+
+@dataclass(frozen=True)
+class FolderStore:
+    """A filesystem folder: the artifact appears by one atomic rename of a finished folder."""
+
+    root: Path
+    base_uri: str
+
+    def uri(self, key: str) -> str:
+        return f"{self.base_uri.rstrip('/')}/{key}"
+
+    def manifest(self, key: str, name: str) -> dict[str, Any] | None:
+        path = self.root / key / name / MANIFEST
+        try:
+            manifest: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest
+
+    def publish(self, key: str, staged: Path) -> None:
+        target = self.root / key
+        temporary = self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(staged, temporary)
+            os.rename(temporary, target)
+        except OSError as err:
+            shutil.rmtree(temporary, ignore_errors=True)
+            if target.exists():  # only a rename creates it: a concurrent run published first
+                return
+            raise DestinationError(f"cannot write artifact to {self.root}: {err}") from err
+
+
+@dataclass(frozen=True)
+class S3Store:
+    """An S3 bucket and prefix. Every file is uploaded before the manifest, so an interrupted
+    upload leaves no manifest and is never taken for a complete artifact.
+
+    The endpoint and credentials come from the environment as for KServe and boto3:
+    ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``.
+    """
+
+    bucket: str
+    prefix: str
+
+    def _client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def manifest(self, key: str, name: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._client().get_object(
+                Bucket=self.bucket, Key=self._key(key, name, MANIFEST)
+            )["Body"]
+            manifest: dict[str, Any] = json.loads(body.read())
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise DestinationError(f"cannot read {self.uri(key)}: {err}") from err
+        except Exception as err:
+            raise DestinationError(f"cannot reach s3://{self.bucket}: {err}") from err
+        return manifest
+
+    def publish(self, key: str, staged: Path) -> None:
+        files = sorted(p for p in staged.rglob("*") if p.is_file())
+        files.sort(key=lambda p: p.name == MANIFEST)  # the manifest goes last
+        client = self._client()
+        try:
+            for path in files:
+                client.upload_file(
+                    str(path), self.bucket, self._key(key, str(path.relative_to(staged)))
+                )
+        except Exception as err:
+            raise DestinationError(f"cannot upload artifact to {self.uri(key)}: {err}") from err
+
+
+def open_store(destination: str) -> ArtifactStore:
+    """``s3://bucket/prefix``, ``pvc://claim/prefix`` (mounted under $MODELDEPLOY_PVC_ROOT),
+    ``file:///path`` or a plain path."""
+    parsed = urlparse(destination)
+    if parsed.scheme == "s3":
+        return S3Store(parsed.netloc, parsed.path)
+    if parsed.scheme == "pvc":
+        root = (
+            Path(os.environ.get(PVC_ROOT_ENV, "/mnt/pvc")) / parsed.netloc / parsed.path.lstrip("/")
+        )
+        return FolderStore(root, destination)
+    if parsed.scheme == "file":
+        return FolderStore(Path(parsed.path), destination)
+    if parsed.scheme:
+        raise DestinationError(
+            f"unsupported artifact store {destination!r}: use s3://, pvc://, file:// or a path"
+        )
+    root = Path(destination).resolve()
+    return FolderStore(root, f"file://{root}")
