@@ -124,6 +124,63 @@ def stage(
 
 
 @app.command()
+def serve(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A model repository from `modeldeploy stage` (KServe mounts it at /mnt/models)."
+        ),
+    ] = Path("/mnt/models"),
+    http_port: Annotated[
+        int, typer.Option(envvar="MODELDEPLOY_HTTP_PORT", help="REST port.")
+    ] = 8080,
+    grpc_port: Annotated[
+        int, typer.Option(envvar="MODELDEPLOY_GRPC_PORT", help="gRPC port.")
+    ] = 8081,
+    model_name: Annotated[
+        str | None, typer.Option(help="Which model directory to serve when there are several.")
+    ] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            envvar="MODELDEPLOY_MAX_BATCH_SIZE",
+            help="Overrides the manifest; 1 turns batching off.",
+        ),
+    ] = None,
+    max_queue_delay_ms: Annotated[
+        float | None,
+        typer.Option(envvar="MODELDEPLOY_MAX_QUEUE_DELAY_MS", help="Overrides the manifest."),
+    ] = None,
+    max_request_kb: Annotated[
+        int, typer.Option(help="Largest accepted input tensor, in KiB.")
+    ] = 65536,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="ONNX Runtime intra-op threads; default: the container's CPU limit."),
+    ] = None,
+) -> None:
+    """Serve a staged model over the Open Inference Protocol v2 (REST and gRPC)."""
+    from modeldeploy.runtime.artifact import ArtifactError
+    from modeldeploy.runtime.requests import Limits
+    from modeldeploy.runtime.server import serve as run_server
+
+    try:
+        run_server(
+            path,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            max_batch_size=max_batch_size,
+            max_queue_delay=None if max_queue_delay_ms is None else max_queue_delay_ms / 1000,
+            limits=Limits(max_bytes=max_request_kb << 10),
+            threads=threads,
+            name=model_name,
+        )
+    except ArtifactError as err:
+        typer.echo(f"cannot serve: {err}", err=True)
+        raise typer.Exit(code=2) from err
+
+
+@app.command()
 def crd(
     reference: Annotated[
         bool, typer.Option("--reference", help="Print the Markdown field reference instead.")

@@ -1,0 +1,129 @@
+"""Dynamic batching inside the server.
+
+KServe's batcher sidecar only speaks the v1 protocol, so v2 requests are batched here:
+concurrent requests wait up to ``max_queue_delay`` for company, are concatenated along the batch
+axis up to ``max_batch_size`` rows, run as one ONNX Runtime call in a worker thread (never on the
+event loop), and the result rows are split back in the order they went in. Each request gets the
+slice that came from its own rows; nothing else can reach it. Requests whose per-sample shapes or
+dtypes differ are never mixed; they go in a later batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Tensors = dict[str, np.ndarray]
+RunBatch = Callable[[Tensors], list[np.ndarray]]
+
+
+@dataclass
+class _Job:
+    inputs: Tensors
+    rows: int
+    key: tuple[Any, ...]
+    future: asyncio.Future[list[np.ndarray]]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+def _key(inputs: Tensors) -> tuple[Any, ...]:
+    return tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(inputs.items()))
+
+
+class DynamicBatcher:
+    """Merge concurrent ``infer`` calls into batches for ``run``."""
+
+    def __init__(
+        self,
+        run: RunBatch,
+        max_batch_size: int,
+        max_queue_delay: float,
+        executor: Executor | None = None,
+        observe: Callable[[int, list[float]], None] | None = None,
+    ) -> None:
+        self._run = run
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_queue_delay = max(0.0, max_queue_delay)
+        self._executor = executor
+        self._observe = observe
+        self._queue: deque[_Job] = deque()
+        self._arrived: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def infer(self, inputs: Tensors) -> list[np.ndarray]:
+        """The model's outputs for exactly these rows."""
+        loop = asyncio.get_running_loop()
+        rows = len(next(iter(inputs.values())))
+        if self.max_batch_size <= 1:
+            if self._observe:
+                self._observe(rows, [0.0])
+            return await loop.run_in_executor(self._executor, self._run, inputs)
+        if self._arrived is None:
+            self._arrived = asyncio.Event()
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._loop())
+        job = _Job(inputs, rows, _key(inputs), loop.create_future())
+        self._queue.append(job)
+        self._arrived.set()
+        return await job.future
+
+    def _take(self) -> list[_Job]:
+        """The oldest job and every later compatible job that still fits, in arrival order."""
+        first = self._queue[0]
+        taken, rows = [], 0
+        for job in list(self._queue):
+            if job.key == first.key and rows + job.rows <= self.max_batch_size:
+                taken.append(job)
+                rows += job.rows
+        for job in taken:
+            self._queue.remove(job)
+        return taken
+
+    def _ready_rows(self, key: tuple[Any, ...]) -> int:
+        return sum(j.rows for j in self._queue if j.key == key)
+
+    async def _loop(self) -> None:
+        assert self._arrived is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            first = self._queue[0]
+            deadline = first.enqueued + self.max_queue_delay
+            while self._ready_rows(first.key) < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            jobs = self._take()
+            started = time.monotonic()
+            batch = {
+                name: np.concatenate([j.inputs[name] for j in jobs]) for name in jobs[0].inputs
+            }
+            if self._observe:
+                self._observe(sum(j.rows for j in jobs), [started - j.enqueued for j in jobs])
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run, batch)
+            except Exception as err:
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(err)
+                continue
+            offset = 0
+            for job in jobs:
+                if not job.future.done():  # the caller may have gone away
+                    job.future.set_result([o[offset : offset + job.rows] for o in outputs])
+                offset += job.rows

@@ -1,0 +1,218 @@
+"""``OnnxModel``: a ``kserve.Model`` serving one staged artifact with ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InferenceError, InvalidInput
+
+from modeldeploy.runtime import hardware, imaging, metrics, postprocessing
+from modeldeploy.runtime.artifact import Artifact
+from modeldeploy.runtime.batcher import DynamicBatcher
+from modeldeploy.runtime.requests import Limits, decode_request
+
+logger = logging.getLogger("modeldeploy.runtime")
+
+V2_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.float64): "FP64",
+            np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32", np.dtype(np.int8): "INT8",
+            np.dtype(np.uint8): "UINT8", np.dtype(np.bool_): "BOOL"}  # fmt: skip
+
+
+class OnnxModel(Model):  # type: ignore[misc]
+    """Loads the artifact, proves it on its golden samples, then serves it with batching."""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        max_batch_size: int | None = None,
+        max_queue_delay: float | None = None,
+        limits: Limits | None = None,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(artifact.name)
+        self.artifact = artifact
+        self.max_batch_size = artifact.max_batch_size if max_batch_size is None else max_batch_size
+        self.max_queue_delay = (
+            artifact.max_queue_delay_s if max_queue_delay is None else max_queue_delay
+        )
+        self.limits = limits or Limits()
+        self.threads = threads or hardware.cpu_limit()
+        self.not_ready_reason = "loading"
+        self.providers: list[str] = []
+        self.session: Any = None
+        self.batcher: DynamicBatcher | None = None
+        self.stats = metrics.InputStatistics(self.name)
+        pre = artifact.preprocessing or {}
+        self.image_input = artifact.inputs[0].name if pre.get("resize") else None
+        self.labels = artifact.labels()
+
+    # --- loading -------------------------------------------------------------------------
+    def load(self) -> bool:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.providers = hardware.execution_providers(
+            ort.get_available_providers(), hardware.gpu_visible()
+        )
+        self.session = ort.InferenceSession(
+            str(self.artifact.model_path), options, providers=self.providers
+        )
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        # One worker thread: batches run one at a time with all the CPU threads each.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.name}")
+        self.batcher = DynamicBatcher(
+            self._run, self.max_batch_size, self.max_queue_delay, executor, self._observe_batch
+        )
+        self.ready = self._self_test()
+        return bool(self.ready)
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(self._output_names, inputs))
+
+    def _self_test(self) -> bool:
+        """Run the golden samples (this is the warm-up too) and compare with the stored outputs."""
+        inputs, expected, atol, rtol = self.artifact.golden()
+        if not inputs:
+            self.not_ready_reason = ""
+            metrics.SELF_TEST.labels(self.name).set(1)
+            logger.warning(
+                "%s: no golden samples in the artifact; serving without a self-test", self.name
+            )
+            return True
+        started = time.monotonic()
+        got = dict(zip(self._output_names, self._run(inputs), strict=True))
+        worst, failures = 0.0, []
+        for name, want in expected.items():
+            diff = np.abs(got[name].astype(np.float64) - want.astype(np.float64))
+            worst = max(worst, float(diff.max(initial=0.0)))
+            allowed = atol + rtol * np.abs(want.astype(np.float64))
+            if (diff > allowed).any():
+                failures.append(
+                    f"output '{name}': max |Δ| {float(diff.max()):.6g} exceeds atol {atol:g} + rtol {rtol:g}·|golden|"
+                )
+        metrics.SELF_TEST_ERROR.labels(self.name).set(worst)
+        if failures:
+            self.not_ready_reason = (
+                f"self-test failed on {len(next(iter(inputs.values())))} golden samples with "
+                f"{self.providers[0]}: " + "; ".join(failures)
+            )
+            metrics.SELF_TEST.labels(self.name).set(0)
+            logger.error("%s: %s", self.name, self.not_ready_reason)
+            return False
+        self.not_ready_reason = ""
+        metrics.SELF_TEST.labels(self.name).set(1)
+        logger.info("%s: self-test passed (max |Δ| %.3g) in %.3fs on %s", self.name, worst,
+                    time.monotonic() - started, self.providers[0])  # fmt: skip
+        return True
+
+    def _observe_batch(self, rows: int, waits: list[float]) -> None:
+        metrics.BATCH_SIZE.labels(self.name).observe(rows)
+        for wait in waits:
+            metrics.QUEUE_WAIT.labels(self.name).observe(wait)
+
+    # --- metadata --------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [t.to_json() for t in self.artifact.inputs]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [t.to_json() for t in self.artifact.outputs]
+
+    # --- inference -------------------------------------------------------------------------
+    async def predict(
+        self, payload: InferRequest, headers: dict[str, str] | None = None
+    ) -> InferResponse:
+        started = time.monotonic()
+        try:
+            response = await self._predict(payload)
+        except InvalidInput:
+            metrics.REQUESTS.labels(self.name, "invalid").inc()
+            raise
+        except Exception:
+            metrics.REQUESTS.labels(self.name, "error").inc()
+            raise
+        metrics.REQUESTS.labels(self.name, "success").inc()
+        metrics.LATENCY.labels(self.name).observe(time.monotonic() - started)
+        return response
+
+    async def _predict(self, payload: InferRequest) -> InferResponse:
+        if not isinstance(payload, InferRequest):
+            raise InvalidInput("this runtime speaks the Open Inference Protocol v2 only")
+        limits = Limits(
+            max_batch=min(self.limits.max_batch, self.max_batch_size),
+            max_bytes=self.limits.max_bytes,
+        )
+        arrays = decode_request(payload.inputs, self.artifact.inputs, limits, self.image_input)
+        if self.image_input is not None and arrays[self.image_input].dtype == np.object_:
+            arrays[self.image_input] = self._decode_images(arrays[self.image_input])
+        for name, array in arrays.items():
+            self.stats.observe(name, array)
+        assert self.batcher is not None
+        try:
+            outputs = await self.batcher.infer(arrays)
+        except Exception as err:
+            raise InferenceError(f"ONNX Runtime failed: {err}") from err
+        named = dict(zip(self._output_names, outputs, strict=True))
+        named.update(self._postprocess(named))
+        wanted = (
+            [o.name for o in payload.request_outputs] if payload.request_outputs else list(named)
+        )
+        unknown = [w for w in wanted if w not in named]
+        if unknown:
+            raise InvalidInput(
+                f"unknown output '{unknown[0]}'; the model returns {', '.join(named)}"
+            )
+        infer_outputs = []
+        for name in wanted:
+            array = named[name]
+            datatype = "BYTES" if array.dtype == np.object_ else V2_TYPES[array.dtype]
+            out = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
+            out.set_data_from_numpy(array, binary_data=payload.use_binary_outputs)
+            infer_outputs.append(out)
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            infer_outputs=infer_outputs,
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+    def _decode_images(self, blobs: np.ndarray) -> np.ndarray:
+        pre = self.artifact.preprocessing or {}
+        layout = pre.get("channelLayout", "NCHW")
+        shape = self.artifact.inputs[0].shape
+        channels, height, width = (
+            (shape[1], shape[2], shape[3]) if layout == "NCHW" else (shape[3], shape[1], shape[2])
+        )
+        size = pre.get("resize") or {}
+        try:
+            return imaging.decode_images(
+                blobs, channels, size.get("height", height), size.get("width", width), layout
+            )
+        except imaging.ImageError as err:
+            raise InvalidInput(f"input '{self.image_input}': {err}") from err
+
+    def _postprocess(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        post = self.artifact.postprocessing
+        first = outputs[self._output_names[0]]
+        if post.get("type") == "classification" and first.ndim == 2:
+            k = int((post.get("classification") or {}).get("topK", 5))
+            labels, scores = postprocessing.top_k(first, k, self.labels)
+            return {"labels": labels, "scores": scores}
+        if post.get("type") == "detection" and first.ndim == 3 and first.shape[-1] == 6:
+            options = post.get("detection") or {}
+            boxes, counts = postprocessing.nms(
+                first,
+                float(options.get("iouThreshold", 0.45)),
+                float(options.get("scoreThreshold", 0.25)),
+                int(options.get("maxDetections", 100)),
+            )
+            return {"detections": boxes, "num_detections": counts}
+        return {}

@@ -1,0 +1,180 @@
+"""Check a v2 inference request against the model before any of it reaches ONNX Runtime.
+
+Every refusal names the input and what is wrong with it, and becomes HTTP 400 / gRPC
+INVALID_ARGUMENT through kserve's ``InvalidInput``. Sizes are checked from the declared shape
+before the data is decoded, so an oversized request costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kserve.errors import InvalidInput
+
+from modeldeploy.runtime.artifact import TensorInfo
+
+NUMPY = {
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "INT16": np.int16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits; a request over them is refused, not queued."""
+
+    max_batch: int = 1024
+    max_bytes: int = 64 << 20
+
+
+def binary_size_problem(name: str, datatype: str, shape: list[int], size: int) -> str | None:
+    """Whether ``size`` bytes of binary data fill ``shape`` of ``datatype``; BYTES is not checked."""
+    if datatype not in NUMPY or any(d < 0 for d in shape):
+        return None
+    expected = math.prod(shape) * np.dtype(NUMPY[datatype]).itemsize
+    if size != expected:
+        return f"input '{name}': {size} bytes of binary data do not fill shape {shape} ({expected} bytes)"
+    return None
+
+
+def _first_non_numeric(data: Any) -> Any:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif not isinstance(item, (int, float, bool)) or item is None:
+            return item
+    return None
+
+
+def _shape_problem(name: str, shape: list[int], expected: TensorInfo) -> str | None:
+    if any(d < 0 for d in shape):
+        return f"input '{name}' has a negative dimension in shape {shape}"
+    if len(shape) != len(expected.shape):
+        return (
+            f"input '{name}' has rank {len(shape)} (shape {shape}); the model takes rank "
+            f"{len(expected.shape)} {list(expected.shape)}"
+        )
+    for axis, (got, want) in enumerate(zip(shape, expected.shape, strict=True)):
+        if want != -1 and got != want:
+            return f"input '{name}' has shape {shape}; dimension {axis} must be {want}"
+    return None
+
+
+def decode_input(
+    request_input: Any, expected: TensorInfo, limits: Limits, accepts_images: bool
+) -> np.ndarray:
+    """One request input as a numpy array of the model's dtype (or raw bytes for images)."""
+    name = request_input.name
+    datatype = str(request_input.datatype).upper()
+    shape = [int(d) for d in request_input.shape]
+    is_image = accepts_images and datatype == "BYTES"
+    if not is_image and datatype != expected.datatype:
+        allowed = expected.datatype + (" (or BYTES images)" if accepts_images else "")
+        raise InvalidInput(f"input '{name}' has datatype {datatype}; the model takes {allowed}")
+    if is_image:
+        if any(d < 0 for d in shape) or len(shape) != 1:
+            raise InvalidInput(
+                f"input '{name}': images go as a 1-D BYTES tensor [N], got shape {shape}"
+            )
+    else:
+        problem = _shape_problem(name, shape, expected)
+        if problem:
+            raise InvalidInput(problem)
+    batch = shape[0] if shape else 0
+    if batch > limits.max_batch:
+        raise InvalidInput(f"input '{name}' has batch {batch}; the limit is {limits.max_batch}")
+    count = math.prod(shape)
+    if not is_image:
+        size = count * np.dtype(NUMPY[datatype]).itemsize
+        if size > limits.max_bytes:
+            raise InvalidInput(
+                f"input '{name}' is {size} bytes; the limit is {limits.max_bytes} bytes"
+            )
+    raw = getattr(request_input, "_raw_data", None)
+    if raw is not None and not is_image:
+        problem = binary_size_problem(name, datatype, shape, len(raw))
+        if problem:
+            raise InvalidInput(problem)
+        return np.frombuffer(raw, dtype=NUMPY[datatype]).reshape(shape)
+    if raw is not None:
+        if len(raw) > limits.max_bytes:
+            raise InvalidInput(
+                f"input '{name}' is {len(raw)} bytes; the limit is {limits.max_bytes} bytes"
+            )
+        return np.asarray(request_input.as_numpy(), dtype=np.object_).reshape(shape)
+    data = request_input.data
+    if is_image:
+        values = list(np.asarray(data, dtype=np.object_).reshape(-1))
+        if len(values) != count:
+            raise InvalidInput(
+                f"input '{name}': {len(values)} values do not fill shape {shape} ({count} values)"
+            )
+        parameters = request_input.parameters or {}
+        base64_bytes = isinstance(parameters, dict) and parameters.get("content_type") == "base64"
+        try:  # JSON carries encoded images as base64 text; gRPC as raw bytes
+            return np.array(
+                [
+                    base64.b64decode(v, validate=True)
+                    if isinstance(v, str) or base64_bytes
+                    else bytes(v)
+                    for v in values
+                ],
+                dtype=np.object_,
+            )
+        except (binascii.Error, ValueError) as err:
+            raise InvalidInput(
+                f"input '{name}': images in JSON must be base64 strings ({err})"
+            ) from err
+    try:
+        array: np.ndarray = np.asarray(data)
+    except ValueError as err:  # ragged nesting
+        raise InvalidInput(f"input '{name}': values do not form a regular tensor: {err}") from err
+    if array.dtype.kind not in "biuf":
+        bad = _first_non_numeric(data)
+        raise InvalidInput(f"input '{name}' holds a non-numeric value {bad!r}; datatype {datatype}")
+    if array.size != count:
+        raise InvalidInput(
+            f"input '{name}': {array.size} values do not fill shape {shape} ({count} values)"
+        )
+    try:
+        return array.astype(NUMPY[datatype], copy=False).reshape(shape)
+    except (ValueError, OverflowError) as err:
+        raise InvalidInput(f"input '{name}': values are not {datatype}: {err}") from err
+
+
+def decode_request(
+    request_inputs: list[Any], expected: list[TensorInfo], limits: Limits, image_input: str | None
+) -> dict[str, np.ndarray]:
+    """Every input of the request, checked; names, presence and a common batch size too."""
+    by_name = {t.name: t for t in expected}
+    arrays: dict[str, np.ndarray] = {}
+    for item in request_inputs:
+        if item.name not in by_name:
+            known = ", ".join(f"'{n}'" for n in by_name)
+            raise InvalidInput(f"unknown input '{item.name}'; the model takes {known}")
+        if item.name in arrays:
+            raise InvalidInput(f"input '{item.name}' is given twice")
+        arrays[item.name] = decode_input(item, by_name[item.name], limits, item.name == image_input)
+    missing = [n for n in by_name if n not in arrays]
+    if missing:
+        raise InvalidInput(f"missing input '{missing[0]}'")
+    batches = {name: len(a) for name, a in arrays.items()}
+    if len(set(batches.values())) > 1:
+        raise InvalidInput(f"inputs disagree on the batch size: {batches}")
+    if 0 in batches.values():
+        raise InvalidInput("the batch is empty")
+    return arrays

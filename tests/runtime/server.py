@@ -1,0 +1,82 @@
+"""Run ``modeldeploy serve`` as a real process on loopback ports, as a pod would run it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeldeploy.testing.controlplane import REPO_ROOT, free_port
+
+
+@dataclass
+class RuntimeProcess:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log: Path
+
+    @property
+    def http(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://{self.http}{path}", timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running(
+    artifact: Path, workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[RuntimeProcess]:
+    """Start the runtime on ``artifact``; yield once it answers /v2/health/live; stop it after."""
+    http_port, grpc_port = free_port(), free_port()
+    log = workdir / f"runtime-{http_port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modeldeploy", "serve", str(artifact),
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )  # fmt: skip
+    server = RuntimeProcess(process, http_port, grpc_port, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"runtime exited with {process.returncode}:\n{server.log_text()[-3000:]}"
+                )
+            with contextlib.suppress(OSError):
+                if server.get("/v2/health/live")[0] == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"runtime not live after 90s:\n{server.log_text()[-3000:]}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
