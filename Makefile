@@ -55,9 +55,10 @@ envtest-down: install ## Stop the control plane that envtest-up started
 demo: install envtest ## Validate the examples, apply them to a fresh control plane, show kubectl get mdep
 	$(BIN)/python -m modeldeploy.demo
 
-bench: install envtest ## Benchmarks: control plane start-up, validation; ORT FP32/INT8 vs torch eager
+bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton
 	$(BIN)/python -m tests.bench.bench_foundation
 	$(BIN)/python -m tests.bench.bench_staging
+	$(BIN)/python -m tests.bench.bench_runtime
 
 clean: ## Remove the virtual environment, caches and the built control plane
 	-$(BIN)/python -m modeldeploy.testing down 2>/dev/null

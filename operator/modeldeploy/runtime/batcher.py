@@ -24,7 +24,7 @@ Tensors = dict[str, np.ndarray]
 RunBatch = Callable[[Tensors], list[np.ndarray]]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs hold arrays, which have no single truth value
 class _Job:
     inputs: Tensors
     rows: int
@@ -54,6 +54,8 @@ class DynamicBatcher:
         self._executor = executor
         self._observe = observe
         self._queue: deque[_Job] = deque()
+        self._inside = 0  # requests queued or running now
+        self._peak = 0  # most requests inside at once since the last batch started
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -70,9 +72,14 @@ class DynamicBatcher:
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._loop())
         job = _Job(inputs, rows, _key(inputs), loop.create_future())
+        self._inside += 1
+        self._peak = max(self._peak, self._inside)
         self._queue.append(job)
         self._arrived.set()
-        return await job.future
+        try:
+            return await job.future
+        finally:
+            self._inside -= 1
 
     def _take(self) -> list[_Job]:
         """The oldest job and every later compatible job that still fits, in arrival order."""
@@ -99,7 +106,7 @@ class DynamicBatcher:
                 continue
             first = self._queue[0]
             deadline = first.enqueued + self.max_queue_delay
-            while self._ready_rows(first.key) < self.max_batch_size:
+            while self._peak > 1 and self._ready_rows(first.key) < self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -109,6 +116,7 @@ class DynamicBatcher:
                 except TimeoutError:
                     break
             jobs = self._take()
+            self._peak = self._inside
             started = time.monotonic()
             batch = {
                 name: np.concatenate([j.inputs[name] for j in jobs]) for name in jobs[0].inputs
