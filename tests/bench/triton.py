@@ -63,7 +63,10 @@ class UnavailableError(RuntimeError):
 
 def _python() -> str:
     # pyenv's shim answers to the name even where the version is not selected, so look behind it.
-    found = next(iter(sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{STUB}*/bin/python{STUB}")))), None)
+    found = next(
+        iter(sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{STUB}*/bin/python{STUB}")))),
+        None,
+    )
     found = found or shutil.which(f"python{STUB}")
     if not found:
         raise UnavailableError(f"no Python {STUB} interpreter for the pytriton Python stub")
@@ -102,7 +105,9 @@ def server(model_dir: Path, workdir: Path) -> tuple[list[str], int, dict[str, An
     # the shipped backend plus the stub for the venv's Python.
     backends = workdir / "backends"
     shutil.copytree(triton / "backends", backends, dirs_exist_ok=True)
-    shutil.copy(triton / "python_backend_stubs" / STUB / "triton_python_backend_stub", backends / "python")
+    shutil.copy(
+        triton / "python_backend_stubs" / STUB / "triton_python_backend_stub", backends / "python"
+    )
     libpython = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
         capture_output=True, text=True, check=True,
