@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import tritonclient.grpc as grpcclient
 from modeldeploy.api.validation import parse
 from modeldeploy.staging.stage import stage
 from modeldeploy.testing.controlplane import REPO_ROOT, free_port
+from tests.runtime.server import stop
 from tests.staging import models
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "8"))
@@ -86,12 +86,7 @@ def process(
             time.sleep(0.5)
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
 
 
 def load(grpc_port: int, concurrency: int) -> dict[str, float]:
