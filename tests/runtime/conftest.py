@@ -17,7 +17,7 @@ from tests.staging import models
 from tests.staging.conftest import DIGIT_LABELS, deployment
 
 
-def staged(result_uri: str, name: str) -> Path:
+def staged(result_uri: str) -> Path:
     return Path(result_uri.removeprefix("file://"))
 
 
@@ -47,7 +47,7 @@ def digits_artifact(
         },
         serving={"batching": {"maxBatchSize": 32, "maxQueueDelay": "5ms"}},
     )
-    return staged(stage(spec, str(tmp_path_factory.mktemp("store"))).uri, "digits")
+    return staged(stage(spec, str(tmp_path_factory.mktemp("store"))).uri)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def image_artifact(
         },
         serving={"batching": {"maxBatchSize": 64}},
     )
-    return staged(stage(spec, str(tmp_path_factory.mktemp("store"))).uri, "digits-images")
+    return staged(stage(spec, str(tmp_path_factory.mktemp("store"))).uri)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from modeldeploy.staging.errors import DestinationError
-from modeldeploy.staging.source import PVC_ROOT_ENV
+from modeldeploy.staging.source import local_path
 
 MANIFEST = "modeldeploy.json"
 
@@ -206,13 +206,9 @@ def open_store(destination: str) -> ArtifactStore:
     parsed = urlparse(destination)
     if parsed.scheme == "s3":
         return S3Store(parsed.netloc, parsed.path)
-    if parsed.scheme == "pvc":
-        root = (
-            Path(os.environ.get(PVC_ROOT_ENV, "/mnt/pvc")) / parsed.netloc / parsed.path.lstrip("/")
-        )
-        return FolderStore(root, destination)
-    if parsed.scheme == "file":
-        return FolderStore(Path(parsed.path), destination)
+    local = local_path(destination)
+    if local is not None:
+        return FolderStore(local, destination)
     if parsed.scheme:
         raise DestinationError(
             f"unsupported artifact store {destination!r}: use s3://, pvc://, file:// or a path"

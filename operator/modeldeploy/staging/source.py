@@ -83,7 +83,8 @@ def _unpack(path: Path, into: Path) -> None:
             archive.extractall(into, filter="data")
 
 
-def _local_path(uri: str) -> Path | None:
+def local_path(uri: str) -> Path | None:
+    """Where a ``file://`` or ``pvc://`` URI is on this machine; None for remote URIs."""
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(parsed.path)
@@ -131,7 +132,7 @@ def _find_model(folder: Path, uri: str) -> Path:
 def fetch(uri: str, workdir: Path) -> Source:
     """Bring the model at ``uri`` into ``workdir``; returns the model file and its digest."""
     workdir.mkdir(parents=True, exist_ok=True)
-    local = _local_path(uri)
+    local = local_path(uri)
     if local is not None:
         if not local.exists():
             raise SourceUnavailableError(f"{uri}: {local} does not exist")
