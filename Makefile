@@ -52,11 +52,12 @@ envtest-up: install envtest ## Start a control plane for use by hand; prints KUB
 envtest-down: install ## Stop the control plane that envtest-up started
 	$(BIN)/python -m modeldeploy.testing down
 
-demo: install envtest ## Validate the examples, apply them to a fresh control plane, show kubectl get mdep
+demo: install envtest ## Control plane + operator + local executor: stage, serve and query examples/digits-cpu.yaml (DEMO_EXIT=1 exits)
 	$(BIN)/python -m modeldeploy.demo
 
-bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton
+bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton; operator
 	$(BIN)/python -m tests.bench.bench_foundation
+	$(BIN)/python -m tests.bench.bench_operator
 	$(BIN)/python -m tests.bench.bench_staging
 	$(BIN)/python -m tests.bench.bench_runtime
 

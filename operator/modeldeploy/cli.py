@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -68,9 +69,6 @@ def validate(
 
 @app.command()
 def stage(
-    deployment: Annotated[
-        Path, typer.Argument(help="A ModelDeployment YAML/JSON file; '-' reads stdin.")
-    ],
     dest: Annotated[
         str,
         typer.Option(
@@ -92,6 +90,20 @@ def stage(
             envvar="MODELDEPLOY_TERMINATION_LOG", help="Also write the summary here, if it exists."
         ),
     ] = Path("/dev/termination-log"),
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELDEPLOY_OWNER",
+            help="namespace.name of the ModelDeployment using the artifact (recorded in the store).",
+        ),
+    ] = None,
+    deployment: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A ModelDeployment YAML/JSON file; '-' reads stdin; omitted: the JSON in "
+            "$MODELDEPLOY_DEPLOYMENT (how the operator's staging Job passes it)."
+        ),
+    ] = None,
 ) -> None:
     """Fetch, convert, optimize, verify and store the model of a ModelDeployment.
 
@@ -104,7 +116,12 @@ def stage(
     from modeldeploy.staging.stage import summary_for_error, write_termination_log
 
     try:
-        text = sys.stdin.read() if str(deployment) == "-" else deployment.read_text()
+        if deployment is None:
+            text = os.environ.get("MODELDEPLOY_DEPLOYMENT", "")
+            if not text:
+                raise OSError("no file given and $MODELDEPLOY_DEPLOYMENT is empty")
+        else:
+            text = sys.stdin.read() if str(deployment) == "-" else deployment.read_text()
         parsed = parse(yaml.safe_load(text))
     except (OSError, yaml.YAMLError, InvalidSpecError) as err:
         summary = {"status": "Failed", "reason": "InvalidSpec", "message": str(err), "exitCode": 2}
@@ -112,7 +129,7 @@ def stage(
         write_termination_log(summary, termination_log)
         raise typer.Exit(code=2) from err
     try:
-        result = run_stage(parsed, dest, code_dir=code_dir)
+        result = run_stage(parsed, dest, code_dir=code_dir, owner=owner)
     except StagingError as err:
         summary = summary_for_error(err)
         typer.echo(json.dumps(summary))
@@ -188,3 +205,121 @@ def crd(
 ) -> None:
     """Print the ModelDeployment CustomResourceDefinition (what `make crds` writes)."""
     typer.echo(render_markdown() if reference else render_yaml(), nl=False)
+
+
+artifacts = typer.Typer(help="Manage staged artifacts in an artifact store.", no_args_is_help=True)
+app.add_typer(artifacts, name="artifacts")
+
+
+@artifacts.command("release")
+def artifacts_release(
+    name: Annotated[str, typer.Option(help="The ModelDeployment's name.")],
+    owner: Annotated[str, typer.Option(help="namespace.name recorded when it was staged.")],
+    dest: Annotated[
+        str,
+        typer.Option("--dest", envvar="MODELDEPLOY_ARTIFACT_STORE", help="The artifact store."),
+    ],
+) -> None:
+    """Drop OWNER's claim on NAME's artifacts; delete those no other ModelDeployment uses.
+
+    Run by the operator's clean-up Job when a ModelDeployment is deleted.
+    """
+    from modeldeploy.staging.errors import StagingError
+    from modeldeploy.staging.repository import open_store
+
+    try:
+        deleted = open_store(dest).release(name, owner)
+    except StagingError as err:
+        typer.echo(f"cannot release artifacts: {err}", err=True)
+        raise typer.Exit(code=err.exit_code) from err
+    typer.echo(json.dumps({"released": owner, "deleted": deleted}))
+
+
+@app.command()
+def operator(
+    artifact_store: Annotated[
+        str | None,
+        typer.Option(
+            help="s3://bucket/prefix or pvc://claim/prefix [env MODELDEPLOY_ARTIFACT_STORE]"
+        ),
+    ] = None,
+    artifact_store_secret: Annotated[
+        str | None,
+        typer.Option(help="Secret with S3 credentials [env MODELDEPLOY_ARTIFACT_STORE_SECRET]"),
+    ] = None,
+    staging_image: Annotated[
+        str | None, typer.Option(help="[env MODELDEPLOY_STAGING_IMAGE]")
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace", "-n", help="Watch only these namespaces (repeat); default: all."
+        ),
+    ] = None,
+    liveness_port: Annotated[
+        int, typer.Option(help="Port of the /healthz liveness endpoint; 0 turns it off.")
+    ] = 8080,
+    peering: Annotated[
+        str | None,
+        typer.Option(help="KopfPeering name, to run more than one replica; default: standalone."),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Default: in-cluster credentials, else $KUBECONFIG.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator: reconcile ModelDeployments into staging Jobs and InferenceServices."""
+    from modeldeploy.controller.config import OperatorConfig
+    from modeldeploy.controller.run import run_operator
+
+    try:
+        config = OperatorConfig.from_env(
+            artifact_store=artifact_store,
+            artifact_store_secret=artifact_store_secret,
+            staging_image=staging_image,
+        )
+    except ValueError as err:
+        typer.echo(f"modeldeploy operator: {err}", err=True)
+        raise typer.Exit(code=2) from err
+    run_operator(
+        config,
+        namespaces=namespace,
+        liveness_port=liveness_port or None,
+        peering=peering,
+        kubeconfig=kubeconfig,
+        verbose=verbose,
+    )
+
+
+@app.command()
+def render(
+    file: Annotated[
+        Path, typer.Argument(help="A ModelDeployment YAML/JSON file; '-' reads stdin.")
+    ],
+    artifact_store: Annotated[
+        str | None,
+        typer.Option(help="As the operator is configured [env MODELDEPLOY_ARTIFACT_STORE]"),
+    ] = None,
+    artifact_uri: Annotated[
+        str | None,
+        typer.Option(help="storageUri to show in the InferenceService; default: a placeholder."),
+    ] = None,
+) -> None:
+    """Print every object the operator would create for a ModelDeployment, as YAML.
+
+    Uses the operator's own builders and needs no cluster. The runtime is assumed installed
+    with a GPU image; the artifact URI is only known after staging.
+    """
+    from modeldeploy.api.validation import InvalidSpecError, parse
+    from modeldeploy.controller.config import OperatorConfig
+    from modeldeploy.controller.render import render_objects
+
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        parsed = parse(yaml.safe_load(text))
+        config = OperatorConfig.from_env(artifact_store=artifact_store)
+    except (OSError, yaml.YAMLError, InvalidSpecError, ValueError) as err:
+        typer.echo(f"{file}: {err}", err=True)
+        raise typer.Exit(code=2) from err
+    objects = render_objects(parsed, config, artifact_uri)
+    typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)

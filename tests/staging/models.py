@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from modeldeploy.testing import demo_model
+
 
 class DigitsCNN(nn.Module):
     """A CNN for scikit-learn's 8x8 digits."""
@@ -106,21 +108,9 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def train(
     model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 30, scale: float = 1 / 16
 ) -> nn.Module:
-    """A few seconds of Adam on CPU; inputs scaled the way the spec's preprocessing will."""
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    xt = torch.from_numpy(x) * scale
-    yt = torch.from_numpy(y)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-    return model.eval()
+    """A few seconds of Adam on CPU (the demo model's training loop)."""
+    trained: nn.Module = demo_model.train(model, x, y, epochs, scale)
+    return trained
 
 
 def accuracy(predict: Any, x: np.ndarray, y: np.ndarray) -> float:

@@ -158,3 +158,48 @@ def test_store_uris() -> None:
     assert open_store("file:///srv/models").uri("k") == "file:///srv/models/k"
     with pytest.raises(Exception, match="unsupported artifact store 'ftp://x'"):
         open_store("ftp://x")
+
+
+def _publish_owned(store: Any, tmp_path: Path, key: str, owners: list[str]) -> None:
+    staged = tmp_path / f"staged-{key}"
+    (staged / "digits").mkdir(parents=True)
+    (staged / "digits" / MANIFEST).write_text(json.dumps({"name": "digits"}))
+    store.publish(key, staged)
+    for owner in owners:
+        store.add_owner(key, owner)
+
+
+def _release_cases(store: Any, tmp_path: Path) -> None:
+    _publish_owned(store, tmp_path, "digits-aaaa", ["a.digits", "b.digits"])  # shared
+    _publish_owned(store, tmp_path, "digits-bbbb", ["a.digits"])  # only a's
+    _publish_owned(store, tmp_path, "digits-cccc", [])  # staged by hand: nobody's
+    _publish_owned(store, tmp_path, "digits-x-dddd", ["a.digits-x"])  # another deployment
+    assert store.release("digits", "a.digits") == ["digits-bbbb"]
+    assert store.manifest("digits-bbbb", "digits") is None
+    for kept in ("digits-aaaa", "digits-cccc", "digits-x-dddd"):
+        assert store.manifest(kept, "digits") is not None
+    assert store.release("digits", "a.digits") == []  # idempotent
+    assert store.release("digits", "b.digits") == ["digits-aaaa"]
+    assert store.manifest("digits-aaaa", "digits") is None
+    assert store.manifest("digits-cccc", "digits") is not None
+
+
+def test_folder_store_release_deletes_only_unshared_owned_artifacts(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    _release_cases(FolderStore(root, f"file://{root}"), tmp_path)
+    assert sorted(p.name for p in (root / ".owners").iterdir()) == ["digits-x-dddd"]
+
+
+def test_s3_store_release_through_the_cli(s3_env: S3Server, tmp_path: Path) -> None:
+    s3_env.client().create_bucket(Bucket="owned")
+    store = S3Store("owned", "artifacts")
+    _release_cases(store, tmp_path)
+    _publish_owned(store, tmp_path, "digits-eeee", ["ns.digits"])
+    result = subprocess.run(
+        [sys.executable, "-m", "modeldeploy", "artifacts", "release", "--name", "digits",
+         "--owner", "ns.digits", "--dest", "s3://owned/artifacts"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, **s3_env.env}, check=True,
+    )  # fmt: skip
+    assert json.loads(result.stdout) == {"released": "ns.digits", "deleted": ["digits-eeee"]}
+    keys = {o["Key"] for o in s3_env.client().list_objects_v2(Bucket="owned")["Contents"]}
+    assert not any("digits-eeee" in k for k in keys)

@@ -79,6 +79,12 @@ class ArtifactStatus(ApiModel):
     uri: Annotated[str, Field(max_length=2048)]
     """storageUri of the model repository, as given to KServe."""
 
+    key: Annotated[str, Field(max_length=253)] | None = None
+    """Content key of the artifact in the store, e.g. resnet50-3f2a…."""
+
+    staging_hash: Annotated[str, Field(pattern=r"^[a-f0-9]{10}$")] | None = None
+    """Hash of the spec parts that produced this artifact; a spec whose hash differs is staged anew."""
+
     digest: Annotated[str, Field(pattern=r"^sha256:[a-f0-9]{64}$")]
     """sha256 of the source model file."""
 

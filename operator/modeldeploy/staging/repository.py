@@ -28,6 +28,10 @@ from modeldeploy.staging.errors import DestinationError
 from modeldeploy.staging.source import local_path
 
 MANIFEST = "modeldeploy.json"
+OWNERS = ".owners"
+"""Beside the artifacts: ``.owners/<key>/<namespace>.<name>`` marks each ModelDeployment that
+uses an artifact. Deleting a ModelDeployment removes its marks and only the artifacts left with
+none; artifacts without any mark (staged by hand) are never deleted."""
 
 _TRITON_TYPES = {
     "tensor(float)": "TYPE_FP32",
@@ -115,6 +119,13 @@ class ArtifactStore(Protocol):
     def publish(self, key: str, staged: Path) -> None:
         """Make ``staged`` (a folder) the artifact at ``key``, all or nothing."""
 
+    def add_owner(self, key: str, owner: str) -> None:
+        """Record that ``owner`` (``namespace.name``) uses the artifact at ``key``."""
+
+    def release(self, name: str, owner: str) -> list[str]:
+        """Drop ``owner``'s marks on the artifacts of ModelDeployment ``name``; delete and return
+        the keys no one else marks."""
+
 
 @dataclass(frozen=True)
 class FolderStore:
@@ -146,6 +157,27 @@ class FolderStore:
             if target.exists():  # only a rename creates it: a concurrent run published first
                 return
             raise DestinationError(f"cannot write artifact to {self.root}: {err}") from err
+
+    def add_owner(self, key: str, owner: str) -> None:
+        marks = self.root / OWNERS / key
+        try:
+            marks.mkdir(parents=True, exist_ok=True)
+            (marks / owner).touch()
+        except OSError as err:
+            raise DestinationError(f"cannot mark artifact {key} in {self.root}: {err}") from err
+
+    def release(self, name: str, owner: str) -> list[str]:
+        deleted = []
+        for marks in sorted((self.root / OWNERS).glob(f"{name}-*")):
+            if not (marks / owner).exists():
+                continue
+            (marks / owner).unlink()
+            if any(marks.iterdir()):
+                continue
+            shutil.rmtree(self.root / marks.name, ignore_errors=True)
+            marks.rmdir()
+            deleted.append(marks.name)
+        return deleted
 
 
 @dataclass(frozen=True)
@@ -198,6 +230,45 @@ class S3Store:
                 )
         except Exception as err:
             raise DestinationError(f"cannot upload artifact to {self.uri(key)}: {err}") from err
+
+    def add_owner(self, key: str, owner: str) -> None:
+        try:
+            self._client().put_object(
+                Bucket=self.bucket, Key=self._key(OWNERS, key, owner), Body=b""
+            )
+        except Exception as err:
+            raise DestinationError(f"cannot mark artifact {self.uri(key)}: {err}") from err
+
+    def _list(self, client: Any, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def release(self, name: str, owner: str) -> list[str]:
+        client = self._client()
+        deleted = []
+        try:
+            marks = self._list(client, self._key(OWNERS, f"{name}-"))
+            for mark in marks:
+                if not mark.endswith(f"/{owner}"):
+                    continue
+                key = mark.split("/")[-2]
+                client.delete_object(Bucket=self.bucket, Key=mark)
+                if self._list(client, self._key(OWNERS, key) + "/"):
+                    continue
+                for obj in self._list(client, self._key(key) + "/"):
+                    client.delete_object(Bucket=self.bucket, Key=obj)
+                deleted.append(key)
+        except DestinationError:
+            raise
+        except Exception as err:
+            raise DestinationError(
+                f"cannot release artifacts in s3://{self.bucket}: {err}"
+            ) from err
+        return deleted
 
 
 def open_store(destination: str) -> ArtifactStore:

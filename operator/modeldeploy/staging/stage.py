@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from modeldeploy.api.artifact import artifact_options
 from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
@@ -68,20 +69,6 @@ def _tool_versions() -> dict[str, str]:
     return found
 
 
-def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
-    """Every part of the spec that changes the artifact's bytes; the rest (scaling, rollout,
-    where the source lives) does not, so changing it reuses the artifact."""
-    spec = deployment.spec
-    model = spec.model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"uri"})
-    return {
-        "model": model,
-        "optimization": spec.optimization.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "maxBatchSize": spec.serving.batching.max_batch_size,
-        "maxQueueDelay": spec.serving.batching.max_queue_delay,
-        "gpu": spec.serving.resources.gpu > 0,
-    }
-
-
 def _labels(deployment: ModelDeployment, workdir: Path) -> list[str] | None:
     post = deployment.spec.model.postprocessing
     options = post.classification or post.detection
@@ -115,8 +102,12 @@ def stage(
     destination: str,
     code_dir: Path | None = None,
     workdir: Path | None = None,
+    owner: str | None = None,
 ) -> StageResult:
-    """Stage ``deployment``'s model into ``destination``; raises a StagingError subclass."""
+    """Stage ``deployment``'s model into ``destination``; raises a StagingError subclass.
+
+    ``owner`` (``namespace.name``) marks the artifact as used by that ModelDeployment, so that
+    deleting it can remove the artifacts only it used (see :data:`repository.OWNERS`)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="modeldeploy-stage-", dir=workdir) as tmp:
         work = Path(tmp)
@@ -128,8 +119,12 @@ def stage(
         key = repository.content_key(name, src.digest, options)
         existing = store.manifest(key, name)
         if existing is not None:
-            return _report_from(existing, store, key, started)
-        return _build(deployment, src, store, key, options, code_dir, work, started)
+            result = _report_from(existing, store, key, started)
+        else:
+            result = _build(deployment, src, store, key, options, code_dir, work, started)
+        if owner:
+            store.add_owner(key, owner)
+        return result
 
 
 def _build(

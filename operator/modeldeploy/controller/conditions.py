@@ -1,0 +1,100 @@
+"""Status conditions in the shape of metav1.Condition, and the Events their transitions emit.
+
+A condition's lastTransitionTime only moves when its status changes, so re-running a
+reconciliation on an unchanged world writes nothing (the status compares equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modeldeploy.api.status import ConditionType
+
+ORDER = [c.value for c in ConditionType]
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A condition as the reconciliation wants it; time and generation are filled in."""
+
+    type: ConditionType
+    status: bool | None  # None is Unknown
+    reason: str
+    message: str = ""
+
+    @property
+    def status_text(self) -> str:
+        return {True: "True", False: "False", None: "Unknown"}[self.status]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An Event to post: a condition changed status or reason."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+QUIET_REASONS = {
+    "WaitingForArtifact",
+    "InferenceServiceMissing",
+    "InferenceServiceNotReady",
+    "AsExpected",
+}
+"""States a condition starts in while an earlier step is under way: no Event when a condition
+first shows one of them (the step's own Event says what is happening), only when it falls
+back to one from another status."""
+
+GOOD_WHEN_TRUE = {
+    ConditionType.ARTIFACT_READY,
+    ConditionType.DEPLOYED,
+    ConditionType.READY,
+    ConditionType.ROLLOUT_PROGRESSING,
+}
+
+
+def merge(
+    previous: list[dict[str, Any]] | None,
+    wanted: list[Wanted],
+    generation: int,
+    now: datetime,
+) -> tuple[list[dict[str, Any]], list[Transition]]:
+    """The new conditions list and the transitions between ``previous`` and it."""
+    old = {c["type"]: c for c in previous or []}
+    result: dict[str, dict[str, Any]] = {
+        t: c for t, c in old.items() if t not in {w.type.value for w in wanted}
+    }
+    transitions = []
+    for want in wanted:
+        before = old.get(want.type.value)
+        changed = before is None or before.get("status") != want.status_text
+        result[want.type.value] = {
+            "type": want.type.value,
+            "status": want.status_text,
+            "reason": want.reason,
+            "message": want.message[:32768],
+            "lastTransitionTime": (
+                now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if changed or before is None
+                else before["lastTransitionTime"]
+            ),
+            "observedGeneration": generation,
+        }
+        quiet = want.reason in QUIET_REASONS and (
+            before is None or before.get("status") == want.status_text
+        )
+        moved = changed or (before is not None and before.get("reason") != want.reason)
+        if moved and not quiet:
+            good = (want.status is True) == (want.type in GOOD_WHEN_TRUE)
+            if want.status is None:
+                good = True
+            transitions.append(
+                Transition("Normal" if good else "Warning", want.reason, want.message)
+            )
+    ordered = sorted(
+        result.values(), key=lambda c: ORDER.index(c["type"]) if c["type"] in ORDER else 99
+    )
+    return ordered, transitions

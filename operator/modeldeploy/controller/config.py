@@ -1,0 +1,85 @@
+"""The operator's own settings: where artifacts go, what the staging Job looks like, how often to
+resync. Read once at start-up from flags or ``MODELDEPLOY_*`` environment variables (the Helm
+chart sets the latter), then handed to every builder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+DEFAULT_STAGING_IMAGE = "ghcr.io/modeldeploy/staging:0.1.0"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything a builder needs besides the ModelDeployment itself."""
+
+    artifact_store: str = "pvc://modeldeploy-artifacts/artifacts"
+    """s3://bucket/prefix or pvc://claim/prefix; the storageUri of every artifact starts here."""
+
+    artifact_store_secret: str | None = None
+    """For s3://: a Secret in the ModelDeployment's namespace with AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY (and optionally AWS_ENDPOINT_URL, AWS_DEFAULT_REGION); mounted into
+    the staging Job as environment and checked to exist before anything is created."""
+
+    staging_image: str = DEFAULT_STAGING_IMAGE
+    """Image with ``modeldeploy[staging]`` installed; its ``modeldeploy`` is run by the Job."""
+
+    staging_cpu: str = "2"
+    staging_memory: str = "8Gi"
+    staging_scratch: str = "20Gi"
+    """Size limit of the Job's /tmp (the source model, intermediate graphs)."""
+
+    staging_deadline_seconds: int = 1800
+    """activeDeadlineSeconds of a staging Job: a hung download or export fails, not waits."""
+
+    staging_backoff_limit: int = 2
+    """Retries for failures that may be transient; deterministic failures (exit codes 2, 10-18)
+    fail the Job at once through its podFailurePolicy."""
+
+    resync_seconds: float = 60.0
+    """Every ModelDeployment is reconciled at least this often, whatever events were missed."""
+
+    workers: int = 64
+    """Objects reconciled at once per watched resource; the rest wait their turn."""
+
+    pvc_mount_root: str = "/mnt/pvc"
+    """Where the staging Job mounts the PVCs that pvc:// URIs name."""
+
+    gpu_capable_runtimes: tuple[str, ...] = field(default=("kserve-tritonserver",))
+    """Runtimes whose image already has CUDA, besides those with a modeldeploy.io/gpu-image
+    annotation."""
+
+    def __post_init__(self) -> None:
+        scheme = urlparse(self.artifact_store).scheme
+        if scheme not in ("s3", "pvc"):
+            raise ValueError(
+                f"artifact store {self.artifact_store!r}: use s3://bucket/prefix or pvc://claim/prefix"
+            )
+
+    @property
+    def store_is_s3(self) -> bool:
+        return self.artifact_store.startswith("s3://")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> OperatorConfig:
+        """Settings from ``MODELDEPLOY_*`` variables; explicit ``overrides`` (flags) win."""
+        env = dict(os.environ if env is None else env)
+        names = {
+            "artifact_store": ("MODELDEPLOY_ARTIFACT_STORE", str),
+            "artifact_store_secret": ("MODELDEPLOY_ARTIFACT_STORE_SECRET", str),
+            "staging_image": ("MODELDEPLOY_STAGING_IMAGE", str),
+            "staging_cpu": ("MODELDEPLOY_STAGING_CPU", str),
+            "staging_memory": ("MODELDEPLOY_STAGING_MEMORY", str),
+            "staging_deadline_seconds": ("MODELDEPLOY_STAGING_DEADLINE_SECONDS", int),
+            "staging_backoff_limit": ("MODELDEPLOY_STAGING_BACKOFF_LIMIT", int),
+            "resync_seconds": ("MODELDEPLOY_RESYNC_SECONDS", float),
+            "workers": ("MODELDEPLOY_WORKERS", int),
+        }
+        values: dict[str, object] = {}
+        for attr, (var, kind) in names.items():
+            if env.get(var):
+                values[attr] = kind(env[var])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,390 @@
+"""kopf handlers: thin, and only I/O. Every decision is ``reconcile.plan``'s.
+
+Any event that may change what a ModelDeployment needs (its own create/update/resume, a staging
+Job or an InferenceService it owns changing, a periodic resync) leads to the same ``converge``,
+which reads the world, asks ``plan`` and carries the plan out. Convergence of one object is
+serialised by a lock, and the objects it creates have deterministic names, so concurrent or
+repeated runs cannot create anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from modeldeploy.api.artifact import staging_hash
+from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
+from modeldeploy.api.status import ConditionType
+from modeldeploy.controller import naming
+from modeldeploy.controller.conditions import Wanted, merge
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.job_state import (
+    StagingOutcome,
+    job_phase,
+    staging_outcome,
+    termination_message,
+)
+from modeldeploy.controller.kube import Kube, TransientApiError
+from modeldeploy.controller.reconcile import Observed, parse, plan
+from modeldeploy.controller.runtimes import Blocker, resolve_runtime
+from modeldeploy.controller.staging_job import build_cleanup_job
+
+MD = (GROUP, VERSION, PLURAL)
+
+
+class _Runtimes:
+    """The two runtime indices as one lookup by (namespace or None, name)."""
+
+    def __init__(self, namespaced: Any, cluster: Any) -> None:
+        self.namespaced, self.cluster = namespaced, cluster
+
+    def get(self, key: tuple[str | None, str]) -> Any:
+        return (self.cluster if key[0] is None else self.namespaced).get(key)
+
+
+OWNED = {naming.MANAGED_BY: naming.MANAGER}
+
+
+class State:
+    """What the handlers share, kept in kopf's memo."""
+
+    def __init__(
+        self, config: OperatorConfig, kube: Kube, namespaces: list[str] | None = None
+    ) -> None:
+        self.config = config
+        self.kube = kube
+        self.namespaces = namespaces
+        """The namespaces the operator watches; None for all."""
+        self.runtimes: Any = None
+        """The runtime indices, captured from the first handler call (kopf passes indices only
+        to handlers), for the resync loop."""
+        self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+        """The last InferenceService state acted on, so that events that change nothing we
+        read (our own apply coming back, KServe touching other fields) cost no reconcile."""
+
+
+def _state(memo: Any) -> State:
+    state: State = memo.state
+    return state
+
+
+RuntimeIndex = Any
+"""kopf.Index of (namespace or None, name) → the parts of a (Cluster)ServingRuntime we read."""
+
+
+def _runtime_view(body: Any) -> dict[str, Any]:
+    spec = body.get("spec") or {}
+    return {
+        "metadata": {"annotations": dict(body.get("metadata", {}).get("annotations") or {})},
+        "spec": {k: spec.get(k) for k in ("supportedModelFormats", "protocolVersions", "disabled")},
+    }
+
+
+def _lookup(index: RuntimeIndex, namespace: str | None, name: str) -> dict[str, Any] | None:
+    found = index.get((namespace, name)) if index is not None else None
+    return next(iter(found), None) if found is not None else None
+
+
+async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -> Observed:
+    kube, config = state.kube, state.config
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    runtime: Any
+    outcome: StagingOutcome | None = None
+    deployment: ModelDeployment | None
+    try:
+        deployment = parse(body)
+    except ValidationError:
+        runtime = Blocker("InvalidSpec", "spec does not parse")
+        deployment = None
+    if deployment is not None:
+        wanted = deployment.spec.serving.runtime
+        runtime = resolve_runtime(
+            deployment,
+            _lookup(runtimes, namespace, wanted),
+            _lookup(runtimes, None, wanted),
+            config,
+        )
+    secret = config.artifact_store_secret
+    missing = secret if secret and not await kube.secret_exists(namespace, secret) else None
+    jobs = await kube.jobs(namespace, name, naming.STAGING)
+    if deployment is not None:
+        current = naming.staging_job_name(name, staging_hash(deployment, config.artifact_store))
+        for job in jobs:
+            if job["metadata"]["name"] == current:
+                message = None
+                if job_phase(job) != "Running":
+                    pods = await kube.job_pods(namespace, current)
+                    message = termination_message(pods, naming.STAGE_CONTAINER)
+                outcome = staging_outcome(job, message)
+    isvc = await kube.inference_service(namespace, name)
+    return Observed(body, runtime, missing, jobs, outcome, isvc)
+
+
+async def converge(
+    state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
+) -> None:
+    """Make the world match one ModelDeployment. Safe to call any time, any number of times."""
+    kube = state.kube
+    async with state.locks[(namespace, name)]:
+        body = await kube.modeldeployment(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        observed = await _observe(state, body, runtimes)
+        decided = plan(observed, state.config, datetime.now(UTC))
+        if decided.create_job is not None and await kube.create_job(decided.create_job):
+            logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
+        if decided.apply_isvc is not None:
+            try:
+                applied = await kube.apply(decided.apply_isvc, "inferenceservices")
+                state.isvc_seen[(namespace, name)] = _isvc_signature(applied)
+            except ApiException as err:
+                if err.status not in (400, 403, 422):
+                    raise
+                await _report_rejected(state, body, err)
+                return
+        if decided.status_changed:
+            await kube.patch_status(namespace, name, decided.status)
+        for event in decided.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+        for job in decided.delete_jobs:
+            await kube.delete_job(namespace, job)
+
+
+async def _report_rejected(state: State, body: dict[str, Any], err: ApiException) -> None:
+    """The API server (KServe's schema or an admission webhook) refused our InferenceService."""
+    meta = body["metadata"]
+    message = f"the API server refused the InferenceService: {err.status} {err.body or err.reason}"
+    status = dict(body.get("status") or {})
+    conditions, events = merge(
+        status.get("conditions"),
+        [
+            Wanted(ConditionType.DEPLOYED, False, "InferenceServiceRejected", message),
+            Wanted(ConditionType.READY, False, "InferenceServiceRejected", message),
+        ],
+        int(meta.get("generation") or 0),
+        datetime.now(UTC),
+    )
+    await state.kube.patch_status(meta["namespace"], meta["name"], {"conditions": conditions})
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+def _isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
+    """What of an InferenceService the ModelDeployment's status depends on."""
+    status = isvc.get("status") or {}
+    ready: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    return (
+        isvc.get("metadata", {}).get("generation"),
+        status.get("url"),
+        ready.get("status"),
+        ready.get("reason"),
+        ready.get("message"),
+    )
+
+
+async def _converge_or_schedule(
+    state: State, namespace: str, name: str, logger: Any, runtimes: RuntimeIndex
+) -> None:
+    """Converge now; on a transient API error, again after 1, 2, 5, 10, 20 and 30 seconds
+    (event handlers are not retried by kopf, and the resync timer is minutes away)."""
+    for delay in (1, 2, 5, 10, 20, 30, None):
+        try:
+            await converge(state, namespace, name, logger, runtimes)
+            return
+        except TransientApiError as err:
+            if delay is None:
+                logger.warning(f"giving up until the next resync: {err}")
+                return
+            logger.info(f"retrying in {delay}s: {err}")
+            await asyncio.sleep(delay)
+
+
+async def resync_forever(state: State, logger: Any) -> None:
+    """Every ``resync_seconds``, converge every ModelDeployment, whatever events were missed
+    or failed. One loop for all objects, a few at a time: a kopf timer per object would cost a
+    task and its bookkeeping per object (measured: about 50 MB per thousand)."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(namespace: str, name: str) -> None:
+        async with limit:
+            try:
+                await converge(state, namespace, name, logger, state.runtimes)
+            except Exception as err:
+                logger.warning(f"resync of {namespace}/{name} failed: {err}")
+
+    while True:
+        await asyncio.sleep(state.config.resync_seconds)
+        if state.runtimes is None:
+            continue
+        try:
+            names = await state.kube.modeldeployment_names(state.namespaces)
+        except Exception as err:
+            logger.warning(f"resync: cannot list ModelDeployments: {err}")
+            continue
+        await asyncio.gather(*(one(ns, name) for ns, name in names))
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    """Attach every handler to ``registry`` (not kopf's global one: nothing happens at import)."""
+
+    @kopf.on.startup(registry=registry)
+    async def start_resync(memo: Any, logger: Any, **_: Any) -> None:
+        memo.resync_task = asyncio.create_task(resync_forever(_state(memo), logger))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_resync(memo: Any, **_: Any) -> None:
+        task = getattr(memo, "resync_task", None)
+        if task is not None:
+            task.cancel()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = naming.FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=naming.ANNOTATION_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=naming.ANNOTATION_PREFIX, key="last-handled-spec"
+        )
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.posting.level = logging.INFO
+        settings.queueing.error_delays = (1, 2, 5, 10, 20, 30, 60, 120, 300)
+        # Bounded concurrency: a burst of a thousand objects is worked off by a fixed number of
+        # workers per watched resource, instead of a thousand at once (and the memory of that).
+        # A worker holds its slot until idle for this long, so keep it short.
+        settings.queueing.worker_limit = config.workers
+        settings.queueing.idle_timeout = 0.2
+
+    @kopf.index(
+        "serving.kserve.io",
+        "v1alpha1",
+        "servingruntimes",
+        id="modeldeploy_runtimes",
+        registry=registry,
+    )
+    def modeldeploy_runtimes(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
+        return {(namespace, name): _runtime_view(body)}
+
+    @kopf.index(
+        "serving.kserve.io",
+        "v1alpha1",
+        "clusterservingruntimes",
+        id="modeldeploy_cluster_runtimes",
+        registry=registry,
+    )
+    def modeldeploy_cluster_runtimes(name: str, body: kopf.Body, **_: Any) -> Any:
+        return {(None, name): _runtime_view(body)}
+
+    def runtimes_of(kwargs: dict[str, Any]) -> Any:
+        runtimes = _Runtimes(kwargs["modeldeploy_runtimes"], kwargs["modeldeploy_cluster_runtimes"])
+        _state(kwargs["memo"]).runtimes = runtimes
+        return runtimes
+
+    @kopf.on.event(*MD, id="reconcile", registry=registry)
+    async def reconcile_modeldeployment(
+        event: dict[str, Any],
+        body: kopf.Body,
+        namespace: str,
+        name: str,
+        memo: Any,
+        logger: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Level-based: any ModelDeployment whose current generation has not been acted on (or
+        that the operator sees for the first time since it started) is converged. The events
+        our own status patches cause are skipped: they change nothing to act on."""
+        if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        status = body.get("status") or {}
+        first_sight = event.get("type") in (None, "ADDED")
+        if not first_sight and status.get("observedGeneration") == body["metadata"].get(
+            "generation"
+        ):
+            return
+        await _converge_or_schedule(
+            _state(memo), namespace, name, logger, runtimes_of({**kwargs, "memo": memo})
+        )
+
+    async def converge_owner(
+        body: kopf.Body, namespace: str, memo: Any, logger: Any, **kwargs: Any
+    ) -> None:
+        owner = body.get("metadata", {}).get("labels", {}).get(naming.DEPLOYMENT_LABEL)
+        if not owner:
+            return
+        try:
+            await converge(
+                _state(memo), namespace, owner, logger, runtimes_of({**kwargs, "memo": memo})
+            )
+        except TransientApiError as err:  # the resync timer retries
+            logger.warning(
+                f"reconciling {owner} after a change of {body['metadata']['name']}: {err}"
+            )
+
+    @kopf.on.event("batch", "v1", "jobs", id="staging-job", labels=OWNED, registry=registry)
+    async def staging_job_changed(event: dict[str, Any], body: kopf.Body, **kwargs: Any) -> None:
+        """Only a finished Job changes what the ModelDeployment needs; one that is merely
+        running is reported by the next resync."""
+        if event.get("type") != "DELETED" and job_phase(dict(body)) != "Running":
+            await converge_owner(body=body, **kwargs)
+
+    @kopf.on.event(
+        "serving.kserve.io",
+        "v1beta1",
+        "inferenceservices",
+        id="inference-service",
+        labels=OWNED,
+        registry=registry,
+    )
+    async def inference_service_changed(
+        event: dict[str, Any], body: kopf.Body, namespace: str, name: str, memo: Any, **kwargs: Any
+    ) -> None:
+        state = _state(memo)
+        key = (namespace, name)
+        if event.get("type") == "DELETED":
+            state.isvc_seen.pop(key, None)
+            return
+        signature = _isvc_signature(dict(body))
+        if state.isvc_seen.get(key) == signature:
+            return
+        state.isvc_seen[key] = signature
+        await converge_owner(body=body, namespace=namespace, memo=memo, **kwargs)
+
+    @kopf.on.delete(*MD, id="release-artifacts", registry=registry, timeout=900)
+    async def release_artifacts(
+        body: kopf.Body, namespace: str, name: str, memo: Any, logger: Any, retry: int, **_: Any
+    ) -> None:
+        """Remove the artifacts only this ModelDeployment used (a Job, like staging: the operator
+        never mounts the store). Children go by owner references."""
+        state = _state(memo)
+        if not (body.get("status") or {}).get("artifact"):
+            return
+        kube = state.kube
+        job_name = naming.cleanup_job_name(name, body["metadata"]["uid"])
+        job = await kube.job(namespace, job_name)
+        if job is None:
+            job = build_cleanup_job(parse(dict(body)), body["metadata"]["uid"], state.config)
+            await kube.create_job(job)
+            raise kopf.TemporaryError("releasing artifacts", delay=1)
+        phase = job_phase(job)
+        if phase == "Running":
+            raise kopf.TemporaryError("releasing artifacts", delay=1)
+        if phase == "Failed":
+            kopf.warn(
+                body,
+                reason="ArtifactsNotReleased",
+                message=f"Job {job_name} failed; artifacts stay in {state.config.artifact_store}",
+            )
+        await kube.delete_job(namespace, job_name)

@@ -1,0 +1,109 @@
+"""The KServe InferenceService (serving.kserve.io/v1beta1) that serves a staged artifact.
+
+Pure: ModelDeployment + artifact URI + the serving runtime it runs on → manifest. Applied with
+server-side apply, so only the fields built here are ours; anything else on the object (an
+annotation another controller adds, KServe's defaults) stays with whoever set it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.api.serving import DeploymentMode, Probe, Protocol
+from modeldeploy.controller import naming
+
+API_VERSION = "serving.kserve.io/v1beta1"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+"""The node label GPU feature discovery sets, e.g. NVIDIA-A100-SXM4-80GB."""
+
+HTTP_PORT = 8080
+GRPC_PORT = 8081
+
+# Defaults of the three probes: (initialDelay, period, timeout, failureThreshold).
+READINESS = Probe(initial_delay_seconds=0, period_seconds=5, timeout_seconds=2, failure_threshold=3)
+LIVENESS = Probe(initial_delay_seconds=0, period_seconds=10, timeout_seconds=5, failure_threshold=3)
+STARTUP = Probe(initial_delay_seconds=0, period_seconds=5, timeout_seconds=2, failure_threshold=120)
+"""Ten minutes for download, session creation (TensorRT engine builds are slow) and the
+golden-sample self-test, before liveness takes over."""
+
+
+@dataclass(frozen=True)
+class ServingRuntimeRef:
+    """The ServingRuntime or ClusterServingRuntime a ModelDeployment names, as found."""
+
+    name: str
+    kind: str
+    gpu_image: str | None = None
+    """Image to use when GPUs are requested (annotation modeldeploy.io/gpu-image)."""
+
+
+def _probe(path: str, defaults: Probe, override: Probe | None) -> dict[str, Any]:
+    merged = defaults.model_copy(
+        update=override.model_dump(exclude_none=True) if override is not None else {}
+    )
+    return {
+        "httpGet": {"path": path, "port": HTTP_PORT},
+        **merged.model_dump(by_alias=True, exclude_none=True),
+    }
+
+
+def build_inference_service(
+    deployment: ModelDeployment,
+    uid: str,
+    artifact_uri: str,
+    runtime: ServingRuntimeRef,
+) -> dict[str, Any]:
+    """The InferenceService for ``deployment`` serving the artifact at ``artifact_uri``."""
+    name = deployment.metadata.name
+    serving = deployment.spec.serving
+    res = serving.resources
+    quantities: dict[str, Any] = {"cpu": res.cpu, "memory": res.memory}
+    if res.gpu:
+        quantities[GPU_RESOURCE] = str(res.gpu)
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "onnx"},
+        "runtime": runtime.name,
+        "storageUri": artifact_uri,
+        "protocolVersion": serving.protocol.value,
+        "resources": {"requests": dict(quantities), "limits": dict(quantities)},
+        "readinessProbe": _probe(f"/v2/models/{name}/ready", READINESS, serving.probes.readiness),
+        "livenessProbe": _probe("/v2/health/live", LIVENESS, serving.probes.liveness),
+        "startupProbe": _probe(f"/v2/models/{name}/ready", STARTUP, serving.probes.startup),
+    }
+    if serving.protocol == Protocol.GRPC_V2:
+        model["ports"] = [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"}]
+    if res.gpu and runtime.gpu_image:
+        model["image"] = runtime.gpu_image
+    predictor: dict[str, Any] = {
+        "minReplicas": serving.scaling.min_replicas,
+        "maxReplicas": serving.scaling.max_replicas,
+        "scaleMetric": serving.scaling.metric.value,
+        "scaleTarget": serving.scaling.target,
+        "model": model,
+    }
+    tolerations = [
+        t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in res.tolerations or []
+    ]
+    if res.gpu:
+        tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        predictor["tolerations"] = tolerations
+    if res.gpu_type:
+        predictor["nodeSelector"] = {GPU_PRODUCT_LABEL: res.gpu_type}
+    mode = "Knative" if serving.deployment_mode == DeploymentMode.KNATIVE else "Standard"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": deployment.metadata.namespace or "default",
+            "labels": naming.labels(name),
+            "annotations": {DEPLOYMENT_MODE_ANNOTATION: mode},
+            "ownerReferences": [naming.owner_reference(name, uid)],
+        },
+        "spec": {"predictor": predictor},
+    }

@@ -1,0 +1,177 @@
+"""The operator's Kubernetes I/O: the few reads and writes the handlers make, off the event loop.
+
+The ``kubernetes`` client is synchronous; each call runs in a bounded thread pool so that a
+thousand ModelDeployments reconcile concurrently without a thread each. Errors that a retry can
+fix (throttling, 5xx, timeouts, lost connections) are raised as :class:`TransientApiError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
+
+from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
+from modeldeploy.controller import naming
+
+KSERVE = "serving.kserve.io"
+
+
+class TransientApiError(Exception):
+    """A Kubernetes API failure worth retrying with backoff."""
+
+
+def load_client(kubeconfig: str | None = None, pool: int = 8) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig:
+            raise config.ConfigException("explicit kubeconfig")
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, ApiException):
+        return err.status in (0, 408, 429) or err.status >= 500
+    return isinstance(err, HTTPError | OSError | TimeoutError)
+
+
+class Kube:
+    """Typed, awaitable access to what the operator reads and writes."""
+
+    def __init__(self, api: client.ApiClient, workers: int = 8) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn`` in the pool and return the answer's JSON, undecoded into client models:
+        building the client's typed objects and turning them back into dicts cost more CPU and
+        memory than the rest of a reconciliation."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, _preload_content=False, **kwargs)
+        try:
+            response = await loop.run_in_executor(self._pool, call)
+            data = response.data
+        except Exception as err:
+            if _retryable(err):
+                raise TransientApiError(f"{getattr(fn, '__name__', fn)}: {err}") from err
+            raise
+        return json.loads(data) if data else None
+
+    async def _maybe(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._run(fn, *args, **kwargs)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._maybe(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+        return found
+
+    async def modeldeployment_names(self, namespaces: list[str] | None) -> list[tuple[str, str]]:
+        """(namespace, name) of every ModelDeployment watched (metadata only would do; the
+        custom-objects API has no such call, and this runs once a resync period)."""
+        if namespaces:
+            lists = [
+                await self._run(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL
+                )
+                for ns in namespaces
+            ]
+        else:
+            lists = [
+                await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+            ]
+        return [
+            (item["metadata"]["namespace"], item["metadata"]["name"])
+            for found in lists
+            for item in found["items"]
+        ]
+
+    async def secret_exists(self, namespace: str, name: str) -> bool:
+        # RBAC can restrict this to the one resourceName; the Secret's data is never kept.
+        found = await self._maybe(self.core.read_namespaced_secret, name, namespace)
+        return found is not None
+
+    async def jobs(self, namespace: str, deployment: str, role: str) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in naming.labels(deployment, role).items())
+        found = await self._run(self.batch.list_namespaced_job, namespace, label_selector=selector)
+        return list(found["items"])
+
+    async def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._maybe(
+            self.batch.read_namespaced_job, name, namespace
+        )
+        return found
+
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        found = await self._run(
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"batch.kubernetes.io/job-name={job}",
+        )
+        return list(found["items"])
+
+    async def create_job(self, job: dict[str, Any]) -> bool:
+        """Create ``job``; False when it already exists (a restarted or racing reconcile)."""
+        try:
+            await self._run(self.batch.create_namespaced_job, job["metadata"]["namespace"], job)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        await self._maybe(
+            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+        )
+
+    async def inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._maybe(
+            self.custom.get_namespaced_custom_object,
+            KSERVE, "v1beta1", namespace, "inferenceservices", name,
+        )  # fmt: skip
+        return found
+
+    async def apply(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
+        """Server-side apply ``obj`` as the operator's field manager (forced: these fields are
+        ours by definition; fields other managers set are untouched)."""
+        group, version = obj["apiVersion"].split("/")
+        meta = obj["metadata"]
+        result: dict[str, Any] = await self._run(
+            self.custom.patch_namespaced_custom_object,
+            group, version, meta["namespace"], plural, meta["name"], obj,
+            field_manager=naming.FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )  # fmt: skip
+        return result
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._run(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()

@@ -1,0 +1,65 @@
+"""Labels, annotations and names of the objects the operator owns.
+
+Names are deterministic (derived from the ModelDeployment and its staging hash), so a crashed
+and restarted operator, or two handlers racing, find the object the other one created instead
+of creating a second one: a create that conflicts is a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.api.modeldeployment import API_VERSION, KIND
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "modeldeploy"
+DEPLOYMENT_LABEL = "modeldeploy.io/deployment"
+ROLE_LABEL = "modeldeploy.io/role"
+HASH_LABEL = "modeldeploy.io/staging-hash"
+FIELD_MANAGER = "modeldeploy-operator"
+"""Server-side apply field manager: fields other tools set on our objects stay theirs."""
+
+FINALIZER = "modeldeploy.io/artifacts"
+"""Held until the artifacts only this ModelDeployment used are removed from the store."""
+
+ANNOTATION_PREFIX = "modeldeploy.io"
+"""kopf keeps its handler progress and last-handled spec in annotations under this prefix."""
+
+STAGING = "staging"
+CLEANUP = "cleanup"
+STAGE_CONTAINER = "stage"
+
+
+def staging_job_name(deployment: str, staging_hash: str) -> str:
+    """``<name>-stage-<hash10>``: at most 45 + 7 + 10 characters, a valid Job name."""
+    return f"{deployment}-stage-{staging_hash}"
+
+
+def cleanup_job_name(deployment: str, uid: str) -> str:
+    """Per object (uid), so a recreated ModelDeployment of the same name gets its own."""
+    return f"{deployment}-cleanup-{uid[:8]}"
+
+
+def owner_mark(namespace: str, name: str) -> str:
+    """How the artifact store records that a ModelDeployment uses an artifact."""
+    return f"{namespace}.{name}"
+
+
+def labels(deployment: str, role: str | None = None) -> dict[str, str]:
+    found = {MANAGED_BY: MANAGER, DEPLOYMENT_LABEL: deployment}
+    if role:
+        found[ROLE_LABEL] = role
+    return found
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """Children go with their ModelDeployment (garbage collection), and ``kubectl get`` shows
+    who made them."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

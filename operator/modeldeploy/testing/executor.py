@@ -1,0 +1,516 @@
+"""A small local executor that plays the kubelet, the Job controller, the garbage collector and
+the KServe controller for the objects ModelDeploy creates, on this one machine.
+
+A real cluster has all of those; the test control plane (a bare kube-apiserver + etcd) has none,
+so without this nothing would ever run a staging Job or serve an InferenceService. It is test
+support: ``make demo`` and the tests use it, the operator never does, and it only touches
+objects labelled ``app.kubernetes.io/managed-by: modeldeploy``.
+
+- Staging Jobs: runs the Job's container command as a local process, with the Job's environment
+  (pvc:// volumes map to folders under ``--pvc-root``), creates the Pod object, and writes the
+  Pod's termination message and the Job's conditions back as the kubelet and Job controller
+  would, honouring backoffLimit, activeDeadlineSeconds and the podFailurePolicy exit codes.
+- InferenceServices: for each new storageUri (a new revision) starts ``modeldeploy serve`` on the
+  artifact on loopback ports, waits until it is ready, writes the InferenceService's status
+  (Ready, URL on 127.0.0.1) and only then stops the previous revision's process.
+- Garbage collection: objects whose owner ModelDeployment is gone are deleted.
+
+``--instant`` answers staging with a made-up successful summary and marks InferenceServices
+ready without starting anything: for the operator benchmark, which measures the operator alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from modeldeploy.testing.controlplane import _die_with_parent, free_port
+
+log = logging.getLogger("executor")
+MANAGED = "app.kubernetes.io/managed-by=modeldeploy"
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Revision:
+    storage_uri: str
+    generation: int
+    process: subprocess.Popen[bytes] | None
+    http_port: int
+    grpc_port: int
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        pvc_root: Path,
+        workdir: Path,
+        instant: bool = False,
+        workers: int = 4,
+    ) -> None:
+        self.api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api.configuration.connection_pool_maxsize = 32
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.pvc_root = pvc_root
+        self.workdir = workdir
+        self.instant = instant
+        self.pool = ThreadPoolExecutor(max_workers=workers if not instant else 16)
+        self.started_jobs: set[str] = set()
+        self.revisions: dict[tuple[str, str], Revision] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.bin = Path(sys.executable).parent
+
+    # --- staging Jobs -------------------------------------------------------------------
+
+    def _local_path(self, uri: str) -> Path | None:
+        parsed = urlparse(uri)
+        if parsed.scheme == "pvc":
+            return self.pvc_root / parsed.netloc / parsed.path.lstrip("/")
+        if parsed.scheme == "file":
+            return Path(parsed.path)
+        return None
+
+    def on_job(self, job: dict[str, Any]) -> None:
+        uid = job["metadata"]["uid"]
+        conditions = (job.get("status") or {}).get("conditions") or []
+        if any(c["type"] in ("Complete", "Failed") for c in conditions):
+            return
+        with self.lock:
+            if uid in self.started_jobs:
+                return
+            self.started_jobs.add(uid)
+        self.pool.submit(self._run_job_logged, job)
+
+    def _run_job_logged(self, job: dict[str, Any]) -> None:
+        try:
+            self._run_job(job)
+        except Exception:
+            log.exception("job %s", job["metadata"]["name"])
+
+    def _env(self, namespace: str, container: dict[str, Any], home: Path) -> dict[str, str]:
+        env = {"PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
+        for source in container.get("envFrom") or []:
+            ref = source.get("secretRef")
+            if ref:
+                secret = self.core.read_namespaced_secret(ref["name"], namespace)
+                for key, value in (secret.data or {}).items():
+                    env[key] = base64.b64decode(value).decode()
+        for item in container.get("env") or []:
+            env[item["name"]] = item.get("value", "")
+        env["MODELDEPLOY_PVC_ROOT"] = str(self.pvc_root)
+        env["HOME"] = env["TMPDIR"] = str(home)
+        return env
+
+    def _patch_job_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        self.batch.patch_namespaced_job_status(meta["name"], meta["namespace"], {"status": status})
+
+    def _run_job(self, job: dict[str, Any]) -> None:
+        meta, spec = job["metadata"], job["spec"]
+        started = _now()
+        self._patch_job_status(job, {"startTime": started, "active": 1})
+        deadline = time.monotonic() + (spec.get("activeDeadlineSeconds") or 3600)
+        fail_codes: set[int] = set()
+        for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+            if rule.get("action") == "FailJob":
+                fail_codes.update(rule.get("onExitCodes", {}).get("values") or [])
+        failures = 0
+        while True:
+            code = self._run_pod(job, deadline)
+            if code == 0:
+                self._patch_job_status(
+                    job,
+                    {
+                        "active": 0,
+                        "succeeded": 1,
+                        "failed": failures,
+                        "completionTime": _now(),
+                        "conditions": [
+                            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+                             "message": "Reached expected number of succeeded pods", "lastTransitionTime": _now()},
+                            {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                             "message": "Reached expected number of succeeded pods", "lastTransitionTime": _now()},
+                        ],
+                    },
+                )  # fmt: skip
+                return
+            failures += 1
+            if code is None:
+                reason, message = (
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                )
+            elif code in fail_codes:
+                reason, message = (
+                    "PodFailurePolicy",
+                    f"Container stage failed with exit code {code} matching FailJob rule at index 0",
+                )
+            elif failures > (spec.get("backoffLimit") or 0):
+                reason, message = (
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                )
+            else:
+                continue
+            self._patch_job_status(
+                job,
+                {
+                    "active": 0,
+                    "failed": failures,
+                    "conditions": [
+                        {"type": "FailureTarget", "status": "True", "reason": reason, "message": message,
+                         "lastTransitionTime": _now()},
+                        {"type": "Failed", "status": "True", "reason": reason, "message": message,
+                         "lastTransitionTime": _now()},
+                    ],
+                },
+            )  # fmt: skip
+            log.info("job %s/%s failed: %s", meta["namespace"], meta["name"], reason)
+            return
+
+    def _run_pod(self, job: dict[str, Any], deadline: float) -> int | None:
+        """One attempt; the exit code, or None when the Job's deadline passed."""
+        meta = job["metadata"]
+        namespace = meta["namespace"]
+        template = job["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        pod_name = f"{meta['name']}-{uuid.uuid4().hex[:5]}"
+        labels = {
+            **(template.get("metadata", {}).get("labels") or {}),
+            "batch.kubernetes.io/job-name": meta["name"],
+            "job-name": meta["name"],
+            "batch.kubernetes.io/controller-uid": meta["uid"],
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": namespace,
+                "labels": labels,
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                     "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+                ],
+            },
+            "spec": {**template["spec"], "nodeName": "local-executor"},
+        }  # fmt: skip
+        self.core.create_namespaced_pod(namespace, pod)
+        home = self.workdir / pod_name
+        home.mkdir(parents=True, exist_ok=True)
+        termination = home / "termination-log"
+        termination.touch()
+        env = self._env(namespace, container, home)
+        env["MODELDEPLOY_TERMINATION_LOG"] = str(termination)
+        command = [*(container.get("command") or []), *(container.get("args") or [])]
+        output = home / "output.log"
+        if self.instant:
+            code, message = 0, json.dumps(self._instant_summary(env))
+        else:
+            with output.open("wb") as out:
+                process = subprocess.Popen(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home,
+                    start_new_session=True, preexec_fn=_die_with_parent,
+                )  # fmt: skip
+                try:
+                    code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    code = -9
+            message = termination.read_text()
+            if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
+                message = output.read_text(errors="replace")[-2048:]
+        timed_out = time.monotonic() >= deadline and code != 0
+        state = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else ("DeadlineExceeded" if timed_out else "Error"),
+            "message": message[:4096],
+            "startedAt": _now(),
+            "finishedAt": _now(),
+        }
+        self.core.patch_namespaced_pod_status(
+            pod_name,
+            namespace,
+            {
+                "status": {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "containerStatuses": [
+                        {"name": container["name"], "image": container["image"], "imageID": "",
+                         "ready": False, "restartCount": 0, "state": {"terminated": state}}
+                    ],
+                }
+            },
+        )  # fmt: skip
+        shutil.rmtree(home / "tmp", ignore_errors=True)
+        return None if timed_out else code
+
+    def _instant_summary(self, env: dict[str, str]) -> dict[str, Any]:
+        if "MODELDEPLOY_DEPLOYMENT" not in env:  # a clean-up Job
+            return {"released": env.get("MODELDEPLOY_OWNER", "")}
+        doc = json.loads(env["MODELDEPLOY_DEPLOYMENT"])
+        name = doc["metadata"]["name"]
+        key = f"{name}-{uuid.uuid5(uuid.NAMESPACE_URL, env['MODELDEPLOY_DEPLOYMENT']).hex[:20]}"
+        return {
+            "status": "Succeeded",
+            "uri": f"{env['MODELDEPLOY_ARTIFACT_STORE'].rstrip('/')}/{key}",
+            "key": key,
+            "digest": "sha256:" + "0" * 64,
+            "precision": doc["spec"].get("optimization", {}).get("precision", "fp32"),
+            "sizeBytes": 0,
+            "cacheHit": False,
+            "parity": None,
+        }
+
+    # --- InferenceServices ------------------------------------------------------------------
+
+    def on_isvc(self, event_type: str, isvc: dict[str, Any]) -> None:
+        meta = isvc["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            with self.lock:
+                revision = self.revisions.pop(key, None)
+            if revision is not None and revision.process is not None:
+                _stop(revision.process)
+            return
+        uri = isvc["spec"]["predictor"].get("model", {}).get("storageUri")
+        if not uri:
+            return
+        with self.lock:
+            current = self.revisions.get(key)
+            if current is not None and current.storage_uri == uri:
+                return
+            placeholder = Revision(uri, meta["generation"], None, 0, 0)
+            previous = self.revisions.get(key)
+            self.revisions[key] = placeholder
+        self.pool.submit(self._serve_logged, isvc, previous)
+
+    def _serve_logged(self, isvc: dict[str, Any], previous: Revision | None) -> None:
+        try:
+            self._serve(isvc, previous)
+        except Exception:
+            log.exception("isvc %s", isvc["metadata"]["name"])
+
+    def _patch_isvc_status(self, isvc: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = isvc["metadata"]
+        self.custom.patch_namespaced_custom_object_status(
+            *KSERVE[:2], meta["namespace"], KSERVE[2], meta["name"], {"status": status}
+        )
+
+    def _serve(self, isvc: dict[str, Any], previous: Revision | None) -> None:
+        meta = isvc["metadata"]
+        name, generation = meta["name"], meta["generation"]
+        uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+        revision_name = f"{name}-predictor-{generation:05d}"
+        if self.instant:
+            process, http_port, grpc_port = None, 0, 0
+        else:
+            path = self._local_path(uri)
+            http_port, grpc_port = free_port(), free_port()
+            logfile = self.workdir / f"{meta['namespace']}-{revision_name}.log"
+            if path is None or not path.exists():
+                self._not_ready(
+                    isvc, "StorageNotReachable", f"the local executor cannot reach {uri}"
+                )
+                return
+            with logfile.open("wb") as out:
+                process = subprocess.Popen(
+                    [str(self.bin / "modeldeploy"), "serve", str(path),
+                     "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )  # fmt: skip
+            ready_path = f"http://127.0.0.1:{http_port}/v2/models/{name}/ready"
+            deadline = time.monotonic() + 120
+            while not _ok(ready_path):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    _stop(process)
+                    self._not_ready(
+                        isvc, "RevisionFailed",
+                        f"revision {revision_name} did not become ready: "
+                        + logfile.read_text(errors="replace")[-1500:],
+                    )  # fmt: skip
+                    return
+                time.sleep(0.2)
+        with self.lock:
+            self.revisions[(meta["namespace"], name)] = Revision(
+                uri, generation, process, http_port, grpc_port
+            )
+        url = f"http://127.0.0.1:{http_port}"
+        self._patch_isvc_status(
+            isvc,
+            {
+                "observedGeneration": generation,
+                "url": url,
+                "address": {"url": url},
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": _now()}
+                    for t in ("IngressReady", "PredictorReady", "Ready")
+                ],
+                "components": {
+                    "predictor": {
+                        "url": url,
+                        "latestCreatedRevision": revision_name,
+                        "latestReadyRevision": revision_name,
+                        "latestRolledoutRevision": revision_name,
+                        "traffic": [
+                            {"revisionName": revision_name, "percent": 100, "latestRevision": True}
+                        ],
+                    }
+                },
+            },
+        )
+        log.info("isvc %s/%s ready at %s (%s)", meta["namespace"], name, url, uri)
+        if previous is not None and previous.process is not None:
+            _stop(previous.process)
+
+    def _not_ready(self, isvc: dict[str, Any], reason: str, message: str) -> None:
+        self._patch_isvc_status(
+            isvc,
+            {
+                "observedGeneration": isvc["metadata"]["generation"],
+                "conditions": [
+                    {"type": "Ready", "status": "False", "reason": reason, "message": message,
+                     "lastTransitionTime": _now()}
+                ],
+            },
+        )  # fmt: skip
+
+    # --- garbage collection -------------------------------------------------------------------
+
+    def on_modeldeployment_deleted(self, md: dict[str, Any]) -> None:
+        uid, namespace = md["metadata"]["uid"], md["metadata"]["namespace"]
+        for job in self.batch.list_namespaced_job(namespace, label_selector=MANAGED).items:
+            if any(o.uid == uid for o in job.metadata.owner_references or []):
+                with contextlib.suppress(ApiException):
+                    self.batch.delete_namespaced_job(job.metadata.name, namespace)
+        found = self.custom.list_namespaced_custom_object(
+            *KSERVE[:2], namespace, KSERVE[2], label_selector=MANAGED
+        )
+        for isvc in found["items"]:
+            if any(o["uid"] == uid for o in isvc["metadata"].get("ownerReferences") or []):
+                with contextlib.suppress(ApiException):
+                    self.custom.delete_namespaced_custom_object(
+                        *KSERVE[:2], namespace, KSERVE[2], isvc["metadata"]["name"]
+                    )
+
+    # --- watching ----------------------------------------------------------------------------
+
+    def _watch(self, list_fn: Any, handle: Any, *args: Any, **kwargs: Any) -> None:
+        while not self.stopping.is_set():
+            try:
+                for event in watch.Watch().stream(list_fn, *args, timeout_seconds=60, **kwargs):
+                    if self.stopping.is_set():
+                        return
+                    obj = event["object"]
+                    if not isinstance(obj, dict):
+                        obj = self.api.sanitize_for_serialization(obj)
+                    try:
+                        handle(event["type"], obj)
+                    except Exception:  # one odd object must not stop the others
+                        log.exception("%s %s", event["type"], obj.get("metadata", {}).get("name"))
+            except Exception as err:  # reconnect, as a controller's informer would
+                if not self.stopping.is_set():
+                    log.warning("watch restarted: %s", err)
+                    time.sleep(0.5)
+
+    def _job_event(self, kind: str, job: dict[str, Any]) -> None:
+        if kind != "DELETED":
+            self.on_job(job)
+
+    def _modeldeployment_event(self, kind: str, md: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.on_modeldeployment_deleted(md)
+
+    def run(self) -> None:
+        watchers = [
+            (self.batch.list_job_for_all_namespaces, self._job_event, (), {"label_selector": MANAGED}),
+            (self.custom.list_cluster_custom_object, self.on_isvc, KSERVE, {"label_selector": MANAGED}),
+            (self.custom.list_cluster_custom_object, self._modeldeployment_event, MD, {}),
+        ]  # fmt: skip
+        threads = [
+            threading.Thread(target=self._watch, args=(fn, handle, *args), kwargs=kw, daemon=True)
+            for fn, handle, args, kw in watchers
+        ]
+        for thread in threads:
+            thread.start()
+        self.stopping.wait()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            revisions = list(self.revisions.values())
+        for revision in revisions:
+            if revision.process is not None:
+                _stop(revision.process)
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy.testing.executor")
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--pvc-root", type=Path, required=True, help="folder of pvc://<claim>/")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--instant", action="store_true", help="answer without running anything")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s executor %(message)s")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    executor = LocalExecutor(args.kubeconfig, args.pvc_root, args.workdir, instant=args.instant)
+    signal.signal(signal.SIGTERM, lambda *_: executor.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: executor.stopping.set())
+    try:
+        executor.run()
+    finally:
+        executor.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

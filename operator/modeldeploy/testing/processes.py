@@ -1,0 +1,113 @@
+"""The operator and the local executor as real processes, for ``make demo`` and the tests.
+
+The operator runs exactly as in a pod (``modeldeploy operator``), only with a kubeconfig; the
+executor (:mod:`.executor`) plays the kubelet and KServe next to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modeldeploy.testing.controlplane import REPO_ROOT, _die_with_parent
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when a node dies."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait()
+
+    def stop(self, grace: float = 15.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@dataclass
+class LocalStack:
+    """Spawns operators and an executor against one cluster; stops them all at the end."""
+
+    kubeconfig: Path
+    workdir: Path
+    pvc_root: Path
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> ManagedProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.workdir / f"{name}-{len(self.processes)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **(env or {})},
+                preexec_fn=_die_with_parent,
+            )
+        managed = ManagedProcess(name, process, log)
+        self.processes.append(managed)
+        return managed
+
+    def executor(self, instant: bool = False) -> ManagedProcess:
+        args = [
+            "-m", "modeldeploy.testing.executor",
+            "--kubeconfig", str(self.kubeconfig),
+            "--pvc-root", str(self.pvc_root),
+            "--workdir", str(self.workdir / "executor"),
+        ]  # fmt: skip
+        return self._spawn("executor", args + (["--instant"] if instant else []))
+
+    def operator(
+        self,
+        *args: str,
+        namespaces: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        wait: float = 60.0,
+    ) -> ManagedProcess:
+        """Start ``modeldeploy operator``; return once kopf has logged in and started watching."""
+        scope = [arg for ns in namespaces or [] for arg in ("--namespace", ns)]
+        managed = self._spawn(
+            "operator",
+            [
+                *(["/tmp/smoke/memprof.py"] if os.environ.get("DUMP") else ["-m", "modeldeploy"]),
+                "operator",
+                "--liveness-port",
+                "0",
+                *scope,
+                *args,
+            ],
+            env,
+        )
+        deadline = time.monotonic() + wait
+        while "Initial authentication has finished" not in managed.log_text():
+            if managed.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"operator did not start:\n{managed.log_text()[-3000:]}")
+            time.sleep(0.1)
+        return managed
+
+    def stop(self) -> None:
+        for managed in reversed(self.processes):
+            managed.stop()
+        self.processes.clear()

@@ -1,0 +1,117 @@
+"""Deletion and crash recovery: the finalizer releases artifacts (keeping shared ones), and an
+operator SIGKILLed in the middle of staging converges after a restart without a second Job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.operator.conftest import Kube, digits_spec
+
+
+def store_keys(pvc_root: Path) -> set[str]:
+    store = pvc_root / "artifacts" / "store"
+    return (
+        {p.name for p in store.iterdir() if not p.name.startswith(".")} if store.exists() else set()
+    )
+
+
+@pytest.fixture
+def second_namespace(api_client: client.ApiClient, namespace: str) -> Iterator[str]:
+    core = client.CoreV1Api(api_client)
+    name = f"{namespace}-b"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+def test_delete_releases_only_unshared_artifacts(
+    kube: Kube,
+    start_operator,  # type: ignore[no-untyped-def]
+    pvc_root: Path,
+    api_client: client.ApiClient,
+    namespace: str,
+    second_namespace: str,
+) -> None:
+    other = Kube(api_client, second_namespace)
+    start_operator(namespaces=[namespace, second_namespace])
+    kube.create("digits", digits_spec())
+    kube.wait_condition("digits", "Ready", "True")
+    key = kube.get("digits")["status"]["artifact"]["key"]  # type: ignore[index]
+    marks = pvc_root / "artifacts" / "store" / ".owners" / key
+    assert key in store_keys(pvc_root)
+    assert (marks / f"{namespace}.digits").exists()
+
+    # The same model and options in another namespace: a cache hit on the same artifact.
+    other.create("digits", digits_spec())
+    hit = other.wait_condition("digits", "ArtifactReady", "True", "CacheHit")
+    assert key in hit["message"]
+    assert (marks / f"{second_namespace}.digits").exists()
+
+    # A spec change leaves a second artifact owned by the first deployment alone.
+    kube.patch_spec("digits", {"serving": {"batching": {"maxBatchSize": 4}}})
+    kube.wait(
+        "the second artifact",
+        lambda: kube.get("digits")["status"]["artifact"]["key"] != key,  # type: ignore[index]
+        timeout=180,
+    )
+    second_key = kube.get("digits")["status"]["artifact"]["key"]  # type: ignore[index]
+    assert {key, second_key} <= store_keys(pvc_root)
+
+    # Deleting the first: its own artifact goes, the shared one stays (still marked by the other).
+    kube.custom.delete_namespaced_custom_object(
+        "modeldeploy.io", "v1alpha1", namespace, "modeldeployments", "digits"
+    )
+    kube.wait("the ModelDeployment to be gone", lambda: kube.get("digits") is None)
+    assert second_key not in store_keys(pvc_root)
+    assert key in store_keys(pvc_root)
+    assert not (marks / f"{namespace}.digits").exists()
+    kube.wait("its InferenceService to be collected", lambda: kube.isvc("digits") is None)
+    assert other.isvc("digits") is not None
+
+    # Deleting the last user removes the shared artifact too.
+    other.custom.delete_namespaced_custom_object(
+        "modeldeploy.io", "v1alpha1", second_namespace, "modeldeployments", "digits"
+    )
+    other.wait("the second ModelDeployment to be gone", lambda: other.get("digits") is None)
+    assert key not in store_keys(pvc_root)
+
+
+def test_operator_killed_mid_staging_converges_without_a_second_job(
+    kube: Kube,
+    start_operator,  # type: ignore[no-untyped-def]
+) -> None:
+    first = start_operator()
+    kube.create(
+        "digits",
+        digits_spec(optimization={"precision": "fp16", "parity": {"atol": 0.01, "rtol": 0.01}}),
+    )
+    job = kube.wait("the staging Job", lambda: kube.jobs("digits"))[0]
+    assert not (job.get("status") or {}).get("conditions")  # still staging
+    first.kill()
+    assert first.process.returncode == -9
+
+    second = start_operator()
+    kube.wait_condition("digits", "Ready", "True", timeout=180)
+    assert kube.get("digits")["status"]["artifact"]["precision"] == "fp16"  # type: ignore[index]
+    # Exactly one Job ever ran for this spec: one pod, of the Job seen before the kill.
+    pods = kube.pods(job["metadata"]["name"])
+    assert len(pods) == 1
+    assert pods[0].metadata.labels["batch.kubernetes.io/controller-uid"] == job["metadata"]["uid"]
+    assert "created staging Job" not in second.log_text()
+
+    # Idempotent: a restart on a converged object changes nothing.
+    version = kube.get("digits")["metadata"]["resourceVersion"]  # type: ignore[index]
+    isvc_version = kube.isvc("digits")["metadata"]["resourceVersion"]  # type: ignore[index]
+    second.stop()
+    third = start_operator()
+    kube.wait(
+        "the third operator to resume", lambda: "Handler 'reconcile' succeeded" in third.log_text()
+    )
+    time.sleep(2)
+    assert kube.get("digits")["metadata"]["resourceVersion"] == version  # type: ignore[index]
+    assert kube.isvc("digits")["metadata"]["resourceVersion"] == isvc_version  # type: ignore[index]

@@ -1,0 +1,259 @@
+"""The operator as a real process against the real kube-apiserver with the KServe CRDs, the
+local executor running the staging Jobs (real ``modeldeploy stage``) and the InferenceServices
+(real ``modeldeploy serve``), and the real tritonclient through the URL in the status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import tritonclient.http as httpclient
+
+from modeldeploy.testing.demo_model import digit_png
+from tests.operator.conftest import STORE, Kube, digits_spec
+
+
+def infer_png(url: str, name: str, index: int) -> tuple[str, str]:
+    """(top label, true label) for one digit, sent as PNG bytes through ``url``."""
+    png, truth = digit_png(index)
+    triton = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    item = httpclient.InferInput("image", [1], "BYTES")
+    item.set_data_from_numpy(np.array([png], dtype=np.object_), binary_data=True)
+    result = triton.infer(name, [item], outputs=[httpclient.InferRequestedOutput("labels")])
+    return result.as_numpy("labels")[0, 0].decode(), truth
+
+
+def test_apply_stages_deploys_and_serves(kube: Kube, start_operator, namespace: str) -> None:  # type: ignore[no-untyped-def]
+    start_operator()
+    created = kube.create("digits", digits_spec())
+
+    job = kube.wait("the staging Job", lambda: kube.jobs("digits"))[0]
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    assert job["metadata"]["name"].startswith("digits-stage-")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["command"] == ["modeldeploy", "stage"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert spec["activeDeadlineSeconds"] == 1800
+    assert spec["backoffLimit"] == 2
+    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"][:2] == [2, 10]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELDEPLOY_ARTIFACT_STORE"] == STORE
+    assert env["MODELDEPLOY_OWNER"] == f"{namespace}.digits"
+    claims = sorted(
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    )
+    assert claims == ["artifacts", "models"]
+
+    ready = kube.wait_condition("digits", "Ready", "True", "InferenceServiceReady")
+    body = kube.get("digits")
+    assert body is not None
+    status = body["status"]
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    artifact = status["artifact"]
+    assert artifact["uri"].startswith(f"{STORE}/digits-")
+    assert artifact["precision"] == "fp32"
+    assert artifact["parity"]["passed"] is True
+    assert artifact["parity"]["maxAbsDiff"] < 1e-3
+    assert artifact["cacheHit"] is False
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions == {
+        "ArtifactReady": ("True", "Staged"),
+        "Deployed": ("True", "InferenceServiceApplied"),
+        "Ready": ("True", "InferenceServiceReady"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert status["traffic"]["split"] == "100/0"
+
+    isvc = kube.isvc("digits")
+    assert isvc is not None
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["storageUri"] == artifact["uri"]
+    assert model["runtime"] == "modeldeploy-onnx"
+    assert model["modelFormat"] == {"name": "onnx"}
+    assert model["readinessProbe"]["httpGet"]["path"] == "/v2/models/digits/ready"
+    assert model["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert isvc["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert status["url"] == isvc["status"]["url"]
+    assert ready["message"].endswith(status["url"])
+
+    # A real inference through the URL in the status.
+    answers = [infer_png(status["url"], "digits", i) for i in range(10)]
+    assert sum(top == truth for top, truth in answers) >= 8, answers
+
+    # The finished Job is cleaned up once its result is in the status; events tell the story.
+    kube.wait("the staging Job to go", lambda: not kube.jobs("digits"))
+    reasons = kube.event_reasons("digits")
+    for reason in ("StagingStarted", "Staged", "InferenceServiceApplied", "InferenceServiceReady"):
+        assert reason in reasons, reasons
+
+
+def test_gpu_deployment_gets_limits_selector_tolerations(kube: Kube, start_operator) -> None:  # type: ignore[no-untyped-def]
+    start_operator()
+    serving = {
+        "resources": {"cpu": "1", "memory": "1Gi", "gpu": 2, "gpuType": "NVIDIA-H100-80GB-HBM3",
+                      "tolerations": [{"key": "pool", "operator": "Equal", "value": "inference",
+                                       "effect": "NoSchedule"}]},
+        "probes": {"startup": {"failureThreshold": 360}},
+        "protocol": "grpc-v2",
+    }  # fmt: skip
+    kube.create("digits-gpu", digits_spec(serving=serving))
+    isvc = kube.wait("the InferenceService", lambda: kube.isvc("digits-gpu"), timeout=180)
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert model["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert predictor["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "pool", "operator": "Equal", "value": "inference", "effect": "NoSchedule"},
+    ]
+    assert model["startupProbe"]["failureThreshold"] == 360
+    assert model["startupProbe"]["periodSeconds"] == 5
+    assert (
+        model["image"] == "ghcr.io/modeldeploy/onnx-runtime:0.1.0-cuda12"
+    )  # the runtime's modeldeploy.io/gpu-image
+    assert model["protocolVersion"] == "grpc-v2"
+    assert model["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+
+
+def test_precision_change_restages_and_parity_failure_keeps_old_artifact(
+    kube: Kube, start_operator
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator()
+    kube.create("digits", digits_spec())
+    kube.wait_condition("digits", "Ready", "True")
+    first = kube.get("digits")["status"]["artifact"]  # type: ignore[index]
+
+    # fp16: a new staging run, a new artifact, the InferenceService moves to it.
+    kube.patch_spec(
+        "digits", {"optimization": {"precision": "fp16", "parity": {"atol": 0.01, "rtol": 0.01}}}
+    )
+    kube.wait(
+        "the fp16 artifact",
+        lambda: (
+            (kube.get("digits") or {}).get("status", {}).get("artifact", {}).get("precision")
+            == "fp16"
+        ),
+        timeout=180,
+    )
+    second = kube.get("digits")["status"]["artifact"]  # type: ignore[index]
+    assert second["uri"] != first["uri"]
+    assert second["stagingHash"] != first["stagingHash"]
+    kube.wait(
+        "the InferenceService on the fp16 artifact",
+        lambda: kube.isvc("digits")["spec"]["predictor"]["model"]["storageUri"] == second["uri"],  # type: ignore[index]
+    )
+    kube.wait_condition("digits", "Ready", "True")
+    isvc_before = kube.isvc("digits")
+    assert isvc_before is not None
+
+    # fp16 with zero tolerance cannot pass parity: staging fails, the fp16 artifact keeps serving.
+    kube.patch_spec(
+        "digits", {"optimization": {"precision": "fp16", "parity": {"atol": 0.0, "rtol": 0.0}}}
+    )
+    failed = kube.wait_condition(
+        "digits", "ArtifactReady", "False", "ParityCheckFailed", timeout=180
+    )
+    assert "max |Δ|" in failed["message"]
+    assert "fp16" in failed["message"]
+    degraded = kube.wait_condition("digits", "Degraded", "True", "ParityCheckFailed")
+    assert "previous artifact keeps serving" in degraded["message"]
+    assert kube.condition("digits", "Ready")["status"] == "True"
+    isvc_after = kube.isvc("digits")
+    assert isvc_after is not None
+    assert isvc_after["spec"] == isvc_before["spec"]
+    assert isvc_after["metadata"]["generation"] == isvc_before["metadata"]["generation"]
+    assert kube.get("digits")["status"]["artifact"]["uri"] == second["uri"]  # type: ignore[index]
+    # The failed Job stays as the record (no retry loop); the stale ones are gone.
+    jobs = kube.jobs("digits")
+    assert len(jobs) == 1
+    assert any(c["type"] == "Failed" for c in jobs[0]["status"]["conditions"])
+    assert len(kube.pods(jobs[0]["metadata"]["name"])) == 1  # exit code 17: no retries
+
+    # Going back to the serving spec needs no staging at all.
+    kube.patch_spec(
+        "digits", {"optimization": {"precision": "fp16", "parity": {"atol": 0.01, "rtol": 0.01}}}
+    )
+    kube.wait_condition("digits", "Degraded", "False", "AsExpected")
+    kube.wait_condition("digits", "ArtifactReady", "True")
+    kube.wait("the failed Job to go", lambda: not kube.jobs("digits"))
+
+
+def serving_runtime(namespace: str, name: str, model_format: str) -> dict[str, Any]:
+    """A CPU-only v2 ServingRuntime (no modeldeploy.io/gpu-image) for one model format."""
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {
+            "supportedModelFormats": [{"name": model_format, "version": "1"}],
+            "protocolVersions": ["v2"],
+            "containers": [{"name": "kserve-container", "image": f"example.com/{name}:1"}],
+        },
+    }
+
+
+def test_admitted_but_unworkable_specs_create_nothing(
+    kube: Kube, start_operator, control_plane, namespace: str
+) -> None:  # type: ignore[no-untyped-def]
+    runtimes = [
+        serving_runtime(namespace, "cpu-only", "onnx"),
+        serving_runtime(namespace, "sklearn-only", "sklearn"),
+    ]
+    control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": runtimes}),
+    )
+    start_operator()
+    cases = {
+        "unknown-runtime": ({"runtime": "no-such-runtime"}, "RuntimeNotFound", "no-such-runtime"),
+        "no-gpu-image": ({"runtime": "cpu-only", "resources": {"gpu": 1}}, "RuntimeHasNoGpuImage", "no GPU image"),
+        "wrong-format": ({"runtime": "sklearn-only"}, "RuntimeUnsupportedFormat", "does not serve onnx"),
+        "wrong-protocol": ({"runtime": "cpu-only", "protocol": "grpc-v2"}, "RuntimeUnsupportedProtocol", "grpc-v2"),
+    }  # fmt: skip
+    for name, (serving, _, _) in cases.items():
+        kube.create(name, digits_spec(serving=serving))
+    for name, (_, reason, words) in cases.items():
+        cond = kube.wait_condition(name, "Ready", "False", reason)
+        assert words in cond["message"]
+        assert "spec.serving" in cond["message"]
+        assert kube.condition(name, "Deployed")["reason"] == reason
+        assert "Warning" in [
+            e.type for e in kube.core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={name}").items
+        ]  # fmt: skip
+    for name in cases:
+        assert kube.jobs(name) == []
+        assert kube.isvc(name) is None
+
+
+def test_missing_store_secret_is_reported_before_anything_is_created(
+    kube: Kube, start_operator, namespace: str
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator(
+        "--artifact-store", "s3://artifacts/store", "--artifact-store-secret", "s3-credentials"
+    )
+    kube.create("digits", digits_spec())
+    cond = kube.wait_condition("digits", "Ready", "False", "SecretNotFound")
+    assert "'s3-credentials'" in cond["message"]
+    assert namespace in cond["message"]
+    assert kube.jobs("digits") == []
+    # Creating the Secret unblocks it: the next reconciliation creates the Job with it mounted.
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "s3-credentials"},
+                                                   "stringData": {"AWS_ACCESS_KEY_ID": "x"}})  # fmt: skip
+    kube.patch_spec("digits", {"serving": {"scaling": {"maxReplicas": 2}}})  # wakes it now
+    job = kube.wait("the staging Job", lambda: kube.jobs("digits"))[0]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]

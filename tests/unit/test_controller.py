@@ -1,0 +1,441 @@
+"""The operator's pure parts, without a cluster: builders, runtime checks, staging outcomes,
+conditions and the reconciliation plan."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from modeldeploy.api.artifact import staging_hash
+from modeldeploy.api.optimization import Precision
+from modeldeploy.api.status import ConditionType
+from modeldeploy.api.validation import parse as parse_document
+from modeldeploy.cli import app
+from modeldeploy.controller.conditions import Wanted, merge
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
+from modeldeploy.controller.job_state import staging_outcome, termination_message
+from modeldeploy.controller.reconcile import Observed, plan
+from modeldeploy.controller.runtimes import Blocker, resolve_runtime
+from modeldeploy.controller.staging_job import build_cleanup_job, build_staging_job
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+CONFIG = OperatorConfig(artifact_store="pvc://artifacts/store")
+UID = "11111111-2222-3333-4444-555555555555"
+RUNTIME = ServingRuntimeRef("modeldeploy-onnx", "ClusterServingRuntime", "img:cuda")
+
+
+def example(name: str = "digits-cpu") -> Any:
+    return parse_document(yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text()))
+
+
+def body_of(
+    deployment: Any, generation: int = 1, status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    doc = deployment.to_manifest()
+    doc["metadata"].update(uid=UID, generation=generation)
+    if status is not None:
+        doc["status"] = status
+    return doc
+
+
+# --- staging Job -------------------------------------------------------------------------------
+
+
+def test_staging_job_is_locked_down_and_carries_the_spec() -> None:
+    deployment = example()
+    job = build_staging_job(deployment, UID, CONFIG)
+    digest = staging_hash(deployment, CONFIG.artifact_store)
+    assert job["metadata"]["name"] == f"digits-stage-{digest}"
+    assert (
+        job["metadata"]["ownerReferences"][0] | {"uid": UID}
+        == job["metadata"]["ownerReferences"][0]
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    security = container["securityContext"]
+    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    env = {e["name"]: e["value"] for e in container["env"]}
+    staged = json.loads(env["MODELDEPLOY_DEPLOYMENT"])
+    assert staged["metadata"] == {"name": "digits", "namespace": "demo"}
+    assert staged["spec"]["model"]["uri"] == "pvc://models/digits/model.pt"
+    assert "rollout" not in staged["spec"]  # rollout never changes the artifact
+    assert parse_document(staged).spec == deployment.spec.model_copy(
+        update={"rollout": parse_document(staged).spec.rollout}
+    )
+    # The model claim is read-only, the store claim writable, /tmp a sized scratch volume.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/mnt/pvc/models"]["readOnly"] is True
+    assert mounts["/mnt/pvc/artifacts"]["readOnly"] is False
+    assert mounts["/tmp"]["name"] == "scratch"
+    assert job["spec"]["activeDeadlineSeconds"] == 1800
+    assert 17 in job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
+    assert 18 not in job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_s3_store_mounts_the_secret_and_no_store_volume() -> None:
+    config = OperatorConfig(artifact_store="s3://bucket/prefix", artifact_store_secret="creds")
+    job = build_staging_job(example(), UID, config)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in job["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == ["models"]
+
+
+def test_cleanup_job_outlives_its_owner_and_touches_only_the_store() -> None:
+    job = build_cleanup_job(example(), UID, CONFIG)
+    assert "ownerReferences" not in job["metadata"]
+    assert job["metadata"]["name"] == f"digits-cleanup-{UID[:8]}"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["modeldeploy", "artifacts", "release"]
+    assert container["args"] == ["--name", "digits", "--owner", "demo.digits"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp", "/mnt/pvc/artifacts"]
+
+
+def test_staging_hash_follows_the_artifact_not_serving() -> None:
+    base = example()
+    digest = staging_hash(base, CONFIG.artifact_store)
+    scaled = base.model_copy(deep=True)
+    scaled.spec.serving.scaling.max_replicas = 9
+    scaled.spec.rollout.steps[0].weight = 3
+    assert staging_hash(scaled, CONFIG.artifact_store) == digest
+    fp16 = base.model_copy(deep=True)
+    fp16.spec.optimization.precision = Precision.FP16
+    assert staging_hash(fp16, CONFIG.artifact_store) != digest
+    assert staging_hash(base, "s3://other/store") != digest
+
+
+# --- InferenceService --------------------------------------------------------------------------
+
+
+def test_inference_service_for_a_gpu_canary() -> None:
+    isvc = build_inference_service(example("resnet50-gpu-canary"), UID, "s3://a/b", RUNTIME)
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Knative"}
+    assert model["resources"]["limits"] == {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": "1"}
+    assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert predictor["tolerations"][0] == {
+        "key": "nvidia.com/gpu",
+        "operator": "Exists",
+        "effect": "NoSchedule",
+    }
+    assert (
+        predictor["minReplicas"],
+        predictor["maxReplicas"],
+        predictor["scaleMetric"],
+        predictor["scaleTarget"],
+    ) == (1, 8, "concurrency", 16)
+    assert model["image"] == "img:cuda"
+    assert model["startupProbe"] == {
+        "httpGet": {"path": "/v2/models/resnet50/ready", "port": 8080},
+        "initialDelaySeconds": 0, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 120,
+    }  # fmt: skip
+
+
+def test_cpu_inference_service_has_no_gpu_parts() -> None:
+    isvc = build_inference_service(example(), UID, "pvc://a/b", RUNTIME)
+    predictor = isvc["spec"]["predictor"]
+    assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
+    assert "nodeSelector" not in predictor
+    assert "tolerations" not in predictor
+    assert "image" not in predictor["model"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+# --- runtime checks ----------------------------------------------------------------------------
+
+
+def runtime_object(
+    formats: list[str], protocols: list[str], gpu_image: str | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "rt"}
+    if gpu_image:
+        meta["annotations"] = {"modeldeploy.io/gpu-image": gpu_image}
+    return {"metadata": meta, "spec": {"supportedModelFormats": [{"name": f} for f in formats],
+                                       "protocolVersions": protocols}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("namespaced", "cluster", "gpu", "reason"),
+    [
+        (None, None, 0, "RuntimeNotFound"),
+        (None, runtime_object(["sklearn"], ["v2"]), 0, "RuntimeUnsupportedFormat"),
+        (None, runtime_object(["onnx"], ["v1"]), 0, "RuntimeUnsupportedProtocol"),
+        (None, runtime_object(["onnx"], ["v2"]), 1, "RuntimeHasNoGpuImage"),
+        (
+            runtime_object(["onnx"], ["v2"]),
+            runtime_object(["onnx"], ["v2"], "x"),
+            1,
+            "RuntimeHasNoGpuImage",
+        ),
+    ],
+)
+def test_runtime_blockers(namespaced: Any, cluster: Any, gpu: int, reason: str) -> None:
+    deployment = example()
+    deployment.spec.serving.resources.gpu = gpu
+    found = resolve_runtime(deployment, namespaced, cluster, CONFIG)
+    assert isinstance(found, Blocker)
+    assert found.reason == reason
+    assert found.message.startswith("spec.serving.")
+
+
+def test_runtime_found_with_gpu_image_or_known_gpu_runtime() -> None:
+    deployment = example()
+    deployment.spec.serving.resources.gpu = 1
+    found = resolve_runtime(deployment, None, runtime_object(["onnx"], ["v2"], "img:gpu"), CONFIG)
+    assert found == ServingRuntimeRef("modeldeploy-onnx", "ClusterServingRuntime", "img:gpu")
+    deployment.spec.serving.runtime = "kserve-tritonserver"
+    found = resolve_runtime(deployment, runtime_object(["onnx"], ["v2", "grpc-v2"]), None, CONFIG)
+    assert found == ServingRuntimeRef("kserve-tritonserver", "ServingRuntime", None)
+
+
+# --- staging outcomes --------------------------------------------------------------------------
+
+
+def job(conditions: list[dict[str, str]] | None = None, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "digits-stage-abc"},
+        "status": {"conditions": conditions or [], **status},
+    }
+
+
+SUMMARY = {"status": "Succeeded", "uri": "pvc://artifacts/store/digits-1", "key": "digits-1",
+           "digest": "sha256:" + "a" * 64, "precision": "fp32", "sizeBytes": 1234, "cacheHit": False,
+           "parity": {"maxAbsDiff": 1e-7, "maxRelDiff": 1e-6, "top1Agreement": 1.0, "samples": 32,
+                      "passed": True, "atol": 0.001, "rtol": 0.001}}  # fmt: skip
+
+
+def test_outcomes_from_job_and_termination_message() -> None:
+    assert staging_outcome(job(active=1), None).phase == "Running"
+    done = staging_outcome(job([{"type": "Complete", "status": "True"}]), json.dumps(SUMMARY))
+    assert (done.phase, done.reason, done.summary) == ("Succeeded", "Staged", SUMMARY)
+    failed_summary = {
+        "status": "Failed",
+        "reason": "ParityCheckFailed",
+        "message": "max |Δ| 0.3",
+        "exitCode": 17,
+    }
+    failed = staging_outcome(
+        job([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]),
+        json.dumps(failed_summary),
+    )
+    assert (failed.phase, failed.reason, failed.message) == (
+        "Failed",
+        "ParityCheckFailed",
+        "max |Δ| 0.3",
+    )
+    deadline = staging_outcome(job([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                     "message": "too long"}]), None)  # fmt: skip
+    assert (deadline.reason, deadline.message) == (
+        "DeadlineExceeded",
+        "Job digits-stage-abc failed: too long",
+    )
+    crashed = staging_outcome(
+        job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]),
+        "Traceback: boom",
+    )
+    assert crashed.reason == "BackoffLimitExceeded"
+    assert crashed.message.endswith("Traceback: boom")
+    garbled = staging_outcome(job([{"type": "Complete", "status": "True"}]), "not json")
+    assert (garbled.phase, garbled.reason) == ("Failed", "StagingResultUnreadable")
+
+
+def test_termination_message_of_the_newest_pod() -> None:
+    def pod(created: str, message: str) -> dict[str, Any]:
+        return {"metadata": {"creationTimestamp": created}, "status": {"containerStatuses": [
+            {"name": "stage", "state": {"terminated": {"message": message}}}]}}  # fmt: skip
+
+    pods = [pod("2026-01-01T00:00:02Z", "second"), pod("2026-01-01T00:00:01Z", "first")]
+    assert termination_message(pods, "stage") == "second"
+    assert termination_message(pods, "other") is None
+
+
+# --- conditions --------------------------------------------------------------------------------
+
+
+def test_conditions_keep_transition_time_and_report_changes() -> None:
+    first, events = merge(None, [Wanted(ConditionType.READY, False, "Staging", "wait")], 1, NOW)
+    assert first[0]["lastTransitionTime"] == "2026-11-23T12:00:00Z"
+    assert [(e.type, e.reason) for e in events] == [("Warning", "Staging")]
+    later = NOW + timedelta(minutes=5)
+    same, events = merge(first, [Wanted(ConditionType.READY, False, "Staging", "still")], 2, later)
+    assert same[0]["lastTransitionTime"] == "2026-11-23T12:00:00Z"
+    assert events == []
+    assert same[0]["observedGeneration"] == 2
+    assert same[0]["message"] == "still"
+    flipped, events = merge(
+        same, [Wanted(ConditionType.READY, True, "InferenceServiceReady")], 2, later
+    )
+    assert flipped[0]["lastTransitionTime"] == "2026-11-23T12:05:00Z"
+    assert [(e.type, e.reason) for e in events] == [("Normal", "InferenceServiceReady")]
+    degraded, events = merge(
+        flipped, [Wanted(ConditionType.DEGRADED, True, "ParityCheckFailed")], 2, later
+    )
+    assert [c["type"] for c in degraded] == ["Ready", "Degraded"]
+    assert events[0].type == "Warning"
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def observed(body: dict[str, Any], **kwargs: Any) -> Observed:
+    values: dict[str, Any] = {
+        "runtime": RUNTIME,
+        "secret_missing": None,
+        "jobs": [],
+        "outcome": None,
+        "isvc": None,
+    }
+    values.update(kwargs)
+    return Observed(body=body, **values)
+
+
+def ready_isvc(uri: str) -> dict[str, Any]:
+    return {"spec": {"predictor": {"model": {"storageUri": uri}}},
+            "status": {"url": "http://digits.demo", "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+
+
+def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
+    deployment = example()
+    body = body_of(deployment)
+    first = plan(observed(body), CONFIG, NOW)
+    assert first.create_job is not None
+    assert first.apply_isvc is None
+    assert first.status["conditions"][0]["reason"] == "StagingStarted"
+
+    body["status"] = first.status
+    created = first.create_job
+    running = plan(
+        observed(body, jobs=[created], outcome=staging_outcome(job(active=1), None)), CONFIG, NOW
+    )
+    assert running.create_job is None
+    assert running.delete_jobs == []
+
+    body["status"] = running.status
+    done_job = {**created, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    done = plan(
+        observed(body, jobs=[done_job], outcome=staging_outcome(done_job, json.dumps(SUMMARY))),
+        CONFIG,
+        NOW,
+    )
+    assert done.status["artifact"]["uri"] == SUMMARY["uri"]
+    assert done.status["artifact"]["stagingHash"] == staging_hash(deployment, CONFIG.artifact_store)
+    assert done.apply_isvc is not None
+    assert done.apply_isvc["spec"]["predictor"]["model"]["storageUri"] == SUMMARY["uri"]
+    assert done.delete_jobs == [created["metadata"]["name"]]
+
+    body["status"] = done.status
+    serving = plan(observed(body, isvc=ready_isvc(SUMMARY["uri"])), CONFIG, NOW)
+    assert serving.status["url"] == "http://digits.demo"
+    assert {c["type"]: c["status"] for c in serving.status["conditions"]} == {
+        "ArtifactReady": "True", "Deployed": "True", "Ready": "True", "Degraded": "False"}  # fmt: skip
+
+    body["status"] = serving.status
+    again = plan(
+        observed(copy.deepcopy(body), isvc=ready_isvc(SUMMARY["uri"])),
+        CONFIG,
+        NOW + timedelta(hours=1),
+    )
+    assert not again.status_changed
+    assert again.events == []
+    assert again.create_job is None
+    assert again.apply_isvc == serving.apply_isvc  # the same apply: a no-op on the server
+
+
+def test_plan_keeps_the_old_artifact_serving_when_staging_fails() -> None:
+    deployment = example()
+    old_hash = staging_hash(deployment, CONFIG.artifact_store)
+    status = {"artifact": {**{k: SUMMARY[k] for k in ("uri", "digest", "precision")},
+                           "sizeBytes": 1, "stagingHash": old_hash}}  # fmt: skip
+    deployment.spec.optimization.precision = Precision.FP16
+    body = body_of(deployment, generation=2, status=status)
+    new_job = build_staging_job(deployment, UID, CONFIG)
+    failed_job = {**new_job, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    summary = {"status": "Failed", "reason": "ParityCheckFailed", "message": "max |Δ| 0.2 > atol"}
+    result = plan(observed(body, jobs=[failed_job], isvc=ready_isvc(SUMMARY["uri"]),
+                           outcome=staging_outcome(failed_job, json.dumps(summary))), CONFIG, NOW)  # fmt: skip
+    assert result.apply_isvc is None
+    assert result.create_job is None
+    assert result.delete_jobs == []
+    assert result.status["artifact"] == status["artifact"]
+    conditions = {c["type"]: c for c in result.status["conditions"]}
+    assert conditions["ArtifactReady"]["reason"] == "ParityCheckFailed"
+    assert conditions["Degraded"]["status"] == "True"
+    assert "max |Δ| 0.2" in conditions["Degraded"]["message"]
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Deployed"]["reason"] == "PreviousArtifact"
+
+
+def test_plan_with_a_blocker_creates_nothing() -> None:
+    body = body_of(example())
+    result = plan(
+        observed(body, runtime=Blocker("RuntimeNotFound", "spec.serving.runtime: no")), CONFIG, NOW
+    )
+    assert result.create_job is None
+    assert result.apply_isvc is None
+    assert result.delete_jobs == []
+    conditions = {c["type"]: c for c in result.status["conditions"]}
+    assert conditions["Ready"]["reason"] == "RuntimeNotFound"
+    missing = plan(observed(body, secret_missing="creds"), CONFIG, NOW)
+    assert {c["type"]: c["reason"] for c in missing.status["conditions"]}[
+        "Ready"
+    ] == "SecretNotFound"
+    assert missing.create_job is None
+
+
+def test_plan_deletes_jobs_of_specs_no_longer_wanted() -> None:
+    deployment = example()
+    stale = build_staging_job(deployment, UID, CONFIG)
+    stale["metadata"]["name"] = "digits-stage-0000000000"
+    result = plan(observed(body_of(deployment), jobs=[stale]), CONFIG, NOW)
+    assert result.delete_jobs == ["digits-stage-0000000000"]
+    assert result.create_job is not None
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_render_prints_the_operators_objects() -> None:
+    result = CliRunner().invoke(app, ["render", str(ROOT / "examples" / "resnet50-gpu-canary.yaml"),
+                                      "--artifact-store", "s3://bucket/artifacts"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    objects = list(yaml.safe_load_all(result.output))
+    assert [o["kind"] for o in objects] == ["Job", "InferenceService"]
+    model = objects[1]["spec"]["predictor"]["model"]
+    assert model["storageUri"] == "s3://bucket/artifacts/resnet50-<content-key>"
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "&id" not in result.output  # no YAML anchors: plain manifests
+
+
+def test_render_refuses_an_invalid_file_with_the_field_path(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "examples" / "digits-cpu.yaml").read_text())
+    doc["spec"]["serving"]["resources"]["gpuType"] = "NVIDIA-A100"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(app, ["render", str(path)])
+    assert result.exit_code == 2
+    assert "spec.serving.resources.gpuType" in result.output
+
+
+def test_operator_refuses_an_unsupported_store() -> None:
+    result = CliRunner().invoke(app, ["operator", "--artifact-store", "gs://bucket/x"])
+    assert result.exit_code == 2
+    assert "use s3://bucket/prefix or pvc://claim/prefix" in result.output
