@@ -41,7 +41,7 @@ class OperatorConfig:
     resync_seconds: float = 60.0
     """Every ModelDeployment is reconciled at least this often, whatever events were missed."""
 
-    workers: int = 64
+    workers: int = 32
     """Objects reconciled at once per watched resource; the rest wait their turn."""
 
     pvc_mount_root: str = "/mnt/pvc"

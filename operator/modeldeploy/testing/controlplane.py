@@ -351,7 +351,6 @@ class ControlPlane(Cluster):
                 # No controllers run, so nothing would create the ServiceAccounts pods name.
                 "--disable-admission-plugins=ServiceAccount",
                 "--enable-priority-and-fairness=false",
-                "--storage-media-type=application/json",
                 "--v=1",
             ],
         )

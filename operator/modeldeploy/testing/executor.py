@@ -138,7 +138,8 @@ class LocalExecutor:
     def _run_job(self, job: dict[str, Any]) -> None:
         meta, spec = job["metadata"], job["spec"]
         started = _now()
-        self._patch_job_status(job, {"startTime": started, "active": 1})
+        if not self.instant:  # an instant Job goes straight to its final status, in one write
+            self._patch_job_status(job, {"startTime": started, "active": 1})
         deadline = time.monotonic() + (spec.get("activeDeadlineSeconds") or 3600)
         fail_codes: set[int] = set()
         for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
@@ -151,6 +152,7 @@ class LocalExecutor:
                 self._patch_job_status(
                     job,
                     {
+                        "startTime": started,
                         "active": 0,
                         "succeeded": 1,
                         "failed": failures,
@@ -185,6 +187,7 @@ class LocalExecutor:
             self._patch_job_status(
                 job,
                 {
+                    "startTime": started,
                     "active": 0,
                     "failed": failures,
                     "conditions": [
