@@ -4,12 +4,14 @@ operator SIGKILLed in the middle of staging converges after a restart without a 
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
+from modeldeploy.testing.controlplane import free_port
 from tests.operator.conftest import Kube, digits_spec
 
 
@@ -115,3 +117,26 @@ def test_operator_killed_mid_staging_converges_without_a_second_job(
     time.sleep(2)
     assert kube.get("digits")["metadata"]["resourceVersion"] == version  # type: ignore[index]
     assert kube.isvc("digits")["metadata"]["resourceVersion"] == isvc_version  # type: ignore[index]
+
+
+def test_scoped_operator_leaves_other_namespaces_alone_and_reports_liveness(
+    kube: Kube,
+    start_operator,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    second_namespace: str,
+) -> None:
+    port = free_port()
+    start_operator("--liveness-port", str(port))
+    outside = Kube(api_client, second_namespace)
+    outside.create("digits", digits_spec())
+    kube.create("digits", digits_spec())
+    kube.wait_condition("digits", "Ready", "True")
+    # The operator watches only its own namespace: the other object is untouched.
+    untouched = outside.get("digits")
+    assert untouched is not None
+    assert "status" not in untouched
+    assert not untouched["metadata"].get("finalizers")
+    assert outside.jobs("digits") == []
+    assert outside.isvc("digits") is None
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.status == 200
