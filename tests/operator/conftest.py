@@ -20,7 +20,6 @@ from modeldeploy.testing.processes import LocalStack
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
-STORE = "pvc://artifacts/store"
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +36,25 @@ def stack(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 @pytest.fixture
-def start_operator(stack: LocalStack, namespace: str) -> Iterator[Callable[..., Any]]:
+def store(namespace: str) -> str:
+    """An artifact store of this test's own: no test sees another's artifacts (cache hits)."""
+    return f"pvc://artifacts/{namespace}"
+
+
+@pytest.fixture
+def store_dir(stack: LocalStack, namespace: str) -> Path:
+    """The folder the executor maps ``store`` to."""
+    return stack.pvc_root / "artifacts" / namespace
+
+
+@pytest.fixture
+def start_operator(stack: LocalStack, namespace: str, store: str) -> Iterator[Callable[..., Any]]:
     """Start an operator watching only this test's namespace (more args go to the CLI)."""
     started = []
 
     def start(*args: str, namespaces: list[str] | None = None, **kwargs: Any) -> Any:
         managed = stack.operator(
-            "--artifact-store", STORE, *args, namespaces=namespaces or [namespace], **kwargs
+            "--artifact-store", store, *args, namespaces=namespaces or [namespace], **kwargs
         )
         started.append(managed)
         return managed
@@ -159,8 +170,3 @@ class Kube:
 @pytest.fixture
 def kube(api_client: client.ApiClient, namespace: str) -> Kube:
     return Kube(api_client, namespace)
-
-
-@pytest.fixture
-def pvc_root(stack: LocalStack) -> Path:
-    return stack.pvc_root

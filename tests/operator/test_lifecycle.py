@@ -15,8 +15,7 @@ from modeldeploy.testing.controlplane import free_port
 from tests.operator.conftest import Kube, digits_spec
 
 
-def store_keys(pvc_root: Path) -> set[str]:
-    store = pvc_root / "artifacts" / "store"
+def store_keys(store: Path) -> set[str]:
     return (
         {p.name for p in store.iterdir() if not p.name.startswith(".")} if store.exists() else set()
     )
@@ -34,7 +33,7 @@ def second_namespace(api_client: client.ApiClient, namespace: str) -> Iterator[s
 def test_delete_releases_only_unshared_artifacts(
     kube: Kube,
     start_operator,  # type: ignore[no-untyped-def]
-    pvc_root: Path,
+    store_dir: Path,
     api_client: client.ApiClient,
     namespace: str,
     second_namespace: str,
@@ -44,8 +43,8 @@ def test_delete_releases_only_unshared_artifacts(
     kube.create("digits", digits_spec())
     kube.wait_condition("digits", "Ready", "True")
     key = kube.get("digits")["status"]["artifact"]["key"]  # type: ignore[index]
-    marks = pvc_root / "artifacts" / "store" / ".owners" / key
-    assert key in store_keys(pvc_root)
+    marks = store_dir / ".owners" / key
+    assert key in store_keys(store_dir)
     assert (marks / f"{namespace}.digits").exists()
 
     # The same model and options in another namespace: a cache hit on the same artifact.
@@ -62,15 +61,15 @@ def test_delete_releases_only_unshared_artifacts(
         timeout=180,
     )
     second_key = kube.get("digits")["status"]["artifact"]["key"]  # type: ignore[index]
-    assert {key, second_key} <= store_keys(pvc_root)
+    assert {key, second_key} <= store_keys(store_dir)
 
     # Deleting the first: its own artifact goes, the shared one stays (still marked by the other).
     kube.custom.delete_namespaced_custom_object(
         "modeldeploy.io", "v1alpha1", namespace, "modeldeployments", "digits"
     )
     kube.wait("the ModelDeployment to be gone", lambda: kube.get("digits") is None)
-    assert second_key not in store_keys(pvc_root)
-    assert key in store_keys(pvc_root)
+    assert second_key not in store_keys(store_dir)
+    assert key in store_keys(store_dir)
     assert not (marks / f"{namespace}.digits").exists()
     kube.wait("its InferenceService to be collected", lambda: kube.isvc("digits") is None)
     assert other.isvc("digits") is not None
@@ -80,7 +79,7 @@ def test_delete_releases_only_unshared_artifacts(
         "modeldeploy.io", "v1alpha1", second_namespace, "modeldeployments", "digits"
     )
     other.wait("the second ModelDeployment to be gone", lambda: other.get("digits") is None)
-    assert key not in store_keys(pvc_root)
+    assert key not in store_keys(store_dir)
 
 
 def test_operator_killed_mid_staging_converges_without_a_second_job(

@@ -11,7 +11,7 @@ import numpy as np
 import tritonclient.http as httpclient
 
 from modeldeploy.testing.demo_model import digit_png
-from tests.operator.conftest import STORE, Kube, digits_spec
+from tests.operator.conftest import Kube, digits_spec
 
 
 def infer_png(url: str, name: str, index: int) -> tuple[str, str]:
@@ -24,7 +24,9 @@ def infer_png(url: str, name: str, index: int) -> tuple[str, str]:
     return result.as_numpy("labels")[0, 0].decode(), truth
 
 
-def test_apply_stages_deploys_and_serves(kube: Kube, start_operator, namespace: str) -> None:  # type: ignore[no-untyped-def]
+def test_apply_stages_deploys_and_serves(
+    kube: Kube, start_operator, namespace: str, store: str
+) -> None:  # type: ignore[no-untyped-def]
     start_operator()
     created = kube.create("digits", digits_spec())
 
@@ -43,7 +45,7 @@ def test_apply_stages_deploys_and_serves(kube: Kube, start_operator, namespace: 
     assert spec["backoffLimit"] == 2
     assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"][:2] == [2, 10]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MODELDEPLOY_ARTIFACT_STORE"] == STORE
+    assert env["MODELDEPLOY_ARTIFACT_STORE"] == store
     assert env["MODELDEPLOY_OWNER"] == f"{namespace}.digits"
     claims = sorted(
         v["persistentVolumeClaim"]["claimName"]
@@ -58,7 +60,7 @@ def test_apply_stages_deploys_and_serves(kube: Kube, start_operator, namespace: 
     status = body["status"]
     assert status["observedGeneration"] == body["metadata"]["generation"]
     artifact = status["artifact"]
-    assert artifact["uri"].startswith(f"{STORE}/digits-")
+    assert artifact["uri"].startswith(f"{store}/digits-")
     assert artifact["precision"] == "fp32"
     assert artifact["parity"]["passed"] is True
     assert artifact["parity"]["maxAbsDiff"] < 1e-3
