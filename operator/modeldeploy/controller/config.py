@@ -58,10 +58,6 @@ class OperatorConfig:
                 f"artifact store {self.artifact_store!r}: use s3://bucket/prefix or pvc://claim/prefix"
             )
 
-    @property
-    def store_is_s3(self) -> bool:
-        return self.artifact_store.startswith("s3://")
-
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> OperatorConfig:
         """Settings from ``MODELDEPLOY_*`` variables; explicit ``overrides`` (flags) win."""
