@@ -135,11 +135,13 @@ class Kube:
             ).items
         )
 
-    def event_reasons(self, name: str) -> list[str]:
+    def events(self, name: str) -> list[tuple[str, str]]:
+        """(type, reason) of the Events about ``name``, oldest first."""
         events = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name}"
         ).items
-        return [e.reason for e in sorted(events, key=lambda e: e.metadata.creation_timestamp)]
+        ordered = sorted(events, key=lambda e: e.metadata.creation_timestamp)
+        return [(e.type, e.reason) for e in ordered]
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
         deadline = time.monotonic() + timeout
