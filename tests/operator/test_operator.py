@@ -97,6 +97,98 @@ def test_apply_stages_deploys_and_serves(
         kube.wait(f"a {reason} event", lambda r=reason: ("Normal", r) in kube.events("digits"))
 
 
+def test_gpu_deployment_gets_limits_selector_tolerations(kube: Kube, start_operator) -> None:  # type: ignore[no-untyped-def]
+    start_operator()
+    serving = {
+        "resources": {"cpu": "1", "memory": "1Gi", "gpu": 2, "gpuType": "NVIDIA-H100-80GB-HBM3",
+                      "tolerations": [{"key": "pool", "operator": "Equal", "value": "inference",
+                                       "effect": "NoSchedule"}]},
+        "probes": {"startup": {"failureThreshold": 360}},
+        "protocol": "grpc-v2",
+    }  # fmt: skip
+    kube.create("digits-gpu", digits_spec(serving=serving))
+    isvc = kube.wait("the InferenceService", lambda: kube.isvc("digits-gpu"), timeout=180)
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert model["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert predictor["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "pool", "operator": "Equal", "value": "inference", "effect": "NoSchedule"},
+    ]
+    assert model["startupProbe"]["failureThreshold"] == 360
+    assert model["startupProbe"]["periodSeconds"] == 5
+    assert (
+        model["image"] == "ghcr.io/modeldeploy/onnx-runtime:0.1.0-cuda12"
+    )  # the runtime's modeldeploy.io/gpu-image
+    assert model["protocolVersion"] == "grpc-v2"
+    assert model["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+
+
+def test_precision_change_restages_and_parity_failure_keeps_old_artifact(
+    kube: Kube, start_operator
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator()
+    kube.create("digits", digits_spec())
+    kube.wait_condition("digits", "Ready", "True")
+    first = kube.get("digits")["status"]["artifact"]  # type: ignore[index]
+
+    # fp16: a new staging run, a new artifact, the InferenceService moves to it.
+    kube.patch_spec(
+        "digits", {"optimization": {"precision": "fp16", "parity": {"atol": 0.01, "rtol": 0.01}}}
+    )
+    kube.wait(
+        "the fp16 artifact",
+        lambda: (
+            (kube.get("digits") or {}).get("status", {}).get("artifact", {}).get("precision")
+            == "fp16"
+        ),
+        timeout=180,
+    )
+    second = kube.get("digits")["status"]["artifact"]  # type: ignore[index]
+    assert second["uri"] != first["uri"]
+    assert second["stagingHash"] != first["stagingHash"]
+    kube.wait(
+        "the InferenceService on the fp16 artifact",
+        lambda: kube.isvc("digits")["spec"]["predictor"]["model"]["storageUri"] == second["uri"],  # type: ignore[index]
+    )
+    kube.wait_condition("digits", "Ready", "True")
+    isvc_before = kube.isvc("digits")
+    assert isvc_before is not None
+
+    # fp16 with zero tolerance cannot pass parity: staging fails, the fp16 artifact keeps serving.
+    kube.patch_spec(
+        "digits", {"optimization": {"precision": "fp16", "parity": {"atol": 0.0, "rtol": 0.0}}}
+    )
+    failed = kube.wait_condition(
+        "digits", "ArtifactReady", "False", "ParityCheckFailed", timeout=180
+    )
+    assert "max |Δ|" in failed["message"]
+    assert "fp16" in failed["message"]
+    degraded = kube.wait_condition("digits", "Degraded", "True", "ParityCheckFailed")
+    assert "previous artifact keeps serving" in degraded["message"]
+    assert kube.condition("digits", "Ready")["status"] == "True"
+    isvc_after = kube.isvc("digits")
+    assert isvc_after is not None
+    assert isvc_after["spec"] == isvc_before["spec"]
+    assert isvc_after["metadata"]["generation"] == isvc_before["metadata"]["generation"]
+    assert kube.get("digits")["status"]["artifact"]["uri"] == second["uri"]  # type: ignore[index]
+    # The failed Job stays as the record (no retry loop); the stale ones are gone.
+    jobs = kube.jobs("digits")
+    assert len(jobs) == 1
+    assert any(c["type"] == "Failed" for c in jobs[0]["status"]["conditions"])
+    assert len(kube.pods(jobs[0]["metadata"]["name"])) == 1  # exit code 17: no retries
+
+    # Going back to the serving spec needs no staging at all.
+    kube.patch_spec(
+        "digits", {"optimization": {"precision": "fp16", "parity": {"atol": 0.01, "rtol": 0.01}}}
+    )
+    kube.wait_condition("digits", "Degraded", "False", "AsExpected")
+    kube.wait_condition("digits", "ArtifactReady", "True")
+    kube.wait("the failed Job to go", lambda: not kube.jobs("digits"))
+
+
 def serving_runtime(namespace: str, name: str, model_format: str) -> dict[str, Any]:
     """A CPU-only v2 ServingRuntime (no modeldeploy.io/gpu-image) for one model format."""
     return {
