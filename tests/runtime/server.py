@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeldeploy.testing.controlplane import REPO_ROOT, free_port
+from modeldeploy.testing.processes import stop_group
 
 
 @dataclass
@@ -78,10 +78,4 @@ def running(
 
 def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """SIGTERM the server's process group, SIGKILL it if it is still there after ``grace``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_group(process, grace)

@@ -23,7 +23,7 @@ from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
 from modeldeploy.api.status import ConditionType
 from modeldeploy.controller import naming
-from modeldeploy.controller.conditions import Wanted, merge
+from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.job_state import (
     StagingOutcome,
@@ -153,8 +153,7 @@ async def converge(
                 return
         if decided.status_changed:
             await kube.patch_status(namespace, name, decided.status)
-        for event in decided.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+        _post(body, decided.events)
         for job in decided.delete_jobs:
             await kube.delete_job(namespace, job)
 
@@ -174,6 +173,11 @@ async def _report_rejected(state: State, body: dict[str, Any], err: ApiException
         datetime.now(UTC),
     )
     await state.kube.patch_status(meta["namespace"], meta["name"], {"conditions": conditions})
+    _post(body, events)
+
+
+def _post(body: dict[str, Any], events: list[Transition]) -> None:
+    """Condition transitions as Kubernetes Events on the ModelDeployment (kopf posts them)."""
     for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
 

@@ -46,6 +46,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
+from modeldeploy.testing.processes import stop_group
 
 log = logging.getLogger("executor")
 MANAGED = "app.kubernetes.io/managed-by=modeldeploy"
@@ -304,7 +305,7 @@ class LocalExecutor:
             with self.lock:
                 revision = self.revisions.pop(key, None)
             if revision is not None and revision.process is not None:
-                _stop(revision.process)
+                stop_group(revision.process)
             return
         uri = isvc["spec"]["predictor"].get("model", {}).get("storageUri")
         if not uri:
@@ -357,7 +358,7 @@ class LocalExecutor:
             deadline = time.monotonic() + 120
             while not _ok(ready_path):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    _stop(process)
+                    stop_group(process)
                     self._not_ready(
                         isvc, "RevisionFailed",
                         f"revision {revision_name} did not become ready: "
@@ -395,7 +396,7 @@ class LocalExecutor:
         )
         log.info("isvc %s/%s ready at %s (%s)", meta["namespace"], name, url, uri)
         if previous is not None and previous.process is not None:
-            _stop(previous.process)
+            stop_group(previous.process)
 
     def _not_ready(self, isvc: dict[str, Any], reason: str, message: str) -> None:
         self._patch_isvc_status(
@@ -475,7 +476,7 @@ class LocalExecutor:
             revisions = list(self.revisions.values())
         for revision in revisions:
             if revision.process is not None:
-                _stop(revision.process)
+                stop_group(revision.process)
 
 
 def _ok(url: str) -> bool:
@@ -484,16 +485,6 @@ def _ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
