@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install modeldeploy with every extra and the test tools
 
-envtest: ## Provide kube-apiserver, etcd, kubectl, helm, versitygw (S3) and the KServe/Gateway API CRDs (built once, cached)
+envtest: ## Provide kube-apiserver, etcd, kubectl, helm, versitygw (S3), prometheus and the KServe/Gateway API CRDs (built once, cached)
 	@bash hack/envtest/setup.sh >/dev/null
 
 test: install envtest ## Run every test (unit tests and tests against a real kube-apiserver + etcd)

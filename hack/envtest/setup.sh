@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provide the test control plane: kube-apiserver, etcd, kubectl and helm binaries, plus the KServe
 # and Gateway API CRDs, all at pinned versions; and versitygw, the S3-compatible server the
-# staging tests store artifacts in. Prints two lines: the folder holding the binaries
+# staging tests store artifacts in; and Prometheus for the canary analysis. Prints two lines: the folder holding the binaries
 # and the folder holding the CRDs.
 #
 # Binaries come from $KUBEBUILDER_ASSETS when it holds them (the envtest convention); anything
@@ -59,6 +59,21 @@ else
 fi
 
 build versitygw github.com/versity/versitygw/cmd/versitygw versitygw "$versitygw"
+
+# Prometheus, for the canary analysis tests: Debian's package, unpacked (not installed) into the
+# cache, so no root and no system change are needed beyond reading the package index.
+if [[ -n ${PROMETHEUS_BIN:-} && -x $PROMETHEUS_BIN ]]; then
+  ln -sfn "$PROMETHEUS_BIN" "$cache/bin/prometheus"
+elif [[ ! -x $cache/prometheus/usr/bin/prometheus ]]; then
+  log "fetching Debian's prometheus package"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download prometheus >/dev/null 2>&1; }; })
+  rm -rf "$cache/prometheus" && dpkg-deb -x "$tmp"/prometheus_*.deb "$cache/prometheus"
+  rm -rf "$tmp"
+  ln -sfn "$cache/prometheus/usr/bin/prometheus" "$cache/bin/prometheus"
+else
+  ln -sfn "$cache/prometheus/usr/bin/prometheus" "$cache/bin/prometheus"
+fi
 
 module_dir() { # <module@version>
   go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'

@@ -250,6 +250,13 @@ def operator(
     staging_image: Annotated[
         str | None, typer.Option(help="[env MODELDEPLOY_STAGING_IMAGE]")
     ] = None,
+    prometheus_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Prometheus for canary analysis when a ModelDeployment names none "
+            "[env MODELDEPLOY_PROMETHEUS_ADDRESS]"
+        ),
+    ] = None,
     namespace: Annotated[
         list[str] | None,
         typer.Option(
@@ -277,6 +284,7 @@ def operator(
             artifact_store=artifact_store,
             artifact_store_secret=artifact_store_secret,
             staging_image=staging_image,
+            prometheus_address=prometheus_address,
         )
     except ValueError as err:
         typer.echo(f"modeldeploy operator: {err}", err=True)
@@ -323,3 +331,60 @@ def render(
         raise typer.Exit(code=2) from err
     objects = render_objects(parsed, config, artifact_uri)
     typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+
+
+# --- rollout control ------------------------------------------------------------------------------
+
+NamespaceOption = Annotated[
+    str, typer.Option("--namespace", "-n", help="Namespace of the ModelDeployment.")
+]
+KubeconfigOption = Annotated[
+    Path | None, typer.Option(help="Default: in-cluster credentials, else $KUBECONFIG.")
+]
+NameArgument = Annotated[str, typer.Argument(help="The ModelDeployment's name.")]
+
+
+def _rollout_command(action: str, name: str, namespace: str, kubeconfig: Path | None) -> None:
+    from modeldeploy.rollout_control import RolloutControlError, describe, request
+
+    try:
+        body = request(action, name, namespace, kubeconfig)
+    except RolloutControlError as err:
+        typer.echo(f"modeldeploy {action}: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    typer.echo(describe(body))
+
+
+@app.command()
+def status(name: NameArgument, namespace: NamespaceOption = "default",
+           kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+    """Print a ModelDeployment's rollout: phase, step, weights, the last analysis numbers."""
+    _rollout_command("status", name, namespace, kubeconfig)
+
+
+@app.command()
+def promote(name: NameArgument, namespace: NamespaceOption = "default",
+            kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+    """Promote the canary now, skipping the remaining steps (annotation modeldeploy.io/promote)."""
+    _rollout_command("promote", name, namespace, kubeconfig)
+
+
+@app.command()
+def abort(name: NameArgument, namespace: NamespaceOption = "default",
+          kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+    """Send all traffic back to stable and fail the rollout (annotation modeldeploy.io/abort)."""
+    _rollout_command("abort", name, namespace, kubeconfig)
+
+
+@app.command()
+def pause(name: NameArgument, namespace: NamespaceOption = "default",
+          kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+    """Hold the rollout at its step and weights (annotation modeldeploy.io/pause=true)."""
+    _rollout_command("pause", name, namespace, kubeconfig)
+
+
+@app.command()
+def resume(name: NameArgument, namespace: NamespaceOption = "default",
+           kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+    """Resume a paused rollout; the current step's pause starts again."""
+    _rollout_command("resume", name, namespace, kubeconfig)

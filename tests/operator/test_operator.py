@@ -130,7 +130,9 @@ def test_precision_change_restages_and_parity_failure_keeps_old_artifact(
     kube: Kube, start_operator
 ) -> None:  # type: ignore[no-untyped-def]
     start_operator()
-    kube.create("digits", digits_spec())
+    # immediate: the new artifact takes over once ready (tests/operator/test_canary.py walks
+    # canary steps).
+    kube.create("digits", digits_spec(rollout={"strategy": "immediate"}))
     kube.wait_condition("digits", "Ready", "True")
     first = kube.get("digits")["status"]["artifact"]  # type: ignore[index]
 

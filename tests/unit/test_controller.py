@@ -129,7 +129,10 @@ def test_inference_service_for_a_gpu_canary() -> None:
     isvc = build_inference_service(example("resnet50-gpu-canary"), UID, "s3://a/b", RUNTIME)
     predictor = isvc["spec"]["predictor"]
     model = predictor["model"]
-    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Knative"}
+    assert isvc["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "Knative",
+        "serving.kserve.io/enable-tag-routing": "true",  # the canary's own URL, for analysis
+    }
     assert model["resources"]["limits"] == {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": "1"}
     assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert predictor["tolerations"][0] == {
@@ -346,7 +349,10 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     serving = plan(observed(body, isvc=ready_isvc(SUMMARY["uri"])), CONFIG, NOW)
     assert serving.status["url"] == "http://digits.demo"
     assert {c["type"]: c["status"] for c in serving.status["conditions"]} == {
-        "ArtifactReady": "True", "Deployed": "True", "Ready": "True", "Degraded": "False"}  # fmt: skip
+        "ArtifactReady": "True", "Deployed": "True", "RolloutProgressing": "False", "Ready": "True",
+        "Degraded": "False"}  # fmt: skip
+    assert serving.status["revisions"] == {
+        "stable": staging_hash(deployment, CONFIG.artifact_store), "stableUri": SUMMARY["uri"]}  # fmt: skip
 
     body["status"] = serving.status
     again = plan(

@@ -48,8 +48,10 @@ class PrometheusSource(ApiModel):
 
 
 class MetricQuery(ApiModel):
-    """A custom PromQL check. The query must return one number; {{canary}} and {{stable}} in it
-    are replaced with the revisions' InferenceService names, {{namespace}} with the namespace."""
+    """A custom PromQL check. The query must return one number. In it, {{canary}} and {{stable}}
+    are replaced with the revisions (the modeldeploy_revision label of their pods' metrics),
+    {{namespace}} with the namespace, {{deployment}} with the ModelDeployment's name and
+    {{window}} with the step's elapsed time, e.g. 90s."""
 
     name: Annotated[str, Field(pattern=QUERY_NAME, max_length=63)]
     """Name shown in status and events."""

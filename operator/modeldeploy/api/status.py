@@ -113,6 +113,12 @@ class Revisions(ApiModel):
     failed: Annotated[str, Field(max_length=253)] | None = None
     """Revision whose rollout failed; it gets no traffic until the spec changes."""
 
+    stable_uri: Annotated[str, Field(max_length=2048)] | None = None
+    """storageUri of the stable revision's artifact."""
+
+    canary_uri: Annotated[str, Field(max_length=2048)] | None = None
+    """storageUri of the canary's artifact (or of the failed one, while it is kept at 0%)."""
+
 
 class Traffic(ApiModel):
     """Where requests go now."""
@@ -127,6 +133,38 @@ class Traffic(ApiModel):
     """stable/canary, for the Traffic printer column."""
 
 
+class AnalysisReport(ApiModel):
+    """The numbers of the last analysis run; absent numbers were not measured (no traffic, or
+    the check is off)."""
+
+    at: datetime
+    """When the analysis ran."""
+
+    passed: bool
+    """Whether every check passed."""
+
+    ready: bool
+    """Whether the canary was ready (its runtime's self-test included)."""
+
+    error_rate: float | None = None
+    """Share of canary requests that failed over the step so far."""
+
+    p99_latency_ms: float | None = None
+    """Canary p99 latency over the step so far, in milliseconds."""
+
+    stable_p99_latency_ms: float | None = None
+    """Stable p99 latency over the same window, in milliseconds."""
+
+    parity_max_abs_diff: float | None = None
+    """Largest difference between the canary's live answers and the stored golden outputs."""
+
+    requests: float | None = None
+    """Canary requests counted over the window."""
+
+    failures: Annotated[list[str] | None, Field(max_length=32)] = None
+    """What failed, one line each."""
+
+
 class RolloutStatus(ApiModel):
     """Progress of the current rollout, durable across operator restarts."""
 
@@ -134,13 +172,25 @@ class RolloutStatus(ApiModel):
     """Index of the current step in spec.rollout.steps."""
 
     step_started_at: datetime | None = None
-    """When the current step's weight was applied."""
+    """When the current step's weight was confirmed by the traffic status read back."""
 
     phase: Annotated[str, Field(max_length=32)] = ""
-    """Progressing, Paused, Promoted, RolledBack or Aborted."""
+    """Progressing, Paused, Promoting, Promoted, RolledBack, Aborted or Failed."""
+
+    started_at: datetime | None = None
+    """When this rollout began (the canary revision was first applied)."""
+
+    failure: Annotated[str, Field(max_length=4096)] | None = None
+    """Why the rollout failed or was aborted, with the numbers."""
+
+    failed_checks: Annotated[int, Field(ge=0)] = 0
+    """Failed analysis runs in the current step (compared with analysis.failureLimit)."""
 
     last_analysis: Annotated[str, Field(max_length=4096)] = ""
-    """The last analysis numbers, e.g. error rate and p99 latency."""
+    """The last analysis numbers, e.g. error rate and p99 latency, as one line."""
+
+    analysis: AnalysisReport | None = None
+    """The last analysis numbers."""
 
 
 class ModelDeploymentStatus(ApiModel):

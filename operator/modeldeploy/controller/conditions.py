@@ -39,6 +39,7 @@ class Transition:
 
 
 QUIET_REASONS = {
+    "NoRollout",
     "WaitingForArtifact",
     "InferenceServiceMissing",
     "InferenceServiceNotReady",
@@ -52,8 +53,9 @@ GOOD_WHEN_TRUE = {
     ConditionType.ARTIFACT_READY,
     ConditionType.DEPLOYED,
     ConditionType.READY,
-    ConditionType.ROLLOUT_PROGRESSING,
 }
+GOOD_ENDINGS = {"NoRollout", "Promoted"}
+"""RolloutProgressing=False reasons that are not a problem (the others are a failed rollout)."""
 
 
 def merge(
@@ -91,6 +93,8 @@ def merge(
             good = (want.status is True) == (want.type in GOOD_WHEN_TRUE)
             if want.status is None:
                 good = True
+            if want.type == ConditionType.ROLLOUT_PROGRESSING:
+                good = want.status is True or want.reason in GOOD_ENDINGS
             transitions.append(
                 Transition("Normal" if good else "Warning", want.reason, want.message)
             )

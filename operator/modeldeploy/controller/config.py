@@ -51,12 +51,32 @@ class OperatorConfig:
     """Runtimes whose image already has CUDA, besides those with a modeldeploy.io/gpu-image
     annotation."""
 
+    prometheus_address: str | None = None
+    """Prometheus the canary analysis queries when a ModelDeployment names none; without either,
+    the metric checks are skipped (and the analysis says so)."""
+
+    metrics_min_window_seconds: float = 30.0
+    """Shortest range the analysis queries cover: the step's elapsed time, but at least this
+    (a rate needs two scrapes in its window)."""
+
+    gateway: str = "kserve/kserve-ingress-gateway"
+    """namespace/name of the Gateway API Gateway the Standard-mode HTTPRoutes attach to."""
+
+    route_domain: str = "example.com"
+    """Standard mode: the HTTPRoute of ModelDeployment NAME in NAMESPACE answers on host
+    NAME.NAMESPACE.<route_domain>."""
+
+    analysis_timeout_seconds: float = 10.0
+    """Longest one Prometheus query or one golden request may take."""
+
     def __post_init__(self) -> None:
         scheme = urlparse(self.artifact_store).scheme
         if scheme not in ("s3", "pvc"):
             raise ValueError(
                 f"artifact store {self.artifact_store!r}: use s3://bucket/prefix or pvc://claim/prefix"
             )
+        if self.gateway.count("/") != 1 or not all(self.gateway.split("/")):
+            raise ValueError(f"gateway {self.gateway!r}: use namespace/name")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> OperatorConfig:
@@ -72,6 +92,10 @@ class OperatorConfig:
             "staging_backoff_limit": ("MODELDEPLOY_STAGING_BACKOFF_LIMIT", int),
             "resync_seconds": ("MODELDEPLOY_RESYNC_SECONDS", float),
             "workers": ("MODELDEPLOY_WORKERS", int),
+            "prometheus_address": ("MODELDEPLOY_PROMETHEUS_ADDRESS", str),
+            "metrics_min_window_seconds": ("MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS", float),
+            "gateway": ("MODELDEPLOY_GATEWAY", str),
+            "route_domain": ("MODELDEPLOY_ROUTE_DOMAIN", str),
         }
         values: dict[str, object] = {}
         for attr, (var, kind) in names.items():

@@ -10,6 +10,7 @@ repeated runs cannot create anything twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from pydantic import ValidationError
 
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
+from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
-from modeldeploy.controller import naming
+from modeldeploy.controller import naming, rollout
+from modeldeploy.controller.analysis import run_analysis
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.job_state import (
@@ -32,7 +35,7 @@ from modeldeploy.controller.job_state import (
     termination_message,
 )
 from modeldeploy.controller.kube import Kube, TransientApiError
-from modeldeploy.controller.reconcile import Observed, parse, plan
+from modeldeploy.controller.reconcile import Observed, Plan, parse, plan
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
 from modeldeploy.controller.staging_job import build_cleanup_job
 
@@ -66,6 +69,8 @@ class State:
         """The runtime indices, captured from the first handler call (kopf passes indices only
         to handlers), for the resync loop."""
         self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.requeues: dict[tuple[str, str], asyncio.Task[None]] = {}
+        """A rollout's next look, per object (its step clock and analysis interval)."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -126,7 +131,36 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
                     message = termination_message(pods, naming.STAGE_CONTAINER)
                 outcome = staging_outcome(job, message)
     isvc = await kube.inference_service(namespace, name)
-    return Observed(body, runtime, missing, jobs, outcome, isvc)
+    canary = route = None
+    status = body.get("status") or {}
+    standard = (
+        deployment is not None
+        and deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD
+    )
+    if standard and (status.get("rollout") or (status.get("revisions") or {}).get("canary")):
+        # Only a rollout creates these; a deployment that never had one costs no extra reads.
+        canary = await kube.inference_service(namespace, naming.canary_name(name))
+        route = await kube.http_route(namespace, name)
+    return Observed(body, runtime, missing, jobs, outcome, isvc, canary, route)
+
+
+async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
+    """Plan; when the plan asks for an analysis, run it and plan again with its numbers."""
+    decided = plan(observed, state.config, datetime.now(UTC))
+    target = decided.analysis
+    if target is None:
+        return decided
+    spec = parse(observed.body).spec.rollout.analysis
+    prometheus = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
+    result = await run_analysis(
+        spec,
+        target,
+        ready=True,
+        prometheus=prometheus,
+        timeout=state.config.analysis_timeout_seconds,
+        now=datetime.now(UTC),
+    )
+    return plan(dataclasses.replace(observed, analysis=result), state.config, datetime.now(UTC))
 
 
 async def converge(
@@ -139,47 +173,127 @@ async def converge(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         observed = await _observe(state, body, runtimes)
-        decided = plan(observed, state.config, datetime.now(UTC))
+        decided = await _plan_with_analysis(state, observed)
         if decided.create_job is not None and await kube.create_job(decided.create_job):
             logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
-        if decided.apply_isvc is not None:
+        applies = [
+            (decided.apply_canary, "inferenceservices"),
+            (decided.apply_isvc, "inferenceservices"),
+            (decided.apply_route, "httproutes"),
+        ]
+        for obj, plural in applies:
+            if obj is None:
+                continue
             try:
-                applied = await kube.apply(decided.apply_isvc, "inferenceservices")
-                state.isvc_seen[(namespace, name)] = _isvc_signature(applied)
+                applied = await kube.apply(obj, plural)
             except ApiException as err:
-                if err.status not in (400, 403, 422):
+                if err.status not in (400, 403, 404, 422):
                     raise
-                await _report_rejected(state, body, err)
+                await _report_rejected(state, body, obj, err)
                 return
+            if plural == "inferenceservices":
+                state.isvc_seen[(namespace, obj["metadata"]["name"])] = _isvc_signature(applied)
+        if decided.delete_canary:
+            await kube.delete_inference_service(namespace, naming.canary_name(name))
         if decided.status_changed:
-            await kube.patch_status(namespace, name, decided.status)
-        _post(body, decided.events)
+            await kube.patch_status(
+                namespace, name, merge_patch(body.get("status") or {}, decided.status)
+            )
+        if decided.clear_annotations:
+            await kube.remove_annotations(namespace, name, decided.clear_annotations)
+        await _post(kube, body, decided.events)
         for job in decided.delete_jobs:
             await kube.delete_job(namespace, job)
+    _requeue(state, namespace, name, decided.requeue_after, logger, runtimes)
 
 
-async def _report_rejected(state: State, body: dict[str, Any], err: ApiException) -> None:
-    """The API server (KServe's schema or an admission webhook) refused our InferenceService."""
+def _requeue(
+    state: State,
+    namespace: str,
+    name: str,
+    delay: float | None,
+    logger: Any,
+    runtimes: RuntimeIndex,
+) -> None:
+    """Converge again after ``delay`` seconds (one pending look per object; a newer one
+    replaces it). The delay comes from the status, so a restarted operator schedules the same
+    look on its first reconciliation."""
+    key = (namespace, name)
+    pending = state.requeues.pop(key, None)
+    if pending is not None and pending is not asyncio.current_task():
+        pending.cancel()
+    if delay is None:
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        if state.requeues.get(key) is asyncio.current_task():
+            del state.requeues[key]
+        await _converge_or_schedule(state, namespace, name, logger, runtimes)
+
+    state.requeues[key] = asyncio.create_task(later(), name=f"requeue {namespace}/{name}")
+
+
+async def _report_rejected(
+    state: State, body: dict[str, Any], obj: dict[str, Any], err: ApiException
+) -> None:
+    """The API server (KServe's or the Gateway API's schema, an admission webhook, or a missing
+    CRD) refused an object we apply."""
     meta = body["metadata"]
-    message = f"the API server refused the InferenceService: {err.status} {err.body or err.reason}"
+    kind = obj.get("kind", "object")
+    message = (
+        f"the API server refused {kind} {obj['metadata']['name']}: "
+        f"{err.status} {err.body or err.reason}"
+    )
     status = dict(body.get("status") or {})
     conditions, events = merge(
         status.get("conditions"),
         [
-            Wanted(ConditionType.DEPLOYED, False, "InferenceServiceRejected", message),
-            Wanted(ConditionType.READY, False, "InferenceServiceRejected", message),
+            Wanted(ConditionType.DEPLOYED, False, f"{kind}Rejected", message),
+            Wanted(ConditionType.READY, False, f"{kind}Rejected", message),
         ],
         int(meta.get("generation") or 0),
         datetime.now(UTC),
     )
     await state.kube.patch_status(meta["namespace"], meta["name"], {"conditions": conditions})
-    _post(body, events)
+    await _post(state.kube, body, events)
 
 
-def _post(body: dict[str, Any], events: list[Transition]) -> None:
-    """Condition transitions as Kubernetes Events on the ModelDeployment (kopf posts them)."""
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) from ``old`` to ``new``: keys ``new`` dropped become
+    null, so a finished step's ``stepStartedAt`` or a promoted canary's ``revisions.canary``
+    really go (a merge patch leaves absent keys as they were)."""
+    patch: dict[str, Any] = dict.fromkeys(old.keys() - new.keys())
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
+async def _post(kube: Kube, body: dict[str, Any], events: list[Transition]) -> None:
+    """Condition transitions and rollout steps as Kubernetes Events on the ModelDeployment.
+
+    Posted through the API directly rather than with ``kopf.event``: these come from the resync
+    loop and a rollout's timed looks too, outside any kopf handler, where kopf cannot post."""
     for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+        try:
+            await kube.post_event(body, event.type, event.reason, event.message)
+        except Exception as err:  # an Event is a courtesy; the status has the same facts
+            logging.getLogger(__name__).warning(f"cannot post Event {event.reason}: {err}")
+
+
+def _command_pending(body: Any) -> bool:
+    """A rollout command annotation not yet acted on: promote or abort present, or pause set or
+    cleared without the phase following."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    if naming.PROMOTE_ANNOTATION in annotations or naming.ABORT_ANNOTATION in annotations:
+        return True
+    phase = ((body.get("status") or {}).get("rollout") or {}).get("phase")
+    paused = annotations.get(naming.PAUSE_ANNOTATION, "").lower() in ("true", "1", "yes")
+    return (phase == rollout.PAUSED) != paused and phase in (rollout.PROGRESSING, rollout.PAUSED)
 
 
 def _isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
@@ -188,12 +302,25 @@ def _isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
     ready: dict[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
     )
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    latest: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "LatestDeploymentReady"),
+        {},
+    )
     return (
         isvc.get("metadata", {}).get("generation"),
+        status.get("observedGeneration"),
         status.get("url"),
         ready.get("status"),
         ready.get("reason"),
         ready.get("message"),
+        latest.get("status"),
+        predictor.get("latestReadyRevision"),
+        predictor.get("latestCreatedRevision"),
+        tuple(
+            (t.get("revisionName"), t.get("percent"), t.get("tag"))
+            for t in predictor.get("traffic") or []
+        ),
     )
 
 
@@ -314,8 +441,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             return
         status = body.get("status") or {}
         first_sight = event.get("type") in (None, "ADDED")
-        if not first_sight and status.get("observedGeneration") == body["metadata"].get(
-            "generation"
+        if (
+            not first_sight
+            and status.get("observedGeneration") == body["metadata"].get("generation")
+            and not _command_pending(body)
         ):
             return
         await _converge_or_schedule(

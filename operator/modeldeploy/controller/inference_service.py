@@ -16,6 +16,9 @@ from modeldeploy.controller import naming
 
 API_VERSION = "serving.kserve.io/v1beta1"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
+"""Knative mode: KServe gives the latest and previous revisions their own URLs (tags latest and
+prev in status.components.predictor.traffic), which the analysis sends golden requests to."""
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 """The node label GPU feature discovery sets, e.g. NVIDIA-A100-SXM4-80GB."""
@@ -56,8 +59,17 @@ def build_inference_service(
     uid: str,
     artifact_uri: str,
     runtime: ServingRuntimeRef,
+    revision: str | None = None,
+    canary_percent: int | None = None,
+    isvc_name: str | None = None,
+    role: str | None = None,
 ) -> dict[str, Any]:
-    """The InferenceService for ``deployment`` serving the artifact at ``artifact_uri``."""
+    """The InferenceService for ``deployment`` serving the artifact at ``artifact_uri``.
+
+    ``revision`` labels the predictor pods (for the analysis's metric queries);
+    ``canary_percent`` is Knative mode's ``canaryTrafficPercent`` (None: all traffic to the
+    latest ready revision); ``isvc_name``/``role`` name Standard mode's separate canary.
+    """
     name = deployment.metadata.name
     serving = deployment.spec.serving
     res = serving.resources
@@ -85,6 +97,10 @@ def build_inference_service(
         "scaleTarget": serving.scaling.target,
         "model": model,
     }
+    if revision is not None:
+        predictor["labels"] = {naming.DEPLOYMENT_LABEL: name, naming.REVISION_LABEL: revision}
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
     tolerations = [
         t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in res.tolerations or []
     ]
@@ -94,15 +110,18 @@ def build_inference_service(
         predictor["tolerations"] = tolerations
     if res.gpu_type:
         predictor["nodeSelector"] = {GPU_PRODUCT_LABEL: res.gpu_type}
-    mode = "Knative" if serving.deployment_mode == DeploymentMode.KNATIVE else "Standard"
+    knative = serving.deployment_mode == DeploymentMode.KNATIVE
+    annotations = {DEPLOYMENT_MODE_ANNOTATION: "Knative" if knative else "Standard"}
+    if knative:
+        annotations[TAG_ROUTING_ANNOTATION] = "true"
     return {
         "apiVersion": API_VERSION,
         "kind": "InferenceService",
         "metadata": {
-            "name": name,
+            "name": isvc_name or name,
             "namespace": deployment.metadata.namespace or "default",
-            "labels": naming.labels(name),
-            "annotations": {DEPLOYMENT_MODE_ANNOTATION: mode},
+            "labels": naming.labels(name, role),
+            "annotations": annotations,
             "ownerReferences": [naming.owner_reference(name, uid)],
         },
         "spec": {"predictor": predictor},

@@ -12,6 +12,7 @@ import functools
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -22,6 +23,7 @@ from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
 from modeldeploy.controller import naming
 
 KSERVE = "serving.kserve.io"
+GATEWAY = "gateway.networking.k8s.io"
 
 
 class TransientApiError(Exception):
@@ -151,6 +153,52 @@ class Kube:
             KSERVE, "v1beta1", namespace, "inferenceservices", name,
         )  # fmt: skip
         return found
+
+    async def delete_inference_service(self, namespace: str, name: str) -> None:
+        await self._maybe(
+            self.custom.delete_namespaced_custom_object,
+            KSERVE, "v1beta1", namespace, "inferenceservices", name,
+        )  # fmt: skip
+
+    async def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._maybe(
+            self.custom.get_namespaced_custom_object,
+            GATEWAY, "v1", namespace, "httproutes", name,
+        )  # fmt: skip
+        return found
+
+    async def post_event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = body["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": body.get("kind", "ModelDeployment"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": naming.FIELD_MANAGER},
+            "reportingComponent": naming.FIELD_MANAGER,
+            "reportingInstance": naming.FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._run(self.core.create_namespaced_event, meta["namespace"], event)
+
+    async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
+        """Drop one-shot command annotations (promote, abort) once acted on."""
+        await self._run(
+            self.custom.patch_namespaced_custom_object,
+            GROUP, VERSION, namespace, PLURAL, name,
+            {"metadata": {"annotations": dict.fromkeys(keys)}},
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
 
     async def apply(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
         """Server-side apply ``obj`` as the operator's field manager (forced: these fields are

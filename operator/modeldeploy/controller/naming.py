@@ -16,6 +16,16 @@ MANAGER = "modeldeploy"
 DEPLOYMENT_LABEL = "modeldeploy.io/deployment"
 ROLE_LABEL = "modeldeploy.io/role"
 HASH_LABEL = "modeldeploy.io/staging-hash"
+REVISION_LABEL = "modeldeploy.io/revision"
+"""On predictor pods: the revision (staging hash) they serve. Prometheus relabels it to
+``modeldeploy_revision``, which is how the analysis tells canary metrics from stable ones."""
+
+PROMOTE_ANNOTATION = "modeldeploy.io/promote"
+"""Set (any value) to promote the canary now; the operator removes it once done."""
+ABORT_ANNOTATION = "modeldeploy.io/abort"
+"""Set to send all traffic back to stable and fail the rollout; removed once done."""
+PAUSE_ANNOTATION = "modeldeploy.io/pause"
+"""While present (value "true"), the rollout holds its step and weights."""
 FIELD_MANAGER = "modeldeploy-operator"
 """Server-side apply field manager: fields other tools set on our objects stay theirs."""
 
@@ -26,6 +36,8 @@ ANNOTATION_PREFIX = "modeldeploy.io"
 """kopf keeps its handler progress and last-handled spec in annotations under this prefix."""
 
 STAGING = "staging"
+STABLE = "stable"
+CANARY = "canary"
 CLEANUP = "cleanup"
 STAGE_CONTAINER = "stage"
 
@@ -33,6 +45,16 @@ STAGE_CONTAINER = "stage"
 def staging_job_name(deployment: str, staging_hash: str) -> str:
     """``<name>-stage-<hash10>``: at most 45 + 7 + 10 characters, a valid Job name."""
     return f"{deployment}-stage-{staging_hash}"
+
+
+def canary_name(deployment: str) -> str:
+    """Standard mode: the InferenceService the canary runs as, beside the stable one."""
+    return f"{deployment}-canary"
+
+
+def predictor_service(isvc: str) -> str:
+    """The Service KServe creates for an InferenceService's predictor (Standard mode)."""
+    return f"{isvc}-predictor"
 
 
 def cleanup_job_name(deployment: str, uid: str) -> str:

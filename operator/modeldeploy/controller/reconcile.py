@@ -16,13 +16,17 @@ from pydantic import ValidationError
 
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
+from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
-from modeldeploy.controller import naming
+from modeldeploy.controller import naming, rollout
+from modeldeploy.controller.analysis import Target
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
 from modeldeploy.controller.job_state import StagingOutcome
+from modeldeploy.controller.route import build_http_route
 from modeldeploy.controller.runtimes import Blocker
+from modeldeploy.controller.serving_state import knative_serving, standard_serving
 from modeldeploy.controller.staging_job import build_staging_job
 
 
@@ -39,16 +43,31 @@ class Observed:
     outcome: StagingOutcome | None
     """The current staging Job's outcome, when that Job exists."""
     isvc: dict[str, Any] | None
+    """The InferenceService named after the ModelDeployment (stable in Standard mode)."""
+    canary_isvc: dict[str, Any] | None = None
+    """Standard mode: the canary InferenceService, when it exists."""
+    route: dict[str, Any] | None = None
+    """Standard mode: the HTTPRoute, when it exists."""
+    analysis: rollout.AnalysisResult | None = None
+    """The analysis run for this reconciliation, when ``plan`` asked for one."""
 
 
 @dataclass
 class Plan:
     create_job: dict[str, Any] | None = None
     apply_isvc: dict[str, Any] | None = None
+    apply_canary: dict[str, Any] | None = None
+    delete_canary: bool = False
+    apply_route: dict[str, Any] | None = None
     delete_jobs: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     status_changed: bool = False
     events: list[Transition] = field(default_factory=list)
+    clear_annotations: list[str] = field(default_factory=list)
+    requeue_after: float | None = None
+    """Reconcile again after this many seconds (a rollout step's clock), events or not."""
+    analysis: Target | None = None
+    """Run an analysis against this target and plan again with its result."""
 
 
 def parse(body: dict[str, Any]) -> ModelDeployment:
@@ -112,11 +131,11 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     def finish() -> Plan:
         conditions, events = merge(old_status.get("conditions"), wanted, generation, now)
         status["conditions"] = conditions
-        if serving_ok:
+        if serving_ok and "traffic" not in status:
             status["traffic"] = {"stable": 100, "canary": 0, "split": "100/0"}
         result.status = status
         result.status_changed = status != old_status
-        result.events = events
+        result.events = [*events, *result.events]
         return result
 
     blocker: Blocker | None
@@ -198,17 +217,23 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         if name != job_name or current:
             result.delete_jobs.append(name)
 
+    decision: rollout.Decision | None = None
     if current:
         assert artifact is not None
-        result.apply_isvc = build_inference_service(
-            deployment, meta["uid"], artifact["uri"], runtime
-        )
+        decision = _roll_out(observed, deployment, artifact, digest, runtime, config, now, result)
+        wanted.extend(decision.conditions)
+        result.events.extend(decision.events)
+        status["revisions"] = decision.revisions
+        status["traffic"] = decision.traffic
+        if decision.rollout is not None:
+            status["rollout"] = decision.rollout
         wanted.append(
             Wanted(
                 ConditionType.DEPLOYED,
                 True,
                 "InferenceServiceApplied",
-                f"InferenceService {deployment.metadata.name} serves {artifact['uri']}",
+                f"stable revision {decision.revisions.get('stable')} serves "
+                f"{decision.revisions.get('stableUri')}",
             )
         )
     elif isvc is not None:
@@ -244,6 +269,115 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 + staging_failed.message,
             )
         )
+    elif decision is not None and (failure := _rollout_degraded(decision, digest)) is not None:
+        wanted.append(Wanted(ConditionType.DEGRADED, True, *failure))
     else:
         wanted.append(Wanted(ConditionType.DEGRADED, False, "AsExpected"))
     return finish()
+
+
+def _rollout_degraded(decision: rollout.Decision, digest: str) -> tuple[str, str] | None:
+    """(reason, message) while the current spec's rollout has failed: stable keeps serving."""
+    phase = (decision.rollout or {}).get("phase")
+    mine = digest in (decision.revisions.get("failed"), decision.revisions.get("canary"))
+    if not mine or phase not in (rollout.ROLLED_BACK, rollout.ABORTED, rollout.FAILED):
+        return None
+    reason = {
+        rollout.ROLLED_BACK: "RolloutRolledBack",
+        rollout.ABORTED: "RolloutAborted",
+        rollout.FAILED: "RolloutFailed",
+    }[phase]
+    return reason, (
+        f"revision {digest} gets no traffic; stable {decision.revisions.get('stable')} serves: "
+        + rollout.rollout_failure(decision.rollout)
+    )
+
+
+def _roll_out(
+    observed: Observed,
+    deployment: ModelDeployment,
+    artifact: dict[str, Any],
+    digest: str,
+    runtime: ServingRuntimeRef,
+    config: OperatorConfig,
+    now: datetime,
+    result: Plan,
+) -> rollout.Decision:
+    """Decide the traffic (``rollout.decide``) and build the objects that carry it."""
+    body = observed.body
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    revisions = status.get("revisions") or {}
+    name = deployment.metadata.name
+    knative = deployment.spec.serving.deployment_mode == DeploymentMode.KNATIVE
+    canary_uri = artifact["uri"] if digest != revisions.get("stable") else None
+    if knative:
+        serving = knative_serving(observed.isvc, canary_uri)
+    else:
+        serving = standard_serving(
+            observed.isvc, observed.canary_isvc, observed.route, canary_uri, name
+        )
+    inputs = rollout.Inputs(
+        spec=deployment.spec.rollout,
+        knative=knative,
+        artifact=rollout.Artifact(digest, artifact["uri"]),
+        status=status,
+        serving=serving,
+        annotations=dict(meta.get("annotations") or {}),
+        now=now,
+        analysis=observed.analysis,
+    )
+    if observed.analysis is None and rollout.analysis_due(inputs):
+        started = rollout_time(status, "stepStartedAt") or now
+        result.analysis = Target(
+            namespace=meta["namespace"],
+            deployment=name,
+            model=name,
+            canary=digest,
+            stable=str(revisions.get("stable")),
+            canary_url=serving.canary_url,
+            artifact_store=config.artifact_store,
+            artifact_key=artifact.get("key"),
+            window_seconds=int(
+                max(config.metrics_min_window_seconds, (now - started).total_seconds())
+            ),
+        )
+    decision = rollout.decide(inputs)
+    result.clear_annotations = decision.clear_annotations
+    result.requeue_after = decision.requeue_after
+    revision_of = {
+        decision.revisions.get("stableUri"): decision.revisions.get("stable"),
+        artifact["uri"]: digest,
+    }
+    uid = meta["uid"]
+    if knative:
+        uri = decision.knative_uri
+        result.apply_isvc = build_inference_service(
+            deployment, uid, uri, runtime, revision_of.get(uri), decision.canary_percent
+        )
+        return decision
+    result.apply_isvc = build_inference_service(
+        deployment, uid, decision.stable_uri, runtime, revision_of.get(decision.stable_uri)
+    )
+    if decision.canary_isvc:
+        result.apply_canary = build_inference_service(
+            deployment,
+            uid,
+            artifact["uri"],
+            runtime,
+            digest,
+            isvc_name=naming.canary_name(name),
+            role=naming.CANARY,
+        )
+    elif observed.canary_isvc is not None:
+        result.delete_canary = True
+    if decision.route:
+        result.apply_route = build_http_route(
+            deployment, uid, config, decision.canary_weight, decision.canary_isvc
+        )
+    return decision
+
+
+def rollout_time(status: dict[str, Any], key: str) -> datetime | None:
+    value = (status.get("rollout") or {}).get(key)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None

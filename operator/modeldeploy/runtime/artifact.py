@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -14,6 +14,18 @@ MANIFEST = "modeldeploy.json"
 
 class ArtifactError(RuntimeError):
     """The folder is not a model repository written by ``modeldeploy stage``."""
+
+
+def golden_arrays(
+    source: Path | BinaryIO,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The golden inputs and outputs of a ``golden.npz`` (never unpickled: plain arrays only)."""
+    with np.load(source, allow_pickle=False) as data:
+        inputs = {k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")}
+        outputs = {
+            k.removeprefix("output:"): data[k] for k in data.files if k.startswith("output:")
+        }
+    return inputs, outputs
 
 
 @dataclass(frozen=True)
@@ -113,13 +125,7 @@ class Artifact:
         path = self.directory / spec.get("file", "golden.npz")
         if not path.exists():
             return {}, {}, 0.0, 0.0
-        with np.load(path) as data:
-            inputs = {
-                k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")
-            }
-            outputs = {
-                k.removeprefix("output:"): data[k] for k in data.files if k.startswith("output:")
-            }
+        inputs, outputs = golden_arrays(path)
         return inputs, outputs, float(spec.get("atol", 1e-3)), float(spec.get("rtol", 1e-3))
 
     def triton_config(self) -> dict[str, Any]:

@@ -116,6 +116,9 @@ class ArtifactStore(Protocol):
     def manifest(self, key: str, name: str) -> dict[str, Any] | None:
         """The manifest of a complete artifact at ``key``, or None."""
 
+    def read(self, key: str, path: str) -> bytes | None:
+        """A file of the artifact at ``key`` (``<name>/golden.npz``), or None when absent."""
+
     def publish(self, key: str, staged: Path) -> None:
         """Make ``staged`` (a folder) the artifact at ``key``, all or nothing."""
 
@@ -144,6 +147,12 @@ class FolderStore:
         except (OSError, ValueError):
             return None
         return manifest
+
+    def read(self, key: str, path: str) -> bytes | None:
+        try:
+            return (self.root / key / path).read_bytes()
+        except OSError:
+            return None
 
     def publish(self, key: str, staged: Path) -> None:
         target = self.root / key
@@ -218,6 +227,20 @@ class S3Store:
         except Exception as err:
             raise DestinationError(f"cannot reach s3://{self.bucket}: {err}") from err
         return manifest
+
+    def read(self, key: str, path: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._client().get_object(Bucket=self.bucket, Key=self._key(key, path))["Body"]
+            data: bytes = body.read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise DestinationError(f"cannot read {self.uri(key)}/{path}: {err}") from err
+        except Exception as err:
+            raise DestinationError(f"cannot reach s3://{self.bucket}: {err}") from err
+        return data
 
     def publish(self, key: str, staged: Path) -> None:
         files = sorted(p for p in staged.rglob("*") if p.is_file())

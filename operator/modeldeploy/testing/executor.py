@@ -10,9 +10,17 @@ objects labelled ``app.kubernetes.io/managed-by: modeldeploy``.
   (pvc:// volumes map to folders under ``--pvc-root``), creates the Pod object, and writes the
   Pod's termination message and the Job's conditions back as the kubelet and Job controller
   would, honouring backoffLimit, activeDeadlineSeconds and the podFailurePolicy exit codes.
-- InferenceServices: for each new storageUri (a new revision) starts ``modeldeploy serve`` on the
-  artifact on loopback ports, waits until it is ready, writes the InferenceService's status
-  (Ready, URL on 127.0.0.1) and only then stops the previous revision's process.
+- InferenceServices: for each new storageUri (or new predictor labels) starts a revision, a
+  ``modeldeploy serve`` on the artifact on loopback ports, and waits until it is ready. Traffic
+  follows KServe's Knative reconciler: with ``canaryTrafficPercent`` the latest ready revision
+  gets that share and the last revision rolled out to 100% the rest; without it the latest ready
+  revision gets everything. A weighted router per InferenceService (its status URL) splits the
+  requests; the status carries ``components.predictor.traffic`` with ``latest``/``prev`` tags and
+  each revision's own URL, ``latestRolledoutRevision`` and ``LatestDeploymentReady``. Revisions
+  that get no traffic are stopped. Standard mode is the same with the percent ignored (KServe
+  ignores it there). Ready revisions are listed as Prometheus file_sd targets
+  (``<workdir>/prometheus-targets.json``), labelled like pods after docs/canary.md's relabelling.
+  HTTPRoutes are not routed (no gateway here); the Standard-mode tests read their weights.
 - Garbage collection: objects whose owner ModelDeployment is gone are deleted.
 
 ``--instant`` answers staging with a made-up successful summary and marks InferenceServices
@@ -36,7 +44,7 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,11 +55,15 @@ from kubernetes.client.rest import ApiException
 
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
 from modeldeploy.testing.processes import stop_group
+from modeldeploy.testing.router import WeightedRouter
 
 log = logging.getLogger("executor")
 MANAGED = "app.kubernetes.io/managed-by=modeldeploy"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_LABEL = "modeldeploy.io/deployment"
+REVISION_LABEL = "modeldeploy.io/revision"
 
 
 def _now() -> str:
@@ -60,11 +72,120 @@ def _now() -> str:
 
 @dataclass
 class Revision:
+    """One Knative revision (or one rollout of a Standard-mode Deployment): a runtime process."""
+
+    name: str
     storage_uri: str
+    labels: dict[str, str]
     generation: int
-    process: subprocess.Popen[bytes] | None
-    http_port: int
-    grpc_port: int
+    process: subprocess.Popen[bytes] | None = None
+    http_port: int = 0
+    grpc_port: int = 0
+    ready: bool = False
+    failure: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+@dataclass
+class Service:
+    """What KServe keeps for one InferenceService: its revisions, which one was last rolled out
+    to 100%, and the router in front of them."""
+
+    router: WeightedRouter | None
+    revisions: list[Revision] = field(default_factory=list)
+    counter: int = 0
+    generation: int = 0
+    canary_percent: int | None = None
+    rolled_out: Revision | None = None
+    previous_rolled_out: Revision | None = None
+
+    def route(self, knative: bool) -> list[tuple[Revision, int, bool]]:
+        """(revision, percent, is latest) as KServe's Knative reconciler sets them: with
+        canaryTrafficPercent, the latest ready revision gets that share and the last one rolled
+        out the rest; without it (or in Standard mode) the latest ready revision gets all."""
+        latest = self.revisions[-1]
+        ready = [r for r in self.revisions if r.ready]
+        if not ready:
+            return []
+        percent = self.canary_percent if knative else None
+        if percent is None or percent >= 100 or self.rolled_out is None:
+            newest = ready[-1]
+            if newest is latest and self.rolled_out is not newest:
+                self.previous_rolled_out, self.rolled_out = self.rolled_out, newest
+            return [(newest, 100, newest is latest)]
+        stable = self.rolled_out
+        if not latest.ready or latest is stable:
+            return [(stable, 100, latest is stable)]
+        return [(latest, percent, True), (stable, 100 - percent, False)]
+
+    def retire(self, serving: set[str]) -> list[Revision]:
+        """Stop the revisions that get no traffic, except the latest and the stable one."""
+        keep = serving | {self.revisions[-1].name}
+        if self.rolled_out is not None:
+            keep.add(self.rolled_out.name)
+        retired = [r for r in self.revisions if r.name not in keep]
+        self.revisions = [r for r in self.revisions if r.name in keep]
+        return retired
+
+    def status(self, traffic: list[tuple[Revision, int, bool]]) -> dict[str, Any]:
+        latest = self.revisions[-1]
+        ready = [r for r in self.revisions if r.ready]
+        if self.router is not None:
+            self.router.set_weights({r.http_port: p for r, p, _ in traffic})
+        url = self.router.url if self.router is not None else "http://127.0.0.1:0"
+        serving = bool(traffic)
+        conditions = [  # none until something is ready or has failed, as KServe at first
+            {"type": t, "status": "True" if serving else "False", "lastTransitionTime": _now(),
+             **({} if serving else {"reason": "RevisionFailed", "message": latest.failure})}
+            for t in ("IngressReady", "PredictorReady", "Ready")
+            if serving or latest.failure
+        ]  # fmt: skip
+        latest_state: dict[str, Any] = {
+            "type": "LatestDeploymentReady",
+            "lastTransitionTime": _now(),
+        }
+        if latest.ready:
+            latest_state["status"] = "True"
+        elif latest.failure:
+            latest_state.update(
+                status="False", reason="RevisionFailed", message=latest.failure[:2000]
+            )
+        else:
+            latest_state.update(status="Unknown", reason="RevisionMissing", message="starting")
+        conditions.append(latest_state)
+        predictor: dict[str, Any] = {
+            "url": url,
+            "latestCreatedRevision": latest.name,
+            "traffic": [
+                {"revisionName": r.name, "percent": p, "latestRevision": is_latest,
+                 "tag": "latest" if is_latest else "prev", "url": r.url}
+                for r, p, is_latest in traffic
+            ],
+        }  # fmt: skip
+        if ready:
+            predictor["latestReadyRevision"] = ready[-1].name
+        if self.rolled_out is not None:
+            predictor["latestRolledoutRevision"] = self.rolled_out.name
+        if self.previous_rolled_out is not None:
+            predictor["previousRolledoutRevision"] = self.previous_rolled_out.name
+        status: dict[str, Any] = {
+            "observedGeneration": self.generation,
+            "conditions": conditions,
+            "components": {"predictor": predictor},
+        }
+        if serving:
+            status.update(url=url, address={"url": url})
+        return status
+
+    def close(self) -> None:
+        for revision in self.revisions:
+            if revision.process is not None:
+                stop_group(revision.process)
+        if self.router is not None:
+            self.router.close()
 
 
 class LocalExecutor:
@@ -86,7 +207,9 @@ class LocalExecutor:
         self.instant = instant
         self.pool = ThreadPoolExecutor(max_workers=workers if not instant else 16)
         self.started_jobs: set[str] = set()
-        self.revisions: dict[tuple[str, str], Revision] = {}
+        self.services: dict[tuple[str, str], Service] = {}
+        self.targets_file = workdir / "prometheus-targets.json"
+        """Prometheus file_sd targets: every ready revision's metrics endpoint."""
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.bin = Path(sys.executable).parent
@@ -303,112 +426,132 @@ class LocalExecutor:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             with self.lock:
-                revision = self.revisions.pop(key, None)
-            if revision is not None and revision.process is not None:
-                stop_group(revision.process)
+                service = self.services.pop(key, None)
+            if service is not None:
+                service.close()
+            self._write_targets()
             return
-        uri = isvc["spec"]["predictor"].get("model", {}).get("storageUri")
+        predictor = isvc["spec"]["predictor"]
+        uri = predictor.get("model", {}).get("storageUri")
         if not uri:
             return
+        labels = dict(predictor.get("labels") or {})
+        start: Revision | None = None
         with self.lock:
-            current = self.revisions.get(key)
-            if current is not None and current.storage_uri == uri:
-                return
-            placeholder = Revision(uri, meta["generation"], None, 0, 0)
-            previous = self.revisions.get(key)
-            self.revisions[key] = placeholder
-        self.pool.submit(self._serve_logged, isvc, previous)
+            service = self.services.get(key)
+            if service is None:
+                service = self.services[key] = Service(
+                    None if self.instant else WeightedRouter(free_port())
+                )
+            service.generation = meta["generation"]
+            service.canary_percent = _canary_percent(isvc)
+            latest = service.revisions[-1] if service.revisions else None
+            if latest is None or (latest.storage_uri, latest.labels) != (uri, labels):
+                service.counter += 1
+                start = Revision(
+                    f"{meta['name']}-predictor-{service.counter:05d}",
+                    uri,
+                    labels,
+                    meta["generation"],
+                )
+                service.revisions.append(start)
+        if start is not None:
+            self.pool.submit(self._serve_logged, isvc, start)
+        self._publish(isvc)
 
-    def _serve_logged(self, isvc: dict[str, Any], previous: Revision | None) -> None:
+    def _serve_logged(self, isvc: dict[str, Any], revision: Revision) -> None:
         try:
-            self._serve(isvc, previous)
+            self._serve(isvc, revision)
         except Exception:
             log.exception("isvc %s", isvc["metadata"]["name"])
 
     def _patch_isvc_status(self, isvc: dict[str, Any], status: dict[str, Any]) -> None:
         meta = isvc["metadata"]
-        self.custom.patch_namespaced_custom_object_status(
-            *KSERVE[:2], meta["namespace"], KSERVE[2], meta["name"], {"status": status}
-        )
+        with contextlib.suppress(ApiException):  # deleted meanwhile
+            self.custom.patch_namespaced_custom_object_status(
+                *KSERVE[:2], meta["namespace"], KSERVE[2], meta["name"], {"status": status}
+            )
 
-    def _serve(self, isvc: dict[str, Any], previous: Revision | None) -> None:
+    def _serve(self, isvc: dict[str, Any], revision: Revision) -> None:
+        """Start one revision's runtime and wait until it is ready (or has failed)."""
         meta = isvc["metadata"]
-        name, generation = meta["name"], meta["generation"]
-        uri = isvc["spec"]["predictor"]["model"]["storageUri"]
-        revision_name = f"{name}-predictor-{generation:05d}"
-        if self.instant:
-            process, http_port, grpc_port = None, 0, 0
-        else:
-            path = self._local_path(uri)
-            http_port, grpc_port = free_port(), free_port()
-            logfile = self.workdir / f"{meta['namespace']}-{revision_name}.log"
+        if not self.instant:
+            path = self._local_path(revision.storage_uri)
             if path is None or not path.exists():
-                self._not_ready(
-                    isvc, "StorageNotReachable", f"the local executor cannot reach {uri}"
-                )
+                revision.failure = f"the local executor cannot reach {revision.storage_uri}"
+                self._publish(isvc)
                 return
+            revision.http_port, revision.grpc_port = free_port(), free_port()
+            logfile = self.workdir / f"{meta['namespace']}-{revision.name}.log"
             with logfile.open("wb") as out:
-                process = subprocess.Popen(
+                revision.process = subprocess.Popen(
                     [str(self.bin / "modeldeploy"), "serve", str(path),
-                     "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+                     "--http-port", str(revision.http_port), "--grpc-port", str(revision.grpc_port)],
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=_die_with_parent,
                 )  # fmt: skip
-            ready_path = f"http://127.0.0.1:{http_port}/v2/models/{name}/ready"
+            ready_path = f"http://127.0.0.1:{revision.http_port}{_readiness_path(isvc)}"
             deadline = time.monotonic() + 120
             while not _ok(ready_path):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stop_group(process)
-                    self._not_ready(
-                        isvc, "RevisionFailed",
-                        f"revision {revision_name} did not become ready: "
-                        + logfile.read_text(errors="replace")[-1500:],
-                    )  # fmt: skip
+                if revision.process.poll() is not None or time.monotonic() > deadline:
+                    stop_group(revision.process)
+                    revision.process = None
+                    revision.failure = (
+                        f"revision {revision.name} did not become ready: "
+                        + logfile.read_text(errors="replace")[-1500:]
+                    )
+                    log.info("isvc %s/%s: %s", meta["namespace"], meta["name"], revision.failure)
+                    self._publish(isvc)
                     return
                 time.sleep(0.2)
-        with self.lock:
-            self.revisions[(meta["namespace"], name)] = Revision(
-                uri, generation, process, http_port, grpc_port
-            )
-        url = f"http://127.0.0.1:{http_port}"
-        self._patch_isvc_status(
-            isvc,
-            {
-                "observedGeneration": generation,
-                "url": url,
-                "address": {"url": url},
-                "conditions": [
-                    {"type": t, "status": "True", "lastTransitionTime": _now()}
-                    for t in ("IngressReady", "PredictorReady", "Ready")
-                ],
-                "components": {
-                    "predictor": {
-                        "url": url,
-                        "latestCreatedRevision": revision_name,
-                        "latestReadyRevision": revision_name,
-                        "latestRolledoutRevision": revision_name,
-                        "traffic": [
-                            {"revisionName": revision_name, "percent": 100, "latestRevision": True}
-                        ],
-                    }
-                },
-            },
-        )
-        log.info("isvc %s/%s ready at %s (%s)", meta["namespace"], name, url, uri)
-        if previous is not None and previous.process is not None:
-            stop_group(previous.process)
+        revision.ready = True
+        log.info("isvc %s/%s revision %s ready (%s)", meta["namespace"], meta["name"],
+                 revision.name, revision.storage_uri)  # fmt: skip
+        self._publish(isvc)
 
-    def _not_ready(self, isvc: dict[str, Any], reason: str, message: str) -> None:
-        self._patch_isvc_status(
-            isvc,
-            {
-                "observedGeneration": isvc["metadata"]["generation"],
-                "conditions": [
-                    {"type": "Ready", "status": "False", "reason": reason, "message": message,
-                     "lastTransitionTime": _now()}
-                ],
-            },
-        )  # fmt: skip
+    def _publish(self, isvc: dict[str, Any]) -> None:
+        """Route the traffic as KServe would for the spec as last seen, write the status that
+        says so, and stop the revisions that no longer get any."""
+        meta = isvc["metadata"]
+        key = (meta["namespace"], meta["name"])
+        knative = (meta.get("annotations") or {}).get(MODE_ANNOTATION) == "Knative"
+        with self.lock:
+            service = self.services.get(key)
+            if service is None:
+                return
+            traffic = service.route(knative)
+            retired = service.retire({r.name for r, _, _ in traffic})
+            status = service.status(traffic)
+        for revision in retired:
+            if revision.process is not None:
+                stop_group(revision.process)
+        self._patch_isvc_status(isvc, status)
+        self._write_targets()
+
+    def _write_targets(self) -> None:
+        """Every ready revision as a Prometheus file_sd target, labelled as the relabelling of
+        docs/canary.md labels pods in a cluster."""
+        if self.instant:
+            return
+        with self.lock:
+            targets = [
+                {
+                    "targets": [f"127.0.0.1:{revision.http_port}"],
+                    "labels": {
+                        "namespace": namespace,
+                        "inferenceservice": name,
+                        "revision": revision.name,
+                        "modeldeploy_deployment": revision.labels.get(DEPLOYMENT_LABEL, name),
+                        "modeldeploy_revision": revision.labels.get(REVISION_LABEL, ""),
+                    },
+                }
+                for (namespace, name), service in self.services.items()
+                for revision in service.revisions
+                if revision.ready and revision.process is not None
+            ]
+            temporary = self.targets_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(targets, indent=1))
+            os.replace(temporary, self.targets_file)
 
     # --- garbage collection -------------------------------------------------------------------
 
@@ -473,10 +616,22 @@ class LocalExecutor:
     def stop(self) -> None:
         self.stopping.set()
         with self.lock:
-            revisions = list(self.revisions.values())
-        for revision in revisions:
-            if revision.process is not None:
-                stop_group(revision.process)
+            services = list(self.services.values())
+        for service in services:
+            service.close()
+
+
+def _canary_percent(isvc: dict[str, Any]) -> int | None:
+    value = isvc["spec"]["predictor"].get("canaryTrafficPercent")
+    return None if value is None else int(value)
+
+
+def _readiness_path(isvc: dict[str, Any]) -> str:
+    """The predictor's readiness probe path (the model name is the ModelDeployment's, also for
+    a Standard-mode canary named differently), or KServe's default."""
+    model = isvc["spec"]["predictor"].get("model") or {}
+    path = ((model.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+    return str(path or f"/v2/models/{isvc['metadata']['name']}/ready")
 
 
 def _ok(url: str) -> bool:

@@ -104,14 +104,16 @@ class LocalStack:
         managed = self._spawn(
             "operator",
             [
-                *(["/tmp/smoke/memprof.py"] if os.environ.get("DUMP") else ["-m", "modeldeploy"]),
+                "-m",
+                "modeldeploy",
                 "operator",
                 "--liveness-port",
                 "0",
                 *scope,
                 *args,
             ],
-            env,
+            # The operator reads golden samples from the store, as the executor maps it.
+            {"MODELDEPLOY_PVC_ROOT": str(self.pvc_root), **(env or {})},
         )
         deadline = time.monotonic() + wait
         while "Initial authentication has finished" not in managed.log_text():

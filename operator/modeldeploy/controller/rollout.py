@@ -1,0 +1,534 @@
+"""Progressive delivery of a new artifact: canary steps, analysis, promotion and rollback.
+
+Pure and level-based like ``reconcile.plan``: the rollout's whole state lives in the
+ModelDeployment's status (``revisions``, ``rollout``, ``traffic``), so an operator restarted in
+the middle of a rollout reads the same step and weights back and carries on; nothing is kept in
+memory. ``decide`` takes that status, the new artifact, what the serving layer reports and (when
+one ran) an analysis result, and returns the traffic to set and the status to write.
+
+Traffic is moved in one of two ways, chosen by the deployment mode:
+
+- Knative: one InferenceService; the canary is its latest revision and ``canaryTrafficPercent``
+  is the canary's share. KServe sends the rest to ``latestRolledoutRevision`` (stable). The split
+  is read back from ``status.components.predictor.traffic``. Rollback is ``canaryTrafficPercent:
+  0``, which KServe applies at once, without a new revision.
+- Standard: KServe ignores ``canaryTrafficPercent`` there, so the canary is a second
+  InferenceService (``<name>-canary``) and a Gateway API HTTPRoute splits by weight. Promotion
+  moves all traffic to the canary, rolls the stable InferenceService to the new artifact, then
+  moves traffic back and deletes the canary.
+
+A step's clock starts only when the weights read back equal the step's weight, so time spent
+waiting for KServe or the gateway is not counted as analysis time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from modeldeploy.api.base import duration_seconds
+from modeldeploy.api.rollout import RolloutSpec, Strategy
+from modeldeploy.api.status import ConditionType
+from modeldeploy.controller import naming
+from modeldeploy.controller.conditions import Transition, Wanted
+
+PROGRESSING = "Progressing"
+PAUSED = "Paused"
+PROMOTING = "Promoting"
+PROMOTED = "Promoted"
+ROLLED_BACK = "RolledBack"
+ABORTED = "Aborted"
+FAILED = "Failed"
+ACTIVE = (PROGRESSING, PAUSED, PROMOTING, FAILED)
+
+FAILED_REVISION_REASONS = {"RevisionFailed", "RevisionMissing", "ContainerCrashing"}
+"""Ready=False reasons that mean the revision will not come up by waiting."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A staged artifact as a rollout sees it: its revision (staging hash) and storageUri."""
+
+    revision: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What KServe (and the gateway) report, reduced to what a rollout needs."""
+
+    weights: tuple[int, int]
+    """(stable, canary) percent as read back."""
+    canary_ready: bool = False
+    canary_failed: str | None = None
+    """Why the canary revision cannot start, when it says so."""
+    canary_url: str | None = None
+    stable_settled_on: str | None = None
+    """storageUri that the stable side serves with all its traffic, when that is settled."""
+    latest_ready_uri: str | None = None
+    """Knative: the storageUri of the InferenceService's latest revision, once it is ready."""
+    exists: bool = False
+    """Whether anything serves yet (an InferenceService exists)."""
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """One analysis run over a step (see ``analysis.run_analysis``)."""
+
+    at: datetime
+    passed: bool
+    ready: bool
+    failures: list[str] = field(default_factory=list)
+    error_rate: float | None = None
+    p99_latency_ms: float | None = None
+    stable_p99_latency_ms: float | None = None
+    parity_max_abs_diff: float | None = None
+    requests: float | None = None
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"at": _iso(self.at), "passed": self.passed, "ready": self.ready}
+        for key, value in (
+            ("errorRate", self.error_rate),
+            ("p99LatencyMs", self.p99_latency_ms),
+            ("stableP99LatencyMs", self.stable_p99_latency_ms),
+            ("parityMaxAbsDiff", self.parity_max_abs_diff),
+            ("requests", self.requests),
+        ):
+            if value is not None:
+                out[key] = round(value, 6)
+        if self.failures:
+            out["failures"] = self.failures[:32]
+        return out
+
+    def summary(self) -> str:
+        """One line with every number, for the condition message and ``modeldeploy status``."""
+        parts = []
+        if self.error_rate is not None:
+            parts.append(f"error rate {self.error_rate:.4f}")
+        if self.requests is not None:
+            parts.append(f"requests {self.requests:.0f}")
+        if self.p99_latency_ms is not None:
+            parts.append(f"p99 {self.p99_latency_ms:.1f} ms")
+        if self.stable_p99_latency_ms is not None:
+            parts.append(f"stable p99 {self.stable_p99_latency_ms:.1f} ms")
+        if self.parity_max_abs_diff is not None:
+            parts.append(f"golden max |Δ| {self.parity_max_abs_diff:.3g}")
+        text = ", ".join(parts) or "no numbers"
+        if self.failures:
+            text += "; failed: " + "; ".join(self.failures)
+        return text[:4000]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything ``decide`` reads."""
+
+    spec: RolloutSpec
+    knative: bool
+    artifact: Artifact
+    """The artifact staged from the current spec."""
+    status: dict[str, Any]
+    """The ModelDeployment's status as stored."""
+    serving: Serving
+    annotations: dict[str, str]
+    now: datetime
+    analysis: AnalysisResult | None = None
+
+
+@dataclass
+class Decision:
+    """What to do: the traffic to set, and the status to write."""
+
+    stable_uri: str
+    """Standard: the stable InferenceService's artifact. Knative: the stable revision's."""
+    canary_uri: str | None = None
+    """The artifact the canary side runs (Knative: the InferenceService's storageUri)."""
+    canary_percent: int | None = None
+    """Knative ``canaryTrafficPercent``; None for all traffic to the latest revision."""
+    canary_weight: int = 0
+    """Standard: the HTTPRoute's canary weight."""
+    canary_isvc: bool = False
+    """Standard: whether the canary InferenceService should exist."""
+    route: bool = False
+    """Standard: whether the HTTPRoute should exist."""
+    revisions: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] | None = None
+    traffic: dict[str, Any] = field(default_factory=dict)
+    conditions: list[Wanted] = field(default_factory=list)
+    events: list[Transition] = field(default_factory=list)
+    clear_annotations: list[str] = field(default_factory=list)
+    requeue_after: float | None = None
+
+    @property
+    def knative_uri(self) -> str:
+        return self.canary_uri or self.stable_uri
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def analysis_due(inputs: Inputs) -> bool:
+    """Whether an analysis should run now: the canary is at its step's weight and the last run
+    is an interval old, or the step's pause is over and no run has looked at its end yet."""
+    rollout = inputs.status.get("rollout") or {}
+    revisions = inputs.status.get("revisions") or {}
+    if rollout.get("phase") != PROGRESSING or revisions.get("canary") != inputs.artifact.revision:
+        return False
+    if _control(inputs.annotations) or not inputs.serving.canary_ready:
+        return False
+    started = _time(rollout.get("stepStartedAt"))
+    step = int(rollout.get("step") or 0)
+    if started is None or step >= len(inputs.spec.steps):
+        return False
+    if inputs.serving.weights[1] != inputs.spec.steps[step].weight:
+        return False
+    last = _time((rollout.get("analysis") or {}).get("at"))
+    if last is None or last < started:
+        return True
+    end = started + timedelta(seconds=duration_seconds(inputs.spec.steps[step].pause))
+    interval = duration_seconds(inputs.spec.analysis.interval)
+    return inputs.now - last >= timedelta(seconds=interval) or (inputs.now >= end > last)
+
+
+def _control(annotations: dict[str, str]) -> str | None:
+    """The one-shot command present, abort winning over promote."""
+    if naming.ABORT_ANNOTATION in annotations:
+        return "abort"
+    if naming.PROMOTE_ANNOTATION in annotations:
+        return "promote"
+    return None
+
+
+def _paused(annotations: dict[str, str]) -> bool:
+    return annotations.get(naming.PAUSE_ANNOTATION, "").lower() in ("true", "1", "yes")
+
+
+def decide(inputs: Inputs) -> Decision:
+    """The traffic and rollout status for ``inputs``; see the module docstring."""
+    status, art, serving, now = inputs.status, inputs.artifact, inputs.serving, inputs.now
+    revisions: dict[str, Any] = dict(status.get("revisions") or {})
+    rollout: dict[str, Any] = dict(status.get("rollout") or {})
+    d = Decision(stable_uri=revisions.get("stableUri") or art.uri)
+    command = _control(inputs.annotations)
+    if command:
+        d.clear_annotations.append(
+            naming.ABORT_ANNOTATION if command == "abort" else naming.PROMOTE_ANNOTATION
+        )
+        if command == "abort" and naming.PROMOTE_ANNOTATION in inputs.annotations:
+            d.clear_annotations.append(naming.PROMOTE_ANNOTATION)
+
+    stable = revisions.get("stable")
+    if stable is None or not serving.exists:
+        # First deployment: nothing serves, so there is nothing to protect.
+        revisions = {"stable": art.revision, "stableUri": art.uri}
+        d.stable_uri = art.uri
+        return _finish(d, inputs, revisions, None, settled=True)
+
+    if art.revision == stable:
+        # The spec is (back) on the stable artifact: any canary is abandoned, traffic all stable.
+        if revisions.get("canary"):
+            d.events.append(
+                Transition(
+                    "Normal",
+                    "CanaryAbandoned",
+                    f"the spec is back on stable revision {stable}; canary "
+                    f"{revisions['canary']} gets no traffic",
+                )
+            )
+        revisions = {"stable": stable, "stableUri": d.stable_uri}
+        return _finish(d, inputs, revisions, _ended(rollout), settled=True)
+
+    if art.revision == revisions.get("failed") and command != "promote":
+        # This revision's rollout failed or was aborted: it gets no traffic until the spec moves.
+        d.canary_uri = revisions.get("canaryUri")
+        return _finish(d, inputs, revisions, rollout, settled=False, failed=True)
+
+    if revisions.get("canary") != art.revision or rollout.get("phase") not in ACTIVE:
+        # A new rollout (a newer spec replaces a canary in flight).
+        revisions = {"stable": stable, "stableUri": d.stable_uri, "canary": art.revision}
+        revisions["canaryUri"] = art.uri
+        immediate = inputs.spec.strategy == Strategy.IMMEDIATE
+        rollout = {
+            "phase": PROMOTING if immediate else PROGRESSING,
+            "step": 0,
+            "startedAt": _iso(now),
+            "failedChecks": 0,
+        }
+        d.events.append(
+            Transition(
+                "Normal",
+                "RolloutStarted",
+                f"{inputs.spec.strategy.value} rollout of revision {art.revision} "
+                f"({art.uri}); stable {stable} keeps the traffic until it is ready",
+            )
+        )
+    revisions["canaryUri"] = art.uri
+    revisions.pop("failed", None)
+    d.canary_uri = art.uri
+    phase = rollout.get("phase")
+    step = int(rollout.get("step") or 0)
+    steps = inputs.spec.steps
+
+    if command == "abort":
+        return _rollback(d, inputs, revisions, rollout, ABORTED, "aborted by annotation")
+    if command == "promote" and phase != PROMOTING:
+        rollout = {**rollout, "phase": PROMOTING}
+        phase = PROMOTING
+        d.events.append(Transition("Normal", "PromoteRequested", "promoted by annotation"))
+
+    if phase in (PROGRESSING, PAUSED):
+        if _paused(inputs.annotations):
+            if phase != PAUSED:
+                d.events.append(Transition("Normal", "RolloutPaused", f"paused at step {step}"))
+            rollout = {**rollout, "phase": PAUSED}
+        elif phase == PAUSED:
+            d.events.append(Transition("Normal", "RolloutResumed", f"resumed at step {step}"))
+            rollout = {**rollout, "phase": PROGRESSING, "stepStartedAt": None}
+        phase = rollout["phase"]
+
+    if phase in (PROGRESSING, PAUSED, FAILED):
+        weight = steps[min(step, len(steps) - 1)].weight
+        if not serving.canary_ready:
+            if serving.canary_failed:
+                return _rollback_or_fail(
+                    d, inputs, revisions, rollout, f"canary not ready: {serving.canary_failed}"
+                )
+            started = _time(rollout.get("startedAt")) or now
+            deadline = duration_seconds(inputs.spec.progress_deadline)
+            if phase != FAILED and now - started > timedelta(seconds=deadline):
+                return _rollback_or_fail(
+                    d,
+                    inputs,
+                    revisions,
+                    rollout,
+                    f"canary not ready within progressDeadline {inputs.spec.progress_deadline}",
+                )
+            _set_canary_weight(d, inputs, 0)
+            d.requeue_after = 2.0
+            return _finish(d, inputs, revisions, rollout, settled=False)
+        _set_canary_weight(d, inputs, weight)
+        if phase != PROGRESSING:
+            return _finish(d, inputs, revisions, rollout, settled=False)
+        if serving.weights[1] != weight:
+            rollout["stepStartedAt"] = None
+            d.requeue_after = 1.0
+            return _finish(d, inputs, revisions, rollout, settled=False)
+        started_at = _time(rollout.get("stepStartedAt"))
+        if started_at is None:
+            started_at = now
+            rollout["stepStartedAt"] = _iso(now)
+            rollout["failedChecks"] = 0
+            d.events.append(
+                Transition(
+                    "Normal",
+                    "CanaryStep",
+                    f"step {step + 1}/{len(steps)}: canary {art.revision} at {weight}%, "
+                    f"analysing for {steps[step].pause}",
+                )
+            )
+        result = inputs.analysis
+        if result is not None and result.at >= started_at:
+            rollout["analysis"] = result.report()
+            rollout["lastAnalysis"] = result.summary()
+            if not result.passed:
+                rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
+                if rollout["failedChecks"] > inputs.spec.analysis.failure_limit:
+                    return _rollback_or_fail(
+                        d,
+                        inputs,
+                        revisions,
+                        rollout,
+                        f"analysis failed at step {step + 1} ({weight}%): {result.summary()}",
+                    )
+        end = started_at + timedelta(seconds=duration_seconds(steps[step].pause))
+        last = _time((rollout.get("analysis") or {}).get("at"))
+        last_passed = bool((rollout.get("analysis") or {}).get("passed"))
+        if now >= end and last is not None and last >= end and last_passed:
+            if step + 1 < len(steps):
+                rollout.update(step=step + 1, stepStartedAt=None, failedChecks=0)
+                _set_canary_weight(d, inputs, steps[step + 1].weight)
+                d.requeue_after = 1.0
+                return _finish(d, inputs, revisions, rollout, settled=False)
+            rollout["phase"] = PROMOTING
+            phase = PROMOTING
+        else:
+            interval = duration_seconds(inputs.spec.analysis.interval)
+            left = (end - now).total_seconds()
+            d.requeue_after = max(0.5, min(interval, left) if left > 0 else 0.5)
+            return _finish(d, inputs, revisions, rollout, settled=False)
+
+    # Promoting: all traffic to the new artifact, then it becomes stable.
+    return _promote(d, inputs, revisions, rollout)
+
+
+def _set_canary_weight(d: Decision, inputs: Inputs, weight: int) -> None:
+    if inputs.knative:
+        d.canary_percent = weight
+    else:
+        d.canary_isvc, d.route, d.canary_weight = True, True, weight
+
+
+def _promote(
+    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any]
+) -> Decision:
+    art = inputs.artifact
+    if inputs.serving.stable_settled_on == art.uri:
+        revisions = {"stable": art.revision, "stableUri": art.uri}
+        rollout = {**rollout, "phase": PROMOTED, "stepStartedAt": None}
+        d.stable_uri, d.canary_uri = art.uri, None
+        d.events.append(
+            Transition("Normal", "RolloutPromoted", f"revision {art.revision} is stable")
+        )
+        return _finish(d, inputs, revisions, rollout, settled=True)
+    rollout = {**rollout, "phase": PROMOTING}
+    if inputs.knative:
+        # No canaryTrafficPercent: the latest revision takes all traffic once ready.
+        d.canary_percent = None if inputs.serving.canary_ready else 0
+    else:
+        # Serve everything from the ready canary while the stable InferenceService rolls to the
+        # new artifact; the canary goes once the stable one serves it.
+        d.stable_uri = art.uri
+        d.canary_isvc = d.route = True
+        d.canary_weight = 100 if inputs.serving.canary_ready else 0
+    d.requeue_after = 1.0
+    return _finish(d, inputs, revisions, rollout, settled=False)
+
+
+def _rollback_or_fail(
+    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any], why: str
+) -> Decision:
+    if inputs.spec.auto_rollback:
+        return _rollback(d, inputs, revisions, rollout, ROLLED_BACK, why)
+    if rollout.get("phase") != FAILED:
+        d.events.append(
+            Transition("Warning", "RolloutFailed", why + "; holding (autoRollback is off)")
+        )
+    rollout = {**rollout, "phase": FAILED, "failure": why}
+    return _finish(d, inputs, revisions, rollout, settled=False)
+
+
+def _rollback(
+    d: Decision,
+    inputs: Inputs,
+    revisions: dict[str, Any],
+    rollout: dict[str, Any],
+    phase: str,
+    why: str,
+) -> Decision:
+    """All traffic to stable at once; the revision is marked failed."""
+    revisions = {
+        "stable": revisions["stable"],
+        "stableUri": revisions.get("stableUri"),
+        "failed": inputs.artifact.revision,
+        "canaryUri": inputs.artifact.uri,
+    }
+    rollout = {**rollout, "phase": phase, "failure": why, "stepStartedAt": None}
+    d.canary_uri = inputs.artifact.uri
+    d.events.append(
+        Transition(
+            "Warning",
+            "RolloutRolledBack" if phase == ROLLED_BACK else "RolloutAborted",
+            f"revision {inputs.artifact.revision}: {why}; all traffic back on stable "
+            f"{revisions['stable']}",
+        )
+    )
+    return _finish(d, inputs, revisions, rollout, settled=False, failed=True)
+
+
+def _ended(rollout: dict[str, Any]) -> dict[str, Any] | None:
+    if not rollout:
+        return None
+    if rollout.get("phase") in ACTIVE:
+        return {**rollout, "phase": ABORTED, "failure": "the spec went back to stable"}
+    return rollout
+
+
+def _finish(
+    d: Decision,
+    inputs: Inputs,
+    revisions: dict[str, Any],
+    rollout: dict[str, Any] | None,
+    settled: bool,
+    failed: bool = False,
+) -> Decision:
+    serving = inputs.serving
+    d.revisions = {k: v for k, v in revisions.items() if v is not None}
+    if rollout is not None:
+        rollout = {k: v for k, v in rollout.items() if v is not None}
+        rollout.setdefault("step", 0)
+    d.rollout = rollout
+    if failed:
+        # Knative: the failed revision stays the latest, at 0%. Standard: it is deleted.
+        d.canary_percent = 0 if inputs.knative else None
+        d.canary_isvc, d.canary_weight = False, 0
+        d.route = not inputs.knative and serving.weights != (100, 0)
+    elif settled and inputs.knative:
+        # Back on (or first on) stable: hold the old rolled-out revision until the latest one
+        # serves the stable artifact, so a failed canary revision never gets traffic meanwhile.
+        d.canary_uri = None
+        if serving.exists and serving.latest_ready_uri != d.stable_uri:
+            d.canary_percent = 0
+    elif settled:
+        d.canary_isvc, d.canary_weight = False, 0
+    if not inputs.knative and not d.route and serving.weights != (100, 0):
+        d.route = True  # an existing route is kept, pointing at stable only
+    # Settled: no canary any more, whatever share the revision had while it was one.
+    stable_w, canary_w = (100, 0) if settled else serving.weights
+    d.traffic = {"stable": stable_w, "canary": canary_w, "split": f"{stable_w}/{canary_w}"}
+    phase = (rollout or {}).get("phase", "")
+    step = int((rollout or {}).get("step") or 0)
+    steps = inputs.spec.steps
+    summary = (rollout or {}).get("lastAnalysis") or ""
+    if phase in (PROGRESSING, PAUSED):
+        d.conditions.append(
+            Wanted(
+                ConditionType.ROLLOUT_PROGRESSING,
+                True,
+                "Paused" if phase == PAUSED else "CanaryAnalysis",
+                f"step {step + 1}/{len(steps)}: canary {revisions.get('canary')} "
+                f"{canary_w}% (target {steps[min(step, len(steps) - 1)].weight}%)"
+                + (f"; last analysis: {summary}" if summary else ""),
+            )
+        )
+    elif phase == PROMOTING:
+        d.conditions.append(
+            Wanted(
+                ConditionType.ROLLOUT_PROGRESSING,
+                True,
+                "Promoting",
+                f"revision {revisions.get('canary')} takes all traffic",
+            )
+        )
+    elif phase in (ROLLED_BACK, ABORTED, FAILED):
+        reason = {ROLLED_BACK: "RolledBack", ABORTED: "Aborted", FAILED: "RolloutFailed"}[phase]
+        d.conditions.append(
+            Wanted(ConditionType.ROLLOUT_PROGRESSING, False, reason, rollout_failure(rollout))
+        )
+    else:
+        d.conditions.append(
+            Wanted(
+                ConditionType.ROLLOUT_PROGRESSING,
+                False,
+                "Promoted" if phase == PROMOTED else "NoRollout",
+                f"revision {revisions.get('stable')} is stable",
+            )
+        )
+    return d
+
+
+def rollout_failure(rollout: dict[str, Any] | None) -> str:
+    """The message of a failed rollout: why, with the numbers."""
+    rollout = rollout or {}
+    why = str(rollout.get("failure") or "rollout failed")
+    numbers = rollout.get("lastAnalysis")
+    if numbers and numbers not in why:
+        why += f" (last analysis: {numbers})"
+    return why[:4000]

@@ -1,0 +1,103 @@
+"""Read what KServe and the gateway report back into a ``rollout.Serving``.
+
+Pure, like ``job_state``: the rollout trusts only what is read back (the traffic KServe
+reports, the weights the HTTPRoute holds), never what it last asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.controller.rollout import FAILED_REVISION_REASONS, Serving
+from modeldeploy.controller.route import route_weights
+
+
+def _storage_uri(isvc: dict[str, Any]) -> str | None:
+    model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+    uri = model.get("storageUri")
+    return str(uri) if uri else None
+
+
+def _current(isvc: dict[str, Any]) -> bool:
+    """Whether the status describes the spec as it is now."""
+    status = isvc.get("status") or {}
+    return bool(status.get("observedGeneration") == isvc.get("metadata", {}).get("generation"))
+
+
+def _condition(isvc: dict[str, Any], kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        (c for c in (isvc.get("status") or {}).get("conditions") or [] if c.get("type") == kind),
+        {},
+    )
+    return found
+
+
+def _failure(isvc: dict[str, Any], kind: str) -> str | None:
+    condition = _condition(isvc, kind)
+    if condition.get("status") == "False" and condition.get("reason") in FAILED_REVISION_REASONS:
+        return f"{condition['reason']}: {condition.get('message', '')}"[:2000]
+    return None
+
+
+def knative_serving(isvc: dict[str, Any] | None, canary_uri: str | None) -> Serving:
+    """One InferenceService; the canary is its latest revision when that serves ``canary_uri``."""
+    if isvc is None:
+        return Serving(weights=(100, 0))
+    status = isvc.get("status") or {}
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    uri = _storage_uri(isvc)
+    current = _current(isvc)
+    latest = predictor.get("latestCreatedRevision")
+    latest_ready = current and bool(latest) and predictor.get("latestReadyRevision") == latest
+    latest_ready_uri = uri if latest_ready else None
+    traffic = predictor.get("traffic") or []
+    latest_percent = sum(int(t.get("percent") or 0) for t in traffic if t.get("latestRevision"))
+    canary_ready = canary_uri is not None and latest_ready_uri == canary_uri
+    weights = (100 - latest_percent, latest_percent) if canary_ready else (100, 0)
+    failed = None
+    if current and canary_uri is not None and uri == canary_uri and not latest_ready:
+        failed = _failure(isvc, "LatestDeploymentReady")
+    canary_url = next((t.get("url") for t in traffic if t.get("tag") == "latest"), None)
+    return Serving(
+        weights=weights,
+        canary_ready=canary_ready,
+        canary_failed=failed,
+        canary_url=canary_url,
+        stable_settled_on=latest_ready_uri if latest_percent == 100 else None,
+        latest_ready_uri=latest_ready_uri,
+        exists=True,
+    )
+
+
+def _ready_on(isvc: dict[str, Any] | None, uri: str | None) -> bool:
+    return (
+        isvc is not None
+        and uri is not None
+        and _current(isvc)
+        and _storage_uri(isvc) == uri
+        and _condition(isvc, "Ready").get("status") == "True"
+    )
+
+
+def standard_serving(
+    stable: dict[str, Any] | None,
+    canary: dict[str, Any] | None,
+    route: dict[str, Any] | None,
+    canary_uri: str | None,
+    deployment: str,
+) -> Serving:
+    """Two InferenceServices and the HTTPRoute between them."""
+    if stable is None:
+        return Serving(weights=(100, 0))
+    failed = None
+    if canary is not None and _current(canary) and _storage_uri(canary) == canary_uri:
+        failed = _failure(canary, "Ready")
+    stable_uri = _storage_uri(stable)
+    return Serving(
+        weights=route_weights(route, deployment) or (100, 0),
+        canary_ready=_ready_on(canary, canary_uri),
+        canary_failed=failed,
+        canary_url=((canary or {}).get("status") or {}).get("url"),
+        stable_settled_on=stable_uri if _ready_on(stable, stable_uri) else None,
+        exists=True,
+    )

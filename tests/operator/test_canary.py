@@ -1,0 +1,448 @@
+"""Progressive canary rollouts, end to end: the operator as a real process against the real
+kube-apiserver (KServe and Gateway API CRDs installed), the local executor serving stable and
+canary as real runtime processes behind a weighted router (it writes the traffic status KServe
+would), a real Prometheus scraping them, real load from tritonclient, and analysis with real
+golden requests.
+
+Each bad canary is bad in a way real ones are: a model whose input shape changed (every request
+of the old shape fails), a model that is much slower, and an artifact whose answers no longer
+match its stored golden outputs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from kubernetes import client
+
+from modeldeploy.testing import Assets
+from modeldeploy.testing.processes import LocalStack
+from modeldeploy.testing.prometheus import Prometheus
+from tests.operator.conftest import Kube, digits_spec
+
+GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
+ENV_FAST = {"MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5", "MODELDEPLOY_RESYNC_SECONDS": "5"}
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = Prometheus.start(
+        Assets.provide(),
+        tmp_path_factory.mktemp("prometheus"),
+        stack.workdir / "executor" / "prometheus-targets.json",
+    )
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bad_models(stack: LocalStack) -> dict[str, Path]:
+    """TorchScript models on the "models" volume that make bad canaries."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    root = stack.pvc_root / "models"
+    paths = {"slow": root / "slow" / "model.pt", "wide": root / "wide" / "model.pt"}
+
+    class Slow(nn.Module):
+        """Same signature as digits ([N,1,8,8] → [N,10]); 200 chained 2048² matmuls."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = nn.Linear(64, 2048)
+            self.w = nn.Parameter(torch.randn(2048, 2048) / 2048**0.5)
+            self.out = nn.Linear(2048, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.inp(x.flatten(1)))
+            for _ in range(200):
+                h = torch.tanh(h @ self.w)
+            return self.out(h)
+
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(256, 10))  # expects [N,1,16,16]
+    for name, model, example in (
+        ("slow", Slow(), torch.zeros(1, 1, 8, 8)),
+        ("wide", wide, torch.zeros(1, 1, 16, 16)),
+    ):
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        torch.jit.trace(model.eval(), example).save(str(paths[name]))
+    return paths
+
+
+class Load:
+    """Steady client traffic through the InferenceService's URL (the router, as clients see
+    it), in the digits model's request shape; counts answers by HTTP outcome."""
+
+    def __init__(self, url: str, model: str = "digits", interval: float = 0.02) -> None:
+        self.url, self.model, self.interval = url, model, interval
+        self.outcomes: Counter[str] = Counter()
+        self.recent: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        triton = httpclient.InferenceServerClient(self.url.removeprefix("http://"))
+        image = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+        item = httpclient.InferInput("image", [1, 1, 8, 8], "FP32")
+        item.set_data_from_numpy(image, binary_data=True)
+        while not self._stop.is_set():
+            try:
+                triton.infer(self.model, [item])
+                outcome = "ok"
+            except Exception:
+                outcome = "error"
+            self.outcomes[outcome] += 1
+            self.recent = [*self.recent[-49:], outcome]
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def canary_spec(steps: list[dict[str, Any]], **analysis: Any) -> dict[str, Any]:
+    return {
+        "strategy": "canary",
+        "steps": steps,
+        "analysis": {"interval": "1s", **analysis},
+        "progressDeadline": "3m",
+    }
+
+
+def knative(rollout: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    return digits_spec(serving={"deploymentMode": "Knative"}, rollout=rollout, **sections)
+
+
+def status(kube: Kube, name: str = "digits") -> dict[str, Any]:
+    found: dict[str, Any] = (kube.get(name) or {}).get("status") or {}
+    return found
+
+
+def phase(kube: Kube, name: str = "digits") -> str:
+    return str((status(kube, name).get("rollout") or {}).get("phase", ""))
+
+
+def deploy_stable(kube: Kube, spec: dict[str, Any]) -> tuple[dict[str, Any], Load]:
+    kube.create("digits", spec)
+    kube.wait_condition("digits", "Ready", "True", timeout=180)
+    first = status(kube)
+    load = Load(first["url"])
+    return first, load
+
+
+def walk(kube: Kube, until: set[str], timeout: float = 240) -> list[tuple[str, int, int]]:
+    """(phase, step, canary %) each time they change, until the phase is one of ``until``."""
+    seen: list[tuple[str, int, int]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = status(kube)
+        rollout = s.get("rollout") or {}
+        now = (
+            rollout.get("phase", ""),
+            int(rollout.get("step", 0)),
+            (s.get("traffic") or {}).get("canary", 0),
+        )
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if now[0] in until:
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"rollout did not reach {until}: {seen}\n{kube._dump()}")
+
+
+def test_good_canary_walks_every_step_and_is_promoted(
+    kube: Kube, start_operator, prometheus: str
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator("--prometheus-address", prometheus, env=ENV_FAST)
+    rollout = canary_spec(
+        [{"weight": 20, "pause": "6s"}, {"weight": 50, "pause": "6s"}],
+        maxErrorRate=0.01,
+        maxP99LatencyMs=1000,
+        maxLatencyRatio=20,
+    )
+    first, load = deploy_stable(kube, knative(rollout))
+    try:
+        assert first["revisions"] == {"stable": first["artifact"]["stagingHash"],
+                                      "stableUri": first["artifact"]["uri"]}  # fmt: skip
+        kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
+        seen = walk(kube, {"Promoted", "RolledBack"})
+    finally:
+        load.stop()
+    final = status(kube)
+    assert final["rollout"]["phase"] == "Promoted", final["rollout"]
+    # Both steps were held at their weights, in order, read back from KServe's traffic status.
+    held = [(step, weight) for p, step, weight in seen if p == "Progressing" and weight]
+    assert (0, 20) in held, seen
+    assert (1, 50) in held, seen
+    assert held.index((0, 20)) < held.index((1, 50))
+    new = final["artifact"]
+    assert final["revisions"] == {"stable": new["stagingHash"], "stableUri": new["uri"]}
+    assert final["traffic"] == {"stable": 100, "canary": 0, "split": "100/0"}
+    # The last analysis measured real traffic on the canary, and the golden answers matched.
+    analysis = final["rollout"]["analysis"]
+    assert analysis["passed"] is True
+    assert analysis["requests"] > 0
+    assert analysis["errorRate"] == 0
+    assert analysis["p99LatencyMs"] > 0
+    assert analysis["stableP99LatencyMs"] > 0
+    assert 0 <= analysis["parityMaxAbsDiff"] < 0.01  # fp16 vs its own fp16 golden outputs
+    isvc = kube.isvc("digits")
+    assert isvc is not None
+    predictor = isvc["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in predictor
+    assert predictor["model"]["storageUri"] == new["uri"]
+    assert predictor["labels"]["modeldeploy.io/revision"] == new["stagingHash"]
+    assert load.outcomes["error"] == 0
+    assert load.outcomes["ok"] > 100
+    reasons = [r for _, r in kube.events("digits")]
+    kube.wait(
+        "the promotion Event", lambda: "RolloutPromoted" in [r for _, r in kube.events("digits")]
+    )
+    assert reasons.count("CanaryStep") == 2
+    assert "RolloutStarted" in reasons
+    assert kube.condition("digits", "RolloutProgressing")["reason"] == "Promoted"
+    assert kube.condition("digits", "Degraded")["status"] == "False"
+
+
+@pytest.mark.parametrize("bad", ["errors", "slow", "golden"])
+def test_bad_canary_is_rolled_back_with_the_reason(
+    bad: str,
+    kube: Kube,
+    start_operator,
+    prometheus: str,
+    bad_models: dict[str, Path],
+    store_dir: Path,
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator("--prometheus-address", prometheus, env=ENV_FAST)
+    rollout = canary_spec(
+        [{"weight": 30, "pause": "20s"}, {"weight": 60, "pause": "20s"}],
+        maxErrorRate=0.05,
+        maxP99LatencyMs=100,
+    )
+    first, load = deploy_stable(kube, knative(rollout))
+    try:
+        if bad == "errors":  # the new model wants 16x16 images; clients still send 8x8
+            kube.patch_spec("digits", {"model": {
+                "uri": "pvc://models/wide/model.pt", "format": "torchscript",
+                "inputs": [{"name": "image", "shape": [1, 16, 16]}],
+                "preprocessing": {"resize": {"height": 16, "width": 16}, "scale": 1 / 255},
+                "postprocessing": first_postprocessing(kube)}})  # fmt: skip
+        elif bad == "slow":
+            kube.patch_spec("digits", {"model": {"uri": "pvc://models/slow/model.pt"}})
+        else:
+            kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
+            kube.wait("the canary at its first step",
+                      lambda: (status(kube).get("traffic") or {}).get("canary") == 30, timeout=180)  # fmt: skip
+            tamper_golden_outputs(store_dir, status(kube)["artifact"]["key"])
+        seen = walk(kube, {"RolledBack", "Promoted"})
+        time.sleep(2)
+        mark = dict(load.outcomes)
+        time.sleep(3)
+        after_rollback = Counter({k: v - mark.get(k, 0) for k, v in load.outcomes.items()})
+    finally:
+        load.stop()
+    final = status(kube)
+    rollout_status = final["rollout"]
+    assert rollout_status["phase"] == "RolledBack", seen
+    canary = final["artifact"]["stagingHash"]
+    assert final["revisions"]["failed"] == canary
+    assert final["revisions"]["stable"] == first["revisions"]["stable"]
+    assert final["traffic"] == {"stable": 100, "canary": 0, "split": "100/0"}
+    expected = {"errors": "error rate", "slow": "p99 latency", "golden": "live parity"}[bad]
+    assert expected in rollout_status["failure"], rollout_status
+    degraded = kube.wait_condition("digits", "Degraded", "True", "RolloutRolledBack")
+    assert expected in degraded["message"]
+    assert kube.condition("digits", "Ready")["status"] == "True"
+    analysis = rollout_status["analysis"]
+    assert analysis["passed"] is False
+    if bad == "errors":
+        assert analysis["errorRate"] > 0.05
+    if bad == "slow":
+        assert analysis["p99LatencyMs"] > 100
+    # All traffic is back on stable at once: Knative's canaryTrafficPercent 0, the old revision.
+    isvc = kube.isvc("digits")
+    assert isvc is not None
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert after_rollback["error"] == 0
+    assert after_rollback["ok"] > 20
+    kube.wait("the rollback Event",
+              lambda: ("Warning", "RolloutRolledBack") in kube.events("digits"))  # fmt: skip
+    # The failed revision stays out of traffic while the spec is unchanged.
+    time.sleep(3)
+    assert status(kube)["traffic"]["canary"] == 0
+    assert status(kube)["rollout"]["phase"] == "RolledBack"
+
+
+def first_postprocessing(kube: Kube) -> dict[str, Any]:
+    spec = (kube.get("digits") or {})["spec"]
+    return dict(spec["model"]["postprocessing"])
+
+
+def tamper_golden_outputs(store_dir: Path, key: str) -> None:
+    """Shift the stored golden outputs: the canary's live answers no longer match them, as
+    when a serving path silently diverges from what staging verified."""
+    path = store_dir / key / "digits" / "golden.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for k in arrays:
+        if k.startswith("output:") and arrays[k].dtype.kind == "f":
+            arrays[k] = arrays[k] + 1.0
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+
+
+def cli(stack: LocalStack, *args: str) -> str:
+    """``modeldeploy ARGS`` as a person at a terminal would run it."""
+    result = subprocess.run([sys.executable, "-m", "modeldeploy", *args,
+                             "--kubeconfig", str(stack.kubeconfig)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_manual_pause_abort_and_promote(
+    kube: Kube, start_operator, namespace: str, prometheus: str, stack: LocalStack
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator("--prometheus-address", prometheus, env=ENV_FAST)
+    rollout = canary_spec([{"weight": 25, "pause": "3s"}, {"weight": 75, "pause": "10m"}])
+    _first, load = deploy_stable(kube, knative(rollout))
+    try:
+        kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
+        kube.wait("the first step", lambda: status(kube).get("traffic", {}).get("canary") == 25,
+                  timeout=180)  # fmt: skip
+        cli(stack, "pause", "digits", "-n", namespace)
+        kube.wait("Paused", lambda: phase(kube) == "Paused")
+        time.sleep(6)  # twice the step's pause: a paused rollout does not advance
+        paused = status(kube)
+        assert paused["rollout"]["step"] == 0
+        assert paused["traffic"]["canary"] == 25
+        printed = cli(stack, "status", "digits", "-n", namespace)
+        assert "Paused, step 1/2 (target 25%)" in printed
+        assert "stable 75%, canary 25%" in printed
+        assert "modeldeploy.io/pause=true" in printed
+
+        cli(stack, "resume", "digits", "-n", namespace)
+        kube.wait("the second step", lambda: status(kube).get("traffic", {}).get("canary") == 75)
+        cli(stack, "abort", "digits", "-n", namespace)
+        kube.wait("Aborted", lambda: phase(kube) == "Aborted")
+        aborted = status(kube)
+        assert aborted["traffic"]["canary"] == 0
+        assert aborted["revisions"]["failed"] == aborted["artifact"]["stagingHash"]
+        assert (
+            "aborted"
+            in kube.wait_condition("digits", "Degraded", "True", "RolloutAborted")["message"]
+        )
+        assert "modeldeploy.io/abort" not in (
+            (kube.get("digits") or {})["metadata"].get("annotations") or {}
+        )
+
+        # A manual promote of the aborted revision: an explicit human decision overrides it.
+        cli(stack, "promote", "digits", "-n", namespace)
+        kube.wait("Promoted", lambda: phase(kube) == "Promoted", timeout=120)
+        promoted = status(kube)
+        assert promoted["revisions"]["stable"] == promoted["artifact"]["stagingHash"]
+        assert promoted["traffic"]["canary"] == 0
+        assert promoted["traffic"]["stable"] == 100
+        assert "Promoted" in cli(stack, "status", "digits", "-n", namespace)
+        kube.wait_condition("digits", "Degraded", "False")
+    finally:
+        load.stop()
+    assert load.outcomes["error"] == 0
+
+
+def test_operator_restart_mid_rollout_resumes_the_same_step(
+    kube: Kube, start_operator, stack: LocalStack, prometheus: str
+) -> None:  # type: ignore[no-untyped-def]
+    operator = start_operator("--prometheus-address", prometheus, env=ENV_FAST)
+    rollout = canary_spec([{"weight": 40, "pause": "25s"}, {"weight": 80, "pause": "3s"}])
+    _, load = deploy_stable(kube, knative(rollout))
+    try:
+        kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
+        kube.wait("the first step", lambda: (status(kube).get("rollout") or {}).get("stepStartedAt"),
+                  timeout=180)  # fmt: skip
+        before = status(kube)["rollout"]
+        isvc_before = kube.isvc("digits")
+        assert isvc_before is not None
+        operator.kill()
+        time.sleep(3)
+        start_operator("--prometheus-address", prometheus, env=ENV_FAST)
+        time.sleep(5)
+        after = status(kube)["rollout"]
+        assert after["step"] == before["step"] == 0
+        assert after["stepStartedAt"] == before["stepStartedAt"]  # the step's clock was kept
+        isvc_after = kube.isvc("digits")
+        assert isvc_after is not None
+        # No flapping: the restarted operator re-applied the same spec (no new generation).
+        assert isvc_after["metadata"]["generation"] == isvc_before["metadata"]["generation"]
+        assert isvc_after["spec"]["predictor"]["canaryTrafficPercent"] == 40
+        walk(kube, {"Promoted", "RolledBack"})
+    finally:
+        load.stop()
+    assert phase(kube) == "Promoted"
+    assert load.outcomes["error"] == 0
+
+
+def test_standard_mode_splits_with_an_httproute(
+    kube: Kube, start_operator, api_client: client.ApiClient, namespace: str
+) -> None:  # type: ignore[no-untyped-def]
+    start_operator(env=ENV_FAST)  # no Prometheus: readiness and live golden parity only
+    rollout = canary_spec([{"weight": 30, "pause": "3s"}, {"weight": 60, "pause": "3s"}])
+    kube.create("digits", digits_spec(rollout=rollout))
+    kube.wait_condition("digits", "Ready", "True", timeout=180)
+    stable_uri = status(kube)["revisions"]["stableUri"]
+    custom = client.CustomObjectsApi(api_client)
+
+    weights: list[tuple[int, ...]] = []
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            try:
+                route = custom.get_namespaced_custom_object(
+                    *GATEWAY[:2], namespace, GATEWAY[2], "digits"
+                )
+            except client.ApiException:
+                route = None
+            if route is not None:
+                now = tuple(ref["weight"] for ref in route["spec"]["rules"][0]["backendRefs"])
+                if not weights or weights[-1] != now:
+                    weights.append(now)
+            time.sleep(0.1)
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    try:
+        kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
+        walk(kube, {"Promoted", "RolledBack"})
+        kube.wait("the canary InferenceService to go", lambda: kube.isvc("digits-canary") is None)
+        time.sleep(1)
+    finally:
+        stop.set()
+        recorder.join()
+    assert phase(kube) == "Promoted", status(kube)
+    # Every step's weights, then all on the canary while stable rolls, then all on stable.
+    assert weights[-1] == (100,)
+    for step in ((70, 30), (40, 60), (0, 100)):
+        assert step in weights, weights
+    assert weights.index((70, 30)) < weights.index((40, 60)) < weights.index((0, 100))
+    route = custom.get_namespaced_custom_object(*GATEWAY[:2], namespace, GATEWAY[2], "digits")
+    assert route["spec"]["hostnames"] == [f"digits.{namespace}.example.com"]
+    assert route["spec"]["parentRefs"][0]["name"] == "kserve-ingress-gateway"
+    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == "digits-predictor"
+    isvc = kube.isvc("digits")
+    assert isvc is not None
+    new = status(kube)["artifact"]
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == new["uri"] != stable_uri
+    assert status(kube)["rollout"]["analysis"]["parityMaxAbsDiff"] < 0.01
