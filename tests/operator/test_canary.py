@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 from kubernetes import client
 
 from modeldeploy.testing import Assets
+from modeldeploy.testing.load import Load
 from modeldeploy.testing.processes import LocalStack
 from modeldeploy.testing.prometheus import Prometheus
 from tests.operator.conftest import Kube, digits_spec
@@ -78,38 +78,6 @@ def bad_models(stack: LocalStack) -> dict[str, Path]:
         paths[name].parent.mkdir(parents=True, exist_ok=True)
         torch.jit.trace(model.eval(), example).save(str(paths[name]))
     return paths
-
-
-class Load:
-    """Steady client traffic through the InferenceService's URL (the router, as clients see
-    it), in the digits model's request shape; counts answers by HTTP outcome."""
-
-    def __init__(self, url: str, model: str = "digits", interval: float = 0.02) -> None:
-        self.url, self.model, self.interval = url, model, interval
-        self.outcomes: Counter[str] = Counter()
-        self.recent: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        triton = httpclient.InferenceServerClient(self.url.removeprefix("http://"))
-        image = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
-        item = httpclient.InferInput("image", [1, 1, 8, 8], "FP32")
-        item.set_data_from_numpy(image, binary_data=True)
-        while not self._stop.is_set():
-            try:
-                triton.infer(self.model, [item])
-                outcome = "ok"
-            except Exception:
-                outcome = "error"
-            self.outcomes[outcome] += 1
-            self.recent = [*self.recent[-49:], outcome]
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def canary_spec(steps: list[dict[str, Any]], **analysis: Any) -> dict[str, Any]:

@@ -69,10 +69,12 @@ def test_apply_stages_deploys_and_serves(
     assert conditions == {
         "ArtifactReady": ("True", "Staged"),
         "Deployed": ("True", "InferenceServiceApplied"),
+        "RolloutProgressing": ("False", "NoRollout"),  # a first deployment has nothing to protect
         "Ready": ("True", "InferenceServiceReady"),
         "Degraded": ("False", "AsExpected"),
     }
     assert status["traffic"]["split"] == "100/0"
+    assert status["revisions"] == {"stable": artifact["stagingHash"], "stableUri": artifact["uri"]}
 
     isvc = kube.isvc("digits")
     assert isvc is not None
@@ -95,6 +97,7 @@ def test_apply_stages_deploys_and_serves(
     kube.wait("the staging Job to go", lambda: not kube.jobs("digits"))
     for reason in ("StagingStarted", "Staged", "InferenceServiceApplied", "InferenceServiceReady"):
         kube.wait(f"a {reason} event", lambda r=reason: ("Normal", r) in kube.events("digits"))
+    assert not [e for e in kube.events("digits") if e[0] == "Warning"]
 
 
 def test_gpu_deployment_gets_limits_selector_tolerations(kube: Kube, start_operator) -> None:  # type: ignore[no-untyped-def]

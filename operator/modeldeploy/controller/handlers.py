@@ -71,6 +71,8 @@ class State:
         self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.requeues: dict[tuple[str, str], asyncio.Task[None]] = {}
         """A rollout's next look, per object (its step clock and analysis interval)."""
+        self.posting: set[asyncio.Task[None]] = set()
+        """Events being posted (kept referenced until done)."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -201,7 +203,7 @@ async def converge(
             )
         if decided.clear_annotations:
             await kube.remove_annotations(namespace, name, decided.clear_annotations)
-        await _post(kube, body, decided.events)
+        _post_soon(state, body, decided.events)
         for job in decided.delete_jobs:
             await kube.delete_job(namespace, job)
     _requeue(state, namespace, name, decided.requeue_after, logger, runtimes)
@@ -256,7 +258,7 @@ async def _report_rejected(
         datetime.now(UTC),
     )
     await state.kube.patch_status(meta["namespace"], meta["name"], {"conditions": conditions})
-    await _post(state.kube, body, events)
+    _post_soon(state, body, events)
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +273,15 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         else:
             patch[key] = value
     return patch
+
+
+def _post_soon(state: State, body: dict[str, Any], events: list[Transition]) -> None:
+    """Post in the background: a reconciliation does not wait for its Events."""
+    if not events:
+        return
+    task = asyncio.create_task(_post(state.kube, body, events))
+    state.posting.add(task)
+    task.add_done_callback(state.posting.discard)
 
 
 async def _post(kube: Kube, body: dict[str, Any], events: list[Transition]) -> None:

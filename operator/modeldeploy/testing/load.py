@@ -1,0 +1,40 @@
+"""Steady client traffic for canary tests and benchmarks: tritonclient requests through an
+InferenceService's URL (the router, as clients see it), counted by outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import tritonclient.http as httpclient
+
+
+class Load:
+    """Requests in the digits model's shape ([1,1,8,8] FP32) every ``interval`` seconds."""
+
+    def __init__(self, url: str, model: str = "digits", interval: float = 0.02) -> None:
+        self.url, self.model, self.interval = url, model, interval
+        self.outcomes: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        triton = httpclient.InferenceServerClient(self.url.removeprefix("http://"))
+        image = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+        item = httpclient.InferInput("image", [1, 1, 8, 8], "FP32")
+        item.set_data_from_numpy(image, binary_data=True)
+        while not self._stop.is_set():
+            try:
+                triton.infer(self.model, [item])
+                outcome = "ok"
+            except Exception:
+                outcome = "error"
+            self.outcomes[outcome] += 1
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -1,0 +1,247 @@
+"""``make bench`` for canary rollouts: what a rollout costs beyond its pauses, how fast traffic
+returns to stable, and how long one analysis run takes.
+
+Everything is real except the kubelet and KServe, which the local executor plays (it runs each
+revision as a real ``modeldeploy serve`` behind a weighted router and writes the traffic status
+KServe would). A real Prometheus scrapes the runtimes every second; tritonclient sends steady
+load. Figures only; nothing here asserts a speed.
+
+1. rollout overhead: a canary of two steps (50%, then 80%, each held 5 s, analysis every 1 s)
+   from "the new artifact is staged" to Promoted, minus the 10 s of pauses.
+2. abort → stable: ``modeldeploy.io/abort`` set on a canary at 50%, until KServe's traffic
+   status (the router's weights) shows 0% on the canary; n=3.
+3. error canary → rolled back: a canary whose model rejects the clients' requests, from its
+   step's weight being confirmed until the status says RolledBack (analysis every 1 s, 5 s
+   minimum window).
+4. one analysis run (golden requests with tritonclient and the Prometheus queries) against a
+   live canary; n=30.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from modeldeploy.api.rollout import Analysis
+from modeldeploy.controller.analysis import Target, run_checks
+from modeldeploy.testing import Assets, ControlPlane
+from modeldeploy.testing.controlplane import REPO_ROOT
+from modeldeploy.testing.demo_model import build_digits_model
+from modeldeploy.testing.load import Load
+from modeldeploy.testing.processes import LocalStack
+from modeldeploy.testing.prometheus import Prometheus
+
+MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
+ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+NS = "bench"
+PAUSE_S = 5
+
+
+class Bench:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+
+    def get(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(*MD[:2], NS, MD[2], name)
+        return found
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def patch(self, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(*MD[:2], NS, MD[2], name, body)
+
+    def wait(self, what: str, check: Any, timeout: float = 300, every: float = 0.02) -> float:
+        """Poll until ``check()``; the monotonic time it first held."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return time.monotonic()
+            time.sleep(every)
+        raise RuntimeError(f"timed out waiting for {what}: {self.status('digits')}")
+
+    def phase(self, name: str = "digits") -> str:
+        return str((self.status(name).get("rollout") or {}).get("phase", ""))
+
+    def canary_weight(self) -> int:
+        return int((self.status("digits").get("traffic") or {}).get("canary", 0))
+
+    def canary_at(self, weight: int) -> bool:
+        """The current spec's canary, progressing, at ``weight`` as read back."""
+        s = self.status("digits")
+        return bool(
+            (s.get("rollout") or {}).get("phase") == "Progressing"
+            and (s.get("revisions") or {}).get("canary")
+            == (s.get("artifact") or {}).get("stagingHash")
+            and (s.get("traffic") or {}).get("canary") == weight
+        )
+
+    def annotations(self) -> dict[str, str]:
+        return dict(self.get("digits")["metadata"].get("annotations") or {})
+
+
+def spec() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples" / "digits-cpu.yaml").read_text())
+    body = doc["spec"]
+    body["serving"]["deploymentMode"] = "Knative"
+    body["rollout"] = {
+        "steps": [{"weight": 50, "pause": f"{PAUSE_S}s"}, {"weight": 80, "pause": f"{PAUSE_S}s"}],
+        "analysis": {"interval": "1s", "maxErrorRate": 0.05, "maxP99LatencyMs": 1000},
+    }
+    return body
+
+
+def new_artifact(bench: Bench, n: int) -> None:
+    """A spec change that stages a new artifact: another parity tolerance each time."""
+    bench.patch("digits", {"spec": {"optimization": {"parity": {"atol": 0.001 + n * 1e-5}}}})
+
+
+def bench_rollout(bench: Bench) -> float:
+    new_artifact(bench, 1)
+    staged = bench.wait(
+        "the canary to be staged",
+        lambda: (bench.status("digits").get("rollout") or {}).get("phase") == "Progressing",
+        every=0.05,
+    )
+    promoted = bench.wait("Promoted", lambda: bench.phase() == "Promoted", every=0.05)
+    return promoted - staged - 2 * PAUSE_S
+
+
+def bench_abort(bench: Bench, n: int) -> float:
+    new_artifact(bench, n)
+    bench.wait("the canary at 50%", lambda: bench.canary_at(50), every=0.05)
+    start = time.monotonic()
+    bench.patch("digits", {"metadata": {"annotations": {"modeldeploy.io/abort": "true"}}})
+    isvc = lambda: bench.custom.get_namespaced_custom_object(*ISVC[:2], NS, ISVC[2], "digits")  # noqa: E731
+    done = bench.wait(
+        "traffic back on stable",
+        lambda: sum(
+            t["percent"] for t in isvc()["status"]["components"]["predictor"]["traffic"]
+            if t.get("latestRevision")
+        ) == 0,
+    )  # fmt: skip
+    bench.wait("Aborted, and the annotation cleared",
+               lambda: bench.phase() == "Aborted" and "modeldeploy.io/abort" not in bench.annotations())  # fmt: skip
+    return done - start
+
+
+def bench_error_canary(bench: Bench, wide: Path) -> float:
+    bench.patch("digits", {"spec": {"model": {
+        "uri": "pvc://models/wide/model.pt", "inputs": [{"name": "image", "shape": [1, 16, 16]}],
+        "preprocessing": {"resize": {"height": 16, "width": 16}, "scale": 1 / 255}}}})  # fmt: skip
+    confirmed = bench.wait(
+        "the error canary at its step",
+        lambda: (
+            (bench.status("digits").get("rollout") or {}).get("stepStartedAt")
+            and bench.canary_weight() == 50
+        ),
+        every=0.05,
+    )
+    rolled = bench.wait("RolledBack", lambda: bench.phase() == "RolledBack", every=0.05)
+    return rolled - confirmed
+
+
+def bench_analysis(bench: Bench, prometheus: str, store: str) -> list[float]:
+    new_artifact(bench, 9)
+    bench.wait("a canary at 50%", lambda: bench.canary_at(50), every=0.05)
+    bench.patch("digits", {"metadata": {"annotations": {"modeldeploy.io/pause": "true"}}})
+    status = bench.status("digits")
+    isvc = bench.custom.get_namespaced_custom_object(*ISVC[:2], NS, ISVC[2], "digits")
+    url = next(t["url"] for t in isvc["status"]["components"]["predictor"]["traffic"]
+               if t.get("tag") == "latest")  # fmt: skip
+    target = Target(NS, "digits", "digits", status["revisions"]["canary"],
+                    status["revisions"]["stable"], url, store, status["artifact"]["key"], 30)  # fmt: skip
+    analysis = Analysis.model_validate({"maxP99LatencyMs": 1000, "maxLatencyRatio": 10})
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        result = run_checks(analysis, target, True, prometheus, 10, datetime.now(UTC))
+        times.append(time.perf_counter() - start)
+        if not result.passed:
+            raise RuntimeError(f"analysis failed: {result.failures}")
+    return times
+
+
+def wide_model(path: Path) -> Path:
+    import torch
+    from torch import nn
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 10)).eval()
+    torch.jit.trace(model, torch.zeros(1, 1, 16, 16)).save(str(path))
+    return path
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp:
+        work = Path(tmp)
+        assets = Assets.provide()
+        plane = ControlPlane(work / "plane", assets)
+        plane.start()
+        stack = LocalStack(plane.kubeconfig, work / "processes", work / "pvc")
+        prom = None
+        load = None
+        store = "pvc://artifacts/store"
+        try:
+            plane.kubectl(
+                "apply",
+                "--server-side",
+                "-f",
+                str(REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"),
+            )
+            plane.kubectl("create", "namespace", NS)
+            build_digits_model(stack.pvc_root / "models" / "digits" / "model.pt")
+            wide = wide_model(stack.pvc_root / "models" / "wide" / "model.pt")
+            stack.executor()
+            prom = Prometheus.start(assets, work / "prometheus",
+                                    stack.workdir / "executor" / "prometheus-targets.json")  # fmt: skip
+            stack.operator("--artifact-store", store, "--prometheus-address", prom.url,
+                           env={"MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5"})  # fmt: skip
+            api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+            bench = Bench(api)
+            bench.custom.create_namespaced_custom_object(*MD[:2], NS, MD[2], {
+                "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+                "metadata": {"name": "digits"}, "spec": spec()})  # fmt: skip
+            bench.wait("Ready", lambda: bench.status("digits").get("url")
+                       and bench.phase() in ("", "Promoted"), every=0.1)  # fmt: skip
+            load = Load(bench.status("digits")["url"])
+            overhead = bench_rollout(bench)
+            aborts = [bench_abort(bench, n) for n in (2, 3, 4)]
+            os.environ["MODELDEPLOY_PVC_ROOT"] = str(
+                stack.pvc_root
+            )  # golden files, as the operator
+            analysis = bench_analysis(bench, prom.url, store)
+            bench.patch("digits", {"metadata": {"annotations": {"modeldeploy.io/pause": None}}})
+            detection = bench_error_canary(bench, wide)
+        finally:
+            if load is not None:
+                load.stop()
+            stack.stop()
+            if prom is not None:
+                prom.stop()
+            plane.stop()
+    print("benchmark                                                   value")
+    print(f"rollout overhead beyond its 2 x {PAUSE_S} s of pauses                {overhead:.1f} s")
+    print(
+        f"abort → 0% on the canary (n={len(aborts)})                           "
+        f"median {statistics.median(aborts) * 1000:.0f} ms, max {max(aborts) * 1000:.0f} ms"
+    )
+    print(f"error canary: step confirmed → RolledBack                   {detection:.1f} s")
+    ordered = sorted(analysis)
+    print(
+        f"one analysis run (golden + 4 PromQL, n={len(analysis)})                "
+        f"p50 {statistics.median(analysis) * 1000:.0f} ms, p95 {ordered[int(0.95 * (len(ordered) - 1))] * 1000:.0f} ms"
+    )
+    print(f"client requests during all of it: {dict(load.outcomes) if load else {}}")
+
+
+if __name__ == "__main__":
+    main()

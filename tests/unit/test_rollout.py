@@ -1,0 +1,305 @@
+"""The rollout's pure parts without a cluster: the state machine, reading KServe's traffic and the
+HTTPRoute back, the route builder, the analysis queries, the status patch and the CLI's text.
+The same behaviour runs end to end in tests/operator/test_canary.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
+from modeldeploy.api.rollout import RolloutSpec
+from modeldeploy.controller import naming
+from modeldeploy.controller.analysis import Target, builtin_queries, custom_query, run_checks
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.handlers import merge_patch
+from modeldeploy.controller.rollout import (
+    AnalysisResult,
+    Artifact,
+    Inputs,
+    Serving,
+    analysis_due,
+    decide,
+)
+from modeldeploy.controller.route import build_http_route, route_weights
+from modeldeploy.controller.serving_state import knative_serving, standard_serving
+from modeldeploy.rollout_control import describe
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+STABLE = Artifact("aaaaaaaaaa", "pvc://a/digits-old")
+NEW = Artifact("bbbbbbbbbb", "pvc://a/digits-new")
+SPEC = RolloutSpec.model_validate(
+    {"steps": [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}],
+     "analysis": {"interval": "20s", "failureLimit": 1}}
+)  # fmt: skip
+SERVING_STABLE = {"stable": STABLE.revision, "stableUri": STABLE.uri}
+
+
+def inputs(
+    status: dict[str, Any],
+    serving: Serving,
+    now: datetime = T0,
+    annotations: dict[str, str] | None = None,
+    analysis: AnalysisResult | None = None,
+    spec: RolloutSpec = SPEC,
+    knative: bool = True,
+) -> Inputs:
+    return Inputs(spec, knative, NEW, status, serving, annotations or {}, now, analysis)
+
+
+def canary(weight: int, ready: bool = True) -> Serving:
+    return Serving((100 - weight, weight), canary_ready=ready, canary_url="http://c", exists=True)
+
+
+def step(decision: Any) -> dict[str, Any]:
+    return {"revisions": decision.revisions, "rollout": decision.rollout}
+
+
+def test_first_deployment_has_no_rollout() -> None:
+    d = decide(Inputs(SPEC, True, NEW, {}, Serving((100, 0)), {}, T0))
+    assert d.revisions == {"stable": NEW.revision, "stableUri": NEW.uri}
+    assert d.canary_percent is None
+    assert d.knative_uri == NEW.uri
+    assert d.rollout is None
+
+
+def test_a_new_artifact_walks_the_steps_with_analysis_then_promotes() -> None:
+    # Start: the canary revision is applied at 0% until it is ready.
+    d = decide(inputs({"revisions": SERVING_STABLE}, canary(0, ready=False)))
+    assert d.rollout is not None
+    assert d.rollout["phase"] == "Progressing"
+    assert d.revisions["canary"] == NEW.revision
+    assert (d.knative_uri, d.canary_percent) == (NEW.uri, 0)
+    assert [e.reason for e in d.events] == ["RolloutStarted"]
+    # Ready: the step's weight is set; its clock starts only once the weight is read back.
+    d = decide(inputs(step(d), canary(0), T0 + timedelta(seconds=5)))
+    assert d.canary_percent == 10
+    assert "stepStartedAt" not in d.rollout  # type: ignore[operator]
+    d = decide(inputs(step(d), canary(10), T0 + timedelta(seconds=6)))
+    assert d.rollout["stepStartedAt"] == "2026-11-23T12:00:06Z"  # type: ignore[index]
+    assert [e.reason for e in d.events] == ["CanaryStep"]
+    started = T0 + timedelta(seconds=6)
+    # Analysis is due at once, then every interval, and once more at the pause's end.
+    assert analysis_due(inputs(step(d), canary(10), started))
+    ok = AnalysisResult(at=started, passed=True, ready=True, error_rate=0.0, requests=12)
+    d = decide(inputs(step(d), canary(10), started, analysis=ok))
+    assert d.rollout["analysis"]["requests"] == 12  # type: ignore[index]
+    assert not analysis_due(inputs(step(d), canary(10), started + timedelta(seconds=10)))
+    assert analysis_due(inputs(step(d), canary(10), started + timedelta(seconds=20)))
+    end = started + timedelta(minutes=1)
+    late = AnalysisResult(at=end, passed=True, ready=True)
+    d = decide(inputs(step(d), canary(10), end, analysis=late))
+    assert d.rollout["step"] == 1  # type: ignore[index]
+    assert d.canary_percent == 50
+    # Step 2, then Promoting: no canaryTrafficPercent; then Promoted once all traffic is on it.
+    d = decide(inputs(step(d), canary(50), end))
+    second = end
+    final = AnalysisResult(at=second + timedelta(minutes=1), passed=True, ready=True)
+    d = decide(inputs(step(d), canary(50), second + timedelta(minutes=1), analysis=final))
+    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.canary_percent is None
+    promoted = Serving((0, 100), canary_ready=True, stable_settled_on=NEW.uri, exists=True)
+    d = decide(inputs(step(d), promoted, second + timedelta(minutes=1, seconds=2)))
+    assert d.rollout["phase"] == "Promoted"  # type: ignore[index]
+    assert d.revisions == {"stable": NEW.revision, "stableUri": NEW.uri}
+    assert d.traffic == {"stable": 100, "canary": 0, "split": "100/0"}
+    assert [e.reason for e in d.events] == ["RolloutPromoted"]
+
+
+def progressing(weight_step: int = 0, started: datetime = T0) -> dict[str, Any]:
+    return {
+        "revisions": {**SERVING_STABLE, "canary": NEW.revision, "canaryUri": NEW.uri},
+        "rollout": {"phase": "Progressing", "step": weight_step, "startedAt": "2026-11-23T12:00:00Z",
+                    "stepStartedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "failedChecks": 0},
+    }  # fmt: skip
+
+
+def test_failures_within_the_limit_hold_then_roll_back_with_the_numbers() -> None:
+    bad = AnalysisResult(at=T0 + timedelta(seconds=1), passed=False, ready=True, error_rate=0.3,
+                         failures=["error rate 0.3000 > max 0.01"])  # fmt: skip
+    d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=1), analysis=bad))
+    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert d.rollout["failedChecks"] == 1  # type: ignore[index]  # failureLimit 1 tolerates one
+    bad2 = AnalysisResult(at=T0 + timedelta(seconds=21), passed=False, ready=True, error_rate=0.4,
+                          failures=["error rate 0.4000 > max 0.01"])  # fmt: skip
+    d = decide(inputs(step(d), canary(10), T0 + timedelta(seconds=21), analysis=bad2))
+    assert d.rollout["phase"] == "RolledBack"  # type: ignore[index]
+    assert "error rate 0.4000" in d.rollout["failure"]  # type: ignore[index]
+    assert d.revisions == {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri}
+    assert (d.knative_uri, d.canary_percent) == (NEW.uri, 0)
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "RolloutRolledBack")]
+    # Later looks keep it at 0% while the spec is unchanged, with no new Events.
+    again = decide(inputs(step(d), canary(0), T0 + timedelta(minutes=5)))
+    assert again.canary_percent == 0
+    assert again.events == []
+    assert again.rollout["phase"] == "RolledBack"  # type: ignore[index]
+
+
+def test_without_auto_rollback_a_failure_holds_the_weights() -> None:
+    spec = SPEC.model_copy(update={"auto_rollback": False})
+    bad = AnalysisResult(at=T0, passed=False, ready=True, failures=["p99 latency 900 ms > 100"])
+    state = progressing()
+    state["rollout"]["failedChecks"] = 1
+    d = decide(inputs(state, canary(10), T0, analysis=bad, spec=spec))
+    assert d.rollout["phase"] == "Failed"  # type: ignore[index]
+    assert d.canary_percent == 10
+    assert [e.reason for e in d.events] == ["RolloutFailed"]
+    aborted = decide(inputs(step(d), canary(10), T0, {naming.ABORT_ANNOTATION: "true"}, spec=spec))
+    assert aborted.rollout["phase"] == "Aborted"  # type: ignore[index]
+    assert aborted.clear_annotations == [naming.ABORT_ANNOTATION]
+
+
+def test_a_canary_that_cannot_start_fails_at_once_or_at_the_deadline() -> None:
+    broken = Serving((100, 0), canary_failed="RevisionFailed: self-test failed", exists=True)
+    d = decide(inputs(progressing(), broken))
+    assert d.rollout["phase"] == "RolledBack"  # type: ignore[index]
+    assert "self-test failed" in d.rollout["failure"]  # type: ignore[index]
+    slow = decide(inputs(progressing(), canary(0, ready=False), T0 + timedelta(minutes=29)))
+    assert slow.rollout["phase"] == "Progressing"  # type: ignore[index]
+    late = decide(inputs(progressing(), canary(0, ready=False), T0 + timedelta(minutes=31)))
+    assert "progressDeadline" in late.rollout["failure"]  # type: ignore[index]
+
+
+def test_pause_freezes_and_resume_restarts_the_step() -> None:
+    paused = {naming.PAUSE_ANNOTATION: "true"}
+    d = decide(inputs(progressing(), canary(10), T0 + timedelta(hours=1), paused))
+    assert d.rollout["phase"] == "Paused"  # type: ignore[index]
+    assert d.canary_percent == 10
+    assert not analysis_due(inputs(step(d), canary(10), T0 + timedelta(hours=2), paused))
+    resumed = decide(inputs(step(d), canary(10), T0 + timedelta(hours=2)))
+    assert resumed.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert resumed.rollout["stepStartedAt"] == "2026-11-23T14:00:00Z"  # type: ignore[index]
+
+
+def test_promote_annotation_skips_the_steps_and_is_cleared() -> None:
+    d = decide(inputs(progressing(), canary(10), T0, {naming.PROMOTE_ANNOTATION: ""}))
+    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.clear_annotations == [naming.PROMOTE_ANNOTATION]
+    assert d.canary_percent is None
+
+
+def test_spec_back_on_stable_holds_the_old_revision_until_the_new_one_is_ready() -> None:
+    failed = {"revisions": {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri},
+              "rollout": {"phase": "RolledBack"}}  # fmt: skip
+    back = Inputs(SPEC, True, STABLE, failed, Serving((100, 0), exists=True), {}, T0)
+    d = decide(back)
+    assert (d.knative_uri, d.canary_percent) == (STABLE.uri, 0)  # not the failed revision
+    assert d.revisions == SERVING_STABLE
+    settled = Serving((100, 0), latest_ready_uri=STABLE.uri, stable_settled_on=STABLE.uri,
+                      exists=True)  # fmt: skip
+    d = decide(Inputs(SPEC, True, STABLE, step(d), settled, {}, T0))
+    assert d.canary_percent is None
+
+
+def test_standard_mode_uses_a_canary_service_and_route_and_promotes_through_it() -> None:
+    d = decide(inputs(progressing(), canary(0), knative=False))
+    assert (d.canary_isvc, d.route, d.canary_weight) == (True, True, 10)
+    assert d.stable_uri == STABLE.uri
+    state = progressing(1)
+    done = AnalysisResult(at=T0 + timedelta(minutes=1), passed=True, ready=True)
+    d = decide(inputs(state, canary(50), T0 + timedelta(minutes=1), analysis=done, knative=False))
+    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert (d.stable_uri, d.canary_weight, d.canary_isvc) == (NEW.uri, 100, True)
+    rolled = Serving((0, 100), canary_ready=True, stable_settled_on=NEW.uri, exists=True)
+    d = decide(inputs(step(d), rolled, knative=False))
+    assert d.rollout["phase"] == "Promoted"  # type: ignore[index]
+    assert (d.canary_isvc, d.route, d.canary_weight) == (False, True, 0)
+
+
+def test_knative_traffic_is_read_back_from_kserves_status() -> None:
+    isvc = {
+        "metadata": {"generation": 3},
+        "spec": {"predictor": {"model": {"storageUri": NEW.uri}, "canaryTrafficPercent": 10}},
+        "status": {"observedGeneration": 3, "components": {"predictor": {
+            "latestCreatedRevision": "d-00002", "latestReadyRevision": "d-00002",
+            "traffic": [{"revisionName": "d-00002", "percent": 10, "latestRevision": True,
+                         "tag": "latest", "url": "http://latest-d"},
+                        {"revisionName": "d-00001", "percent": 90, "latestRevision": False}]}}},
+    }  # fmt: skip
+    serving = knative_serving(isvc, NEW.uri)
+    assert serving.weights == (90, 10)
+    assert serving.canary_ready
+    assert serving.canary_url == "http://latest-d"
+    # A status from before the last spec change says nothing about the canary.
+    stale = {**isvc, "metadata": {"generation": 4}}
+    assert knative_serving(stale, NEW.uri).weights == (100, 0)
+    assert not knative_serving(stale, NEW.uri).canary_ready
+
+
+def test_standard_serving_reads_the_route_and_both_services() -> None:
+    deployment = ModelDeployment(metadata=ObjectMeta(name="digits", namespace="ml"),
+                                 spec=ModelDeploymentSpec.model_validate(
+                                     {"model": {"uri": "pvc://m/x.onnx", "format": "onnx",
+                                                "inputs": [{"name": "x", "shape": [4]}]}}))  # fmt: skip
+    route = build_http_route(deployment, "uid", OperatorConfig(), 30, with_canary=True)
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in backends] == [
+        ("digits-predictor", 70), ("digits-canary-predictor", 30)]  # fmt: skip
+    assert route["spec"]["hostnames"] == ["digits.ml.example.com"]
+    assert route["spec"]["parentRefs"][0]["namespace"] == "kserve"
+    assert route_weights(route, "digits") == (70, 30)
+
+    def ready(uri: str) -> dict[str, Any]:
+        return {"metadata": {"generation": 1}, "spec": {"predictor": {"model": {"storageUri": uri}}},
+                "status": {"observedGeneration": 1, "url": "http://c",
+                           "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+
+    serving = standard_serving(ready(STABLE.uri), ready(NEW.uri), route, NEW.uri, "digits")
+    assert serving.weights == (70, 30)
+    assert serving.canary_ready
+    assert serving.stable_settled_on == STABLE.uri
+    alone = build_http_route(deployment, "uid", OperatorConfig(), 0, with_canary=False)
+    assert route_weights(alone, "digits") == (100, 0)
+
+
+def test_analysis_queries_select_the_revisions_and_thresholds_fail_with_numbers() -> None:
+    target = Target("ml", "digits", "digits", NEW.revision, STABLE.revision, None, "pvc://a",
+                    None, 90)  # fmt: skip
+    queries = builtin_queries(target)
+    assert f'modeldeploy_revision="{NEW.revision}"' in queries["errors"]
+    assert 'outcome!="success"' in queries["errors"]
+    assert "[90s]" in queries["p99"]
+    assert f'modeldeploy_revision="{STABLE.revision}"' in queries["stable_p99"]
+    assert custom_query('x{r="{{canary}}",ns="{{namespace}}"}[{{window}}]', target) == (
+        f'x{{r="{NEW.revision}",ns="ml"}}[90s]'
+    )
+    spec = SPEC.analysis.model_copy(update={"max_p99_latency_ms": 50.0, "live_parity": False})
+    result = run_checks(spec, target, ready=True, prometheus=None, timeout=1, now=T0)
+    assert not result.passed
+    assert "no Prometheus is configured" in result.failures[0]
+    unreachable = run_checks(spec, target, True, "http://127.0.0.1:9", 1, T0)
+    assert "prometheus at http://127.0.0.1:9" in unreachable.failures[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "patch"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1}, {"a": 1, "b": None}),
+        ({"r": {"step": 0, "stepStartedAt": "t"}}, {"r": {"step": 1}},
+         {"r": {"step": 1, "stepStartedAt": None}}),
+        ({"c": [1, 2]}, {"c": [3]}, {"c": [3]}),
+    ],
+)  # fmt: skip
+def test_status_patch_removes_what_the_plan_dropped(
+    old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    assert merge_patch(old, new) == patch
+
+
+def test_status_command_prints_step_weights_and_numbers() -> None:
+    body = {
+        "metadata": {"name": "digits", "namespace": "ml",
+                     "annotations": {naming.PAUSE_ANNOTATION: "true"}},
+        "spec": {"rollout": {"steps": [{"weight": 10}, {"weight": 50}]}},
+        "status": {**progressing(1), "traffic": {"stable": 50, "canary": 50}},
+    }  # fmt: skip
+    body["status"]["rollout"].update(
+        phase="Paused", analysis={"at": "t", "passed": True}, lastAnalysis="error rate 0.0000"
+    )
+    text = describe(body)
+    assert "Paused, step 2/2 (target 50%)" in text
+    assert "stable 50%, canary 50%" in text
+    assert "passed at t: error rate 0.0000" in text
+    assert "modeldeploy.io/pause=true" in text
