@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit test-cluster lint format crds envtest envtest-up envtest-down demo bench clean
+.PHONY: help install test test-unit test-cluster lint format crds chart envtest envtest-up envtest-down demo bench clean
 
 help: ## List the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,9 +42,15 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix operator tests
 	$(BIN)/ruff format operator tests
 
-crds: install ## Regenerate crds/ and docs/api.md from the pydantic models in operator/modeldeploy/api
+crds: install ## Regenerate crds/ and docs/api.md from the pydantic models, and the chart's copies
 	$(BIN)/modeldeploy crd > crds/modeldeployment.yaml
 	$(BIN)/modeldeploy crd --reference > docs/api.md
+	$(MAKE) chart
+
+chart: ## Copy crds/ and runtimes/modeldeploy-onnx.yaml into charts/modeldeploy (never edit the copies)
+	mkdir -p charts/modeldeploy/crds charts/modeldeploy/files
+	cp crds/*.yaml charts/modeldeploy/crds/
+	cp runtimes/modeldeploy-onnx.yaml charts/modeldeploy/files/
 
 envtest-up: install envtest ## Start a control plane for use by hand; prints KUBECONFIG
 	$(BIN)/python -m modeldeploy.testing up

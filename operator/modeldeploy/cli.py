@@ -266,6 +266,9 @@ def operator(
     liveness_port: Annotated[
         int, typer.Option(help="Port of the /healthz liveness endpoint; 0 turns it off.")
     ] = 8080,
+    metrics_port: Annotated[
+        int, typer.Option(help="Port of the operator's Prometheus /metrics; 0 turns it off.")
+    ] = 0,
     peering: Annotated[
         str | None,
         typer.Option(help="KopfPeering name, to run more than one replica; default: standalone."),
@@ -293,6 +296,7 @@ def operator(
         config,
         namespaces=namespace,
         liveness_port=liveness_port or None,
+        metrics_port=metrics_port or None,
         peering=peering,
         kubeconfig=kubeconfig,
         verbose=verbose,

@@ -24,7 +24,7 @@ from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
-from modeldeploy.controller import naming, rollout
+from modeldeploy.controller import metrics, naming, rollout
 from modeldeploy.controller.analysis import run_analysis
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
@@ -154,14 +154,16 @@ async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
         return decided
     spec = parse(observed.body).spec.rollout.analysis
     prometheus = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
-    result = await run_analysis(
-        spec,
-        target,
-        ready=True,
-        prometheus=prometheus,
-        timeout=state.config.analysis_timeout_seconds,
-        now=datetime.now(UTC),
-    )
+    with metrics.ANALYSIS_SECONDS.time():
+        result = await run_analysis(
+            spec,
+            target,
+            ready=True,
+            prometheus=prometheus,
+            timeout=state.config.analysis_timeout_seconds,
+            now=datetime.now(UTC),
+        )
+    metrics.ANALYSES.labels(str(result.passed).lower()).inc()
     return plan(dataclasses.replace(observed, analysis=result), state.config, datetime.now(UTC))
 
 
@@ -169,11 +171,21 @@ async def converge(
     state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
 ) -> None:
     """Make the world match one ModelDeployment. Safe to call any time, any number of times."""
+    with metrics.RECONCILE_SECONDS.time():
+        requeue = await _converge_locked(state, namespace, name, logger, runtimes)
+    metrics.RECONCILIATIONS.labels("ok").inc()
+    _requeue(state, namespace, name, requeue, logger, runtimes)
+
+
+async def _converge_locked(
+    state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
+) -> float | None:
+    """One reconciliation under the object's lock; when to look again, if a rollout needs it."""
     kube = state.kube
     async with state.locks[(namespace, name)]:
         body = await kube.modeldeployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return
+            return None
         observed = await _observe(state, body, runtimes)
         decided = await _plan_with_analysis(state, observed)
         if decided.create_job is not None and await kube.create_job(decided.create_job):
@@ -192,7 +204,7 @@ async def converge(
                 if err.status not in (400, 403, 404, 422):
                     raise
                 await _report_rejected(state, body, obj, err)
-                return
+                return None
             if plural == "inferenceservices":
                 state.isvc_seen[(namespace, obj["metadata"]["name"])] = _isvc_signature(applied)
         if decided.delete_canary:
@@ -206,7 +218,10 @@ async def converge(
         _post_soon(state, body, decided.events)
         for job in decided.delete_jobs:
             await kube.delete_job(namespace, job)
-    _requeue(state, namespace, name, decided.requeue_after, logger, runtimes)
+        for event in decided.events:
+            if event.reason in metrics.ENDINGS:
+                metrics.ROLLOUTS.labels(metrics.ENDINGS[event.reason]).inc()
+    return decided.requeue_after
 
 
 def _requeue(
@@ -345,6 +360,7 @@ async def _converge_or_schedule(
             await converge(state, namespace, name, logger, runtimes)
             return
         except TransientApiError as err:
+            metrics.RECONCILIATIONS.labels("transient_error").inc()
             if delay is None:
                 logger.warning(f"giving up until the next resync: {err}")
                 return
@@ -399,6 +415,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=naming.ANNOTATION_PREFIX, key="last-handled-spec"
         )
+        # The resources are known; no cluster-wide watch on CRDs and namespaces (least privilege:
+        # the Helm chart's RBAC grants none).
+        settings.scanning.disabled = True
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.watching.connect_timeout = 10

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import kopf
 
+from modeldeploy.controller import metrics
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.handlers import State, register
 from modeldeploy.controller.kube import Kube, load_client
@@ -18,6 +19,7 @@ def run_operator(
     *,
     namespaces: list[str] | None = None,
     liveness_port: int | None = 8080,
+    metrics_port: int | None = None,
     peering: str | None = None,
     kubeconfig: Path | None = None,
     verbose: bool = False,
@@ -35,6 +37,8 @@ def run_operator(
     register(registry, config)
     state = State(config, Kube(load_client(str(kubeconfig) if kubeconfig else None)), namespaces)
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    if metrics_port:
+        metrics.serve(metrics_port)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     try:
         kopf.run(

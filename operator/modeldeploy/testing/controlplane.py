@@ -224,16 +224,22 @@ class Cluster:
         result = self.kubectl(*args, check=False)
         if result.returncode != 0:
             raise ControlPlaneError(f"installing CRDs failed:\n{result.stderr}")
-        result = self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            f"--timeout={timeout:.0f}s",
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ControlPlaneError(f"CRDs not established:\n{result.stderr}")
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.kubectl(
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                f"--timeout={timeout:.0f}s",
+                check=False,
+            )
+            if result.returncode == 0:
+                return
+            # kubectl wait fails outright on a CRD whose status is not written yet.
+            if "accessor error" not in result.stderr or time.monotonic() > deadline:
+                raise ControlPlaneError(f"CRDs not established:\n{result.stderr}")
+            time.sleep(0.2)
 
 
 @dataclass

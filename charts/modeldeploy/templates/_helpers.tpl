@@ -1,0 +1,83 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "modeldeploy.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "modeldeploy.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "modeldeploy.labels" -}}
+{{ include "modeldeploy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: modeldeploy
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The claim of a pvc:// artifact store, empty for s3://. */}}
+{{- define "modeldeploy.storeClaim" -}}
+{{- if hasPrefix "pvc://" .Values.artifactStore.uri -}}
+{{- trimPrefix "pvc://" .Values.artifactStore.uri | splitList "/" | first -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "modeldeploy.peering" -}}
+{{- if gt (int .Values.replicas) 1 -}}{{ include "modeldeploy.fullname" . }}{{- end -}}
+{{- end -}}
+
+{{/*
+What the operator does in the namespaces it watches; the same rules go into the ClusterRole
+(whole cluster) or into a Role per watched namespace.
+*/}}
+{{- define "modeldeploy.namespacedRules" -}}
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments/status]
+  verbs: [get, patch, update]
+# Owner references with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement runs.
+- apiGroups: [modeldeploy.io]
+  resources: [modeldeployments/finalizers]
+  verbs: [update]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+# Read-only: the staging Pod's termination message carries the staging summary.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+- apiGroups: [serving.kserve.io]
+  resources: [inferenceservices]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [serving.kserve.io]
+  resources: [servingruntimes]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- with .Values.artifactStore.secretName }}
+# Only the artifact store's Secret, and only to check that it exists; its data is never kept.
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [{{ . | quote }}]
+  verbs: [get]
+{{- end }}
+{{- if gt (int .Values.replicas) 1 }}
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end -}}

@@ -1,0 +1,189 @@
+"""The Helm chart with the real ``helm`` (built by ``make envtest``) against the real API server:
+lint, the schema refusing bad values, every rendered object accepted by a server-side dry run
+(the real KServe and Gateway API schemas included), install and upgrade. The operator running
+with exactly the chart's permissions is in tests/operator/test_chart_rbac.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modeldeploy.testing import Assets, Cluster
+from modeldeploy.testing.controlplane import REPO_ROOT
+
+CHART = REPO_ROOT / "charts" / "modeldeploy"
+NAMESPACED = ["--set", "watchNamespaces={team-a,team-b}", "--set", "replicas=2",
+              "--set", "artifactStore.uri=s3://models/artifacts",
+              "--set", "artifactStore.secretName=s3-creds",
+              "--set", "artifactStore.operatorCredentialsSecret=operator-s3",
+              "--set", "canary.prometheusAddress=http://prometheus.monitoring:9090",
+              "--set", "metrics.serviceMonitor.enabled=true"]  # fmt: skip
+
+
+def helm(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    config = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
+    return subprocess.run([Assets.provide().binary("helm"), *config, *args],
+                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+
+
+def render(*args: str, namespace: str = "modeldeploy-system") -> list[dict[str, Any]]:
+    result = helm("template", "md", str(CHART), "-n", namespace, *args)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_chart_copies_are_the_sources_unchanged() -> None:
+    """crds/ and the runtime are copied by `make chart`; a hand edit or a stale copy fails here."""
+    sources = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    copies = sorted((CHART / "crds").glob("*.yaml"))
+    assert [p.name for p in copies] == [p.name for p in sources], "run `make chart`"
+    for source in sources:
+        assert (CHART / "crds" / source.name).read_text() == source.read_text(), "run `make chart`"
+    runtime = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
+    assert (CHART / "files" / runtime.name).read_text() == runtime.read_text(), "run `make chart`"
+
+
+@pytest.mark.parametrize("values", [[], NAMESPACED], ids=["cluster-wide", "namespaced"])
+def test_helm_lint(values: list[str]) -> None:
+    result = helm("lint", "--strict", str(CHART), *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "replicas=0"], "'/replicas'"),
+        (["--set", "watchNamespaces=team-a"], "'/watchNamespaces'"),
+        (["--set", "watchNamespaces={Team_A}"], "'/watchNamespaces/0'"),
+        (["--set", "artifactStore.uri=ftp://host/x"], "'/artifactStore/uri'"),
+        (["--set", "canary.gateway=no-namespace"], "'/canary/gateway'"),
+        (["--set", "metrics.port=80"], "'/metrics/port'"),
+        (["--set", "staging.cpu=lots"], "'/staging/cpu'"),
+        (["--set", "artifactStorage.uri=pvc://x/y"], "artifactStorage"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key(values: list[str], message: str) -> None:
+    result = helm("template", "md", str(CHART), *values)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_default_render_is_locked_down() -> None:
+    docs = render()
+    deployment = by_kind(docs, "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False,
+                                            "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    assert "--peering" not in " ".join(container["args"])
+    assert not any(a.startswith("--namespace") for a in container["args"])
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELDEPLOY_ARTIFACT_STORE"] == "pvc://modeldeploy-artifacts/artifacts"
+    store = next(m for m in container["volumeMounts"] if m["name"] == "artifact-store")
+    assert store == {"name": "artifact-store", "mountPath": "/mnt/pvc/modeldeploy-artifacts",
+                     "readOnly": True}  # fmt: skip
+    # Cluster-wide: one ClusterRole, no Secret access without a store Secret, no Roles.
+    role = by_kind(docs, "ClusterRole")[0]
+    assert not by_kind(docs, "Role")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert "secrets" not in resources
+    assert {"modeldeployments", "jobs", "inferenceservices", "httproutes", "events"} <= resources
+    assert all("*" not in rule["verbs"] and "*" not in rule["resources"] for rule in role["rules"])
+    runtime = by_kind(docs, "ClusterServingRuntime")[0]
+    assert runtime["metadata"]["name"] == "modeldeploy-onnx"
+    assert runtime["spec"]["containers"][0]["image"] == "ghcr.io/modeldeploy/onnx-runtime:0.1.0"
+    assert by_kind(docs, "Service")[0]["spec"]["ports"][0]["port"] == 9090
+
+
+def test_namespaced_render_grants_only_the_listed_namespaces() -> None:
+    docs = render(*NAMESPACED)
+    cluster_role = by_kind(docs, "ClusterRole")[0]
+    assert [r["resources"] for r in cluster_role["rules"]] == [
+        ["clusterservingruntimes"], ["clusterkopfpeerings"]][:1]  # fmt: skip
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    secrets = [rule for rule in roles[0]["rules"] if "secrets" in rule["resources"]]
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"],
+                        "resourceNames": ["s3-creds"], "verbs": ["get"]}]  # fmt: skip
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespace=team-a" in container["args"]
+    assert "--peering=md-modeldeploy" in container["args"]
+    assert container["envFrom"] == [{"secretRef": {"name": "operator-s3"}}]
+    assert not any(m["name"] == "artifact-store" for m in container["volumeMounts"])
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == [
+        "team-a", "team-b"]  # fmt: skip
+    assert by_kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_rendered_objects_pass_a_server_side_dry_run(control_plane: Cluster) -> None:
+    """Every object the chart renders, judged by the API server (real KServe, RBAC, core
+    schemas). The ServiceMonitor is left out: the Prometheus Operator CRD is not installed."""
+    suffix = uuid.uuid4().hex[:6]
+    release, team_a, team_b = (f"{n}-{suffix}" for n in ("md", "team-a", "team-b"))
+    for ns in (release, team_a, team_b):
+        control_plane.kubectl("create", "namespace", ns)
+    variants = [[], [*NAMESPACED[:-2], "--set", f"watchNamespaces={{{team_a},{team_b}}}"]]
+    for values in variants:
+        docs = render(*values, namespace=release)
+        result = control_plane.kubectl(
+            "apply", "--server-side", "--dry-run=server", "--field-manager=helm-test", "-f", "-",
+            input="\n---\n".join(json.dumps(d) for d in docs), check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("(server dry run)") == len(docs)
+
+
+def test_install_then_upgrade_to_namespaced(control_plane: Cluster) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    release_ns, watched = f"md-{suffix}", f"team-{suffix}"
+    for ns in (release_ns, watched):
+        control_plane.kubectl("create", "namespace", ns)
+    kubeconfig = control_plane.kubeconfig
+    # --take-ownership: another test may have applied the same ClusterServingRuntime by hand.
+    installed = helm("install", "md", str(CHART), "-n", release_ns, "--take-ownership",
+                     kubeconfig=kubeconfig)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    assert (
+        "kubectl -n " + release_ns + " rollout status deployment/md-modeldeploy" in installed.stdout
+    )
+
+    def get(*args: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
+        return found
+
+    deployment = get("deployment", "md-modeldeploy", "-n", release_ns)
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert get("serviceaccount", "md-modeldeploy", "-n", release_ns)
+    rules = get("clusterrole", "md-modeldeploy-cluster")["rules"]
+    assert any("modeldeployments" in r["resources"] for r in rules)
+    runtime = get("clusterservingruntime", "modeldeploy-onnx")
+    assert runtime["metadata"]["annotations"]["meta.helm.sh/release-name"] == "md"
+    assert get("crd", "modeldeployments.modeldeploy.io")
+
+    upgraded = helm("upgrade", "md", str(CHART), "-n", release_ns, "--take-ownership",
+                    "--set", f"watchNamespaces={{{watched}}}", kubeconfig=kubeconfig)  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    rules = get("clusterrole", "md-modeldeploy-cluster")["rules"]
+    assert [r["resources"] for r in rules] == [["clusterservingruntimes"]]
+    role = get("role", "md-modeldeploy", "-n", watched)
+    assert any("modeldeployments" in r["resources"] for r in role["rules"])
+    args = get("deployment", "md-modeldeploy", "-n", release_ns)["spec"]["template"]["spec"][
+        "containers"][0]["args"]  # fmt: skip
+    assert f"--namespace={watched}" in args
+    history = helm("history", "md", "-n", release_ns, "-o", "json", kubeconfig=kubeconfig)
+    assert [h["status"] for h in json.loads(history.stdout)] == ["superseded", "deployed"]

@@ -1,0 +1,135 @@
+"""The operator with exactly the Helm chart's permissions: the chart is installed with the real
+``helm``, the operator process runs with the chart Deployment's arguments and environment and
+authenticates with a token of the chart's ServiceAccount (TokenRequest, as a pod would get), and
+does a full deployment and a canary rollout. The same token is refused what it should not have.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from modeldeploy.testing import Cluster
+from modeldeploy.testing.controlplane import free_port
+from modeldeploy.testing.processes import LocalStack
+from tests.chart.test_chart import CHART, helm
+from tests.operator.conftest import Kube, digits_spec
+
+STORE_SECRET = "store-creds"
+
+
+def token_kubeconfig(control_plane: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount, with a bound token."""
+    token = control_plane.kubectl("create", "token", account, "-n", namespace,
+                                  "--duration=1h").stdout.strip()  # fmt: skip
+    admin = json.loads(control_plane.kubeconfig.read_text())
+    admin["users"] = [{"name": "sa", "user": {"token": token}}]
+    admin["contexts"] = [{"name": "sa", "context": {"cluster": "envtest", "user": "sa"}}]
+    admin["current-context"] = "sa"
+    path.write_text(json.dumps(admin))
+    return path
+
+
+def chart_operator_command(
+    deployment: dict[str, Any], metrics_port: int
+) -> tuple[list[str], dict[str, str]]:
+    """The installed Deployment's arguments and environment, as the pod would run them; only
+    the ports (one loopback for every process here) and the PVC mount root are local."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = [a for a in container["args"] if not a.startswith(("--liveness-port", "--metrics-port"))]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    for local in ("MODELDEPLOY_PVC_ROOT", "HOME"):
+        env.pop(local)
+    return [*args[1:], f"--metrics-port={metrics_port}"], env
+
+
+@pytest.fixture
+def release(control_plane: Cluster, namespace: str, store: str) -> str:
+    """The chart installed in its own namespace, watching only the test's namespace."""
+    release_ns = f"md-{uuid.uuid4().hex[:6]}"
+    control_plane.kubectl("create", "namespace", release_ns)
+    values = ["--set", f"watchNamespaces={{{namespace}}}", "--set", f"artifactStore.uri={store}",
+              "--set", f"artifactStore.secretName={STORE_SECRET}", "--set", "runtime.install=false",
+              "--set", "canary.metricsMinWindowSeconds=5", "--set", "resyncSeconds=5"]  # fmt: skip
+    result = helm("install", "md", str(CHART), "-n", release_ns, *values,
+                  kubeconfig=control_plane.kubeconfig)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return release_ns
+
+
+def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
+    control_plane: Cluster,
+    stack: LocalStack,
+    kube: Kube,
+    namespace: str,
+    release: str,
+    tmp_path: Path,
+) -> None:
+    deployment = json.loads(control_plane.kubectl(
+        "get", "deployment", "md-modeldeploy", "-n", release, "-o", "json").stdout)  # fmt: skip
+    sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = token_kubeconfig(control_plane, release, sa, tmp_path / "sa.kubeconfig")
+    metrics_port = free_port()
+    args, env = chart_operator_command(deployment, metrics_port)
+    assert f"--namespace={namespace}" in args
+    control_plane.kubectl("create", "secret", "generic", STORE_SECRET, "-n", namespace,
+                          "--from-literal=AWS_DEFAULT_REGION=none")  # fmt: skip
+    control_plane.kubectl("create", "secret", "generic", "unrelated", "-n", namespace,
+                          "--from-literal=password=hunter2")  # fmt: skip
+
+    operator = stack.operator(*args, env={"KUBECONFIG": str(kubeconfig), **env})
+    try:
+        rollout = {"steps": [{"weight": 50, "pause": "2s"}], "analysis": {"interval": "1s"}}
+        kube.create("digits", digits_spec(serving={"deploymentMode": "Knative"}, rollout=rollout))
+        kube.wait_condition("digits", "Ready", "True", timeout=180)
+        first = (kube.get("digits") or {})["status"]
+        kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
+        kube.wait("the rollout to be promoted",
+                  lambda: ((kube.get("digits") or {}).get("status", {}).get("rollout") or {})
+                  .get("phase") == "Promoted", timeout=240)  # fmt: skip
+        final = (kube.get("digits") or {})["status"]
+        assert final["revisions"]["stable"] != first["revisions"]["stable"]
+        assert final["rollout"]["analysis"]["parityMaxAbsDiff"] < 0.01
+        kube.wait("the promotion Event",
+                  lambda: ("Normal", "RolloutPromoted") in kube.events("digits"))  # fmt: skip
+        log = operator.log_text()
+        assert "forbidden" not in log.lower(), log[-3000:]
+        assert " 403" not in log, log[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            metrics = response.read().decode()
+        assert 'modeldeploy_operator_rollouts_total{outcome="Promoted"} 1.0' in metrics
+        assert "modeldeploy_operator_analysis_runs_total" in metrics
+    finally:
+        operator.stop()
+
+    # The same token is refused what the chart does not grant.
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    custom = client.CustomObjectsApi(api.api_client)
+    assert api.read_namespaced_secret(STORE_SECRET, namespace).metadata.name == STORE_SECRET
+
+    def refused(call: Any, *call_args: Any) -> bool:
+        try:
+            call(*call_args)
+        except client.ApiException as err:
+            return bool(err.status == 403)
+        return False
+
+    assert refused(api.read_namespaced_secret, "unrelated", namespace)
+    assert refused(api.list_namespaced_secret, namespace)
+    assert refused(api.delete_namespaced_pod, "any", namespace)
+    assert refused(custom.list_namespaced_custom_object,
+                   "modeldeploy.io", "v1alpha1", "default", "modeldeployments")  # fmt: skip
+    assert refused(custom.list_cluster_custom_object,
+                   "modeldeploy.io", "v1alpha1", "modeldeployments")  # fmt: skip
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "x"}, "spec": {"predictor": {"model": {
+                "modelFormat": {"name": "onnx"}, "storageUri": "s3://a/b"}}}}  # fmt: skip
+    assert refused(custom.create_namespaced_custom_object,
+                   "serving.kserve.io", "v1beta1", "default", "inferenceservices", isvc)  # fmt: skip
+    assert refused(api.read_namespaced_secret, STORE_SECRET, "default")
