@@ -273,6 +273,10 @@ def operator(
         str | None,
         typer.Option(help="KopfPeering name, to run more than one replica; default: standalone."),
     ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="Peering priority; the highest live replica works. Default: random."),
+    ] = None,
     kubeconfig: Annotated[
         Path | None, typer.Option(help="Default: in-cluster credentials, else $KUBECONFIG.")
     ] = None,
@@ -298,6 +302,7 @@ def operator(
         liveness_port=liveness_port or None,
         metrics_port=metrics_port or None,
         peering=peering,
+        priority=priority,
         kubeconfig=kubeconfig,
         verbose=verbose,
     )

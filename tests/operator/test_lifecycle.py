@@ -139,3 +139,29 @@ def test_scoped_operator_leaves_other_namespaces_alone_and_reports_liveness(
     assert outside.isvc("digits") is None
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
+
+
+def test_two_replicas_with_peering_elect_one(
+    kube: Kube,
+    start_operator,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    """``--peering``, as the Helm chart passes it with replicas > 1: one replica works, the other
+    stands by, and takes over when the first one stops."""
+    custom = client.CustomObjectsApi(api_client)
+    custom.create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "md"}})  # fmt: skip
+    low = start_operator("--peering", "md", "--priority", "10")
+    high = start_operator("--peering", "md", "--priority", "20")
+    kube.wait("the lower replica to stand by",
+              lambda: "Pausing operations in favour of" in low.log_text())  # fmt: skip
+    kube.create("first", digits_spec())
+    kube.wait_condition("first", "Ready", "True", timeout=180)
+    assert "first" in high.log_text()
+    assert "Handler 'reconcile' succeeded" not in low.log_text()
+
+    high.stop()  # a clean stop leaves the peering at once
+    kube.wait("the standby to resume", lambda: "Resuming operations" in low.log_text())
+    kube.create("second", digits_spec())
+    kube.wait_condition("second", "Ready", "True", timeout=180)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import kopf
@@ -21,6 +22,7 @@ def run_operator(
     liveness_port: int | None = 8080,
     metrics_port: int | None = None,
     peering: str | None = None,
+    priority: int | None = None,
     kubeconfig: Path | None = None,
     verbose: bool = False,
 ) -> None:
@@ -28,7 +30,8 @@ def run_operator(
 
     ``namespaces`` scopes the operator (it then needs only namespaced permissions); without it
     the operator watches the whole cluster. ``peering`` names a KopfPeering object so that only
-    one of several replicas is active; without it the operator runs standalone (one replica).
+    one of several replicas is active (the one with the highest ``priority``, random unless
+    given); without it the operator runs standalone (one replica).
     """
     if kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(kubeconfig)
@@ -51,6 +54,8 @@ def run_operator(
             ),
             standalone=peering is None,
             peering_name=peering,
+            # Peers of equal priority all pause (kopf's rule), so each replica draws its own.
+            priority=priority if priority is not None else secrets.randbelow(1_000_000) + 1,
         )
     finally:
         state.kube.close()
