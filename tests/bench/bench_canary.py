@@ -34,7 +34,7 @@ from modeldeploy.api.rollout import Analysis
 from modeldeploy.controller.analysis import Target, run_checks
 from modeldeploy.testing import Assets, ControlPlane
 from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.demo_model import build_digits_model
+from modeldeploy.testing.demo_model import build_digits_model, build_wide_model
 from modeldeploy.testing.load import Load
 from modeldeploy.testing.processes import LocalStack
 from modeldeploy.testing.prometheus import Prometheus
@@ -133,7 +133,7 @@ def bench_abort(bench: Bench, n: int) -> float:
     return done - start
 
 
-def bench_error_canary(bench: Bench, wide: Path) -> float:
+def bench_error_canary(bench: Bench) -> float:
     bench.patch("digits", {"spec": {"model": {
         "uri": "pvc://models/wide/model.pt", "inputs": [{"name": "image", "shape": [1, 16, 16]}],
         "preprocessing": {"resize": {"height": 16, "width": 16}, "scale": 1 / 255}}}})  # fmt: skip
@@ -170,16 +170,6 @@ def bench_analysis(bench: Bench, prometheus: str, store: str) -> list[float]:
     return times
 
 
-def wide_model(path: Path) -> Path:
-    import torch
-    from torch import nn
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 10)).eval()
-    torch.jit.trace(model, torch.zeros(1, 1, 16, 16)).save(str(path))
-    return path
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp:
         work = Path(tmp)
@@ -199,7 +189,7 @@ def main() -> None:
             )
             plane.kubectl("create", "namespace", NS)
             build_digits_model(stack.pvc_root / "models" / "digits" / "model.pt")
-            wide = wide_model(stack.pvc_root / "models" / "wide" / "model.pt")
+            build_wide_model(stack.pvc_root / "models" / "wide" / "model.pt")
             stack.executor()
             prom = Prometheus.start(assets, work / "prometheus",
                                     stack.workdir / "executor" / "prometheus-targets.json")  # fmt: skip
@@ -220,7 +210,7 @@ def main() -> None:
             )  # golden files, as the operator
             analysis = bench_analysis(bench, prom.url, store)
             bench.patch("digits", {"metadata": {"annotations": {"modeldeploy.io/pause": None}}})
-            detection = bench_error_canary(bench, wide)
+            detection = bench_error_canary(bench)
         finally:
             if load is not None:
                 load.stop()

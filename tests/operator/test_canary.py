@@ -25,6 +25,7 @@ import pytest
 from kubernetes import client
 
 from modeldeploy.testing import Assets
+from modeldeploy.testing.demo_model import build_wide_model
 from modeldeploy.testing.load import Load
 from modeldeploy.testing.processes import LocalStack
 from modeldeploy.testing.prometheus import Prometheus
@@ -70,13 +71,9 @@ def bad_models(stack: LocalStack) -> dict[str, Path]:
                 h = torch.tanh(h @ self.w)
             return self.out(h)
 
-    wide = nn.Sequential(nn.Flatten(), nn.Linear(256, 10))  # expects [N,1,16,16]
-    for name, model, example in (
-        ("slow", Slow(), torch.zeros(1, 1, 8, 8)),
-        ("wide", wide, torch.zeros(1, 1, 16, 16)),
-    ):
-        paths[name].parent.mkdir(parents=True, exist_ok=True)
-        torch.jit.trace(model.eval(), example).save(str(paths[name]))
+    paths["slow"].parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.trace(Slow().eval(), torch.zeros(1, 1, 8, 8)).save(str(paths["slow"]))
+    build_wide_model(paths["wide"])
     return paths
 
 

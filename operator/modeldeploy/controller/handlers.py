@@ -318,8 +318,10 @@ def _command_pending(body: Any) -> bool:
     if naming.PROMOTE_ANNOTATION in annotations or naming.ABORT_ANNOTATION in annotations:
         return True
     phase = ((body.get("status") or {}).get("rollout") or {}).get("phase")
-    paused = annotations.get(naming.PAUSE_ANNOTATION, "").lower() in ("true", "1", "yes")
-    return (phase == rollout.PAUSED) != paused and phase in (rollout.PROGRESSING, rollout.PAUSED)
+    return (phase == rollout.PAUSED) != rollout.paused(annotations) and phase in (
+        rollout.PROGRESSING,
+        rollout.PAUSED,
+    )
 
 
 def _isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:

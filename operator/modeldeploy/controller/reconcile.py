@@ -328,7 +328,7 @@ def _roll_out(
         analysis=observed.analysis,
     )
     if observed.analysis is None and rollout.analysis_due(inputs):
-        started = rollout_time(status, "stepStartedAt") or now
+        started = rollout.parse_time((status.get("rollout") or {}).get("stepStartedAt")) or now
         result.analysis = Target(
             namespace=meta["namespace"],
             deployment=name,
@@ -376,8 +376,3 @@ def _roll_out(
             deployment, uid, config, decision.canary_weight, decision.canary_isvc
         )
     return decision
-
-
-def rollout_time(status: dict[str, Any], key: str) -> datetime | None:
-    value = (status.get("rollout") or {}).get(key)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None

@@ -169,7 +169,8 @@ def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """A status timestamp (RFC 3339) as a datetime; None when absent."""
     if not value:
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -184,13 +185,13 @@ def analysis_due(inputs: Inputs) -> bool:
         return False
     if _control(inputs.annotations) or not inputs.serving.canary_ready:
         return False
-    started = _time(rollout.get("stepStartedAt"))
+    started = parse_time(rollout.get("stepStartedAt"))
     step = int(rollout.get("step") or 0)
     if started is None or step >= len(inputs.spec.steps):
         return False
     if inputs.serving.weights[1] != inputs.spec.steps[step].weight:
         return False
-    last = _time((rollout.get("analysis") or {}).get("at"))
+    last = parse_time((rollout.get("analysis") or {}).get("at"))
     if last is None or last < started:
         return True
     end = started + timedelta(seconds=duration_seconds(inputs.spec.steps[step].pause))
@@ -207,7 +208,8 @@ def _control(annotations: dict[str, str]) -> str | None:
     return None
 
 
-def _paused(annotations: dict[str, str]) -> bool:
+def paused(annotations: dict[str, str]) -> bool:
+    """Whether the pause annotation is set to a true value."""
     return annotations.get(naming.PAUSE_ANNOTATION, "").lower() in ("true", "1", "yes")
 
 
@@ -285,7 +287,7 @@ def decide(inputs: Inputs) -> Decision:
         d.events.append(Transition("Normal", "PromoteRequested", "promoted by annotation"))
 
     if phase in (PROGRESSING, PAUSED):
-        if _paused(inputs.annotations):
+        if paused(inputs.annotations):
             if phase != PAUSED:
                 d.events.append(Transition("Normal", "RolloutPaused", f"paused at step {step}"))
             rollout = {**rollout, "phase": PAUSED}
@@ -301,7 +303,7 @@ def decide(inputs: Inputs) -> Decision:
                 return _rollback_or_fail(
                     d, inputs, revisions, rollout, f"canary not ready: {serving.canary_failed}"
                 )
-            started = _time(rollout.get("startedAt")) or now
+            started = parse_time(rollout.get("startedAt")) or now
             deadline = duration_seconds(inputs.spec.progress_deadline)
             if phase != FAILED and now - started > timedelta(seconds=deadline):
                 return _rollback_or_fail(
@@ -321,7 +323,7 @@ def decide(inputs: Inputs) -> Decision:
             rollout["stepStartedAt"] = None
             d.requeue_after = 1.0
             return _finish(d, inputs, revisions, rollout, settled=False)
-        started_at = _time(rollout.get("stepStartedAt"))
+        started_at = parse_time(rollout.get("stepStartedAt"))
         if started_at is None:
             started_at = now
             rollout["stepStartedAt"] = _iso(now)
@@ -349,7 +351,7 @@ def decide(inputs: Inputs) -> Decision:
                         f"analysis failed at step {step + 1} ({weight}%): {result.summary()}",
                     )
         end = started_at + timedelta(seconds=duration_seconds(steps[step].pause))
-        last = _time((rollout.get("analysis") or {}).get("at"))
+        last = parse_time((rollout.get("analysis") or {}).get("at"))
         last_passed = bool((rollout.get("analysis") or {}).get("passed"))
         if now >= end and last is not None and last >= end and last_passed:
             if step + 1 < len(steps):

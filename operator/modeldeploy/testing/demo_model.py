@@ -66,6 +66,21 @@ def build_digits_model(path: Path, epochs: int = 15, channels: int = 16) -> Path
     return path
 
 
+def build_wide_model(path: Path) -> Path:
+    """A model that wants 16x16 images ([N,1,16,16] → [N,10]): a "new version" that breaks
+    every client still sending the digits model's 8x8 (the canary tests' erroring canary)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 10)).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.trace(model, torch.zeros(1, 1, 16, 16)).save(str(path))  # type: ignore[no-untyped-call]
+    return path
+
+
 def digit_png(index: int) -> tuple[bytes, str]:
     """One of the digits as a PNG (0..255 grey) and its true name."""
     from PIL import Image
