@@ -151,39 +151,47 @@ def test_rendered_objects_pass_a_server_side_dry_run(control_plane: Cluster) -> 
 def test_install_then_upgrade_to_namespaced(control_plane: Cluster) -> None:
     suffix = uuid.uuid4().hex[:6]
     release_ns, watched = f"md-{suffix}", f"team-{suffix}"
+    release = f"md{suffix}"  # cluster-scoped names (ClusterRole) are per release
+    name = f"{release}-modeldeploy"
     for ns in (release_ns, watched):
         control_plane.kubectl("create", "namespace", ns)
     kubeconfig = control_plane.kubeconfig
     # --take-ownership: another test may have applied the same ClusterServingRuntime by hand.
-    installed = helm("install", "md", str(CHART), "-n", release_ns, "--take-ownership",
+    installed = helm("install", release, str(CHART), "-n", release_ns, "--take-ownership",
                      kubeconfig=kubeconfig)  # fmt: skip
     assert installed.returncode == 0, installed.stderr
-    assert (
-        "kubectl -n " + release_ns + " rollout status deployment/md-modeldeploy" in installed.stdout
-    )
+    assert f"kubectl -n {release_ns} rollout status deployment/{name}" in installed.stdout
 
     def get(*args: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
         return found
 
-    deployment = get("deployment", "md-modeldeploy", "-n", release_ns)
+    deployment = get("deployment", name, "-n", release_ns)
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert get("serviceaccount", "md-modeldeploy", "-n", release_ns)
-    rules = get("clusterrole", "md-modeldeploy-cluster")["rules"]
+    assert get("serviceaccount", name, "-n", release_ns)
+    rules = get("clusterrole", f"{name}-cluster")["rules"]
     assert any("modeldeployments" in r["resources"] for r in rules)
     runtime = get("clusterservingruntime", "modeldeploy-onnx")
-    assert runtime["metadata"]["annotations"]["meta.helm.sh/release-name"] == "md"
+    assert runtime["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
     assert get("crd", "modeldeployments.modeldeploy.io")
 
-    upgraded = helm("upgrade", "md", str(CHART), "-n", release_ns, "--take-ownership",
+    upgraded = helm("upgrade", release, str(CHART), "-n", release_ns, "--take-ownership",
                     "--set", f"watchNamespaces={{{watched}}}", kubeconfig=kubeconfig)  # fmt: skip
     assert upgraded.returncode == 0, upgraded.stderr
-    rules = get("clusterrole", "md-modeldeploy-cluster")["rules"]
+    rules = get("clusterrole", f"{name}-cluster")["rules"]
     assert [r["resources"] for r in rules] == [["clusterservingruntimes"]]
-    role = get("role", "md-modeldeploy", "-n", watched)
+    role = get("role", name, "-n", watched)
     assert any("modeldeployments" in r["resources"] for r in role["rules"])
-    args = get("deployment", "md-modeldeploy", "-n", release_ns)["spec"]["template"]["spec"][
+    args = get("deployment", name, "-n", release_ns)["spec"]["template"]["spec"][
         "containers"][0]["args"]  # fmt: skip
     assert f"--namespace={watched}" in args
-    history = helm("history", "md", "-n", release_ns, "-o", "json", kubeconfig=kubeconfig)
+    history = helm("history", release, "-n", release_ns, "-o", "json", kubeconfig=kubeconfig)
     assert [h["status"] for h in json.loads(history.stdout)] == ["superseded", "deployed"]
+
+    # Uninstall removes what the release made; the CRDs stay (Helm never deletes crds/), so no
+    # stored ModelDeployment is lost with a release.
+    removed = helm("uninstall", release, "-n", release_ns, "--wait", kubeconfig=kubeconfig)
+    assert removed.returncode == 0, removed.stderr
+    gone = control_plane.kubectl("get", "clusterrole", f"{name}-cluster", check=False)
+    assert gone.returncode != 0
+    assert get("crd", "modeldeployments.modeldeploy.io")

@@ -57,7 +57,7 @@ def bad_models(stack: LocalStack) -> dict[str, Path]:
     paths = {"slow": root / "slow" / "model.pt", "wide": root / "wide" / "model.pt"}
 
     class Slow(nn.Module):
-        """Same signature as digits ([N,1,8,8] → [N,10]); 200 chained 2048² matmuls."""
+        """Same signature as digits ([N,1,8,8] → [N,10]); 600 chained 2048² matmuls."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -67,7 +67,7 @@ def bad_models(stack: LocalStack) -> dict[str, Path]:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             h = torch.tanh(self.inp(x.flatten(1)))
-            for _ in range(200):
+            for _ in range(600):
                 h = torch.tanh(h @ self.w)
             return self.out(h)
 

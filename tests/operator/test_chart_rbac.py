@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,9 @@ def chart_operator_command(
 
 
 @pytest.fixture
-def release(control_plane: Cluster, namespace: str, store: str) -> str:
-    """The chart installed in its own namespace, watching only the test's namespace."""
+def release(control_plane: Cluster, namespace: str, store: str) -> Iterator[str]:
+    """The chart installed (release ``md``) in a namespace of its own, watching only the test's
+    namespace; uninstalled afterwards, so its cluster-scoped objects go too."""
     release_ns = f"md-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", release_ns)
     values = ["--set", f"watchNamespaces={{{namespace}}}", "--set", f"artifactStore.uri={store}",
@@ -60,7 +62,8 @@ def release(control_plane: Cluster, namespace: str, store: str) -> str:
     result = helm("install", "md", str(CHART), "-n", release_ns, *values,
                   kubeconfig=control_plane.kubeconfig)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return release_ns
+    yield release_ns
+    helm("uninstall", "md", "-n", release_ns, kubeconfig=control_plane.kubeconfig)
 
 
 def test_operator_with_the_charts_service_account_deploys_and_rolls_out(

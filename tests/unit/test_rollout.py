@@ -249,7 +249,24 @@ def test_standard_serving_reads_the_route_and_both_services() -> None:
     serving = standard_serving(ready(STABLE.uri), ready(NEW.uri), route, NEW.uri, "digits")
     assert serving.weights == (70, 30)
     assert serving.canary_ready
-    assert serving.stable_settled_on == STABLE.uri
+    # Ready alone does not say the stable pods serve an artifact: KServe stays Ready through a
+    # rolling update. The predictor Deployment's finished rollout of the revision does.
+    assert serving.stable_settled_on is None
+
+    def predictor(revision: str, updated: int) -> dict[str, Any]:
+        return {"metadata": {"generation": 2},
+                "spec": {"replicas": 1, "template": {"metadata": {"labels": {
+                    naming.REVISION_LABEL: revision}}}},
+                "status": {"observedGeneration": 2, "updatedReplicas": updated,
+                           "availableReplicas": 1}}  # fmt: skip
+
+    revisions = {STABLE.uri: STABLE.revision, NEW.uri: NEW.revision}
+    for rolled, settled in ((predictor(STABLE.revision, 1), STABLE.uri),
+                                (predictor(STABLE.revision, 0), None),
+                                (predictor(NEW.revision, 1), None)):  # fmt: skip
+        found = standard_serving(ready(STABLE.uri), None, route, NEW.uri, "digits", rolled,
+                                 revisions)  # fmt: skip
+        assert found.stable_settled_on == settled
     alone = build_http_route(deployment, "uid", OperatorConfig(), 0, with_canary=False)
     assert route_weights(alone, "digits") == (100, 0)
 

@@ -59,6 +59,10 @@ What the operator does in the namespaces it watches; the same rules go into the 
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
   verbs: [get, list, watch, create, patch, delete]
+# Read-only: KServe's predictor Deployment says when a Standard-mode promotion has rolled out.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get]
 - apiGroups: [serving.kserve.io]
   resources: [servingruntimes]
   verbs: [get, list, watch]

@@ -143,7 +143,10 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
         # Only a rollout creates these; a deployment that never had one costs no extra reads.
         canary = await kube.inference_service(namespace, naming.canary_name(name))
         route = await kube.http_route(namespace, name)
-    return Observed(body, runtime, missing, jobs, outcome, isvc, canary, route)
+    predictor = None
+    if standard and (status.get("rollout") or {}).get("phase") == rollout.PROMOTING:
+        predictor = await kube.deployment(namespace, naming.predictor_service(name))
+    return Observed(body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor)
 
 
 async def _plan_with_analysis(state: State, observed: Observed) -> Plan:

@@ -56,6 +56,7 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
 
@@ -159,6 +160,12 @@ class Kube:
             self.custom.delete_namespaced_custom_object,
             KSERVE, "v1beta1", namespace, "inferenceservices", name,
         )  # fmt: skip
+
+    async def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._maybe(
+            self.apps.read_namespaced_deployment, name, namespace
+        )
+        return found
 
     async def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = await self._maybe(

@@ -48,6 +48,8 @@ class Observed:
     """Standard mode: the canary InferenceService, when it exists."""
     route: dict[str, Any] | None = None
     """Standard mode: the HTTPRoute, when it exists."""
+    predictor: dict[str, Any] | None = None
+    """Standard mode, while promoting: KServe's Deployment of the stable predictor."""
     analysis: rollout.AnalysisResult | None = None
     """The analysis run for this reconciliation, when ``plan`` asked for one."""
 
@@ -311,11 +313,18 @@ def _roll_out(
     name = deployment.metadata.name
     knative = deployment.spec.serving.deployment_mode == DeploymentMode.KNATIVE
     canary_uri = artifact["uri"] if digest != revisions.get("stable") else None
+    revision_of = {revisions.get("stableUri"): revisions.get("stable"), artifact["uri"]: digest}
     if knative:
         serving = knative_serving(observed.isvc, canary_uri)
     else:
         serving = standard_serving(
-            observed.isvc, observed.canary_isvc, observed.route, canary_uri, name
+            observed.isvc,
+            observed.canary_isvc,
+            observed.route,
+            canary_uri,
+            name,
+            observed.predictor,
+            {k: v for k, v in revision_of.items() if k and v},
         )
     inputs = rollout.Inputs(
         spec=deployment.spec.rollout,
@@ -348,7 +357,7 @@ def _roll_out(
     revision_of = {
         decision.revisions.get("stableUri"): decision.revisions.get("stable"),
         artifact["uri"]: digest,
-    }
+    }  # after the decision: a promotion makes the new artifact the stable one
     uid = meta["uid"]
     if knative:
         uri = decision.knative_uri

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy.controller import naming
 from modeldeploy.controller.rollout import FAILED_REVISION_REASONS, Serving
 from modeldeploy.controller.route import route_weights
 
@@ -79,25 +80,50 @@ def _ready_on(isvc: dict[str, Any] | None, uri: str | None) -> bool:
     )
 
 
+def rolled_out(deployment: dict[str, Any] | None, revision: str | None) -> bool:
+    """Whether KServe's predictor Deployment has finished rolling out pods of ``revision``
+    (``kubectl rollout status``: every replica updated and available, for the current
+    generation, with the pod template labelled with that revision). An InferenceService stays
+    Ready through a rolling update, so its Ready alone cannot say the new pods serve."""
+    if deployment is None or revision is None:
+        return False
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    replicas = int(spec.get("replicas", 1))
+    return (
+        labels.get(naming.REVISION_LABEL) == revision
+        and int(status.get("observedGeneration") or 0)
+        >= int(deployment.get("metadata", {}).get("generation") or 0)
+        and int(status.get("updatedReplicas") or 0) >= replicas
+        and int(status.get("availableReplicas") or 0) >= replicas
+    )
+
+
 def standard_serving(
     stable: dict[str, Any] | None,
     canary: dict[str, Any] | None,
     route: dict[str, Any] | None,
     canary_uri: str | None,
     deployment: str,
+    predictor: dict[str, Any] | None = None,
+    revision_of: dict[str, str] | None = None,
 ) -> Serving:
-    """Two InferenceServices and the HTTPRoute between them."""
+    """Two InferenceServices and the HTTPRoute between them; ``predictor`` is the stable
+    InferenceService's Deployment, and ``revision_of`` maps artifact URIs to revisions."""
     if stable is None:
         return Serving(weights=(100, 0))
     failed = None
     if canary is not None and _current(canary) and _storage_uri(canary) == canary_uri:
         failed = _failure(canary, "Ready")
     stable_uri = _storage_uri(stable)
+    settled = _ready_on(stable, stable_uri) and rolled_out(
+        predictor, (revision_of or {}).get(stable_uri or "")
+    )
     return Serving(
         weights=route_weights(route, deployment) or (100, 0),
         canary_ready=_ready_on(canary, canary_uri),
         canary_failed=failed,
         canary_url=((canary or {}).get("status") or {}).get("url"),
-        stable_settled_on=stable_uri if _ready_on(stable, stable_uri) else None,
+        stable_settled_on=stable_uri if settled else None,
         exists=True,
     )

@@ -201,6 +201,7 @@ class LocalExecutor:
         self.api.configuration.connection_pool_maxsize = 32
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.pvc_root = pvc_root
         self.workdir = workdir
@@ -429,6 +430,10 @@ class LocalExecutor:
                 service = self.services.pop(key, None)
             if service is not None:
                 service.close()
+            with contextlib.suppress(ApiException):  # no garbage collector here
+                self.apps.delete_namespaced_deployment(
+                    f"{meta['name']}-predictor", meta["namespace"]
+                )
             self._write_targets()
             return
         predictor = isvc["spec"]["predictor"]
@@ -443,6 +448,9 @@ class LocalExecutor:
                 service = self.services[key] = Service(
                     None if self.instant else WeightedRouter(free_port())
                 )
+            # Our own status writes come back as events too: only a new generation (a spec
+            # change) or a new revision is something to act on.
+            changed = service.generation != meta["generation"]
             service.generation = meta["generation"]
             service.canary_percent = _canary_percent(isvc)
             latest = service.revisions[-1] if service.revisions else None
@@ -457,7 +465,8 @@ class LocalExecutor:
                 service.revisions.append(start)
         if start is not None:
             self.pool.submit(self._serve_logged, isvc, start)
-        self._publish(isvc)
+        if changed or start is not None:
+            self._publish(isvc)
 
     def _serve_logged(self, isvc: dict[str, Any], revision: Revision) -> None:
         try:
@@ -525,8 +534,42 @@ class LocalExecutor:
         for revision in retired:
             if revision.process is not None:
                 stop_group(revision.process)
+        if not knative and not self.instant:
+            self._predictor_deployment(isvc, service)
         self._patch_isvc_status(isvc, status)
         self._write_targets()
+
+    def _predictor_deployment(self, isvc: dict[str, Any], service: Service) -> None:
+        """Standard mode: the ``<name>-predictor`` Deployment KServe keeps, with the predictor's
+        labels on its pod template, and the status a finished or running rolling update has."""
+        meta = isvc["metadata"]
+        name = f"{meta['name']}-predictor"
+        latest = service.revisions[-1]
+        selector = {"app": f"isvc.{name}"}
+        deployment = {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": meta["namespace"],
+                         "ownerReferences": [{"apiVersion": "serving.kserve.io/v1beta1",
+                                              "kind": "InferenceService", "name": meta["name"],
+                                              "uid": meta["uid"], "controller": True}]},
+            "spec": {"replicas": 1, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": {**latest.labels, **selector}},
+                                  "spec": {"containers": [{"name": "kserve-container",
+                                                           "image": "modeldeploy-onnx"}]}}},
+        }  # fmt: skip
+        try:
+            applied = self.apps.patch_namespaced_deployment(
+                name, meta["namespace"], deployment, field_manager="local-executor", force=True,
+                _content_type="application/apply-patch+yaml",
+            )  # fmt: skip
+            updated = 1 if latest.ready else 0
+            available = 1 if any(r.ready for r in service.revisions) else 0
+            self.apps.patch_namespaced_deployment_status(name, meta["namespace"], {"status": {
+                "observedGeneration": applied.metadata.generation, "replicas": 1,
+                "updatedReplicas": updated, "readyReplicas": available,
+                "availableReplicas": available}})  # fmt: skip
+        except ApiException as err:
+            log.warning("deployment %s/%s: %s", meta["namespace"], name, err.reason)
 
     def _write_targets(self) -> None:
         """Every ready revision as a Prometheus file_sd target, labelled as the relabelling of
