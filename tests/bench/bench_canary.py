@@ -31,7 +31,8 @@ import yaml
 from kubernetes import client, config
 
 from modeldeploy.api.rollout import Analysis
-from modeldeploy.controller.analysis import Target, run_checks
+from modeldeploy.controller.analysis import run_checks
+from modeldeploy.controller.rollout import Target
 from modeldeploy.testing import Assets, ControlPlane
 from modeldeploy.testing.controlplane import REPO_ROOT
 from modeldeploy.testing.demo_model import build_digits_model, build_wide_model

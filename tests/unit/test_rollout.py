@@ -12,7 +12,7 @@ import pytest
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.rollout import RolloutSpec
 from modeldeploy.controller import naming
-from modeldeploy.controller.analysis import Target, builtin_queries, custom_query, run_checks
+from modeldeploy.controller.analysis import builtin_queries, custom_query, run_checks
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.handlers import merge_patch
 from modeldeploy.controller.rollout import (
@@ -20,6 +20,7 @@ from modeldeploy.controller.rollout import (
     Artifact,
     Inputs,
     Serving,
+    Target,
     analysis_due,
     decide,
 )

@@ -32,28 +32,12 @@ from datetime import datetime
 import numpy as np
 
 from modeldeploy.api.rollout import Analysis
-from modeldeploy.controller.rollout import AnalysisResult
+from modeldeploy.controller.rollout import AnalysisResult, Target
 from modeldeploy.runtime.artifact import MANIFEST, golden_arrays
 from modeldeploy.staging.repository import open_store
 
 REQUESTS = "modeldeploy_requests_total"
 LATENCY = "modeldeploy_request_latency_seconds_bucket"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The canary (and stable) of one rollout, as the analysis addresses them."""
-
-    namespace: str
-    deployment: str
-    model: str
-    """The model name the runtime serves (the ModelDeployment's name)."""
-    canary: str
-    stable: str
-    canary_url: str | None
-    artifact_store: str
-    artifact_key: str | None
-    window_seconds: int
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeploym
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
 from modeldeploy.controller import metrics, naming, rollout
-from modeldeploy.controller.analysis import run_analysis
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.job_state import (
@@ -155,6 +154,10 @@ async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
     target = decided.analysis
     if target is None:
         return decided
+    # Imported here: numpy and tritonclient cost memory in every operator, and only a rollout
+    # in progress needs them.
+    from modeldeploy.controller.analysis import run_analysis
+
     spec = parse(observed.body).spec.rollout.analysis
     prometheus = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
     with metrics.ANALYSIS_SECONDS.time():

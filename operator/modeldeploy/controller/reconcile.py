@@ -19,7 +19,6 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
 from modeldeploy.controller import naming, rollout
-from modeldeploy.controller.analysis import Target
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
@@ -68,7 +67,7 @@ class Plan:
     clear_annotations: list[str] = field(default_factory=list)
     requeue_after: float | None = None
     """Reconcile again after this many seconds (a rollout step's clock), events or not."""
-    analysis: Target | None = None
+    analysis: rollout.Target | None = None
     """Run an analysis against this target and plan again with its result."""
 
 
@@ -338,7 +337,7 @@ def _roll_out(
     )
     if observed.analysis is None and rollout.analysis_due(inputs):
         started = rollout.parse_time((status.get("rollout") or {}).get("stepStartedAt")) or now
-        result.analysis = Target(
+        result.analysis = rollout.Target(
             namespace=meta["namespace"],
             deployment=name,
             model=name,

@@ -121,6 +121,22 @@ class AnalysisResult:
 
 
 @dataclass(frozen=True)
+class Target:
+    """The canary (and stable) of one rollout, as the analysis addresses them."""
+
+    namespace: str
+    deployment: str
+    model: str
+    """The model name the runtime serves (the ModelDeployment's name)."""
+    canary: str
+    stable: str
+    canary_url: str | None
+    artifact_store: str
+    artifact_key: str | None
+    window_seconds: int
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything ``decide`` reads."""
 

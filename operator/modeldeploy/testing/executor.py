@@ -464,8 +464,10 @@ class LocalExecutor:
                 )
                 service.revisions.append(start)
         if start is not None:
+            # The status follows once the revision is ready or has failed (``_serve``), in one
+            # write, as the operator's readiness reads need nothing before that.
             self.pool.submit(self._serve_logged, isvc, start)
-        if changed or start is not None:
+        elif changed:  # only the traffic changed (canaryTrafficPercent)
             self._publish(isvc)
 
     def _serve_logged(self, isvc: dict[str, Any], revision: Revision) -> None:
