@@ -141,10 +141,10 @@ class FolderStore:
         return f"{self.base_uri.rstrip('/')}/{key}"
 
     def manifest(self, key: str, name: str) -> dict[str, Any] | None:
-        path = self.root / key / name / MANIFEST
+        data = self.read(key, f"{name}/{MANIFEST}")
         try:
-            manifest: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
+            manifest: dict[str, Any] | None = json.loads(data) if data is not None else None
+        except ValueError:
             return None
         return manifest
 
@@ -213,19 +213,13 @@ class S3Store:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def manifest(self, key: str, name: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
+        data = self.read(key, f"{name}/{MANIFEST}")
+        if data is None:
+            return None
         try:
-            body = self._client().get_object(
-                Bucket=self.bucket, Key=self._key(key, name, MANIFEST)
-            )["Body"]
-            manifest: dict[str, Any] = json.loads(body.read())
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise DestinationError(f"cannot read {self.uri(key)}: {err}") from err
-        except Exception as err:
-            raise DestinationError(f"cannot reach s3://{self.bucket}: {err}") from err
+            manifest: dict[str, Any] = json.loads(data)
+        except ValueError as err:
+            raise DestinationError(f"{self.uri(key)}/{name}/{MANIFEST}: not JSON: {err}") from err
         return manifest
 
     def read(self, key: str, path: str) -> bytes | None:
