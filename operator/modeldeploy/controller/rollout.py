@@ -272,7 +272,6 @@ def decide(inputs: Inputs) -> Decision:
     if revisions.get("canary") != art.revision or rollout.get("phase") not in ACTIVE:
         # A new rollout (a newer spec replaces a canary in flight).
         revisions = {"stable": stable, "stableUri": d.stable_uri, "canary": art.revision}
-        revisions["canaryUri"] = art.uri
         immediate = inputs.spec.strategy == Strategy.IMMEDIATE
         rollout = {
             "phase": PROMOTING if immediate else PROGRESSING,
