@@ -20,7 +20,6 @@ failed check, and ``rollout.decide`` turns it into the next step or a rollback.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import math
@@ -167,7 +166,7 @@ def run_checks(
     timeout: float,
     now: datetime,
 ) -> AnalysisResult:
-    """Every check, blocking (call through ``run_analysis`` from async code)."""
+    """Every check. Blocking (tritonclient, urllib): async code runs it in a thread."""
     failures: list[str] = []
     numbers: dict[str, float | None] = {}
     if not ready:
@@ -249,15 +248,3 @@ def run_checks(
         parity_max_abs_diff=numbers.get("parity"),
         requests=numbers.get("requests"),
     )
-
-
-async def run_analysis(
-    spec: Analysis,
-    target: Target,
-    ready: bool,
-    prometheus: str | None,
-    timeout: float,
-    now: datetime,
-) -> AnalysisResult:
-    """``run_checks`` in a thread: tritonclient and urllib block."""
-    return await asyncio.to_thread(run_checks, spec, target, ready, prometheus, timeout, now)

@@ -156,18 +156,19 @@ async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
         return decided
     # Imported here: numpy and tritonclient cost memory in every operator, and only a rollout
     # in progress needs them.
-    from modeldeploy.controller.analysis import run_analysis
+    from modeldeploy.controller.analysis import run_checks
 
     spec = parse(observed.body).spec.rollout.analysis
     prometheus = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
     with metrics.ANALYSIS_SECONDS.time():
-        result = await run_analysis(
+        result = await asyncio.to_thread(
+            run_checks,
             spec,
             target,
-            ready=True,
-            prometheus=prometheus,
-            timeout=state.config.analysis_timeout_seconds,
-            now=datetime.now(UTC),
+            True,  # analysis_due asked for a ready canary
+            prometheus,
+            state.config.analysis_timeout_seconds,
+            datetime.now(UTC),
         )
     metrics.ANALYSES.labels(str(result.passed).lower()).inc()
     return plan(dataclasses.replace(observed, analysis=result), state.config, datetime.now(UTC))

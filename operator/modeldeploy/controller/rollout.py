@@ -74,7 +74,7 @@ class Serving:
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """One analysis run over a step (see ``analysis.run_analysis``)."""
+    """One analysis run over a step (see ``analysis.run_checks``)."""
 
     at: datetime
     passed: bool

@@ -178,6 +178,19 @@ def _write_certificates(directory: Path) -> None:
     )
 
 
+def stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM a process started with ``start_new_session``, and its whole group; SIGKILL the
+    group if it is still there after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -430,14 +443,7 @@ class ControlPlane(Cluster):
             proc = self.processes.pop(name, None)
             if proc is None:
                 continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, grace)
             (self.workdir / f"{name}.pid").unlink(missing_ok=True)
 
 

@@ -15,20 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modeldeploy.testing.controlplane import REPO_ROOT, _die_with_parent
+from modeldeploy.testing.controlplane import REPO_ROOT, _die_with_parent, stop_group
 
-
-def stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM a process started with ``start_new_session``, and its whole group; SIGKILL the
-    group if it is still there after ``grace`` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+__all__ = ["LocalStack", "ManagedProcess", "stop_group"]
 
 
 @dataclass
