@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit test-cluster lint format crds chart envtest envtest-up envtest-down demo bench clean
+.PHONY: help install test test-unit test-cluster lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu clean
 
 help: ## List the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,7 +68,14 @@ bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; r
 	$(BIN)/python -m tests.bench.bench_staging
 	$(BIN)/python -m tests.bench.bench_runtime
 
+bench-gpu: install ## GPU benchmark: stage the bundle into .gpu/, dry-run it on this CPU, print the device calls (docs/benchmarks.md#gpu)
+	$(BIN)/python -m tests.bench.gpu_bundle .gpu
+	$(BIN)/python -m tests.bench.gpu_transfer join .gpu/parts.json .gpu --no-install
+	$(BIN)/python -m tests.bench.bench_gpu --bundle .gpu/bundle --out .gpu/cpu-dry-run \
+		--provider cpu --batches 1,8 --concurrency 1,8 --seconds 0.5
+	@echo "Now make the device calls printed above, in order; docs/benchmarks.md#gpu"
+
 clean: ## Remove the virtual environment, caches and the built control plane
 	-$(BIN)/python -m modeldeploy.testing down 2>/dev/null
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .gpu .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -135,3 +135,23 @@ def test_a_lone_request_does_not_sit_out_the_queue_delay() -> None:
 
     asyncio.run(main())  # with the hour-long delay honoured, this would never finish
     assert calls == [1, 1, 1]
+
+
+@pytest.mark.timeout(20)
+def test_closed_loop_clients_are_batched_without_sitting_out_the_queue_delay() -> None:
+    calls: list[int] = []
+
+    def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append(len(batch["x"]))
+        return [batch["x"]]
+
+    async def client(batcher: DynamicBatcher) -> None:
+        for _ in range(6):  # each sends its next request as soon as the last one is answered
+            await batcher.infer({"x": np.ones((1, 2), np.float32)})
+
+    async def main() -> None:
+        batcher = DynamicBatcher(run, max_batch_size=32, max_queue_delay=3600.0)
+        await asyncio.gather(*(client(batcher) for _ in range(4)))
+
+    asyncio.run(main())  # waiting for 32 rows that four clients never send would take hours
+    assert calls == [4] * 6

@@ -1,7 +1,8 @@
 """Dynamic batching inside the server.
 
 KServe's batcher sidecar only speaks the v1 protocol, so v2 requests are batched here:
-concurrent requests wait up to ``max_queue_delay`` for company, are concatenated along the batch
+concurrent requests wait up to ``max_queue_delay`` for company (no longer once as many are queued
+as were inside during the last batch: nobody else is coming), are concatenated along the batch
 axis up to ``max_batch_size`` rows, run as one ONNX Runtime call in a worker thread (never on the
 event loop), and the result rows are split back in the order they went in. Each request gets the
 slice that came from its own rows; nothing else can reach it. Requests whose per-sample shapes or
@@ -106,7 +107,15 @@ class DynamicBatcher:
                 continue
             first = self._queue[0]
             deadline = first.enqueued + self.max_queue_delay
-            while self._peak > 1 and self._ready_rows(first.key) < self.max_batch_size:
+            # Wait for company only while more is expected: as many requests as were inside at
+            # once during the last batch. Closed-loop clients are all back in the queue a moment
+            # after their answers, and holding them for the rest of the delay would only idle
+            # the model (8 such clients ran at 0.6x of no batching before this rule).
+            while (
+                self._peak > 1
+                and len(self._queue) < self._peak
+                and self._ready_rows(first.key) < self.max_batch_size
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
