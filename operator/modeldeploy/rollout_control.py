@@ -19,7 +19,7 @@ ANNOTATIONS: dict[str, dict[str, str | None]] = {
     "promote": {naming.PROMOTE_ANNOTATION: "true"},
     "abort": {naming.ABORT_ANNOTATION: "true"},
     "pause": {naming.PAUSE_ANNOTATION: "true"},
-    "resume": {naming.PAUSE_ANNOTATION: None},
+    "resume": {naming.PAUSE_ANNOTATION: None, naming.RESUME_ANNOTATION: "true"},
 }
 
 
@@ -76,7 +76,7 @@ def describe(body: dict[str, Any]) -> str:
         lines.append(f"  failed:   {revisions['failed']}  (no traffic until the spec changes)")
     phase = rollout.get("phase") or "-"
     step = int(rollout.get("step") or 0)
-    if spec_steps and phase in ("Progressing", "Paused", "Failed"):
+    if spec_steps and phase in ("Progressing", "Paused", "Failed", "Inconclusive"):
         weight = spec_steps[min(step, len(spec_steps) - 1)].get("weight")
         lines.append(f"  phase:    {phase}, step {step + 1}/{len(spec_steps)} (target {weight}%)")
     else:

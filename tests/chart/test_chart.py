@@ -16,6 +16,7 @@ import yaml
 
 from modeldeploy.testing import Assets, Cluster
 from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.cluster.kube import kserve_candidate
 
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 NAMESPACED = ["--set", "watchNamespaces={team-a,team-b}", "--set", "replicas=2",
@@ -107,6 +108,9 @@ def test_default_render_is_locked_down() -> None:
     runtime = by_kind(docs, "ClusterServingRuntime")[0]
     assert runtime["metadata"]["name"] == "modeldeploy-onnx"
     assert runtime["spec"]["containers"][0]["image"] == "ghcr.io/modeldeploy/onnx-runtime:0.1.0"
+    # Installing the chart captures no other team's ONNX model: only a named runtime is ours.
+    assert not kserve_candidate(runtime["spec"], "onnx", runtime_named=False)
+    assert kserve_candidate(runtime["spec"], "onnx", runtime_named=True)
     assert by_kind(docs, "Service")[0]["spec"]["ports"][0]["port"] == 9090
 
 

@@ -21,3 +21,15 @@ def message_of(err: ApiException) -> str:
     return "\n".join(
         [status["message"], *(f"{c.get('field')}: {c.get('message')}" for c in causes)]
     )
+
+
+def kserve_candidate(runtime_spec: dict[str, Any], model_format: str, runtime_named: bool) -> bool:
+    """Whether KServe would let this runtime serve a model of ``model_format``: its
+    ``getServingRuntimeSupportedModelFormatLabelSet`` (pkg/controller/v1beta1/inferenceservice/
+    utils) counts a supported format only when the InferenceService names the runtime or the
+    format has ``autoSelect: true``; ``GetSupportingRuntimes`` picks among those for an
+    InferenceService that names none."""
+    return any(
+        f["name"] == model_format and (runtime_named or f.get("autoSelect") is True)
+        for f in runtime_spec["supportedModelFormats"]
+    )

@@ -164,6 +164,8 @@ def test_kubectl_get_mdep_prints_our_columns(control_plane: Any, namespace: str)
                 "status": {
                     "traffic": {"stable": 75, "canary": 25, "split": "75/25"},
                     "url": "http://columns.example.com",
+                    # stable still serves fp32 while the fp16 spec's canary rolls out
+                    "precision": "fp32",
                     "conditions": [
                         {
                             "type": "Ready",
@@ -181,7 +183,7 @@ def test_kubectl_get_mdep_prints_our_columns(control_plane: Any, namespace: str)
     assert table[1].split()[:5] == [
         "columns",
         "True",
-        "fp16",
+        "fp32",
         "75/25",
         "http://columns.example.com",
     ]

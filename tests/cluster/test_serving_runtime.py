@@ -9,6 +9,7 @@ from kubernetes import client
 
 from modeldeploy.api.serving import DEFAULT_RUNTIME
 from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.cluster.kube import kserve_candidate
 
 RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
 
@@ -25,8 +26,12 @@ def test_cluster_serving_runtime_is_accepted_intact(api_client: client.ApiClient
     try:
         spec = stored["spec"]
         assert spec["supportedModelFormats"] == [
-            {"name": "onnx", "version": "1", "autoSelect": True, "priority": 2}
+            {"name": "onnx", "version": "1", "autoSelect": False}
         ]
+        # KServe's choice, with the spec as the API server stored it: named, ours serves;
+        # an ONNX InferenceService that names no runtime is never given to ours.
+        assert kserve_candidate(spec, "onnx", runtime_named=True)
+        assert not kserve_candidate(spec, "onnx", runtime_named=False)
         assert spec["protocolVersions"] == ["v2", "grpc-v2"]
         container = spec["containers"][0]
         assert container["args"][:2] == ["serve", "/mnt/models"]

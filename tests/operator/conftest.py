@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modeldeploy.testing import Cluster
+from modeldeploy.testing import Assets, Cluster
 from modeldeploy.testing.controlplane import REPO_ROOT
 from modeldeploy.testing.demo_model import build_digits_model
 from modeldeploy.testing.processes import LocalStack
+from modeldeploy.testing.prometheus import Prometheus
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -172,3 +173,14 @@ class Kube:
 @pytest.fixture
 def kube(api_client: client.ApiClient, namespace: str) -> Kube:
     return Kube(api_client, namespace)
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = Prometheus.start(
+        Assets.provide(),
+        tmp_path_factory.mktemp("prometheus"),
+        stack.workdir / "executor" / "prometheus-targets.json",
+    )
+    yield server.url
+    server.stop()

@@ -19,6 +19,7 @@ import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from modeldeploy.api.metric_names import OUR_PREFIX, RUNTIME_METRICS
 from tests.runtime.server import RuntimeProcess, running
 
 
@@ -395,3 +396,11 @@ def test_metrics_scraped_and_parsed(runtime: RuntimeProcess) -> None:
         found, "modeldeploy_input_statistic", model="digits", input="image", statistic="mean"
     )
     assert 0 <= low <= mean <= high <= 16
+
+
+def test_every_metric_the_runtime_exports_is_in_the_catalogue_validate_checks_queries_with(
+    runtime: RuntimeProcess,
+) -> None:
+    http_infer(runtime, pixels(2, seed=12), binary=True)  # every labelled series now exists
+    exported = {name for name in metrics(runtime) if name.startswith(OUR_PREFIX)}
+    assert exported == RUNTIME_METRICS

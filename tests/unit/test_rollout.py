@@ -11,7 +11,7 @@ import pytest
 
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.rollout import RolloutSpec
-from modeldeploy.controller import naming
+from modeldeploy.controller import metric_sources, naming
 from modeldeploy.controller.analysis import builtin_queries, custom_query, run_checks
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.handlers import merge_patch
@@ -274,10 +274,9 @@ def test_standard_serving_reads_the_route_and_both_services() -> None:
 
 def test_analysis_queries_select_the_revisions_and_thresholds_fail_with_numbers() -> None:
     target = Target("ml", "digits", "digits", NEW.revision, STABLE.revision, None, "pvc://a",
-                    None, 90)  # fmt: skip
-    queries = builtin_queries(target)
+                    None, 90, "modeldeploy-onnx", False)  # fmt: skip
+    queries = builtin_queries(metric_sources.OURS, target)
     assert f'modeldeploy_revision="{NEW.revision}"' in queries["errors"]
-    assert 'outcome!="success"' in queries["errors"]
     assert "[90s]" in queries["p99"]
     assert f'modeldeploy_revision="{STABLE.revision}"' in queries["stable_p99"]
     assert custom_query('x{r="{{canary}}",ns="{{namespace}}"}[{{window}}]', target) == (
@@ -287,8 +286,91 @@ def test_analysis_queries_select_the_revisions_and_thresholds_fail_with_numbers(
     result = run_checks(spec, target, ready=True, prometheus=None, timeout=1, now=T0)
     assert not result.passed
     assert "no Prometheus is configured" in result.failures[0]
+    # Prometheus down says nothing about the canary: no verdict, and no pass either.
     unreachable = run_checks(spec, target, True, "http://127.0.0.1:9", 1, T0)
-    assert "prometheus at http://127.0.0.1:9" in unreachable.failures[0]
+    assert not unreachable.passed
+    assert unreachable.failures == []
+    assert "prometheus at http://127.0.0.1:9" in unreachable.inconclusive[0]
+
+
+def test_client_errors_are_never_canary_errors_in_any_runtimes_queries() -> None:
+    sel = metric_sources.selector("ml", "digits", NEW.revision)
+    ours = metric_sources.for_runtime("modeldeploy-onnx", knative=False)
+    assert ours is metric_sources.for_runtime("modeldeploy-onnx", knative=True)
+    assert ours is not None
+    assert 'outcome=~"success|error"' in ours.served.format(sel=sel, window="5s")
+    assert 'outcome="error"' in ours.errors.format(sel=sel, window="5s")
+    assert ours.client_errors is not None
+    assert 'outcome="invalid"' in ours.client_errors
+    triton = metric_sources.for_runtime("kserve-tritonserver", knative=False)
+    assert triton is not None
+    assert triton.p99_ms is None  # Triton exports no histogram
+    assert triton.client_errors is None  # nor counts what it refuses before the model
+    assert "nv_inference_request_failure" in triton.errors
+    assert 'reason!="CANCELED"' in triton.errors
+    proxy = metric_sources.for_runtime("kserve-tritonserver", knative=True)
+    assert proxy is not None
+    assert 'response_code_class!="4xx"' in proxy.served
+    assert 'response_code_class="5xx"' in proxy.errors
+    assert proxy.client_errors is not None
+    assert 'response_code_class="4xx"' in proxy.client_errors
+    assert metric_sources.for_runtime("kserve-sklearnserver", knative=False) is None
+    # The canary's client errors are compared with stable's over the same window.
+    target = Target("ml", "digits", "digits", NEW.revision, STABLE.revision, None, "pvc://a",
+                    None, 60, "modeldeploy-onnx", False)  # fmt: skip
+    queries = builtin_queries(ours, target)
+    assert f'modeldeploy_revision="{STABLE.revision}"' in queries["stable_client_errors"]
+    assert "[60s]" in queries["stable_requests"]
+
+
+def test_a_step_that_ends_without_evidence_pauses_inconclusive_until_resume_or_abort() -> None:
+    thin = AnalysisResult(at=T0 + timedelta(seconds=10), passed=False, ready=True, requests=3,
+                          inconclusive=["3 canary requests in the last 10s, fewer than "
+                                        "minRequests 10"])  # fmt: skip
+    # Before the step's end, too little evidence is no failure: the step goes on.
+    d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=10), analysis=thin))
+    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert d.rollout["failedChecks"] == 0  # type: ignore[index]
+    assert d.rollout["analysis"]["inconclusive"] == thin.inconclusive  # type: ignore[index]
+    # At the end, with still no evidence: paused, neither promoted nor rolled back.
+    end = T0 + timedelta(minutes=1)
+    late = AnalysisResult(at=end, passed=False, ready=True, requests=4,
+                          inconclusive=["4 canary requests ..."])  # fmt: skip
+    d = decide(inputs(step(d), canary(10), end, analysis=late))
+    assert d.rollout["phase"] == "Inconclusive"  # type: ignore[index]
+    assert d.rollout["step"] == 0  # type: ignore[index]
+    assert d.canary_percent == 10
+    assert "4 canary requests" in d.rollout["inconclusive"]  # type: ignore[index]
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "RolloutInconclusive")]
+    progressing_condition = d.conditions[-1]
+    assert progressing_condition.reason == "Inconclusive"
+    assert "modeldeploy resume" in progressing_condition.message
+    # Time alone changes nothing, and no analysis runs while it waits.
+    held = decide(inputs(step(d), canary(10), end + timedelta(hours=1)))
+    assert held.rollout["phase"] == "Inconclusive"  # type: ignore[index]
+    assert held.events == []
+    assert not analysis_due(inputs(step(held), canary(10), end + timedelta(hours=1)))
+    # resume retries the step from a fresh clock; the annotation is cleared.
+    retry = {naming.RESUME_ANNOTATION: "true"}
+    later = end + timedelta(hours=2)
+    resumed = decide(inputs(step(held), canary(10), later, retry))
+    assert resumed.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert resumed.rollout["stepStartedAt"] == "2026-11-23T14:01:00Z"  # type: ignore[index]
+    assert "inconclusive" not in resumed.rollout  # type: ignore[operator]
+    assert resumed.clear_annotations == [naming.RESUME_ANNOTATION]
+    assert "RolloutResumed" in [e.reason for e in resumed.events]
+    # abort rolls an inconclusive step back.
+    aborted = decide(inputs(step(held), canary(10), later, {naming.ABORT_ANNOTATION: "true"}))
+    assert aborted.rollout["phase"] == "Aborted"  # type: ignore[index]
+    assert aborted.canary_percent == 0
+
+
+def test_a_failure_found_beside_missing_evidence_still_counts() -> None:
+    mixed = AnalysisResult(at=T0 + timedelta(seconds=1), passed=False, ready=True,
+                           failures=["live parity: output max |Δ| 1 > atol"],
+                           inconclusive=["query q: no data"])  # fmt: skip
+    d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=1), analysis=mixed))
+    assert d.rollout["failedChecks"] == 1  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

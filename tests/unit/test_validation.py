@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from modeldeploy.api import ModelDeployment, duration_seconds
+from modeldeploy.api.metric_names import metric_names
 from modeldeploy.api.validation import InvalidSpecError, parse, validate_document
 from tests.invalid_specs import CASES, InvalidCase, valid_doc
 
@@ -140,3 +141,32 @@ def test_cli_version() -> None:
     result = run_cli("version")
     assert result.returncode == 0
     assert result.stdout.strip()[0].isdigit()
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ('sum(increase(modeldeploy_requests_total{outcome="error",r="{{canary}}"}[{{window}}]))',
+         ["modeldeploy_requests_total"]),
+        ("1000 * histogram_quantile(0.99, sum by (le) (rate(a_bucket{x='y'}[5m])))", ["a_bucket"]),
+        ("abs(avg(m1{s=\"mean\"}) - avg(m2)) / on(pod) group_left(node) up", ["m1", "m2", "up"]),
+        ('x offset 5m or vector(0) and bool 1e3', ["x"]),
+    ],
+)  # fmt: skip
+def test_metric_names_are_read_out_of_promql(query: str, names: list[str]) -> None:
+    assert metric_names(query) == names
+
+
+def test_a_query_on_a_metric_the_runtime_does_not_export_is_refused_where_it_is() -> None:
+    doc = valid_doc()
+    doc["spec"]["rollout"] = {"analysis": {"queries": [
+        {"name": "ok", "query": "avg(modeldeploy_input_statistic{statistic='mean'})", "max": 1},
+        {"name": "gone", "query": "avg(modeldeploy_input_mean{isvc='{{canary}}'})", "max": 1},
+    ]}}  # fmt: skip
+    problems = validate_document(doc)
+    assert [p.path for p in problems] == ["spec.rollout.analysis.queries[1].query"]
+    assert "modeldeploy_input_mean is not exported" in problems[0].message
+    doc["spec"]["serving"] = {"runtime": "kserve-tritonserver"}
+    problems = validate_document(doc)
+    assert len(problems) == 2
+    assert all("exported by the modeldeploy-onnx runtime only" in p.message for p in problems)

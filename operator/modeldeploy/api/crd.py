@@ -40,8 +40,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Precision",
         "type": "string",
-        "jsonPath": ".spec.optimization.precision",
-        "description": "Precision of the served graph.",
+        "jsonPath": ".status.precision",
+        "description": "Precision of the graph the stable revision serves.",
     },
     {
         "name": "Traffic",

@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from modeldeploy.api.base import DNS_LABEL, ApiModel, nested
+from modeldeploy.api.base import DNS_LABEL, ApiModel, CelRule, nested
 from modeldeploy.api.model import ModelSpec
 from modeldeploy.api.optimization import OptimizationSpec
 from modeldeploy.api.rollout import RolloutSpec
-from modeldeploy.api.serving import ServingSpec
+from modeldeploy.api.serving import DEFAULT_RUNTIME, TRITON_RUNTIME, DeploymentMode, ServingSpec
 from modeldeploy.api.status import ModelDeploymentStatus
 
 GROUP = "modeldeploy.io"
@@ -40,6 +40,26 @@ def name_is_valid(name: str) -> bool:
     return len(name) <= MAX_NAME_LENGTH and re.fullmatch(DNS_LABEL, name) is not None
 
 
+def measures_errors(spec: ModelDeploymentSpec) -> bool:
+    """Whether the runtime's request and error counts are known (docs/canary.md#metrics): our
+    runtime's and Triton's own counters, or Knative's queue-proxy for any runtime."""
+    serving = spec.serving
+    return (
+        serving.runtime in (DEFAULT_RUNTIME, TRITON_RUNTIME)
+        or serving.deployment_mode == DeploymentMode.KNATIVE
+    )
+
+
+def measures_latency(spec: ModelDeploymentSpec) -> bool:
+    """Whether a latency histogram is known: our runtime's, or Knative's queue-proxy. Triton's
+    ``nv_inference_request_duration_us`` is a sum, from which no p99 can be read."""
+    serving = spec.serving
+    return serving.runtime == DEFAULT_RUNTIME or serving.deployment_mode == DeploymentMode.KNATIVE
+
+
+_KNOWN = f"['{DEFAULT_RUNTIME}', '{TRITON_RUNTIME}']"
+
+
 class ModelDeploymentSpec(ApiModel):
     """Desired state: which model, how it is optimized, how it is served and rolled out."""
 
@@ -54,6 +74,35 @@ class ModelDeploymentSpec(ApiModel):
 
     rollout: RolloutSpec = nested(RolloutSpec)
     """How a changed model rolls out."""
+
+    # A threshold on a metric nobody measures would always pass: refuse it instead.
+    cel_rules = (
+        CelRule(
+            cel="!has(self.rollout.analysis.maxErrorRate)"
+            f" || self.serving.runtime in {_KNOWN} || self.serving.deploymentMode == 'Knative'",
+            message=f"maxErrorRate needs a runtime whose errors are measured: {DEFAULT_RUNTIME} "
+            f"or {TRITON_RUNTIME}, or any runtime in Knative mode (see docs/canary.md#metrics)",
+            field_path=".rollout.analysis.maxErrorRate",
+            holds=lambda s: s.rollout.analysis.max_error_rate is None or measures_errors(s),
+        ),
+        CelRule(
+            cel="!(has(self.rollout.analysis.maxP99LatencyMs)"
+            " || has(self.rollout.analysis.maxLatencyRatio))"
+            f" || self.serving.runtime == '{DEFAULT_RUNTIME}'"
+            " || self.serving.deploymentMode == 'Knative'",
+            message=f"maxP99LatencyMs and maxLatencyRatio need a latency histogram: runtime "
+            f"{DEFAULT_RUNTIME}, or any runtime in Knative mode; {TRITON_RUNTIME} exports none "
+            "in Standard mode (see docs/canary.md#metrics)",
+            field_path=".rollout.analysis",
+            holds=lambda s: (
+                (
+                    s.rollout.analysis.max_p99_latency_ms is None
+                    and s.rollout.analysis.max_latency_ratio is None
+                )
+                or measures_latency(s)
+            ),
+        ),
+    )
 
 
 class ObjectMeta(ApiModel):

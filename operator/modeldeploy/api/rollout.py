@@ -11,6 +11,8 @@ from pydantic import Field
 from modeldeploy.api.base import ApiModel, CelRule, Duration, duration_seconds, nested
 
 QUERY_NAME = r"^[a-z]([-a-z0-9_]*[a-z0-9])?$"
+DEFAULT_MAX_ERROR_RATE = 0.01
+DEFAULT_MIN_REQUESTS = 10
 HTTP_URL = r"^https?://[^\s/]+(/[^\s]*)?$"
 
 
@@ -82,8 +84,14 @@ class Analysis(ApiModel):
     live_parity: bool = True
     """Send the artifact's golden inputs to the canary and compare with the stored outputs."""
 
-    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
-    """Largest share of canary requests that may fail (0..1)."""
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Largest share of canary requests that may fail (0..1); 0.01 when unset and the runtime's
+    errors are measured. Requests refused as the client's fault (4xx, INVALID_ARGUMENT) are not
+    canary errors and are not counted."""
+
+    min_requests: Annotated[int, Field(ge=1, le=10_000_000)] = DEFAULT_MIN_REQUESTS
+    """Fewest canary requests the step's window must hold before its metrics are judged; a step
+    with fewer is Inconclusive (the rollout pauses), never passed."""
 
     max_p99_latency_ms: Annotated[float, Field(gt=0, le=600_000)] | None = None
     """Largest canary p99 latency in milliseconds."""

@@ -19,6 +19,8 @@ from modeldeploy.api.base import (
 
 DEFAULT_RUNTIME = "modeldeploy-onnx"
 """Our ClusterServingRuntime (runtimes/): the ONNX Runtime server on the kserve SDK."""
+TRITON_RUNTIME = "kserve-tritonserver"
+"""KServe's Triton runtime: its own metrics count errors, but it exports no latency histogram."""
 
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 

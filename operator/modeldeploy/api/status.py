@@ -159,10 +159,20 @@ class AnalysisReport(ApiModel):
     """Largest difference between the canary's live answers and the stored golden outputs."""
 
     requests: float | None = None
-    """Canary requests counted over the window."""
+    """Canary requests counted over the window, client errors included."""
+
+    client_error_rate: float | None = None
+    """Share of canary requests refused as the client's fault (4xx, INVALID_ARGUMENT)."""
+
+    stable_client_error_rate: float | None = None
+    """The same share for stable over the same window, which the canary's is compared with."""
 
     failures: Annotated[list[str] | None, Field(max_length=32)] = None
     """What failed, one line each."""
+
+    inconclusive: Annotated[list[str] | None, Field(max_length=32)] = None
+    """What could not be judged (too few requests, no series, no data), one line each; a run
+    with any is not passed."""
 
 
 class RolloutStatus(ApiModel):
@@ -175,13 +185,16 @@ class RolloutStatus(ApiModel):
     """When the current step's weight was confirmed by the traffic status read back."""
 
     phase: Annotated[str, Field(max_length=32)] = ""
-    """Progressing, Paused, Promoting, Promoted, RolledBack, Aborted or Failed."""
+    """Progressing, Paused, Inconclusive, Promoting, Promoted, RolledBack, Aborted or Failed."""
 
     started_at: datetime | None = None
     """When this rollout began (the canary revision was first applied)."""
 
     failure: Annotated[str, Field(max_length=4096)] | None = None
     """Why the rollout failed or was aborted, with the numbers."""
+
+    inconclusive: Annotated[str, Field(max_length=4096)] | None = None
+    """Why the step ended Inconclusive: what the analysis could not judge."""
 
     failed_checks: Annotated[int, Field(ge=0)] = 0
     """Failed analysis runs in the current step (compared with analysis.failureLimit)."""
@@ -225,3 +238,6 @@ class ModelDeploymentStatus(ApiModel):
 
     url: Annotated[str, Field(max_length=2048)] | None = None
     """The inference endpoint, from the InferenceService."""
+
+    precision: Annotated[str, Field(max_length=16)] | None = None
+    """Precision of the artifact the stable revision serves (a canary's may differ)."""

@@ -12,13 +12,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modeldeploy.api.base import ApiModel, Problem
+from modeldeploy.api.metric_names import unknown_metrics
 from modeldeploy.api.modeldeployment import (
     API_VERSION,
     KIND,
     NAME_MESSAGE,
     ModelDeployment,
+    ModelDeploymentSpec,
     name_is_valid,
 )
+from modeldeploy.api.serving import DEFAULT_RUNTIME
 
 #: Parts of a pydantic error location that name a union branch or validator, not a field.
 _TYPE_TAGS = {"int", "str", "float", "bool", "list", "dict", "none"}
@@ -80,6 +83,14 @@ def _duplicate_keys(value: Any, extra: Any, path: str) -> Iterator[Problem]:
         seen.add(key)
 
 
+def _query_problems(spec: ModelDeploymentSpec) -> Iterator[Problem]:
+    """Custom queries on metrics that cannot exist (beyond what the API server can check)."""
+    ours = spec.serving.runtime == DEFAULT_RUNTIME
+    for i, query in enumerate(spec.rollout.analysis.queries or []):
+        for message in unknown_metrics(query.query, ours):
+            yield Problem(f"spec.rollout.analysis.queries[{i}].query", message)
+
+
 def validate_document(doc: Any) -> list[Problem]:
     """Every problem in one ModelDeployment document; an empty list means it is valid."""
     if not isinstance(doc, dict):
@@ -101,6 +112,7 @@ def validate_document(doc: Any) -> list[Problem]:
         problems += [Problem(_path(e["loc"]), _message(dict(e))) for e in err.errors()]
         return problems
     problems += _rule_problems(deployment.spec, "spec")
+    problems += _query_problems(deployment.spec)
     return problems
 
 

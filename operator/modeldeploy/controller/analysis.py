@@ -25,18 +25,18 @@ import json
 import math
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
-from modeldeploy.api.rollout import Analysis
+from modeldeploy.api.metric_names import metric_names
+from modeldeploy.api.rollout import DEFAULT_MAX_ERROR_RATE, Analysis
+from modeldeploy.controller import metric_sources
+from modeldeploy.controller.metric_sources import MetricSource
 from modeldeploy.controller.rollout import AnalysisResult, Target
 from modeldeploy.runtime.artifact import MANIFEST, golden_arrays
 from modeldeploy.staging.repository import open_store
-
-REQUESTS = "modeldeploy_requests_total"
-LATENCY = "modeldeploy_request_latency_seconds_bucket"
 
 
 @dataclass(frozen=True)
@@ -125,27 +125,25 @@ def prometheus_value(address: str, query: str, timeout: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def selector(target: Target, revision: str) -> str:
-    return (
-        f'namespace="{target.namespace}",modeldeploy_deployment="{target.deployment}",'
-        f'modeldeploy_revision="{revision}"'
-    )
-
-
-def builtin_queries(target: Target) -> dict[str, str]:
-    """The PromQL the analysis runs, by what it measures."""
+def builtin_queries(source: MetricSource, target: Target) -> dict[str, str]:
+    """The PromQL the analysis runs for ``source``, by what it measures."""
     window = f"{target.window_seconds}s"
-    canary, stable = selector(target, target.canary), selector(target, target.stable)
-
-    def p99(sel: str) -> str:
-        return f"1000 * histogram_quantile(0.99, sum by (le) (rate({LATENCY}{{{sel}}}[{window}])))"
-
-    return {
-        "requests": f"sum(increase({REQUESTS}{{{canary}}}[{window}]))",
-        "errors": f'sum(increase({REQUESTS}{{{canary},outcome!="success"}}[{window}]))',
-        "p99": p99(canary),
-        "stable_p99": p99(stable),
+    canary = metric_sources.selector(target.namespace, target.deployment, target.canary)
+    stable = metric_sources.selector(target.namespace, target.deployment, target.stable)
+    queries = {
+        "series": metric_sources.series_query(source, canary),
+        "requests": source.requests.format(sel=canary, window=window),
+        "served": source.served.format(sel=canary, window=window),
+        "errors": source.errors.format(sel=canary, window=window),
     }
+    if source.client_errors is not None:
+        queries["client_errors"] = source.client_errors.format(sel=canary, window=window)
+        queries["stable_requests"] = source.requests.format(sel=stable, window=window)
+        queries["stable_client_errors"] = source.client_errors.format(sel=stable, window=window)
+    if source.p99_ms is not None:
+        queries["p99"] = source.p99_ms.format(sel=canary, window=window)
+        queries["stable_p99"] = source.p99_ms.format(sel=stable, window=window)
+    return queries
 
 
 def custom_query(query: str, target: Target) -> str:
@@ -158,6 +156,119 @@ def custom_query(query: str, target: Target) -> str:
     )
 
 
+def missing_metrics(address: str, query: str, timeout: float) -> list[str]:
+    """The metric names in ``query`` that have no series at all in Prometheus."""
+    missing = []
+    for name in metric_names(query):
+        if prometheus_value(address, f"count({{__name__={name!r}}})", timeout) is None:
+            missing.append(name)
+    return missing
+
+
+@dataclass
+class _Findings:
+    """What one run found: failures roll back, inconclusive findings pause, numbers report."""
+
+    failures: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)
+    numbers: dict[str, float | None] = field(default_factory=dict)
+
+
+def _builtin_checks(
+    spec: Analysis, target: Target, prometheus: str, timeout: float, found: _Findings
+) -> None:
+    """Requests, error rate and latency from the runtime's own metrics, once there is evidence."""
+    source = metric_sources.for_runtime(target.runtime, target.knative)
+    if source is None:  # admission refused every threshold that would need one
+        return
+    queries = builtin_queries(source, target)
+    canary = metric_sources.selector(target.namespace, target.deployment, target.canary)
+    if not prometheus_value(prometheus, queries["series"], timeout):
+        found.inconclusive.append(
+            f"no series for {source.series}{{{canary}}} in Prometheus at {prometheus}: is "
+            f"{source.name} scraped? see docs/canary.md#labels"
+        )
+        return
+    requests = prometheus_value(prometheus, queries["requests"], timeout) or 0.0
+    found.numbers["requests"] = requests
+    if requests < spec.min_requests:
+        found.inconclusive.append(
+            f"{requests:.0f} canary requests in the last {target.window_seconds}s, fewer than "
+            f"minRequests {spec.min_requests}: is traffic reaching the canary? "
+            "see docs/canary.md#urls"
+        )
+        return
+    max_rate = DEFAULT_MAX_ERROR_RATE if spec.max_error_rate is None else spec.max_error_rate
+    served = prometheus_value(prometheus, queries["served"], timeout) or 0.0
+    errors = prometheus_value(prometheus, queries["errors"], timeout) or 0.0
+    rate = errors / served if served else 0.0
+    found.numbers["error_rate"] = rate
+    if rate > max_rate:
+        found.failures.append(f"error rate {rate:.4f} > max {max_rate:g}")
+    if "client_errors" in queries:
+        _client_error_check(prometheus, queries, requests, max_rate, timeout, found)
+    if "p99" not in queries:
+        return
+    p99 = prometheus_value(prometheus, queries["p99"], timeout)
+    found.numbers["p99"] = p99
+    if p99 is None:
+        return
+    if spec.max_p99_latency_ms is not None and p99 > spec.max_p99_latency_ms:
+        found.failures.append(f"p99 latency {p99:.1f} ms > max {spec.max_p99_latency_ms:g} ms")
+    if spec.max_latency_ratio is not None:
+        stable_p99 = prometheus_value(prometheus, queries["stable_p99"], timeout)
+        found.numbers["stable_p99"] = stable_p99
+        if stable_p99 and p99 / stable_p99 > spec.max_latency_ratio:
+            found.failures.append(
+                f"p99 latency {p99:.1f} ms is {p99 / stable_p99:.2f}x stable's "
+                f"{stable_p99:.1f} ms > max {spec.max_latency_ratio:g}x"
+            )
+
+
+def _client_error_check(
+    prometheus: str,
+    queries: dict[str, str],
+    requests: float,
+    max_rate: float,
+    timeout: float,
+    found: _Findings,
+) -> None:
+    """A client's malformed requests are no canary errors, but a canary that refuses, as the
+    client's fault, what stable accepts on the same traffic has changed its input contract."""
+    canary = (prometheus_value(prometheus, queries["client_errors"], timeout) or 0.0) / requests
+    stable_requests = prometheus_value(prometheus, queries["stable_requests"], timeout) or 0.0
+    stable_errors = prometheus_value(prometheus, queries["stable_client_errors"], timeout) or 0.0
+    stable = stable_errors / stable_requests if stable_requests else 0.0
+    found.numbers["client_error_rate"] = canary
+    found.numbers["stable_client_error_rate"] = stable
+    if canary - stable > max_rate:
+        found.failures.append(
+            f"client errors: the canary refuses {canary:.1%} of its requests as the client's "
+            f"fault, stable {stable:.1%}; more than maxErrorRate {max_rate:g} apart: "
+            "a changed input contract?"
+        )
+
+
+def _custom_checks(
+    spec: Analysis, target: Target, prometheus: str, timeout: float, found: _Findings
+) -> None:
+    for query in spec.queries or []:
+        try:
+            value = prometheus_value(prometheus, custom_query(query.query, target), timeout)
+            if value is None:
+                missing = missing_metrics(prometheus, query.query, timeout)
+                found.inconclusive.append(
+                    f"query {query.name}: no data"
+                    + (f" (no series at all for {', '.join(missing)})" if missing else "")
+                )
+            elif query.max is not None and value > query.max:
+                found.failures.append(f"query {query.name} = {value:.4g} > max {query.max:g}")
+            elif query.min is not None and value < query.min:
+                found.failures.append(f"query {query.name} = {value:.4g} < min {query.min:g}")
+        except Exception as err:
+            found.inconclusive.append(f"query {query.name}: {err}")
+
+
 def run_checks(
     spec: Analysis,
     target: Target,
@@ -167,10 +278,9 @@ def run_checks(
     now: datetime,
 ) -> AnalysisResult:
     """Every check. Blocking (tritonclient, urllib): async code runs it in a thread."""
-    failures: list[str] = []
-    numbers: dict[str, float | None] = {}
+    found = _Findings()
     if not ready:
-        failures.append("canary not ready")
+        found.failures.append("canary not ready")
     if spec.live_parity and ready:
         try:
             golden = (
@@ -181,70 +291,34 @@ def run_checks(
             if golden is not None:
                 if not target.canary_url:
                     raise ValueError("KServe reports no URL for the canary revision")
-                numbers["parity"] = live_parity(target.canary_url, target.model, golden, timeout)
+                found.numbers["parity"] = live_parity(
+                    target.canary_url, target.model, golden, timeout
+                )
         except Exception as err:
-            failures.append(f"live parity: {err}")
+            found.failures.append(f"live parity: {err}")
     if prometheus:
-        queries = builtin_queries(target)
         try:
-            requests = prometheus_value(prometheus, queries["requests"], timeout)
-            errors = prometheus_value(prometheus, queries["errors"], timeout)
-            numbers["requests"] = requests
-            if requests:
-                numbers["error_rate"] = (errors or 0.0) / requests
-                numbers["p99"] = prometheus_value(prometheus, queries["p99"], timeout)
-            if spec.max_latency_ratio is not None and numbers.get("p99") is not None:
-                numbers["stable_p99"] = prometheus_value(prometheus, queries["stable_p99"], timeout)
-        except Exception as err:
-            failures.append(f"prometheus at {prometheus}: {err}")
-        rate, p99, stable_p99 = (
-            numbers.get("error_rate"),
-            numbers.get("p99"),
-            numbers.get("stable_p99"),
-        )
-        if rate is not None and rate > spec.max_error_rate:
-            failures.append(f"error rate {rate:.4f} > max {spec.max_error_rate:g}")
-        if (
-            p99 is not None
-            and spec.max_p99_latency_ms is not None
-            and p99 > spec.max_p99_latency_ms
-        ):
-            failures.append(f"p99 latency {p99:.1f} ms > max {spec.max_p99_latency_ms:g} ms")
-        if (
-            p99 is not None
-            and stable_p99
-            and spec.max_latency_ratio is not None
-            and p99 / stable_p99 > spec.max_latency_ratio
-        ):
-            failures.append(
-                f"p99 latency {p99:.1f} ms is {p99 / stable_p99:.2f}x stable's "
-                f"{stable_p99:.1f} ms > max {spec.max_latency_ratio:g}x"
-            )
-        for query in spec.queries or []:
-            try:
-                value = prometheus_value(prometheus, custom_query(query.query, target), timeout)
-            except Exception as err:
-                failures.append(f"query {query.name}: {err}")
-                continue
-            if value is None:
-                failures.append(f"query {query.name}: no data")
-            elif query.max is not None and value > query.max:
-                failures.append(f"query {query.name} = {value:.4g} > max {query.max:g}")
-            elif query.min is not None and value < query.min:
-                failures.append(f"query {query.name} = {value:.4g} < min {query.min:g}")
+            _builtin_checks(spec, target, prometheus, timeout, found)
+        except Exception as err:  # Prometheus down says nothing about the canary: no verdict
+            found.inconclusive.append(f"prometheus at {prometheus}: {err}")
+        _custom_checks(spec, target, prometheus, timeout, found)
     elif spec.max_p99_latency_ms is not None or spec.queries or spec.max_latency_ratio:
-        failures.append(
+        found.failures.append(
             "metric thresholds are set but no Prometheus is configured "
             "(spec.rollout.analysis.prometheus.address or the operator's --prometheus-address)"
         )
+    failures, numbers = found.failures, found.numbers
     return AnalysisResult(
         at=now,
-        passed=not failures,
+        passed=not failures and not found.inconclusive,
         ready=ready,
         failures=failures,
+        inconclusive=found.inconclusive,
         error_rate=numbers.get("error_rate"),
         p99_latency_ms=numbers.get("p99"),
         stable_p99_latency_ms=numbers.get("stable_p99"),
         parity_max_abs_diff=numbers.get("parity"),
         requests=numbers.get("requests"),
+        client_error_rate=numbers.get("client_error_rate"),
+        stable_client_error_rate=numbers.get("stable_client_error_rate"),
     )

@@ -319,10 +319,10 @@ async def _post(kube: Kube, body: dict[str, Any], events: list[Transition]) -> N
 
 
 def _command_pending(body: Any) -> bool:
-    """A rollout command annotation not yet acted on: promote or abort present, or pause set or
+    """A rollout command annotation not yet acted on: promote, abort or resume present, or pause set or
     cleared without the phase following."""
     annotations = body.get("metadata", {}).get("annotations") or {}
-    if naming.PROMOTE_ANNOTATION in annotations or naming.ABORT_ANNOTATION in annotations:
+    if any(a in annotations for a in rollout.COMMANDS.values()):
         return True
     phase = ((body.get("status") or {}).get("rollout") or {}).get("phase")
     return (phase == rollout.PAUSED) != rollout.paused(annotations) and phase in (

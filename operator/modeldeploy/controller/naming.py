@@ -26,6 +26,8 @@ ABORT_ANNOTATION = "modeldeploy.io/abort"
 """Set to send all traffic back to stable and fail the rollout; removed once done."""
 PAUSE_ANNOTATION = "modeldeploy.io/pause"
 """While present (value "true"), the rollout holds its step and weights."""
+RESUME_ANNOTATION = "modeldeploy.io/resume"
+"""Set to retry a step whose analysis was inconclusive; removed once done."""
 FIELD_MANAGER = "modeldeploy-operator"
 """Server-side apply field manager: fields other tools set on our objects stay theirs."""
 

@@ -226,6 +226,9 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         result.events.extend(decision.events)
         status["revisions"] = decision.revisions
         status["traffic"] = decision.traffic
+        if decision.revisions.get("stable") == digest:
+            # What serves, for the Precision column: a canary's precision is not stable's.
+            status["precision"] = artifact["precision"]
         if decision.rollout is not None:
             status["rollout"] = decision.rollout
         wanted.append(
@@ -349,6 +352,8 @@ def _roll_out(
             window_seconds=int(
                 max(config.metrics_min_window_seconds, (now - started).total_seconds())
             ),
+            runtime=deployment.spec.serving.runtime,
+            knative=knative,
         )
     decision = rollout.decide(inputs)
     result.clear_annotations = decision.clear_annotations

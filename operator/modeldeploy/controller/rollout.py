@@ -40,7 +40,11 @@ PROMOTED = "Promoted"
 ROLLED_BACK = "RolledBack"
 ABORTED = "Aborted"
 FAILED = "Failed"
-ACTIVE = (PROGRESSING, PAUSED, PROMOTING, FAILED)
+INCONCLUSIVE = "Inconclusive"
+"""The step ended without evidence either way: traffic held until resume (retry) or abort."""
+ACTIVE = (PROGRESSING, PAUSED, PROMOTING, FAILED, INCONCLUSIVE)
+HOLDING = (PAUSED, FAILED, INCONCLUSIVE)
+"""Phases that keep the canary at its step's weight without analysing."""
 
 FAILED_REVISION_REASONS = {"RevisionFailed", "RevisionMissing", "ContainerCrashing"}
 """Ready=False reasons that mean the revision will not come up by waiting."""
@@ -80,11 +84,16 @@ class AnalysisResult:
     passed: bool
     ready: bool
     failures: list[str] = field(default_factory=list)
+    """Checks that judged the canary bad: counted against failureLimit, then rolled back."""
+    inconclusive: list[str] = field(default_factory=list)
+    """Checks that could not judge: too few requests, no series, no data. Never a pass."""
     error_rate: float | None = None
     p99_latency_ms: float | None = None
     stable_p99_latency_ms: float | None = None
     parity_max_abs_diff: float | None = None
     requests: float | None = None
+    client_error_rate: float | None = None
+    stable_client_error_rate: float | None = None
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": _iso(self.at), "passed": self.passed, "ready": self.ready}
@@ -94,11 +103,15 @@ class AnalysisResult:
             ("stableP99LatencyMs", self.stable_p99_latency_ms),
             ("parityMaxAbsDiff", self.parity_max_abs_diff),
             ("requests", self.requests),
+            ("clientErrorRate", self.client_error_rate),
+            ("stableClientErrorRate", self.stable_client_error_rate),
         ):
             if value is not None:
                 out[key] = round(value, 6)
         if self.failures:
             out["failures"] = self.failures[:32]
+        if self.inconclusive:
+            out["inconclusive"] = self.inconclusive[:32]
         return out
 
     def summary(self) -> str:
@@ -112,11 +125,18 @@ class AnalysisResult:
             parts.append(f"p99 {self.p99_latency_ms:.1f} ms")
         if self.stable_p99_latency_ms is not None:
             parts.append(f"stable p99 {self.stable_p99_latency_ms:.1f} ms")
+        if self.client_error_rate is not None:
+            parts.append(
+                f"client errors {self.client_error_rate:.4f} (stable "
+                f"{self.stable_client_error_rate or 0:.4f})"
+            )
         if self.parity_max_abs_diff is not None:
             parts.append(f"golden max |Δ| {self.parity_max_abs_diff:.3g}")
         text = ", ".join(parts) or "no numbers"
         if self.failures:
             text += "; failed: " + "; ".join(self.failures)
+        if self.inconclusive:
+            text += "; inconclusive: " + "; ".join(self.inconclusive)
         return text[:4000]
 
 
@@ -134,6 +154,9 @@ class Target:
     artifact_store: str
     artifact_key: str | None
     window_seconds: int
+    runtime: str
+    """The serving runtime, whose own metrics measure the canary (``metric_sources``)."""
+    knative: bool
 
 
 @dataclass(frozen=True)
@@ -215,13 +238,17 @@ def analysis_due(inputs: Inputs) -> bool:
     return inputs.now - last >= timedelta(seconds=interval) or (inputs.now >= end > last)
 
 
+COMMANDS = {
+    "abort": naming.ABORT_ANNOTATION,
+    "promote": naming.PROMOTE_ANNOTATION,
+    "resume": naming.RESUME_ANNOTATION,
+}
+"""One-shot command annotations, the operator removes each once acted on; first wins."""
+
+
 def _control(annotations: dict[str, str]) -> str | None:
-    """The one-shot command present, abort winning over promote."""
-    if naming.ABORT_ANNOTATION in annotations:
-        return "abort"
-    if naming.PROMOTE_ANNOTATION in annotations:
-        return "promote"
-    return None
+    """The one-shot command present: abort over promote over resume."""
+    return next((c for c, a in COMMANDS.items() if a in annotations), None)
 
 
 def paused(annotations: dict[str, str]) -> bool:
@@ -237,11 +264,8 @@ def decide(inputs: Inputs) -> Decision:
     d = Decision(stable_uri=revisions.get("stableUri") or art.uri)
     command = _control(inputs.annotations)
     if command:
-        d.clear_annotations.append(
-            naming.ABORT_ANNOTATION if command == "abort" else naming.PROMOTE_ANNOTATION
-        )
-        if command == "abort" and naming.PROMOTE_ANNOTATION in inputs.annotations:
-            d.clear_annotations.append(naming.PROMOTE_ANNOTATION)
+        # The winner and every command it overrides: a promote next to an abort is moot.
+        d.clear_annotations = [a for a in COMMANDS.values() if a in inputs.annotations]
 
     stable = revisions.get("stable")
     if stable is None or not serving.exists:
@@ -297,9 +321,20 @@ def decide(inputs: Inputs) -> Decision:
     if command == "abort":
         return _rollback(d, inputs, revisions, rollout, ABORTED, "aborted by annotation")
     if command == "promote" and phase != PROMOTING:
-        rollout = {**rollout, "phase": PROMOTING}
+        rollout = {**rollout, "phase": PROMOTING, "inconclusive": None}
         phase = PROMOTING
         d.events.append(Transition("Normal", "PromoteRequested", "promoted by annotation"))
+
+    if phase == INCONCLUSIVE and command == "resume":
+        d.events.append(
+            Transition(
+                "Normal",
+                "RolloutResumed",
+                f"retrying step {step + 1} after an inconclusive analysis",
+            )
+        )
+        rollout = {**rollout, "phase": PROGRESSING, "stepStartedAt": None, "inconclusive": None}
+        phase = PROGRESSING
 
     if phase in (PROGRESSING, PAUSED):
         if paused(inputs.annotations):
@@ -311,7 +346,7 @@ def decide(inputs: Inputs) -> Decision:
             rollout = {**rollout, "phase": PROGRESSING, "stepStartedAt": None}
         phase = rollout["phase"]
 
-    if phase in (PROGRESSING, PAUSED, FAILED):
+    if phase in (PROGRESSING, *HOLDING):
         weight = steps[min(step, len(steps) - 1)].weight
         if not serving.canary_ready:
             if serving.canary_failed:
@@ -355,7 +390,7 @@ def decide(inputs: Inputs) -> Decision:
         if result is not None and result.at >= started_at:
             rollout["analysis"] = result.report()
             rollout["lastAnalysis"] = result.summary()
-            if not result.passed:
+            if result.failures:
                 rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
                 if rollout["failedChecks"] > inputs.spec.analysis.failure_limit:
                     return _rollback_or_fail(
@@ -366,8 +401,22 @@ def decide(inputs: Inputs) -> Decision:
                         f"analysis failed at step {step + 1} ({weight}%): {result.summary()}",
                     )
         end = started_at + timedelta(seconds=duration_seconds(steps[step].pause))
-        last = parse_time((rollout.get("analysis") or {}).get("at"))
-        last_passed = bool((rollout.get("analysis") or {}).get("passed"))
+        report = rollout.get("analysis") or {}
+        last = parse_time(report.get("at"))
+        last_passed = bool(report.get("passed"))
+        if now >= end and last is not None and last >= end and _only_inconclusive(report):
+            # No evidence either way at the step's end: neither promote nor roll back.
+            why = "; ".join(report["inconclusive"])
+            rollout = {**rollout, "phase": INCONCLUSIVE, "inconclusive": why}
+            d.events.append(
+                Transition(
+                    "Warning",
+                    "RolloutInconclusive",
+                    f"step {step + 1} ({weight}%) ended without evidence: {why}; "
+                    "paused (resume retries the step, abort rolls back)",
+                )
+            )
+            return _finish(d, inputs, revisions, rollout, settled=False)
         if now >= end and last is not None and last >= end and last_passed:
             if step + 1 < len(steps):
                 rollout.update(step=step + 1, stepStartedAt=None, failedChecks=0)
@@ -384,6 +433,11 @@ def decide(inputs: Inputs) -> Decision:
 
     # Promoting: all traffic to the new artifact, then it becomes stable.
     return _promote(d, inputs, revisions, rollout)
+
+
+def _only_inconclusive(report: dict[str, Any]) -> bool:
+    """An analysis report that could not judge, and found nothing wrong."""
+    return bool(report.get("inconclusive")) and not report.get("failures")
 
 
 def _set_canary_weight(d: Decision, inputs: Inputs, weight: int) -> None:
@@ -448,6 +502,7 @@ def _rollback(
         "canaryUri": inputs.artifact.uri,
     }
     rollout = {**rollout, "phase": phase, "failure": why, "stepStartedAt": None}
+    rollout["inconclusive"] = None
     d.canary_uri = inputs.artifact.uri
     d.events.append(
         Transition(
@@ -504,7 +559,19 @@ def _finish(
     step = int((rollout or {}).get("step") or 0)
     steps = inputs.spec.steps
     summary = (rollout or {}).get("lastAnalysis") or ""
-    if phase in (PROGRESSING, PAUSED):
+    if phase == INCONCLUSIVE:
+        d.conditions.append(
+            Wanted(
+                ConditionType.ROLLOUT_PROGRESSING,
+                True,
+                "Inconclusive",
+                f"step {step + 1}/{len(steps)}: canary {revisions.get('canary')} held at "
+                f"{canary_w}%, the analysis could not judge it: "
+                f"{(rollout or {}).get('inconclusive', '')}; "
+                "'modeldeploy resume' retries the step, 'modeldeploy abort' rolls back",
+            )
+        )
+    elif phase in (PROGRESSING, PAUSED):
         d.conditions.append(
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,

@@ -1,0 +1,78 @@
+"""The metrics a custom PromQL check reads, and the ones our runtime exports.
+
+A custom query on a metric that does not exist returns no data, and a rollout cannot be judged
+on it. ``modeldeploy validate`` (and the operator, which validates every spec the same way)
+refuses a query that names a ``modeldeploy_`` metric our runtime does not export, or that names
+one while another runtime serves. Names of other exporters (Triton, Knative, kube-state-metrics)
+cannot be known offline; the operator looks those up in Prometheus when a query returns nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+OUR_PREFIX = "modeldeploy_"
+
+RUNTIME_METRICS = frozenset(
+    {
+        "modeldeploy_requests_total",
+        "modeldeploy_requests_created",
+        *(
+            f"{histogram}_{suffix}"
+            for histogram in (
+                "modeldeploy_request_latency_seconds",
+                "modeldeploy_batch_size",
+                "modeldeploy_queue_wait_seconds",
+            )
+            for suffix in ("bucket", "count", "sum", "created")
+        ),
+        "modeldeploy_self_test_passed",
+        "modeldeploy_self_test_max_abs_diff",
+        "modeldeploy_input_statistic",
+    }
+)
+"""Every sample name ``modeldeploy serve`` exports on ``/metrics`` (runtime/metrics.py); a
+runtime test compares this with a real server's output."""
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_TEMPLATES = re.compile(r"\{\{[a-z]+\}\}")
+_MATCHERS = re.compile(r"\{[^{}]*\}|\[[^\]]*\]")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_NAME = re.compile(r"(?<![\w.:])[a-zA-Z_:][\w:]*")
+_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and"}
+_KEYWORDS |= {"or", "unless", "offset", "atan2", "inf", "nan", "Inf", "NaN"}
+
+
+def metric_names(query: str) -> list[str]:
+    """The metric names ``query`` selects, in order of appearance, each once.
+
+    Not a PromQL parser: strings, ``{{...}}`` templates, label matchers, ranges and grouping
+    labels are cut out first; what is left that is neither a function call nor a keyword is a
+    metric name."""
+    text = _TEMPLATES.sub("", query)
+    text = _STRINGS.sub('""', text)
+    text = _GROUPING.sub(" ", text)
+    while _MATCHERS.search(text):
+        text = _MATCHERS.sub(" ", text)
+    names: list[str] = []
+    for match in _NAME.finditer(text):
+        name = match.group()
+        called = text[match.end() :].lstrip().startswith("(")  # a function or aggregation
+        if not called and name not in _KEYWORDS and name not in names:
+            names.append(name)
+    return names
+
+
+def unknown_metrics(query: str, ours_serves: bool) -> Iterator[str]:
+    """Why each ``modeldeploy_`` metric in ``query`` cannot have data."""
+    for name in metric_names(query):
+        if not name.startswith(OUR_PREFIX):
+            continue
+        if not ours_serves:
+            yield f"metric {name} is exported by the modeldeploy-onnx runtime only"
+        elif name not in RUNTIME_METRICS:
+            yield (
+                f"metric {name} is not exported by the modeldeploy-onnx runtime "
+                f"(it exports {', '.join(sorted(RUNTIME_METRICS))})"
+            )

@@ -1,0 +1,109 @@
+"""Which metrics measure a canary, by the runtime that serves it (docs/canary.md#metrics).
+
+The analysis's built-in checks (request count, error rate, p99) must read metrics the serving
+runtime really exports; a query on a metric nobody exports returns nothing, and nothing would
+pass. Each source names the series whose absence means the canary is not scraped, and the PromQL
+for requests, errors and p99 over the step's window. Client errors (4xx, INVALID_ARGUMENT) are
+no canary errors: a client sending malformed requests says nothing about the canary. What does
+say something is a canary that refuses, as the client's fault, requests stable accepts (a changed
+input contract): the analysis compares the two revisions' client-error rates on the same traffic.
+
+- our runtime (``modeldeploy-onnx``), in either mode: ``modeldeploy_requests_total{outcome}``
+  (``success``, ``error``, and ``invalid`` for the client's fault) and the
+  ``modeldeploy_request_latency_seconds`` histogram;
+- Triton (``kserve-tritonserver``) in Standard mode: ``nv_inference_request_success`` and
+  ``nv_inference_request_failure`` (requests Triton refuses before they reach the model, such as
+  malformed input, are in neither; cancellations by the client are left out). Triton exports no
+  latency histogram, so latency thresholds are refused at admission;
+- any other runtime in Knative mode: the queue-proxy's ``revision_app_request_count`` by
+  ``response_code_class`` and its ``revision_app_request_latencies`` histogram (milliseconds).
+
+Every series is selected by the pod labels docs/canary.md#labels relabels onto the metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modeldeploy.api.serving import DEFAULT_RUNTIME, TRITON_RUNTIME
+
+
+@dataclass(frozen=True)
+class MetricSource:
+    """How one runtime's canary is counted; ``{sel}`` and ``{window}`` are filled in."""
+
+    name: str
+    series: str
+    """The metric that exists for every scraped pod of this runtime, traffic or not."""
+    requests: str
+    """Every request the runtime answered, client errors included: the evidence."""
+    served: str
+    """Requests that were the runtime's to answer: client errors left out."""
+    errors: str
+    """Requests the runtime failed (5xx, INTERNAL): counted against maxErrorRate."""
+    client_errors: str | None
+    """Requests refused as the client's fault (4xx, INVALID_ARGUMENT), where counted."""
+    p99_ms: str | None
+
+
+OURS = MetricSource(
+    name="the modeldeploy runtime",
+    series="modeldeploy_requests_total",
+    requests="sum(increase(modeldeploy_requests_total{{{sel}}}[{window}]))",
+    served='sum(increase(modeldeploy_requests_total{{{sel},outcome=~"success|error"}}[{window}]))',
+    errors='sum(increase(modeldeploy_requests_total{{{sel},outcome="error"}}[{window}]))',
+    client_errors='sum(increase(modeldeploy_requests_total{{{sel},outcome="invalid"}}[{window}]))',
+    p99_ms="1000 * histogram_quantile(0.99, sum by (le) "
+    "(rate(modeldeploy_request_latency_seconds_bucket{{{sel}}}[{window}])))",
+)
+_TRITON_REQUESTS = (
+    "sum(increase(nv_inference_request_success{{{sel}}}[{window}])) + "
+    # A failure series may not exist yet; "or vector(0)" keeps the sum defined.
+    '(sum(increase(nv_inference_request_failure{{{sel},reason!="CANCELED"}}[{window}])) '
+    "or vector(0))"
+)
+TRITON = MetricSource(
+    name="Triton",
+    series="nv_inference_request_success",
+    requests=_TRITON_REQUESTS,
+    served=_TRITON_REQUESTS,
+    errors='sum(increase(nv_inference_request_failure{{{sel},reason!="CANCELED"}}[{window}]))',
+    client_errors=None,
+    p99_ms=None,
+)
+QUEUE_PROXY = MetricSource(
+    name="Knative's queue-proxy",
+    series="revision_app_request_count",
+    requests="sum(increase(revision_app_request_count{{{sel}}}[{window}]))",
+    served='sum(increase(revision_app_request_count{{{sel},response_code_class!="4xx"}}[{window}]))',
+    errors='sum(increase(revision_app_request_count{{{sel},response_code_class="5xx"}}[{window}]))',
+    client_errors='sum(increase(revision_app_request_count{{{sel},response_code_class="4xx"}}[{window}]))',
+    p99_ms="histogram_quantile(0.99, sum by (le) "
+    "(rate(revision_app_request_latencies_bucket{{{sel}}}[{window}])))",
+)
+
+
+def for_runtime(runtime: str, knative: bool) -> MetricSource | None:
+    """The source that measures ``runtime``; None where nothing does (Standard mode, a runtime
+    that is neither ours nor Triton): admission refuses thresholds there."""
+    if runtime == DEFAULT_RUNTIME:
+        return OURS
+    if knative:
+        return QUEUE_PROXY
+    if runtime == TRITON_RUNTIME:
+        return TRITON
+    return None
+
+
+def selector(namespace: str, deployment: str, revision: str) -> str:
+    """The label matchers of one revision's pods. The values are Kubernetes names and staging
+    hashes (DNS labels and hex), which need no escaping inside PromQL quotes."""
+    return (
+        f'namespace="{namespace}",modeldeploy_deployment="{deployment}",'
+        f'modeldeploy_revision="{revision}"'
+    )
+
+
+def series_query(source: MetricSource, sel: str) -> str:
+    """How many series of the source's always-present metric the canary has."""
+    return f"count({source.series}{{{sel}}})"
