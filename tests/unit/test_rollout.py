@@ -308,7 +308,12 @@ def test_client_errors_are_never_canary_errors_in_any_runtimes_queries() -> None
     assert triton.client_errors is None  # nor counts what it refuses before the model
     assert "nv_inference_request_failure" in triton.errors
     assert 'reason!="CANCELED"' in triton.errors
-    proxy = metric_sources.for_runtime("kserve-tritonserver", knative=True)
+    in_knative = metric_sources.for_runtime("kserve-tritonserver", knative=True)
+    assert in_knative is not None
+    assert in_knative.errors == triton.errors  # Triton's own counters in either mode,
+    assert in_knative.p99_ms is not None
+    assert "revision_app_request_latencies_bucket" in in_knative.p99_ms  # latency from Knative
+    proxy = metric_sources.for_runtime("kserve-sklearnserver", knative=True)
     assert proxy is not None
     assert 'response_code_class!="4xx"' in proxy.served
     assert 'response_code_class="5xx"' in proxy.errors

@@ -207,11 +207,14 @@ def _builtin_checks(
         found.failures.append(f"error rate {rate:.4f} > max {max_rate:g}")
     if "client_errors" in queries:
         _client_error_check(prometheus, queries, requests, max_rate, timeout, found)
+    latency_judged = spec.max_p99_latency_ms is not None or spec.max_latency_ratio is not None
     if "p99" not in queries:
         return
     p99 = prometheus_value(prometheus, queries["p99"], timeout)
     found.numbers["p99"] = p99
     if p99 is None:
+        if latency_judged:  # a threshold nothing measured must not pass
+            found.inconclusive.append(f"no p99 latency for the canary from {source.name}")
         return
     if spec.max_p99_latency_ms is not None and p99 > spec.max_p99_latency_ms:
         found.failures.append(f"p99 latency {p99:.1f} ms > max {spec.max_p99_latency_ms:g} ms")

@@ -11,10 +11,11 @@ input contract): the analysis compares the two revisions' client-error rates on 
 - our runtime (``modeldeploy-onnx``), in either mode: ``modeldeploy_requests_total{outcome}``
   (``success``, ``error``, and ``invalid`` for the client's fault) and the
   ``modeldeploy_request_latency_seconds`` histogram;
-- Triton (``kserve-tritonserver``) in Standard mode: ``nv_inference_request_success`` and
+- Triton (``kserve-tritonserver``): ``nv_inference_request_success`` and
   ``nv_inference_request_failure`` (requests Triton refuses before they reach the model, such as
   malformed input, are in neither; cancellations by the client are left out). Triton exports no
-  latency histogram, so latency thresholds are refused at admission;
+  latency histogram: in Knative mode the p99 comes from the queue-proxy, and in Standard mode
+  latency thresholds are refused at admission;
 - any other runtime in Knative mode: the queue-proxy's ``revision_app_request_count`` by
   ``response_code_class`` and its ``revision_app_request_latencies`` histogram (milliseconds).
 
@@ -23,7 +24,7 @@ Every series is selected by the pod labels docs/canary.md#labels relabels onto t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modeldeploy.api.serving import DEFAULT_RUNTIME, TRITON_RUNTIME
 
@@ -83,16 +84,20 @@ QUEUE_PROXY = MetricSource(
 )
 
 
+TRITON_IN_KNATIVE = replace(
+    TRITON, name="Triton (p99 from Knative's queue-proxy)", p99_ms=QUEUE_PROXY.p99_ms
+)
+
+
 def for_runtime(runtime: str, knative: bool) -> MetricSource | None:
-    """The source that measures ``runtime``; None where nothing does (Standard mode, a runtime
-    that is neither ours nor Triton): admission refuses thresholds there."""
+    """The source that measures ``runtime``: its own metrics where we know them, Knative's
+    queue-proxy for the rest (and for Triton's latency, which Triton does not export as a
+    histogram); None where nothing does, and admission refuses thresholds there."""
     if runtime == DEFAULT_RUNTIME:
         return OURS
-    if knative:
-        return QUEUE_PROXY
     if runtime == TRITON_RUNTIME:
-        return TRITON
-    return None
+        return TRITON_IN_KNATIVE if knative else TRITON
+    return QUEUE_PROXY if knative else None
 
 
 def selector(namespace: str, deployment: str, revision: str) -> str:

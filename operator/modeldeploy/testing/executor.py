@@ -11,7 +11,8 @@ objects labelled ``app.kubernetes.io/managed-by: modeldeploy``.
   Pod's termination message and the Job's conditions back as the kubelet and Job controller
   would, honouring backoffLimit, activeDeadlineSeconds and the podFailurePolicy exit codes.
 - InferenceServices: for each new storageUri (or new predictor labels) starts a revision, a
-  ``modeldeploy serve`` on the artifact on loopback ports, and waits until it is ready. Traffic
+  ``modeldeploy serve`` on the artifact on loopback ports (for runtime ``kserve-tritonserver``,
+  Triton from ``modeldeploy.testing.triton``), and waits until it is ready. Traffic
   follows KServe's Knative reconciler: with ``canaryTrafficPercent`` the latest ready revision
   gets that share and the last revision rolled out to 100% the rest; without it the latest ready
   revision gets everything. A weighted router per InferenceService (its status URL) splits the
@@ -53,6 +54,8 @@ from urllib.parse import urlparse
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from modeldeploy.api.serving import TRITON_RUNTIME
+from modeldeploy.testing import triton
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
 from modeldeploy.testing.processes import stop_group
 from modeldeploy.testing.router import WeightedRouter
@@ -78,9 +81,12 @@ class Revision:
     storage_uri: str
     labels: dict[str, str]
     generation: int
+    runtime: str = ""
     process: subprocess.Popen[bytes] | None = None
     http_port: int = 0
     grpc_port: int = 0
+    metrics_port: int = 0
+    """Where Prometheus scrapes it: Triton's own metrics port, else the HTTP port."""
     ready: bool = False
     failure: str | None = None
 
@@ -461,6 +467,7 @@ class LocalExecutor:
                     uri,
                     labels,
                     meta["generation"],
+                    str(predictor.get("model", {}).get("runtime") or ""),
                 )
                 service.revisions.append(start)
         if start is not None:
@@ -493,13 +500,17 @@ class LocalExecutor:
                 self._publish(isvc)
                 return
             revision.http_port, revision.grpc_port = free_port(), free_port()
+            revision.metrics_port = revision.http_port
             logfile = self.workdir / f"{meta['namespace']}-{revision.name}.log"
+            command, env = [str(self.bin / "modeldeploy"), "serve", str(path),
+                            "--http-port", str(revision.http_port),
+                            "--grpc-port", str(revision.grpc_port)], None  # fmt: skip
+            if revision.runtime == TRITON_RUNTIME:
+                command, env = self._triton(path, meta["namespace"], revision)
             with logfile.open("wb") as out:
                 revision.process = subprocess.Popen(
-                    [str(self.bin / "modeldeploy"), "serve", str(path),
-                     "--http-port", str(revision.http_port), "--grpc-port", str(revision.grpc_port)],
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent, env=None if env is None else {**os.environ, **env},
                 )  # fmt: skip
             ready_path = f"http://127.0.0.1:{revision.http_port}{_readiness_path(isvc)}"
             deadline = time.monotonic() + 120
@@ -519,6 +530,21 @@ class LocalExecutor:
         log.info("isvc %s/%s revision %s ready (%s)", meta["namespace"], meta["name"],
                  revision.name, revision.storage_uri)  # fmt: skip
         self._publish(isvc)
+
+    def _triton(
+        self, artifact: Path, namespace: str, revision: Revision
+    ) -> tuple[list[str], dict[str, str]]:
+        """KServe's Triton runtime on this artifact (``modeldeploy.testing.triton``): real
+        ``tritonserver``, the staged graph under its Python backend, metrics on a port of their
+        own as the runtime's ``prometheus.kserve.io/port`` says."""
+        model_dirs = [p.parent for p in artifact.glob("*/config.pbtxt")]
+        if len(model_dirs) != 1:
+            raise RuntimeError(f"{artifact}: expected one model folder, found {model_dirs}")
+        workdir = self.workdir / f"{namespace}-{revision.name}-triton"
+        ports = triton.Ports(revision.http_port, revision.grpc_port, free_port())
+        revision.metrics_port = ports.metrics
+        repository = triton.model_repository(model_dirs[0], workdir)
+        return triton.command(repository, workdir, ports)
 
     def _publish(self, isvc: dict[str, Any]) -> None:
         """Route the traffic as KServe would for the spec as last seen, write the status that
@@ -581,7 +607,7 @@ class LocalExecutor:
         with self.lock:
             targets = [
                 {
-                    "targets": [f"127.0.0.1:{revision.http_port}"],
+                    "targets": [f"127.0.0.1:{revision.metrics_port}"],
                     "labels": {
                         "namespace": namespace,
                         "inferenceservice": name,
