@@ -47,6 +47,7 @@ from modeldeploy.runtime import hardware
 from modeldeploy.runtime.artifact import Artifact
 from modeldeploy.runtime.batcher import DynamicBatcher
 from tests.bench import gpu_models
+from tests.bench.timing import timed as _timed
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 TENSORRT = "TensorrtExecutionProvider"
@@ -99,18 +100,7 @@ class Report:
 
 
 def timed(run: Callable[[], Any], seconds: float, sync: Callable[[], None]) -> float:
-    """Median milliseconds per call after a warm-up; at least 5 calls, at most ``seconds``."""
-    for _ in range(3):
-        run()
-    sync()
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < 5 or (time.perf_counter() < deadline and len(times) < 500):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return _timed(run, seconds, sync, warmup=3, most=500)
 
 
 def environment(provider: str) -> dict[str, Any]:

@@ -8,10 +8,7 @@ timed is exactly what would be served. Prints a Markdown table for docs/benchmar
 from __future__ import annotations
 
 import platform
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +18,8 @@ import torch
 
 from modeldeploy.api.validation import parse
 from modeldeploy.staging.stage import stage
+from tests.bench.timing import timed
 from tests.staging import models
-
-
-def timed(run: Callable[[], Any], budget: float) -> float:
-    """Median milliseconds per call, after a warm-up, over at most ``budget`` seconds."""
-    run()
-    times: list[float] = []
-    deadline = time.perf_counter() + budget
-    while len(times) < 5 or (time.perf_counter() < deadline and len(times) < 200):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def spec(

@@ -47,13 +47,33 @@ class MetricSource:
     p99_ms: str | None
 
 
-OURS = MetricSource(
-    name="the modeldeploy runtime",
-    series="modeldeploy_requests_total",
-    requests="sum(increase(modeldeploy_requests_total{{{sel}}}[{window}]))",
-    served='sum(increase(modeldeploy_requests_total{{{sel},outcome=~"success|error"}}[{window}]))',
-    errors='sum(increase(modeldeploy_requests_total{{{sel},outcome="error"}}[{window}]))',
-    client_errors='sum(increase(modeldeploy_requests_total{{{sel},outcome="invalid"}}[{window}]))',
+def _counted(
+    name: str, metric: str, label: str, served: str, error: str, client: str, p99_ms: str
+) -> MetricSource:
+    """A source whose one request counter tells outcomes apart by ``label``: ``served`` and
+    ``error`` match the runtime's own answers and failures, ``client`` the client's faults."""
+
+    def count(matcher: str = "") -> str:
+        return f"sum(increase({metric}{{{{{{sel}}{matcher}}}}}[{{window}}]))"
+
+    return MetricSource(
+        name=name,
+        series=metric,
+        requests=count(),
+        served=count(f",{label}{served}"),
+        errors=count(f",{label}{error}"),
+        client_errors=count(f",{label}{client}"),
+        p99_ms=p99_ms,
+    )
+
+
+OURS = _counted(
+    "the modeldeploy runtime",
+    "modeldeploy_requests_total",
+    "outcome",
+    served='=~"success|error"',
+    error='="error"',
+    client='="invalid"',
     p99_ms="1000 * histogram_quantile(0.99, sum by (le) "
     "(rate(modeldeploy_request_latency_seconds_bucket{{{sel}}}[{window}])))",
 )
@@ -72,13 +92,13 @@ TRITON = MetricSource(
     client_errors=None,
     p99_ms=None,
 )
-QUEUE_PROXY = MetricSource(
-    name="Knative's queue-proxy",
-    series="revision_app_request_count",
-    requests="sum(increase(revision_app_request_count{{{sel}}}[{window}]))",
-    served='sum(increase(revision_app_request_count{{{sel},response_code_class!="4xx"}}[{window}]))',
-    errors='sum(increase(revision_app_request_count{{{sel},response_code_class="5xx"}}[{window}]))',
-    client_errors='sum(increase(revision_app_request_count{{{sel},response_code_class="4xx"}}[{window}]))',
+QUEUE_PROXY = _counted(
+    "Knative's queue-proxy",
+    "revision_app_request_count",
+    "response_code_class",
+    served='!="4xx"',
+    error='="5xx"',
+    client='="4xx"',
     p99_ms="histogram_quantile(0.99, sum by (le) "
     "(rate(revision_app_request_latencies_bucket{{{sel}}}[{window}])))",
 )
