@@ -9,7 +9,9 @@
    plays the kubelet and KServe: it runs the staging Job's ``modeldeploy stage`` and serves each
    InferenceService revision with ``modeldeploy serve`` on 127.0.0.1.
 5. Applies ``examples/digits-cpu.yaml`` and prints each condition as it changes until Ready.
-6. Sends a real PNG through the URL in the status with ``tritonclient`` and prints the top 5.
+6. Sends a real PNG with ``tritonclient`` through the URL KServe wrote into the InferenceService's
+   status, and prints the top 5. The ModelDeployment's own ``status.url`` is the Gateway host
+   of its HTTPRoute (what clients use on a cluster); there is no gateway on this machine.
 7. Shows ``kubectl get mdep``, and a bad spec refused by both the CLI and the API server.
 
 Then it keeps everything running until Ctrl-C (``DEMO_EXIT=1`` exits at once, as CI does).
@@ -157,8 +159,15 @@ def run(workdir: Path, keep_running: bool) -> int:
         parity = status["artifact"].get("parity", {})
         print(f"parity: max |Δ| {parity.get('maxAbsDiff')} over {parity.get('samples')} samples")
 
-        _say("inference with tritonclient through the URL in the status")
-        _infer(status["url"], "digits")
+        isvc_url = plane.kubectl(
+            "get", "isvc", "digits", "-n", namespace, "-o", "jsonpath={.status.url}"
+        ).stdout.strip()
+        _say("inference with tritonclient through the InferenceService's URL")
+        print(
+            f"(status.url {status['url']} is the Gateway host that splits traffic on a cluster; "
+            "there is no gateway here)"
+        )
+        _infer(isvc_url, "digits")
 
         _say(f"kubectl get mdep,isvc -n {namespace}")
         print(plane.kubectl("get", "mdep,isvc", "-n", namespace).stdout.rstrip())
@@ -168,7 +177,7 @@ def run(workdir: Path, keep_running: bool) -> int:
             _say("everything keeps running; Ctrl-C stops it")
             print(f"export KUBECONFIG={plane.kubeconfig}")
             print(f"export PATH={plane.assets.bin_dir}:$PATH")
-            print(f"curl {status['url']}/v2/models/digits")
+            print(f"curl {isvc_url}/v2/models/digits")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except (TimeoutError, RuntimeError) as err:
         print(f"demo failed: {err}", file=sys.stderr)

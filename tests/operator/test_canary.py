@@ -78,7 +78,9 @@ def test_good_canary_walks_every_step_and_is_promoted(
         [{"weight": 20, "pause": "10s"}, {"weight": 50, "pause": "10s"}],
         maxErrorRate=0.01,
         maxP99LatencyMs=1000,
-        maxLatencyRatio=20,
+        # The p99 of a few dozen requests is their slowest one; on two shared cores a single
+        # scheduling stall of the fresh canary measured 23x stable's (200 ms against 8.6 ms).
+        maxLatencyRatio=60,
     )
     first, load = deploy_stable(kube, knative(rollout))
     try:

@@ -346,8 +346,18 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     assert done.delete_jobs == [created["metadata"]["name"]]
 
     body["status"] = done.status
+    ready_isvc_url = ready_isvc(SUMMARY["uri"])["status"]["url"]
     serving = plan(observed(body, isvc=ready_isvc(SUMMARY["uri"])), CONFIG, NOW)
-    assert serving.status["url"] == "http://digits.demo"
+    # Standard mode: the route that splits traffic exists from the first deployment, and its
+    # host, not the InferenceService's (stable only), is the URL clients get.
+    assert serving.apply_route is not None
+    assert serving.apply_route["spec"]["hostnames"] == ["digits.demo.example.com"]
+    assert serving.status["url"] == "http://digits.demo.example.com"
+    ready = next(c for c in serving.status["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == (
+        "serving at http://digits.demo.example.com through Gateway kserve/kserve-ingress-gateway "
+        f"(the InferenceService alone: {ready_isvc_url})"
+    )
     assert {c["type"]: c["status"] for c in serving.status["conditions"]} == {
         "ArtifactReady": "True", "Deployed": "True", "RolloutProgressing": "False", "Ready": "True",
         "Degraded": "False"}  # fmt: skip

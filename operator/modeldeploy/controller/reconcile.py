@@ -23,7 +23,7 @@ from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
 from modeldeploy.controller.job_state import StagingOutcome
-from modeldeploy.controller.route import build_http_route
+from modeldeploy.controller.route import build_http_route, route_host
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
 from modeldeploy.controller.staging_job import build_staging_job
@@ -173,6 +173,16 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         return finish()
 
     runtime = observed.runtime
+    if deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD and "url" in status:
+        # Standard mode's route (kept from the first deployment on) is what splits traffic; the
+        # InferenceService's own URL reaches stable only, so clients get the route's host.
+        isvc_url = status["url"]
+        status["url"] = f"http://{route_host(deployment, config)}"
+        if serving_ok:
+            isvc_message = (
+                f"serving at {status['url']} through Gateway {config.gateway} "
+                f"(the InferenceService alone: {isvc_url})"
+            )
     assert isinstance(runtime, ServingRuntimeRef)
     digest = staging_hash(deployment, config.artifact_store)
     job_name = naming.staging_job_name(deployment.metadata.name, digest)
@@ -224,6 +234,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         decision = _roll_out(observed, deployment, artifact, digest, runtime, config, now, result)
         wanted.extend(decision.conditions)
         result.events.extend(decision.events)
+
         status["revisions"] = decision.revisions
         status["traffic"] = decision.traffic
         if decision.revisions.get("stable") == digest:

@@ -13,7 +13,8 @@ Traffic is moved in one of two ways, chosen by the deployment mode:
   is read back from ``status.components.predictor.traffic``. Rollback is ``canaryTrafficPercent:
   0``, which KServe applies at once, without a new revision.
 - Standard: KServe ignores ``canaryTrafficPercent`` there, so the canary is a second
-  InferenceService (``<name>-canary``) and a Gateway API HTTPRoute splits by weight. Promotion
+  InferenceService (``<name>-canary``) and a Gateway API HTTPRoute splits by weight. The route
+  exists from the first deployment on (all to stable between rollouts): its host is the URL. Promotion
   moves all traffic to the canary, rolls the stable InferenceService to the new artifact, then
   moves traffic back and deletes the canary.
 
@@ -541,7 +542,7 @@ def _finish(
         # Knative: the failed revision stays the latest, at 0%. Standard: it is deleted.
         d.canary_percent = 0 if inputs.knative else None
         d.canary_isvc, d.canary_weight = False, 0
-        d.route = not inputs.knative and serving.weights != (100, 0)
+        d.route = not inputs.knative
     elif settled and inputs.knative:
         # Back on (or first on) stable: hold the old rolled-out revision until the latest one
         # serves the stable artifact, so a failed canary revision never gets traffic meanwhile.
@@ -550,8 +551,10 @@ def _finish(
             d.canary_percent = 0
     elif settled:
         d.canary_isvc, d.canary_weight = False, 0
-    if not inputs.knative and not d.route and serving.weights != (100, 0):
-        d.route = True  # an existing route is kept, pointing at stable only
+    if not inputs.knative:
+        # Standard mode always has the route, from the first deployment on: its host is the one
+        # that splits traffic, and so the status URL clients follow (docs/canary.md#urls).
+        d.route = True
     # Settled: no canary any more, whatever share the revision had while it was one.
     stable_w, canary_w = (100, 0) if settled else serving.weights
     d.traffic = {"stable": stable_w, "canary": canary_w, "split": f"{stable_w}/{canary_w}"}
