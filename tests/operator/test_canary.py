@@ -170,6 +170,8 @@ def test_bad_canary_is_rolled_back_with_the_reason(
     assert final["revisions"]["failed"] == canary
     assert final["revisions"]["stable"] == first["revisions"]["stable"]
     assert final["traffic"] == {"stable": 100, "canary": 0, "split": "100/0"}
+    # The Precision column tells what serves: stable's fp32, never the rolled-back canary's.
+    assert final["precision"] == first["precision"] == "fp32"
     # The 16x16 canary refuses the 8x8 requests stable accepts: as the client's fault (400),
     # so not in its error rate, but far beyond stable's client errors on the same traffic.
     expected = {"errors": "client errors", "slow": "p99 latency", "golden": "live parity"}[bad]
@@ -245,6 +247,8 @@ def test_manual_pause_abort_and_promote(
         kube.wait("0% on the canary", lambda: status(kube)["traffic"]["canary"] == 0)
         aborted = status(kube)
         assert aborted["revisions"]["failed"] == aborted["artifact"]["stagingHash"]
+        assert aborted["artifact"]["precision"] == "fp16"
+        assert aborted["precision"] == "fp32"  # what serves, not what was aborted
         assert (
             "aborted"
             in kube.wait_condition("digits", "Degraded", "True", "RolloutAborted")["message"]
@@ -258,6 +262,7 @@ def test_manual_pause_abort_and_promote(
         kube.wait("Promoted", lambda: phase(kube) == "Promoted", timeout=120)
         promoted = status(kube)
         assert promoted["revisions"]["stable"] == promoted["artifact"]["stagingHash"]
+        assert promoted["precision"] == "fp16"
         assert promoted["traffic"]["canary"] == 0
         assert promoted["traffic"]["stable"] == 100
         assert "Promoted" in cli(stack, "status", "digits", "-n", namespace)

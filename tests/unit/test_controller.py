@@ -417,6 +417,22 @@ def test_plan_with_a_blocker_creates_nothing() -> None:
     assert missing.create_job is None
 
 
+def test_plan_refuses_a_custom_query_on_a_metric_the_runtime_does_not_export() -> None:
+    # kubectl apply passes it (the API server cannot read PromQL); the operator must not.
+    body = body_of(example())
+    body["spec"].setdefault("rollout", {})["analysis"] = {
+        "queries": [{"name": "drift", "query": "avg(modeldeploy_input_mean)", "max": 1}]
+    }
+    result = plan(observed(body), CONFIG, NOW)
+    assert result.create_job is None
+    assert result.apply_isvc is None
+    ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
+    assert ready["reason"] == "InvalidSpec"
+    assert ready["message"].startswith(
+        "spec.rollout.analysis.queries[0].query: metric modeldeploy_input_mean is not exported"
+    )
+
+
 def test_plan_deletes_jobs_of_specs_no_longer_wanted() -> None:
     deployment = example()
     stale = build_staging_job(deployment, UID, CONFIG)

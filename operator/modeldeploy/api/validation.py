@@ -83,8 +83,9 @@ def _duplicate_keys(value: Any, extra: Any, path: str) -> Iterator[Problem]:
         seen.add(key)
 
 
-def _query_problems(spec: ModelDeploymentSpec) -> Iterator[Problem]:
-    """Custom queries on metrics that cannot exist (beyond what the API server can check)."""
+def query_problems(spec: ModelDeploymentSpec) -> Iterator[Problem]:
+    """Custom queries on metrics that cannot exist: beyond what the API server can check, so
+    the operator checks them too."""
     ours = spec.serving.runtime == DEFAULT_RUNTIME
     for i, query in enumerate(spec.rollout.analysis.queries or []):
         for message in unknown_metrics(query.query, ours):
@@ -112,7 +113,7 @@ def validate_document(doc: Any) -> list[Problem]:
         problems += [Problem(_path(e["loc"]), _message(dict(e))) for e in err.errors()]
         return problems
     problems += _rule_problems(deployment.spec, "spec")
-    problems += _query_problems(deployment.spec)
+    problems += query_problems(deployment.spec)
     return problems
 
 

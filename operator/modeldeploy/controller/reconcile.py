@@ -18,6 +18,7 @@ from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
+from modeldeploy.api.validation import query_problems
 from modeldeploy.controller import naming, rollout
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
@@ -148,6 +149,8 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         deployment = None
     else:
         blocker = observed.runtime if isinstance(observed.runtime, Blocker) else None
+        if blocker is None and (queries := list(query_problems(deployment.spec))):
+            blocker = Blocker("InvalidSpec", "; ".join(str(p) for p in queries)[:2000])
         if blocker is None and observed.secret_missing:
             blocker = Blocker(
                 "SecretNotFound",
