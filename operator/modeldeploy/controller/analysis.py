@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import urllib.parse
 import urllib.request
@@ -35,8 +36,13 @@ from modeldeploy.api.rollout import DEFAULT_MAX_ERROR_RATE, Analysis
 from modeldeploy.controller import metric_sources
 from modeldeploy.controller.metric_sources import MetricSource
 from modeldeploy.controller.rollout import AnalysisResult, Target
-from modeldeploy.runtime.artifact import MANIFEST, golden_arrays
+from modeldeploy.runtime.artifact import GOLDEN_MAX_BYTES, MANIFEST, golden_arrays
 from modeldeploy.staging.repository import open_store
+
+PROMETHEUS_MAX_BYTES = 1024 * 1024
+"""Most bytes read of one Prometheus answer: one number needs a few hundred."""
+PROMETHEUS_ERROR_TYPES = {"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found"}  # fmt: skip
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def load_golden(store_uri: str, key: str, model: str) -> Golden | None:
     if manifest_bytes is None:
         raise LookupError(f"artifact {key} has no {model}/{MANIFEST} in {store_uri}")
     spec = json.loads(manifest_bytes).get("golden") or {}
-    data = store.read(key, f"{model}/{spec.get('file', 'golden.npz')}")
+    data = store.read(key, f"{model}/{spec.get('file', 'golden.npz')}", GOLDEN_MAX_BYTES)
     if data is None or not spec.get("count", 1):
         return None
     inputs, outputs = golden_arrays(io.BytesIO(data))
@@ -109,11 +115,23 @@ def prometheus_value(address: str, query: str, timeout: float) -> float | None:
     """The single number ``query`` returns now; None for an empty result or NaN."""
     url = f"{address.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        body = json.loads(response.read())
-    if body.get("status") != "success":
-        raise RuntimeError(f"Prometheus: {body.get('error', body)}")
-    data = body["data"]
-    if data["resultType"] == "scalar":
+        raw = response.read(PROMETHEUS_MAX_BYTES + 1)
+    if len(raw) > PROMETHEUS_MAX_BYTES:
+        raise RuntimeError(f"the answer is larger than {PROMETHEUS_MAX_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except ValueError as err:
+        raise RuntimeError("the answer is not a Prometheus API response") from err
+    if not isinstance(body, dict) or body.get("status") != "success":
+        # The address may be a tenant's, and this message goes into a status every reader of
+        # the namespace sees: the answer's text stays in the operator's log, never in status.
+        found = body if isinstance(body, dict) else {}
+        kind = str(found.get("errorType", "?"))
+        kind = kind if kind in PROMETHEUS_ERROR_TYPES else "unknown"
+        log.warning("Prometheus at %s answered %s: %.500s", address, kind, found.get("error"))
+        raise RuntimeError(f"Prometheus answered an error ({kind}); see the operator's log")
+    data = body.get("data") or {}
+    if data.get("resultType") == "scalar":
         value = float(data["result"][1])
     else:
         results = data["result"]

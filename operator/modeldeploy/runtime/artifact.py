@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,15 +18,54 @@ class ArtifactError(RuntimeError):
     """The folder is not a model repository written by ``modeldeploy stage``."""
 
 
+GOLDEN_MAX_BYTES = 64 * 1024 * 1024
+"""Most bytes the golden samples may hold, compressed or not: what the operator (shared by every
+namespace) and the runtime will ever allocate for a tenant's ``golden.npz``."""
+GOLDEN_MAX_ARRAYS = 64
+
+
 def golden_arrays(
-    source: Path | BinaryIO,
+    source: Path | BinaryIO, max_bytes: int = GOLDEN_MAX_BYTES
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The golden inputs and outputs of a ``golden.npz`` (never unpickled: plain arrays only)."""
-    with np.load(source, allow_pickle=False) as data:
-        inputs = {k.removeprefix("input:"): data[k] for k in data.files if k.startswith("input:")}
-        outputs = {
-            k.removeprefix("output:"): data[k] for k in data.files if k.startswith("output:")
-        }
+    """The golden inputs and outputs of a ``golden.npz``: plain arrays only (never unpickled),
+    and at most ``max_bytes`` of them. Each array's size is read from its ``.npy`` header before
+    anything is decompressed, and exactly that many bytes are read, so a deflate bomb is refused
+    for what it declares and can never make this allocate more."""
+    arrays: dict[str, np.ndarray] = {}
+    used = 0
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = archive.infolist()
+            if len(members) > GOLDEN_MAX_ARRAYS:
+                raise ArtifactError(
+                    f"golden.npz holds {len(members)} arrays, more than {GOLDEN_MAX_ARRAYS}"
+                )
+            for member in members:
+                name = member.filename.removesuffix(".npy")
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+                    else:
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+                    if dtype.hasobject:
+                        raise ArtifactError(f"golden.npz: {name} holds Python objects")
+                    size = math.prod(shape) * dtype.itemsize
+                    used += size
+                    if used > max_bytes:
+                        raise ArtifactError(
+                            f"golden.npz: {name} {tuple(shape)} {dtype} would make the golden "
+                            f"samples {used} bytes, more than {max_bytes}"
+                        )
+                    data = stream.read(size)
+                if len(data) != size:
+                    raise ArtifactError(f"golden.npz: {name} is cut short")
+                flat = np.frombuffer(data, dtype)
+                arrays[name] = flat.reshape(shape, order="F") if fortran else flat.reshape(shape)
+    except (zipfile.BadZipFile, ValueError, EOFError) as err:
+        raise ArtifactError(f"golden.npz is not a plain .npz of arrays: {err}") from err
+    inputs = {k.removeprefix("input:"): v for k, v in arrays.items() if k.startswith("input:")}
+    outputs = {k.removeprefix("output:"): v for k, v in arrays.items() if k.startswith("output:")}
     return inputs, outputs
 
 

@@ -28,6 +28,8 @@ from modeldeploy.staging.errors import DestinationError
 from modeldeploy.staging.source import local_path
 
 MANIFEST = "modeldeploy.json"
+MANIFEST_MAX_BYTES = 1024 * 1024
+"""Most bytes read of one artifact file unless the caller allows more (golden samples do)."""
 OWNERS = ".owners"
 """Beside the artifacts: ``.owners/<key>/<namespace>.<name>`` marks each ModelDeployment that
 uses an artifact. Deleting a ModelDeployment removes its marks and only the artifacts left with
@@ -116,8 +118,9 @@ class ArtifactStore(Protocol):
     def manifest(self, key: str, name: str) -> dict[str, Any] | None:
         """The manifest of a complete artifact at ``key``, or None."""
 
-    def read(self, key: str, path: str) -> bytes | None:
-        """A file of the artifact at ``key`` (``<name>/golden.npz``), or None when absent."""
+    def read(self, key: str, path: str, limit: int = MANIFEST_MAX_BYTES) -> bytes | None:
+        """A file of the artifact at ``key`` (``<name>/golden.npz``), or None when absent;
+        :class:`DestinationError` when it is larger than ``limit`` bytes (never read whole)."""
 
     def publish(self, key: str, staged: Path) -> None:
         """Make ``staged`` (a folder) the artifact at ``key``, all or nothing."""
@@ -148,11 +151,15 @@ class FolderStore:
             return None
         return manifest
 
-    def read(self, key: str, path: str) -> bytes | None:
+    def read(self, key: str, path: str, limit: int = MANIFEST_MAX_BYTES) -> bytes | None:
         try:
-            return (self.root / key / path).read_bytes()
+            with (self.root / key / path).open("rb") as f:
+                data = f.read(limit + 1)
         except OSError:
             return None
+        if len(data) > limit:
+            raise DestinationError(f"{self.uri(key)}/{path} is larger than {limit} bytes")
+        return data
 
     def publish(self, key: str, staged: Path) -> None:
         target = self.root / key
@@ -222,18 +229,21 @@ class S3Store:
             raise DestinationError(f"{self.uri(key)}/{name}/{MANIFEST}: not JSON: {err}") from err
         return manifest
 
-    def read(self, key: str, path: str) -> bytes | None:
+    def read(self, key: str, path: str, limit: int = MANIFEST_MAX_BYTES) -> bytes | None:
         from botocore.exceptions import ClientError
 
         try:
             body = self._client().get_object(Bucket=self.bucket, Key=self._key(key, path))["Body"]
-            data: bytes = body.read()
+            data: bytes = body.read(limit + 1)
+            body.close()
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise DestinationError(f"cannot read {self.uri(key)}/{path}: {err}") from err
         except Exception as err:
             raise DestinationError(f"cannot reach s3://{self.bucket}: {err}") from err
+        if len(data) > limit:
+            raise DestinationError(f"{self.uri(key)}/{path} is larger than {limit} bytes")
         return data
 
     def publish(self, key: str, staged: Path) -> None:
