@@ -220,7 +220,7 @@ def job(conditions: list[dict[str, str]] | None = None, **status: Any) -> dict[s
     }
 
 
-SUMMARY = {"status": "Succeeded", "uri": "pvc://artifacts/store/digits-1", "key": "digits-1",
+SUMMARY = {"status": "Succeeded", "uri": "pvc://artifacts/store/digits-0123456789abcdef0123", "key": "digits-0123456789abcdef0123",
            "digest": "sha256:" + "a" * 64, "precision": "fp32", "sizeBytes": 1234, "cacheHit": False,
            "parity": {"maxAbsDiff": 1e-7, "maxRelDiff": 1e-6, "top1Agreement": 1.0, "samples": 32,
                       "passed": True, "atol": 0.001, "rtol": 0.001}}  # fmt: skip

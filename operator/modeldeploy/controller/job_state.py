@@ -10,9 +10,82 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modeldeploy.api.optimization import Precision
 
 Phase = Literal["Running", "Succeeded", "Failed"]
+
+INVALID = "InvalidStagingResult"
+"""The reason of a summary the operator will not believe: the staging pod runs the tenant's
+code, so it may write anything into its termination message."""
+
+FAILURE_REASONS = frozenset(
+    {
+        "StagingFailed",
+        "SourceUnavailable",
+        "UnsafeArchive",
+        "FormatMismatch",
+        "CorruptModel",
+        "EntrypointFailed",
+        "ExportFailed",
+        "OptimizationFailed",
+        "ParityCheckFailed",
+        "DestinationUnavailable",
+    }
+)
+"""Every reason ``modeldeploy stage`` reports (its ``StagingError`` classes; a unit test keeps
+the two equal). Any other reason in a summary is refused, so a forged one cannot break the
+status schema."""
+
+KEY_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?-[0-9a-f]{20}$"
+
+
+class ParitySummary(BaseModel):
+    """The parity numbers of a summary, each bounded."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    maxAbsDiff: Annotated[float, Field(ge=0, le=1e30)] | None = None  # noqa: N815 (wire names)
+    maxRelDiff: Annotated[float, Field(ge=0, le=1e30)] | None = None  # noqa: N815
+    top1Agreement: Annotated[float, Field(ge=0, le=1)] | None = None  # noqa: N815
+    samples: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    passed: bool | None = None
+
+
+class StagingSummary(BaseModel):
+    """A successful staging summary, as the operator accepts it: every field typed and bounded."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["Succeeded"]
+    uri: Annotated[str, Field(max_length=2048)]
+    key: Annotated[str, Field(pattern=KEY_PATTERN, max_length=128)]
+    digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    precision: Precision
+    sizeBytes: Annotated[int, Field(ge=0, le=10**13)]  # noqa: N815
+    cacheHit: bool = False  # noqa: N815
+    parity: ParitySummary | None = None
+
+
+def verified_summary(summary: dict[str, Any], name: str, store: str) -> StagingSummary | str:
+    """The summary of ``name``'s staging run if it is believable, else why not: the fields are
+    well-formed, the key is this ModelDeployment's, and the URI is the store's for that key
+    (the URI becomes the InferenceService's storageUri)."""
+    try:
+        checked = StagingSummary.model_validate(summary)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "summary"
+        return f"staging summary field {where}: {first['msg']}"
+    if not checked.key.startswith(f"{name}-"):
+        return f"staging summary key {checked.key!r} is not an artifact of {name}"
+    expected = f"{store.rstrip('/')}/{checked.key}"
+    if checked.uri != expected:
+        return f"staging summary uri {checked.uri[:200]!r} is not the store's {expected!r}"
+    return checked
 
 
 @dataclass(frozen=True)
@@ -78,9 +151,12 @@ def staging_outcome(job: dict[str, Any], message: str | None) -> StagingOutcome:
             "Succeeded", "CacheHit" if summary.get("cacheHit") else "Staged", "", summary
         )
     if summary is not None and summary.get("reason"):
-        return StagingOutcome(
-            "Failed", str(summary["reason"]), str(summary.get("message", "")), summary
-        )
+        reason = summary["reason"]
+        if reason not in FAILURE_REASONS:
+            return StagingOutcome(
+                "Failed", INVALID, f"staging reported an unknown reason {str(reason)[:64]!r}"
+            )
+        return StagingOutcome("Failed", reason, str(summary.get("message", ""))[:2000], summary)
     failed = _condition(job, "Failed") or {}
     reason = str(failed.get("reason") or "StagingJobFailed")
     text = f"Job {job['metadata']['name']} failed: {failed.get('message') or reason}"

@@ -19,11 +19,11 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
 from modeldeploy.api.validation import query_problems
-from modeldeploy.controller import naming, rollout
+from modeldeploy.controller import job_state, naming, rollout
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
-from modeldeploy.controller.job_state import StagingOutcome
+from modeldeploy.controller.job_state import StagingOutcome, StagingSummary, verified_summary
 from modeldeploy.controller.route import build_http_route, route_host
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
@@ -97,24 +97,19 @@ def _isvc_ready(isvc: dict[str, Any] | None) -> tuple[bool, str, str]:
     return False, "InferenceServiceNotReady", "KServe has not reported readiness yet"
 
 
-def _artifact_status(summary: dict[str, Any], digest: str) -> dict[str, Any]:
-    artifact = {
-        "uri": summary["uri"],
-        "key": summary.get("key"),
+def _artifact_status(summary: StagingSummary, digest: str) -> dict[str, Any]:
+    artifact: dict[str, Any] = {
+        "uri": summary.uri,
+        "key": summary.key,
         "stagingHash": digest,
-        "digest": summary["digest"],
-        "precision": summary["precision"],
-        "sizeBytes": summary["sizeBytes"],
-        "cacheHit": bool(summary.get("cacheHit")),
+        "digest": summary.digest,
+        "precision": summary.precision.value,
+        "sizeBytes": summary.sizeBytes,
+        "cacheHit": summary.cacheHit,
     }
-    parity = summary.get("parity")
-    if parity:
-        artifact["parity"] = {
-            k: parity[k]
-            for k in ("maxAbsDiff", "maxRelDiff", "top1Agreement", "samples", "passed")
-            if parity.get(k) is not None
-        }
-    return {k: v for k, v in artifact.items() if v is not None}
+    if summary.parity is not None:
+        artifact["parity"] = summary.parity.model_dump(exclude_none=True)
+    return artifact
 
 
 def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
@@ -206,9 +201,18 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 Wanted(ConditionType.ARTIFACT_READY, None, outcome.reason, outcome.message)
             )
         elif outcome.phase == "Succeeded" and outcome.summary is not None:
-            artifact = _artifact_status(outcome.summary, digest)
-            status["artifact"] = artifact
-            current = True
+            checked = verified_summary(
+                outcome.summary, deployment.metadata.name, config.artifact_store
+            )
+            if isinstance(checked, str):
+                staging_failed = StagingOutcome("Failed", job_state.INVALID, checked)
+                wanted.append(
+                    Wanted(ConditionType.ARTIFACT_READY, False, job_state.INVALID, checked)
+                )
+            else:
+                artifact = _artifact_status(checked, digest)
+                status["artifact"] = artifact
+                current = True
         else:
             staging_failed = outcome
             wanted.append(
