@@ -161,6 +161,7 @@ def test_cpu_inference_service_has_no_gpu_parts() -> None:
     assert "tolerations" not in predictor
     assert "image" not in predictor["model"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert predictor["automountServiceAccountToken"] is False  # no API token in a model server
 
 
 # --- runtime checks ----------------------------------------------------------------------------

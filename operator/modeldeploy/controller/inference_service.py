@@ -96,6 +96,9 @@ def build_inference_service(
         "scaleMetric": serving.scaling.metric.value,
         "scaleTarget": serving.scaling.target,
         "model": model,
+        # A model server has no business with the API server: no token in its pods, so a model
+        # (or whoever gets into its process) cannot act as the namespace's default account.
+        "automountServiceAccountToken": False,
     }
     if revision is not None:
         predictor["labels"] = {naming.DEPLOYMENT_LABEL: name, naming.REVISION_LABEL: revision}

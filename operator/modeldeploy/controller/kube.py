@@ -30,6 +30,10 @@ class TransientApiError(Exception):
     """A Kubernetes API failure worth retrying with backoff."""
 
 
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+"""Ask the API server for an object's metadata alone."""
+
+
 def load_client(kubeconfig: str | None = None, pool: int = 8) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
     configuration = client.Configuration()
@@ -109,10 +113,16 @@ class Kube:
             for item in found["items"]
         ]
 
+    async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret's metadata only (a ``PartialObjectMetadata``): its data never reaches
+        the operator. RBAC can restrict ``get`` to the one resourceName."""
+        found: dict[str, Any] | None = await self._maybe(
+            self.core.read_namespaced_secret, name, namespace, _headers={"Accept": METADATA_ONLY}
+        )
+        return found
+
     async def secret_exists(self, namespace: str, name: str) -> bool:
-        # RBAC can restrict this to the one resourceName; the Secret's data is never kept.
-        found = await self._maybe(self.core.read_namespaced_secret, name, namespace)
-        return found is not None
+        return await self.secret_metadata(namespace, name) is not None
 
     async def jobs(self, namespace: str, deployment: str, role: str) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in naming.labels(deployment, role).items())
