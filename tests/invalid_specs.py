@@ -349,6 +349,29 @@ CASES: list[InvalidCase] = [
         "should be greater than or equal to 1",
     ),
     InvalidCase(
+        "model-uri-leaves-its-claim",
+        _set("model", "uri", value="pvc://models/../secrets/model.pt"),
+        "spec.model.uri",
+        "must not contain a '..' path segment",
+        "spec.model.uri",
+        "must not contain a '..' path segment",
+    ),
+    InvalidCase(
+        "labels-uri-leaves-its-claim",
+        _set(
+            "model",
+            "postprocessing",
+            value={
+                "type": "classification",
+                "classification": {"labelsUri": "pvc://models/labels/.."},
+            },
+        ),
+        "spec.model.postprocessing.classification.labelsUri",
+        "must not contain a '..' path segment",
+        "spec.model.postprocessing.classification.labelsUri",
+        "must not contain a '..' path segment",
+    ),
+    InvalidCase(
         "bad-name",
         _rename,
         "metadata.name",

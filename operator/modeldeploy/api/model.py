@@ -6,6 +6,7 @@ post-processing (copied into the artifact manifest) to accept images and return 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -125,6 +126,21 @@ class PostprocessingType(StrEnum):
     DETECTION = "detection"
 
 
+DOT_DOT = r"(^|/)\.\.(/|$)"
+"""A ``..`` path segment: ``pvc://claim/../other`` would leave the claim's folder."""
+
+
+def no_dot_dot(field: str, alias: str, optional: bool = False) -> CelRule:
+    """The rule that ``field`` (``alias`` in the CRD) has no ``..`` path segment."""
+    check = f"!self.{alias}.matches('{DOT_DOT.replace(chr(92), chr(92) * 2)}')"
+    return CelRule(
+        cel=f"!has(self.{alias}) || {check}" if optional else check,
+        message="must not contain a '..' path segment",
+        field_path=f".{alias}",
+        holds=lambda o: re.search(DOT_DOT, getattr(o, field) or "") is None,
+    )
+
+
 _LABELS_RULE = CelRule(
     cel="!(has(self.labels) && has(self.labelsUri))",
     message="set labels or labelsUri, not both",
@@ -153,7 +169,7 @@ class ClassificationOptions(ApiModel):
     softmax: bool = True
     """Apply softmax to the logits (baked into the graph) so scores are probabilities."""
 
-    cel_rules = (_LABELS_RULE,)
+    cel_rules = (_LABELS_RULE, no_dot_dot("labels_uri", "labelsUri", optional=True))
 
 
 class DetectionOptions(ApiModel):
@@ -174,7 +190,7 @@ class DetectionOptions(ApiModel):
     labels_uri: LabelsUri | None = None
     """A text file with one class name per line (same schemes as the model uri)."""
 
-    cel_rules = (_LABELS_RULE,)
+    cel_rules = (_LABELS_RULE, no_dot_dot("labels_uri", "labelsUri", optional=True))
 
 
 class Postprocessing(ApiModel):
@@ -249,6 +265,7 @@ class ModelSpec(ApiModel):
     """Post-processing of the outputs."""
 
     cel_rules = (
+        no_dot_dot("uri", "uri"),
         CelRule(
             cel="self.format != 'state_dict' || has(self.entrypoint)",
             message="format state_dict needs an entrypoint (pkg.module:factory)",

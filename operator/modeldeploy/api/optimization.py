@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from modeldeploy.api.base import ApiModel, CelRule, nested
-from modeldeploy.api.model import MODEL_URI
+from modeldeploy.api.model import MODEL_URI, no_dot_dot
 
 
 class Precision(StrEnum):
@@ -35,6 +35,8 @@ class Calibration(ApiModel):
 
     samples: Annotated[int, Field(ge=1, le=100_000)] = 256
     """How many samples from the file to calibrate on."""
+
+    cel_rules = (no_dot_dot("uri", "uri"),)
 
 
 class Quantization(ApiModel):

@@ -81,6 +81,26 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
     )
 
 
+def local_sources(spec: ModelDeploymentSpec) -> list[str]:
+    """The fields of ``spec`` that name a ``file://`` source: fine for ``modeldeploy stage`` on a
+    laptop, refused in a cluster."""
+    post = spec.model.postprocessing
+    quantization = spec.optimization.quantization
+    uris = {
+        "spec.model.uri": spec.model.uri,
+        "spec.model.postprocessing.classification.labelsUri": (
+            post.classification.labels_uri if post and post.classification else None
+        ),
+        "spec.model.postprocessing.detection.labelsUri": (
+            post.detection.labels_uri if post and post.detection else None
+        ),
+        "spec.optimization.quantization.calibration.uri": (
+            quantization.calibration.uri if quantization and quantization.calibration else None
+        ),
+    }
+    return [field for field, uri in uris.items() if uri and uri.startswith("file://")]
+
+
 def _isvc_ready(isvc: dict[str, Any] | None) -> tuple[bool, str, str]:
     if isvc is None:
         return False, "InferenceServiceMissing", "no InferenceService yet"
@@ -146,6 +166,13 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         blocker = observed.runtime if isinstance(observed.runtime, Blocker) else None
         if blocker is None and (queries := list(query_problems(deployment.spec))):
             blocker = Blocker("InvalidSpec", "; ".join(str(p) for p in queries)[:2000])
+        if blocker is None and (local := local_sources(deployment.spec)):
+            blocker = Blocker(
+                "LocalSourceRefused",
+                f"{', '.join(local)}: file:// would read the staging pod's own filesystem "
+                "(its /proc/self/environ holds the store's credentials); in a cluster use "
+                "pvc://, s3://, gs:// or https://",
+            )
         if blocker is None and observed.secret_missing:
             blocker = Blocker(
                 "SecretNotFound",
