@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -322,6 +323,19 @@ def test_failed_self_test_keeps_the_model_unready(broken_artifact: Path, tmp_pat
             0.05, abs=1e-3
         )
         assert "self-test failed" in server.log_text()
+
+
+def test_labels_that_do_not_fit_the_classes_fail_the_self_test(
+    digits_artifact: Path, tmp_path: Path
+) -> None:
+    # Served, every request would end in top-k with an IndexError: not ready is the answer.
+    copy = tmp_path / "three-labels"
+    shutil.copytree(digits_artifact, copy)
+    (copy / "digits" / "labels.txt").write_text("zero\none\ntwo\n")
+    with running(copy, tmp_path) as server:
+        status, body = server.get("/v2/models/digits/ready")
+        assert status == 503
+        assert "post-processing failed on the golden outputs" in json.loads(body)["reason"]
 
 
 def png(image: np.ndarray, scale: int = 4) -> bytes:

@@ -252,3 +252,41 @@ def test_termination_log_stays_under_4k(tmp_path: Path) -> None:
     assert json.loads(text)["message"].endswith("…(truncated)")
     write_termination_log({"status": "Succeeded"}, tmp_path / "absent")  # no file: nothing written
     assert not (tmp_path / "absent").exists()
+
+
+def test_labels_that_are_not_one_per_class_are_refused_before_anything_is_stored(
+    files: Path, tmp_path: Path
+) -> None:
+    # Served, this artifact would pass its self-test and answer every request with a 500.
+    spec = digits_deployment(
+        f"file://{files / 'cnn.pt'}",
+        model={"postprocessing": {"type": "classification",
+                                  "classification": {"labels": ["zero", "one", "two"]}}},
+    )  # fmt: skip
+    with pytest.raises(errors.LabelsMismatchError) as err:
+        stage(spec, str(tmp_path / "store"))
+    assert (
+        str(err.value) == "3 class labels, but the model's first output has 10 classes (shape [10])"
+    )
+    assert err.value.exit_code == 20
+    assert_nothing_published(tmp_path / "store")
+
+
+def test_a_model_that_rejects_the_declared_inputs_exits_with_its_code_and_no_traceback(
+    files: Path, tmp_path: Path
+) -> None:
+    doc = digits_deployment(f"file://{files / 'cnn.pt'}").to_manifest()
+    doc["spec"]["model"]["inputs"] = [{"name": "image", "shape": [3, 5, 5]}]  # not 1x8x8
+    path = tmp_path / "wrong-shape.yaml"
+    path.write_text(json.dumps(doc))
+    log = tmp_path / "termination-log"
+    log.touch()
+    done = run_cli(str(path), "--dest", str(tmp_path / "store"), "--termination-log", str(log))
+    assert done.returncode == errors.InputMismatchError.exit_code == 19
+    assert "Traceback" not in done.stderr
+    summary = json.loads(log.read_text())
+    assert summary["reason"] == "InputMismatch"
+    assert summary["message"].startswith(
+        "the model rejects the declared inputs ([2, 3, 5, 5] torch.float32, batch first): "
+    )
+    assert_nothing_published(tmp_path / "store")

@@ -34,10 +34,13 @@ FAILURE_REASONS = frozenset(
         "OptimizationFailed",
         "ParityCheckFailed",
         "DestinationUnavailable",
+        "InputMismatch",
+        "LabelsMismatch",
+        "InvalidSpec",
     }
 )
-"""Every reason ``modeldeploy stage`` reports (its ``StagingError`` classes; a unit test keeps
-the two equal). Any other reason in a summary is refused, so a forged one cannot break the
+"""Every reason ``modeldeploy stage`` reports (its ``StagingError`` classes, and InvalidSpec
+for a spec it cannot read; a test keeps them equal). Any other reason in a summary is refused, so a forged one cannot break the
 status schema."""
 
 KEY_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?-[0-9a-f]{20}$"

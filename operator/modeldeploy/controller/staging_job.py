@@ -16,7 +16,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig
 
-NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17]
+NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20]
 """Invalid spec and the staging failures that another attempt cannot fix (docs/staging.md);
 18 (store unavailable) and crashes are retried up to backoffLimit."""
 

@@ -103,6 +103,10 @@ class OnnxModel(Model):  # type: ignore[misc]
                     f"output '{name}': max |Δ| {float(diff.max()):.6g} exceeds atol {atol:g} + rtol {rtol:g}·|golden|"
                 )
         metrics.SELF_TEST_ERROR.labels(self.name).set(worst)
+        try:  # post-processing too: labels that do not fit the classes would fail every request
+            self._postprocess(got)
+        except Exception as err:
+            failures.append(f"post-processing failed on the golden outputs: {err}")
         if failures:
             self.not_ready_reason = (
                 f"self-test failed on {len(next(iter(inputs.values())))} golden samples with "

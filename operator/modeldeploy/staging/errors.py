@@ -75,3 +75,17 @@ class DestinationError(StagingError):
 
     reason = "DestinationUnavailable"
     exit_code = 18
+
+
+class InputMismatchError(StagingError):
+    """The model rejects the inputs the spec declares (their shape or dtype)."""
+
+    reason = "InputMismatch"
+    exit_code = 19
+
+
+class LabelsMismatchError(StagingError):
+    """The class labels do not match the model's number of classes."""
+
+    reason = "LabelsMismatch"
+    exit_code = 20

@@ -11,13 +11,20 @@ import torch
 from modeldeploy.api.model import (
     TensorSpec,
 )
-from modeldeploy.staging.errors import ExportError
+from modeldeploy.staging.errors import ExportError, InputMismatchError
 from modeldeploy.staging.samples import Batch
 
 
 def output_names(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[str]:
-    with torch.inference_mode():
-        out = module(*example)
+    try:
+        with torch.inference_mode():
+            out = module(*example)
+    except Exception as err:  # the tenant's forward() on the declared inputs: anything goes
+        declared = ", ".join(f"{list(t.shape)} {t.dtype}" for t in example)
+        first = str(err).strip().splitlines()[0][:500] if str(err).strip() else type(err).__name__
+        raise InputMismatchError(
+            f"the model rejects the declared inputs ({declared}, batch first): {first}"
+        ) from err
     if isinstance(out, torch.Tensor):
         return ["output"]
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):

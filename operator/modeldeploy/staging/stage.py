@@ -25,7 +25,12 @@ from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.staging import export, optimize, parity, processing, repository, samples, source
-from modeldeploy.staging.errors import ParityError, SourceUnavailableError, StagingError
+from modeldeploy.staging.errors import (
+    LabelsMismatchError,
+    ParityError,
+    SourceUnavailableError,
+    StagingError,
+)
 from modeldeploy.staging.load import check_declared_format, load_torch
 
 PARITY_SEED = 20261123
@@ -176,6 +181,13 @@ def _build(
         example = samples.split(model_input, 2)[0]
         export.export_onnx(module, inputs, example, opt.opset, raw)
         reference = parity.run_torch(module, inputs, model_input)
+    classification = model_spec.postprocessing.classification is not None
+    if classification and labels is not None and reference[0].shape[-1] != len(labels):
+        # Served as it is, every request would fail in top-k with an IndexError.
+        raise LabelsMismatchError(
+            f"{len(labels)} class labels, but the model's first output has "
+            f"{reference[0].shape[-1]} classes (shape {list(reference[0].shape[1:])})"
+        )
     softmax = processing.wants_softmax(model_spec.postprocessing)
     if softmax:
         reference[0] = processing.softmax(reference[0])
