@@ -312,8 +312,11 @@ def observed(body: dict[str, Any], **kwargs: Any) -> Observed:
     return Observed(body=body, **values)
 
 
-def ready_isvc(uri: str) -> dict[str, Any]:
-    return {"spec": {"predictor": {"model": {"storageUri": uri}}},
+def ready_isvc(uri: str, owner: str = UID) -> dict[str, Any]:
+    return {"metadata": {"name": "digits", "namespace": "demo",
+                         "ownerReferences": [{"kind": "ModelDeployment", "name": "digits",
+                                              "uid": owner, "controller": True}]},
+            "spec": {"predictor": {"model": {"storageUri": uri}}},
             "status": {"url": "http://digits.demo", "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
 
 
@@ -432,6 +435,29 @@ def test_plan_refuses_a_custom_query_on_a_metric_the_runtime_does_not_export() -
     assert ready["message"].startswith(
         "spec.rollout.analysis.queries[0].query: metric modeldeploy_input_mean is not exported"
     )
+
+
+def test_someone_elses_inference_service_under_our_name_is_left_alone() -> None:
+    body = body_of(example())
+    foreign = ready_isvc("s3://theirs/model", owner="99999999-0000-0000-0000-000000000000")
+    foreign["metadata"]["ownerReferences"][0].update(kind="Notebook", name="their-notebook")
+    result = plan(observed(body, isvc=foreign), CONFIG, NOW)
+    assert result.create_job is None
+    assert result.apply_isvc is None
+    assert result.apply_route is None
+    assert not result.delete_canary
+    conditions = {c["type"]: c for c in result.status["conditions"]}
+    assert conditions["Ready"]["reason"] == "NameConflict"
+    assert conditions["Ready"]["message"].startswith(
+        "InferenceService demo/digits belongs to Notebook their-notebook"
+    )
+    assert conditions["Deployed"]["status"] == "False"  # nothing of ours serves
+    assert "url" not in result.status  # their URL is not ours to advertise
+    by_hand = ready_isvc("s3://theirs/model")
+    del by_hand["metadata"]["ownerReferences"]
+    refused = plan(observed(body, isvc=by_hand), CONFIG, NOW)
+    ready = {c["type"]: c for c in refused.status["conditions"]}["Ready"]
+    assert "belongs to no owner (made by hand?)" in ready["message"]
 
 
 def test_plan_deletes_jobs_of_specs_no_longer_wanted() -> None:

@@ -81,6 +81,32 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
     )
 
 
+def foreign_owner(obj: dict[str, Any] | None, uid: str) -> str | None:
+    """Who owns ``obj``, when it exists and our ModelDeployment (``uid``) does not."""
+    if obj is None:
+        return None
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    if any(ref.get("uid") == uid for ref in refs):
+        return None
+    owner = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
+    return f"{owner.get('kind')} {owner.get('name')}" if owner else "no owner (made by hand?)"
+
+
+def name_conflicts(observed: Observed, uid: str) -> list[str]:
+    """Objects under the names we use that belong to someone else, with their owners."""
+    found = []
+    for kind, obj in (
+        ("InferenceService", observed.isvc),
+        ("InferenceService", observed.canary_isvc),
+        ("HTTPRoute", observed.route),
+    ):
+        owner = foreign_owner(obj, uid)
+        if owner is not None and obj is not None:
+            meta = obj.get("metadata", {})
+            found.append(f"{kind} {meta.get('namespace')}/{meta.get('name')} belongs to {owner}")
+    return found
+
+
 def local_sources(spec: ModelDeploymentSpec) -> list[str]:
     """The fields of ``spec`` that name a ``file://`` source: fine for ``modeldeploy stage`` on a
     laptop, refused in a cluster."""
@@ -140,7 +166,9 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     status: dict[str, Any] = {**old_status, "observedGeneration": generation}
     result = Plan()
     wanted: list[Wanted] = []
-    isvc = observed.isvc
+    conflicts = name_conflicts(observed, str(meta.get("uid", "")))
+    # Someone else's InferenceService under our name is not ours to read, overwrite or delete.
+    isvc = None if conflicts else observed.isvc
     serving_ok, isvc_reason, isvc_message = _isvc_ready(isvc)
     if isvc is not None and (isvc.get("status") or {}).get("url"):
         status["url"] = isvc["status"]["url"]
@@ -166,6 +194,12 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         blocker = observed.runtime if isinstance(observed.runtime, Blocker) else None
         if blocker is None and (queries := list(query_problems(deployment.spec))):
             blocker = Blocker("InvalidSpec", "; ".join(str(p) for p in queries)[:2000])
+        if blocker is None and conflicts:
+            blocker = Blocker(
+                "NameConflict",
+                "; ".join(conflicts) + ": ModelDeploy will not overwrite or delete another's "
+                "object; rename this ModelDeployment or remove that one",
+            )
         if blocker is None and (local := local_sources(deployment.spec)):
             blocker = Blocker(
                 "LocalSourceRefused",
