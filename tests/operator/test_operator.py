@@ -92,7 +92,7 @@ def test_apply_stages_deploys_and_serves(
     assert status["url"] in ready["message"]
     assert isvc["status"]["url"] in ready["message"]
     route = kube.custom.get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "digits"
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", "digits-traffic"
     )
     assert route["spec"]["hostnames"] == [f"digits.{namespace}.example.com"]
     assert [r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]] == [100]

@@ -141,7 +141,7 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
     if standard and (status.get("rollout") or (status.get("revisions") or {}).get("canary")):
         # Only a rollout creates these; a deployment that never had one costs no extra reads.
         canary = await kube.inference_service(namespace, naming.canary_name(name))
-        route = await kube.http_route(namespace, name)
+        route = await kube.http_route(namespace, naming.route_name(name))
     predictor = None
     if standard and (status.get("rollout") or {}).get("phase") == rollout.PROMOTING:
         predictor = await kube.deployment(namespace, naming.predictor_service(name))

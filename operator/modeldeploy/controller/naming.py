@@ -54,6 +54,12 @@ def canary_name(deployment: str) -> str:
     return f"{deployment}-canary"
 
 
+def route_name(deployment: str) -> str:
+    """Standard mode: our HTTPRoute. Never ``<name>``: KServe 0.20 with Gateway API names its
+    own top-level route after the InferenceService, and the two would overwrite each other."""
+    return f"{deployment}-traffic"
+
+
 def predictor_service(isvc: str) -> str:
     """The Service KServe creates for an InferenceService's predictor (Standard mode)."""
     return f"{isvc}-predictor"

@@ -67,7 +67,7 @@ def build_http_route(
         "apiVersion": API_VERSION,
         "kind": "HTTPRoute",
         "metadata": {
-            "name": name,
+            "name": naming.route_name(name),
             "namespace": namespace,
             "labels": naming.labels(name),
             "ownerReferences": [naming.owner_reference(name, uid)],
