@@ -208,14 +208,17 @@ def test_a_flood_of_client_errors_does_not_roll_back_a_healthy_canary(
     kube: Kube, start_operator: Any, prometheus: str
 ) -> None:
     start_operator("--prometheus-address", prometheus, env=ENV_FAST)
-    rollout = canary_spec([{"weight": 50, "pause": "6s"}], maxErrorRate=0.05)
+    rollout = canary_spec([{"weight": 50, "pause": "10s"}], maxErrorRate=0.05)
     first, load = deploy_stable(kube, knative(rollout))
     refused = {"n": 0}
     stop = threading.Event()
 
     def flood() -> None:
-        while not stop.is_set():
-            refused["n"] += 20 - send(first["url"], 20, dtype="INT64")
+        # As many malformed requests as good ones or more, but paced: unpaced on two cores, the
+        # flood starved the canary's /metrics, its scrapes timed out, and with no evidence the
+        # step was (rightly) Inconclusive.
+        while not stop.wait(0.25):
+            refused["n"] += 10 - send(first["url"], 10, dtype="INT64")
 
     flooding = threading.Thread(target=flood, daemon=True)
     flooding.start()
