@@ -328,12 +328,12 @@ def run_checks(
             "metric thresholds are set but no Prometheus is configured "
             "(spec.rollout.analysis.prometheus.address or the operator's --prometheus-address)"
         )
-    failures, numbers = found.failures, found.numbers
+    numbers = found.numbers
     return AnalysisResult(
         at=now,
-        passed=not failures and not found.inconclusive,
+        passed=not found.failures and not found.inconclusive,
         ready=ready,
-        failures=failures,
+        failures=found.failures,
         inconclusive=found.inconclusive,
         error_rate=numbers.get("error_rate"),
         p99_latency_ms=numbers.get("p99"),

@@ -101,7 +101,7 @@ def name_conflicts(observed: Observed, uid: str) -> list[str]:
         ("HTTPRoute", observed.route),
     ):
         owner = foreign_owner(obj, uid)
-        if owner is not None and obj is not None:
+        if owner is not None and obj is not None:  # the second half is for mypy
             meta = obj.get("metadata", {})
             found.append(f"{kind} {meta.get('namespace')}/{meta.get('name')} belongs to {owner}")
     return found

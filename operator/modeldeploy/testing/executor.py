@@ -506,7 +506,14 @@ class LocalExecutor:
                             "--http-port", str(revision.http_port),
                             "--grpc-port", str(revision.grpc_port)], None  # fmt: skip
             if revision.runtime == TRITON_RUNTIME:
-                command, env = self._triton(path, meta["namespace"], revision)
+                try:
+                    command, env = self._triton(path, meta["namespace"], revision)
+                except (RuntimeError, OSError, triton.UnavailableError) as err:
+                    # As a pod that cannot start: the revision fails and the status says why,
+                    # rather than staying "starting" for ever.
+                    revision.failure = f"revision {revision.name} cannot start Triton: {err}"
+                    self._publish(isvc)
+                    return
             with logfile.open("wb") as out:
                 revision.process = subprocess.Popen(
                     command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
