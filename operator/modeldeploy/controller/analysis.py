@@ -262,11 +262,15 @@ def _client_error_check(
     stable = stable_errors / stable_requests if stable_requests else 0.0
     found.numbers["client_error_rate"] = canary
     found.numbers["stable_client_error_rate"] = stable
-    if canary - stable > max_rate:
+    # Two samples of one traffic mix differ by chance: allow three standard errors of the
+    # difference (pooled binomial) on top of maxErrorRate, so only a real gap fails.
+    pooled = (canary * requests + stable_errors) / (requests + stable_requests)
+    noise = 3 * math.sqrt(pooled * (1 - pooled) * (1 / requests + 1 / max(stable_requests, 1)))
+    if canary - stable > max_rate + noise:
         found.failures.append(
             f"client errors: the canary refuses {canary:.1%} of its requests as the client's "
-            f"fault, stable {stable:.1%}; more than maxErrorRate {max_rate:g} apart: "
-            "a changed input contract?"
+            f"fault, stable {stable:.1%}; more than maxErrorRate {max_rate:g} + {noise:.3f} "
+            "(chance) apart: a changed input contract?"
         )
 
 
