@@ -171,6 +171,29 @@ def serve(
     max_request_kb: Annotated[
         int, typer.Option(help="Largest accepted input tensor, in KiB.")
     ] = 65536,
+    max_body_kb: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest REST body, in KiB (413 while reading); default 4x the tensor limit."
+        ),
+    ] = None,
+    max_image_pixels: Annotated[
+        int, typer.Option(help="Largest image, width x height, checked before decoding.")
+    ] = 4096 * 4096,
+    max_queue_size: Annotated[
+        int | None,
+        typer.Option(
+            envvar="MODELDEPLOY_MAX_QUEUE_SIZE",
+            help="Overrides the manifest: most requests waiting for a batch (503 beyond).",
+        ),
+    ] = None,
+    request_timeout_ms: Annotated[
+        float | None,
+        typer.Option(
+            envvar="MODELDEPLOY_REQUEST_TIMEOUT_MS",
+            help="Overrides the manifest: one request's deadline (504 beyond).",
+        ),
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(help="ONNX Runtime intra-op threads; default: the container's CPU limit."),
@@ -188,9 +211,15 @@ def serve(
             grpc_port=grpc_port,
             max_batch_size=max_batch_size,
             max_queue_delay=None if max_queue_delay_ms is None else max_queue_delay_ms / 1000,
-            limits=Limits(max_bytes=max_request_kb << 10),
+            limits=Limits(
+                max_bytes=max_request_kb << 10,
+                max_body=(max_body_kb << 10) if max_body_kb else 4 * (max_request_kb << 10),
+                max_image_pixels=max_image_pixels,
+            ),
             threads=threads,
             name=model_name,
+            max_queue_size=max_queue_size,
+            request_timeout=None if request_timeout_ms is None else request_timeout_ms / 1000,
         )
     except ArtifactError as err:
         typer.echo(f"cannot serve: {err}", err=True)

@@ -13,9 +13,10 @@ from modeldeploy.testing.controlplane import free_port
 UnavailableError = triton.UnavailableError
 
 
-def server(model_dir: Path, workdir: Path) -> tuple[list[str], int, dict[str, Any]]:
-    """Command, gRPC port and environment that start Triton on ``model_dir``'s model.onnx."""
+def server(model_dir: Path, workdir: Path) -> tuple[list[str], int, int, dict[str, Any]]:
+    """Command, HTTP and gRPC ports and environment that start Triton on ``model_dir``'s
+    model.onnx."""
     ports = triton.Ports(http=free_port(), grpc=free_port(), metrics=free_port())
     repository = triton.model_repository(model_dir, workdir)
     args, env = triton.command(repository, workdir, ports)
-    return args, ports.grpc, env
+    return args, ports.http, ports.grpc, env

@@ -13,12 +13,14 @@ import json
 from typing import Any
 
 from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.api.serving import Batching
 
 
 def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
     """Every part of the spec that changes the artifact's bytes; the rest (scaling, rollout,
     where the source lives) does not, so changing it reuses the artifact."""
     spec = deployment.spec
+    batching = spec.serving.batching
     model = spec.model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"uri"})
     return {
         "model": model,
@@ -26,6 +28,16 @@ def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
         "maxBatchSize": spec.serving.batching.max_batch_size,
         "maxQueueDelay": spec.serving.batching.max_queue_delay,
         "gpu": spec.serving.resources.gpu > 0,
+        # Newer manifest fields count only when set away from their defaults, so an operator
+        # upgrade does not restage (and roll out again) every deployment.
+        **{
+            key: value
+            for key, value, default in (
+                ("maxQueueSize", batching.max_queue_size, Batching().max_queue_size),
+                ("requestTimeout", batching.request_timeout, Batching().request_timeout),
+            )
+            if value != default
+        },
     }
 
 

@@ -154,12 +154,27 @@ class Batching(ApiModel):
     max_queue_delay: Duration = "2ms"
     """Longest a request waits for others to join its batch, e.g. 2ms; at most 1s."""
 
+    max_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 128
+    """Most requests waiting for a batch; one more is refused at once (HTTP 503, gRPC
+    RESOURCE_EXHAUSTED) instead of queueing behind them."""
+
+    request_timeout: Duration = "30s"
+    """Deadline of one request inside the runtime, queueing and inference included (HTTP 504,
+    gRPC DEADLINE_EXCEEDED); at most 10m."""
+
     cel_rules = (
         CelRule(
             cel="duration(self.maxQueueDelay) <= duration('1s')",
             message="maxQueueDelay must be at most 1s",
             field_path=".maxQueueDelay",
             holds=lambda b: duration_seconds(b.max_queue_delay) <= 1.0,
+        ),
+        CelRule(
+            cel="duration(self.requestTimeout) >= duration('1ms') && "
+            "duration(self.requestTimeout) <= duration('10m')",
+            message="requestTimeout must be between 1ms and 10m",
+            field_path=".requestTimeout",
+            holds=lambda b: 0.001 <= duration_seconds(b.request_timeout) <= 600.0,
         ),
     )
 

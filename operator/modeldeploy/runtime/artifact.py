@@ -145,6 +145,16 @@ class Artifact:
         return float(self.manifest.get("batching", {}).get("maxQueueDelayMicroseconds", 0)) / 1e6
 
     @property
+    def max_queue_size(self) -> int:
+        return int(self.manifest.get("batching", {}).get("maxQueueSize", 128))
+
+    @property
+    def request_timeout_s(self) -> float:
+        return (
+            float(self.manifest.get("batching", {}).get("requestTimeoutMilliseconds", 30_000)) / 1e3
+        )
+
+    @property
     def preprocessing(self) -> dict[str, Any] | None:
         pre: dict[str, Any] | None = self.manifest.get("preprocessing")
         return pre

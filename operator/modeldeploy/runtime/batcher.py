@@ -7,6 +7,11 @@ axis up to ``max_batch_size`` rows, run as one ONNX Runtime call in a worker thr
 event loop), and the result rows are split back in the order they went in. Each request gets the
 slice that came from its own rows; nothing else can reach it. Requests whose per-sample shapes or
 dtypes differ are never mixed; they go in a later batch.
+
+The queue is bounded: a request that finds ``max_queue`` others waiting is refused at once
+(``OverloadedError``), which keeps latency bounded for the ones admitted and lets a client or a load
+balancer go elsewhere. A request whose caller gives up (its deadline) leaves the queue. A batch
+that fails fails each of its requests with the reason; none is left waiting.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from modeldeploy.runtime.errors import BatchFailedError, OverloadedError
 
 Tensors = dict[str, np.ndarray]
 RunBatch = Callable[[Tensors], list[np.ndarray]]
@@ -48,15 +55,18 @@ class DynamicBatcher:
         max_queue_delay: float,
         executor: Executor | None = None,
         observe: Callable[[int, list[float]], None] | None = None,
+        max_queue: int = 1 << 30,
     ) -> None:
         self._run = run
         self.max_batch_size = max(1, max_batch_size)
         self.max_queue_delay = max(0.0, max_queue_delay)
         self._executor = executor
         self._observe = observe
+        self.max_queue = max(1, max_queue)
         self._queue: deque[_Job] = deque()
         self._inside = 0  # requests queued or running now
         self._peak = 0  # most requests inside at once since the last batch started
+        self._free_since = 0.0  # when the last batch ended
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -64,10 +74,19 @@ class DynamicBatcher:
         """The model's outputs for exactly these rows."""
         loop = asyncio.get_running_loop()
         rows = len(next(iter(inputs.values())))
+        waiting = len(self._queue) if self.max_batch_size > 1 else max(0, self._inside - 1)
+        if waiting >= self.max_queue:
+            raise OverloadedError(
+                f"the batch queue holds {waiting} requests, its limit; retry later or elsewhere"
+            )
         if self.max_batch_size <= 1:
             if self._observe:
                 self._observe(rows, [0.0])
-            return await loop.run_in_executor(self._executor, self._run, inputs)
+            self._inside += 1
+            try:
+                return await loop.run_in_executor(self._executor, self._guarded, inputs)
+            finally:
+                self._inside -= 1
         if self._arrived is None:
             self._arrived = asyncio.Event()
         if self._worker is None or self._worker.done():
@@ -81,6 +100,17 @@ class DynamicBatcher:
             return await job.future
         finally:
             self._inside -= 1
+            if not job.future.done():  # the caller gave up (deadline): do not run it for nobody
+                job.future.cancel()
+                if job in self._queue:
+                    self._queue.remove(job)
+
+    def _guarded(self, batch: Tensors) -> list[np.ndarray]:
+        try:
+            return self._run(batch)
+        except Exception as err:
+            rows = len(next(iter(batch.values())))
+            raise BatchFailedError(f"ONNX Runtime failed on a batch of {rows} rows: {err}") from err
 
     def _take(self) -> list[_Job]:
         """The oldest job and every later compatible job that still fits, in arrival order."""
@@ -106,7 +136,10 @@ class DynamicBatcher:
                 await self._arrived.wait()
                 continue
             first = self._queue[0]
-            deadline = first.enqueued + self.max_queue_delay
+            # The delay counts from when the model became free, not only from arrival: a request
+            # that queued behind a running batch would otherwise go alone the moment it ends,
+            # just before the answered clients come back (c=8 ran batches of 1 and 7 in turn).
+            deadline = max(first.enqueued, self._free_since) + self.max_queue_delay
             # Wait for company only while more is expected: as many requests as were inside at
             # once during the last batch. Closed-loop clients are all back in the queue a moment
             # after their answers, and holding them for the rest of the delay would only idle
@@ -127,18 +160,25 @@ class DynamicBatcher:
             jobs = self._take()
             self._peak = self._inside
             started = time.monotonic()
-            batch = {
-                name: np.concatenate([j.inputs[name] for j in jobs]) for name in jobs[0].inputs
-            }
             if self._observe:
                 self._observe(sum(j.rows for j in jobs), [started - j.enqueued for j in jobs])
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run, batch)
-            except Exception as err:
+                batch = {
+                    name: np.concatenate([j.inputs[name] for j in jobs]) for name in jobs[0].inputs
+                }
+                outputs = await loop.run_in_executor(self._executor, self._guarded, batch)
+            except Exception as err:  # every request of the batch hears why; none waits on
+                failure = (
+                    err
+                    if isinstance(err, BatchFailedError)
+                    else BatchFailedError(f"a batch of {len(jobs)} requests failed: {err}")
+                )
                 for job in jobs:
                     if not job.future.done():
-                        job.future.set_exception(err)
+                        job.future.set_exception(failure)
+                self._free_since = time.monotonic()
                 continue
+            self._free_since = time.monotonic()
             offset = 0
             for job in jobs:
                 if not job.future.done():  # the caller may have gone away

@@ -2,13 +2,22 @@
 
 Normalisation (scale, mean, std) is already inside the graph, so decoding only has to produce
 pixels 0..255 in the model's size, channel count and layout.
+
+Only PNG and JPEG are opened (Pillow would otherwise try every format it knows), and the pixel
+count is read from the header and checked before anything is decoded: a small PNG can declare
+a 50000x50000 image, and decoding it would take gigabytes.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
+
+FORMATS = ("PNG", "JPEG")
+MAX_PIXELS = 4096 * 4096
+"""Default cap on one image's width x height, before it is decoded."""
 
 
 class ImageError(ValueError):
@@ -16,7 +25,12 @@ class ImageError(ValueError):
 
 
 def decode_images(
-    blobs: np.ndarray, channels: int, height: int, width: int, layout: str = "NCHW"
+    blobs: np.ndarray,
+    channels: int,
+    height: int,
+    width: int,
+    layout: str = "NCHW",
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """A float32 batch [N, C, H, W] (or [N, H, W, C]) from N encoded images."""
     from PIL import Image, UnidentifiedImageError
@@ -28,9 +42,20 @@ def decode_images(
     for i, blob in enumerate(blobs.reshape(-1)):
         data = blob if isinstance(blob, bytes) else bytes(blob)
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with warnings.catch_warnings():  # our own cap applies, not Pillow's warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data), formats=FORMATS)
+            with image:
+                w, h = image.size
+                if w * h > max_pixels:
+                    raise ImageError(
+                        f"element {i} is a {w}x{h} image ({w * h} pixels); "
+                        f"the limit is {max_pixels} pixels"
+                    )
                 pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(pixels, dtype=np.float32).reshape(height, width, channels)
+        except Image.DecompressionBombError as err:  # Pillow's own, larger cap
+            raise ImageError(f"element {i}: {err}; the limit is {max_pixels} pixels") from err
         except (UnidentifiedImageError, OSError) as err:
             raise ImageError(f"element {i} is not a JPEG or PNG image ({err})") from err
     return out.transpose(0, 3, 1, 2).copy() if layout == "NCHW" else out

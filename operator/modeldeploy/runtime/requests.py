@@ -17,6 +17,8 @@ import numpy as np
 from kserve.errors import InvalidInput
 
 from modeldeploy.runtime.artifact import TensorInfo
+from modeldeploy.runtime.imaging import MAX_PIXELS
+from modeldeploy.runtime.protocol import RequestTensor, bytes_elements
 
 NUMPY = {
     "FP32": np.float32,
@@ -37,6 +39,11 @@ class Limits:
 
     max_batch: int = 1024
     max_bytes: int = 64 << 20
+    """Largest input tensor, in bytes."""
+    max_body: int = 256 << 20
+    """Largest REST body, in bytes; refused with 413 while it is read."""
+    max_image_pixels: int = MAX_PIXELS
+    """Largest image, width x height, checked before it is decoded."""
 
 
 def binary_size_problem(name: str, datatype: str, shape: list[int], size: int) -> str | None:
@@ -74,12 +81,21 @@ def _shape_problem(name: str, shape: list[int], expected: TensorInfo) -> str | N
     return None
 
 
+def _object_array(items: list[bytes]) -> np.ndarray:
+    """A 1-D object array of ``items``; numpy would guess other shapes from a plain list."""
+    out = np.empty(len(items), dtype=np.object_)
+    out[:] = items
+    return out
+
+
 def decode_input(
-    request_input: Any, expected: TensorInfo, limits: Limits, accepts_images: bool
+    request_input: RequestTensor, expected: TensorInfo, limits: Limits, accepts_images: bool
 ) -> np.ndarray:
-    """One request input as a numpy array of the model's dtype (or raw bytes for images)."""
+    """One request input as a numpy array of the model's dtype (or raw bytes for images).
+
+    Binary data becomes an ``np.frombuffer`` view: no copy, no Python objects per element."""
     name = request_input.name
-    datatype = str(request_input.datatype).upper()
+    datatype = request_input.datatype.upper()
     shape = [int(d) for d in request_input.shape]
     is_image = accepts_images and datatype == "BYTES"
     if not is_image and datatype != expected.datatype:
@@ -104,7 +120,7 @@ def decode_input(
             raise InvalidInput(
                 f"input '{name}' is {size} bytes; the limit is {limits.max_bytes} bytes"
             )
-    raw = getattr(request_input, "_raw_data", None)
+    raw = request_input.raw
     if raw is not None and not is_image:
         problem = binary_size_problem(name, datatype, shape, len(raw))
         if problem:
@@ -115,7 +131,12 @@ def decode_input(
             raise InvalidInput(
                 f"input '{name}' is {len(raw)} bytes; the limit is {limits.max_bytes} bytes"
             )
-        return np.asarray(request_input.as_numpy(), dtype=np.object_).reshape(shape)
+        elements = bytes_elements(raw, name)
+        if len(elements) != count:
+            raise InvalidInput(
+                f"input '{name}': {len(elements)} values do not fill shape {shape} ({count} values)"
+            )
+        return _object_array(elements)
     data = request_input.data
     if is_image:
         values = list(np.asarray(data, dtype=np.object_).reshape(-1))
@@ -123,19 +144,16 @@ def decode_input(
             raise InvalidInput(
                 f"input '{name}': {len(values)} values do not fill shape {shape} ({count} values)"
             )
-        parameters = request_input.parameters or {}
-        base64_bytes = isinstance(parameters, dict) and parameters.get("content_type") == "base64"
         try:  # JSON carries encoded images as base64 text; gRPC as raw bytes
-            return np.array(
+            return _object_array(
                 [
                     base64.b64decode(v, validate=True)
-                    if isinstance(v, str) or base64_bytes
+                    if isinstance(v, str) or request_input.base64
                     else bytes(v)
                     for v in values
-                ],
-                dtype=np.object_,
+                ]
             )
-        except (binascii.Error, ValueError) as err:
+        except (binascii.Error, ValueError, TypeError) as err:
             raise InvalidInput(
                 f"input '{name}': images in JSON must be base64 strings ({err})"
             ) from err
@@ -157,7 +175,10 @@ def decode_input(
 
 
 def decode_request(
-    request_inputs: list[Any], expected: list[TensorInfo], limits: Limits, image_input: str | None
+    request_inputs: list[RequestTensor],
+    expected: list[TensorInfo],
+    limits: Limits,
+    image_input: str | None,
 ) -> dict[str, np.ndarray]:
     """Every input of the request, checked; names, presence and a common batch size too."""
     by_name = {t.name: t for t in expected}

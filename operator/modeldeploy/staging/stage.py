@@ -270,6 +270,8 @@ def _build(
         "batching": {
             "maxBatchSize": batching.max_batch_size,
             "maxQueueDelayMicroseconds": delay_us,
+            "maxQueueSize": batching.max_queue_size,
+            "requestTimeoutMilliseconds": round(duration_seconds(batching.request_timeout) * 1e3),
         },
         "parity": {**report.to_json(), "atol": opt.parity.atol, "rtol": opt.parity.rtol},
         "golden": {

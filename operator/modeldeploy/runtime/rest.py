@@ -1,0 +1,164 @@
+"""The REST infer route, answered ahead of kserve's: ``POST /v2/models/{name}[/versions/{v}]/infer``.
+
+An ASGI middleware rather than a FastAPI route: the body is read once, into one buffer, with the
+size cap enforced while it arrives (413 before an oversized body is read whole), and the answer
+is written as bytes. Nothing between the socket and ``protocol`` builds Python objects per
+tensor element. Every other path (health, metadata, metrics, v1) goes on to kserve's app.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import orjson
+from kserve.errors import InvalidInput, ModelNotFound
+
+from modeldeploy.runtime import protocol
+from modeldeploy.runtime.errors import BodyTooLarge, Outcome, refusal
+
+logger = logging.getLogger("modeldeploy.runtime")
+
+INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/[^/]+)?/infer")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Servable(Protocol):
+    """What the REST route needs of a model (``OnnxModel`` is one)."""
+
+    name: str
+
+    def count(self, outcome: Outcome) -> None: ...
+
+    async def infer(self, request: protocol.InferRequest) -> list[Any]: ...
+
+
+class ClientGoneError(Exception):
+    """The client disconnected before its body arrived; there is no one to answer."""
+
+
+async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | bytearray:
+    """The whole request body, refused with ``BodyTooLarge`` as soon as it is known to be over
+    ``cap``: from ``Content-Length`` before reading, or while a chunked body streams in."""
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError as err:
+            raise InvalidInput(
+                f"Content-Length {declared.decode(errors='replace')!r} is not a number"
+            ) from err
+        if length > cap:
+            raise BodyTooLarge(f"the body is {length} bytes; the limit is {cap} bytes")
+        body = bytearray(length)  # one buffer, filled in place: binary tensors become views of it
+        filled = 0
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > cap:
+            raise BodyTooLarge(f"the body is over {cap} bytes, the limit")
+        if declared is not None and total <= len(body):
+            body[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        else:
+            chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    if declared is None:
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if total != len(body):
+        raise InvalidInput(f"the body has {total} bytes; Content-Length said {len(body)}")
+    return body
+
+
+def _header_length(headers: Mapping[bytes, bytes]) -> int | None:
+    value = headers.get(b"inference-header-content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise InvalidInput(
+            f"Inference-Header-Content-Length {value.decode(errors='replace')!r} is not a number"
+        ) from err
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, Headers, bytes]:
+    return status, [(b"content-type", b"application/json")], orjson.dumps(body)
+
+
+def error_answer(err: Exception) -> tuple[int, Headers, bytes]:
+    """The v2 error body, ``{"error": reason}``, with the status ``errors.refusal`` gives."""
+    status = refusal(err).http
+    if status >= 500:
+        logger.error("%s: %s", type(err).__name__, err)
+    return _json(status, {"error": str(err)})
+
+
+class RestInfer:
+    """ASGI middleware: v2 infer requests are answered here; everything else passes through."""
+
+    def __init__(self, app: Any, models: Mapping[str, Servable], max_body: int) -> None:
+        self.app = app
+        self.models = models
+        self.max_body = max_body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = (
+            INFER_PATH.fullmatch(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            status, headers, body = await self.answer(match["name"], scope, receive)
+        except ClientGoneError:
+            return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, name: str, scope: Any, receive: Any) -> tuple[int, Headers, bytes]:
+        model = self.models.get(name)
+        try:
+            if model is None:
+                raise ModelNotFound(name)
+            headers = dict(scope["headers"])
+            encoding = headers.get(b"content-encoding", b"identity").decode(errors="replace")
+            if encoding != "identity":
+                raise InvalidInput(
+                    f"Content-Encoding {encoding} is not supported; send the body uncompressed"
+                )
+            header_length = _header_length(headers)
+            body = await read_body(receive, headers.get(b"content-length"), self.max_body)
+            request = protocol.parse_request(body, header_length)
+        except ClientGoneError:
+            raise
+        except Exception as err:
+            if model is not None:
+                model.count(refusal(err).outcome)
+            return error_answer(err)
+        try:
+            outputs = await model.infer(request)
+        except Exception as err:
+            return error_answer(err)
+        data, json_length = protocol.encode_response(model.name, request, outputs)
+        if json_length is None:
+            return 200, [(b"content-type", b"application/json")], data
+        return (
+            200,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (b"inference-header-content-length", str(json_length).encode()),
+            ],
+            data,
+        )
