@@ -177,6 +177,9 @@ def serve(
             help="Largest REST body, in KiB (413 while reading); default 4x the tensor limit."
         ),
     ] = None,
+    access_log: Annotated[
+        bool, typer.Option(help="Log a line per HTTP request (off: the metrics count them).")
+    ] = False,
     max_image_pixels: Annotated[
         int, typer.Option(help="Largest image, width x height, checked before decoding.")
     ] = 4096 * 4096,
@@ -220,6 +223,7 @@ def serve(
             name=model_name,
             max_queue_size=max_queue_size,
             request_timeout=None if request_timeout_ms is None else request_timeout_ms / 1000,
+            access_log=access_log,
         )
     except ArtifactError as err:
         typer.echo(f"cannot serve: {err}", err=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from modeldeploy.runtime.batcher import DynamicBatcher
+from modeldeploy.runtime.errors import BatchFailedError
 from modeldeploy.runtime.hardware import cpu_limit, execution_providers
 from modeldeploy.runtime.postprocessing import nms, top_k
 
@@ -82,7 +83,11 @@ def test_batcher_reports_a_failure_to_every_request_in_the_batch() -> None:
     results, _ = _run_batched(
         [{"x": np.ones((1, 2), np.float32)}] * 3, max_batch=8, delay=0.01, fail=True
     )
-    assert all(isinstance(r, RuntimeError) and str(r) == "boom" for r in results)
+    assert all(
+        isinstance(r, BatchFailedError)
+        and str(r) == "ONNX Runtime failed on a batch of 3 rows: boom"
+        for r in results
+    )
 
 
 def test_batching_off_runs_each_request_alone() -> None:

@@ -1,5 +1,9 @@
 """Why a request was not answered, and how each protocol and the metrics say so.
 
+Plain exceptions, not kserve's: the codec, the checks and the batcher import no kserve (whose
+generated protobuf module clashes with tritonclient's in one process), and kserve's gRPC
+interceptor would turn anything it does not know into a bare "Internal server error".
+
 One table, so REST, gRPC and ``modeldeploy_requests_total{outcome}`` can never disagree: the
 canary analysis counts ``invalid`` as the client's fault and everything else but ``success`` as
 the runtime's (``controller/metric_sources.py``).
@@ -11,7 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import grpc
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 
 class Outcome(StrEnum):
@@ -28,16 +31,34 @@ class Outcome(StrEnum):
     """Not answered within the request deadline."""
 
 
+class InvalidRequestError(ValueError):
+    """The client's fault: the request is malformed or does not fit the model."""
+
+
+class BodyTooLargeError(InvalidRequestError):
+    """The request body is over the cap; refused while reading it."""
+
+
+class UnknownModelError(LookupError):
+    """No model of that name is served here."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Model with name {name} does not exist.")
+
+
+class NotReadyError(RuntimeError):
+    """The model is loaded but not ready, e.g. its self-test failed; the reason says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"Model with name {name} is not ready: {reason}")
+
+
 class OverloadedError(RuntimeError):
     """The batch queue is full: refused at once rather than queued behind everyone else."""
 
 
 class DeadlineExceededError(RuntimeError):
     """The request was not answered within its deadline."""
-
-
-class BodyTooLarge(InvalidInput):  # type: ignore[misc]
-    """The request body is over the cap; refused while reading it."""
 
 
 class BatchFailedError(RuntimeError):
@@ -52,10 +73,10 @@ class Refusal:
 
 
 _REFUSALS: list[tuple[type[Exception], Refusal]] = [
-    (BodyTooLarge, Refusal(413, grpc.StatusCode.INVALID_ARGUMENT, Outcome.INVALID)),
-    (InvalidInput, Refusal(400, grpc.StatusCode.INVALID_ARGUMENT, Outcome.INVALID)),
-    (ModelNotFound, Refusal(404, grpc.StatusCode.NOT_FOUND, Outcome.INVALID)),
-    (ModelNotReady, Refusal(503, grpc.StatusCode.UNAVAILABLE, Outcome.ERROR)),
+    (BodyTooLargeError, Refusal(413, grpc.StatusCode.INVALID_ARGUMENT, Outcome.INVALID)),
+    (InvalidRequestError, Refusal(400, grpc.StatusCode.INVALID_ARGUMENT, Outcome.INVALID)),
+    (UnknownModelError, Refusal(404, grpc.StatusCode.NOT_FOUND, Outcome.INVALID)),
+    (NotReadyError, Refusal(503, grpc.StatusCode.UNAVAILABLE, Outcome.ERROR)),
     (OverloadedError, Refusal(503, grpc.StatusCode.RESOURCE_EXHAUSTED, Outcome.OVERLOADED)),
     (DeadlineExceededError, Refusal(504, grpc.StatusCode.DEADLINE_EXCEEDED, Outcome.TIMEOUT)),
 ]

@@ -13,12 +13,17 @@ import numpy as np
 from grpc_interceptor.exceptions import GrpcException
 from kserve import InferOutput, InferResponse, Model
 from kserve import InferRequest as KserveRequest
-from kserve.errors import InvalidInput, ModelNotReady
 
 from modeldeploy.runtime import hardware, imaging, metrics, postprocessing
 from modeldeploy.runtime.artifact import Artifact
 from modeldeploy.runtime.batcher import DynamicBatcher
-from modeldeploy.runtime.errors import DeadlineExceededError, Outcome, refusal
+from modeldeploy.runtime.errors import (
+    DeadlineExceededError,
+    InvalidRequestError,
+    NotReadyError,
+    Outcome,
+    refusal,
+)
 from modeldeploy.runtime.protocol import InferRequest, RequestTensor
 from modeldeploy.runtime.requests import Limits, decode_request
 
@@ -199,7 +204,7 @@ class OnnxModel(Model):  # type: ignore[misc]
 
     async def _infer(self, request: InferRequest) -> list[tuple[str, str, np.ndarray]]:
         if not self.ready:
-            raise ModelNotReady(self.name, self.not_ready_reason)
+            raise NotReadyError(self.name, self.not_ready_reason)
         limits = replace(self.limits, max_batch=min(self.limits.max_batch, self.max_batch_size))
         arrays = decode_request(request.inputs, self.artifact.inputs, limits, self.image_input)
         if self.image_input is not None and arrays[self.image_input].dtype == np.object_:
@@ -207,16 +212,16 @@ class OnnxModel(Model):  # type: ignore[misc]
             arrays[self.image_input] = await asyncio.get_running_loop().run_in_executor(
                 self._decoder, self._decode_images, arrays[self.image_input]
             )
-        for name, array in arrays.items():
-            self.stats.observe(name, array)
         assert self.batcher is not None
         outputs = await self.batcher.infer(arrays)
+        for name, array in arrays.items():  # what was served, not what was refused
+            self.stats.observe(name, array)
         named = dict(zip(self._output_names, outputs, strict=True))
         named.update(self._postprocess(named))
         wanted = request.outputs or list(named)
         unknown = [w for w in wanted if w not in named]
         if unknown:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"unknown output '{unknown[0]}'; the model returns {', '.join(named)}"
             )
         return [(name, _datatype(named[name]), named[name]) for name in wanted]
@@ -226,7 +231,7 @@ class OnnxModel(Model):  # type: ignore[misc]
     ) -> InferResponse:
         """kserve's entry point, which gRPC requests take (REST has ``runtime/rest.py``)."""
         if not isinstance(payload, KserveRequest):
-            raise InvalidInput("this runtime speaks the Open Inference Protocol v2 only")
+            raise InvalidRequestError("this runtime speaks the Open Inference Protocol v2 only")
         request = InferRequest(
             id=payload.id or "",
             inputs=[_request_tensor(item) for item in payload.inputs],
@@ -236,8 +241,6 @@ class OnnxModel(Model):  # type: ignore[misc]
         )
         try:
             outputs = await self.infer(request)
-        except (InvalidInput, ModelNotReady):
-            raise  # kserve's interceptor maps these itself
         except Exception as err:  # with the reason, not kserve's bare "Internal server error"
             raise GrpcException(str(err), refusal(err).grpc) from err
         infer_outputs = []
@@ -271,7 +274,7 @@ class OnnxModel(Model):  # type: ignore[misc]
                 self.limits.max_image_pixels,
             )
         except imaging.ImageError as err:
-            raise InvalidInput(f"input '{self.image_input}': {err}") from err
+            raise InvalidRequestError(f"input '{self.image_input}': {err}") from err
 
     def _postprocess(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         post = self.artifact.postprocessing

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kserve.errors import InvalidInput
+
+from modeldeploy.runtime.errors import InvalidRequestError
 
 BYTES_LENGTH = 4
 """Each BYTES element in the binary extension is a little-endian uint32 length, then the bytes."""
@@ -57,8 +58,8 @@ class InferRequest:
         return self.binary.get(name, self.binary_default)
 
 
-def _malformed(where: str, what: str) -> InvalidInput:
-    return InvalidInput(f"malformed request: {where}: {what}")
+def _malformed(where: str, what: str) -> InvalidRequestError:
+    return InvalidRequestError(f"malformed request: {where}: {what}")
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -90,13 +91,13 @@ def parse_request(body: bytes | bytearray, header_length: int | None) -> InferRe
     ``Inference-Header-Content-Length``; without it the whole body is JSON."""
     length = len(body) if header_length is None else header_length
     if not 0 <= length <= len(body):
-        raise InvalidInput(
+        raise InvalidRequestError(
             f"Inference-Header-Content-Length {length} is outside the {len(body)}-byte body"
         )
     try:
         header = orjson.loads(memoryview(body)[:length])
     except orjson.JSONDecodeError as err:
-        raise InvalidInput(f"malformed request: the JSON does not parse: {err}") from err
+        raise InvalidRequestError(f"malformed request: the JSON does not parse: {err}") from err
     header = _object(header, "request")
     if "inputs" not in header:
         raise _malformed("inputs", "Field required")
@@ -118,7 +119,7 @@ def parse_request(body: bytes | bytearray, header_length: int | None) -> InferRe
             if not isinstance(size, int) or size < 0:
                 raise _malformed(f"{where}.parameters.binary_data_size", "must be a count of bytes")
             if offset + size > len(body):
-                raise InvalidInput(
+                raise InvalidRequestError(
                     f"input '{name}': binary data ends before its declared {size} bytes"
                 )
             inputs.append(RequestTensor(name, datatype, shape, view[offset : offset + size]))
@@ -137,7 +138,7 @@ def parse_request(body: bytes | bytearray, header_length: int | None) -> InferRe
             )
         )
     if offset != len(body):
-        raise InvalidInput(
+        raise InvalidRequestError(
             f"the body has {len(body) - offset} bytes beyond its declared binary tensors"
         )
     outputs: list[str] | None = None
@@ -168,11 +169,13 @@ def bytes_elements(raw: memoryview | bytes, name: str) -> list[bytes]:
     elements, i, view = [], 0, memoryview(raw)
     while i < len(view):
         if i + BYTES_LENGTH > len(view):
-            raise InvalidInput(f"input '{name}': a BYTES element's length is cut off at byte {i}")
+            raise InvalidRequestError(
+                f"input '{name}': a BYTES element's length is cut off at byte {i}"
+            )
         n = int.from_bytes(view[i : i + BYTES_LENGTH], "little")
         i += BYTES_LENGTH
         if i + n > len(view):
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}': a BYTES element declares {n} bytes; {len(view) - i} remain"
             )
         elements.append(bytes(view[i : i + n]))

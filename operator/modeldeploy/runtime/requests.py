@@ -1,7 +1,7 @@
 """Check a v2 inference request against the model before any of it reaches ONNX Runtime.
 
 Every refusal names the input and what is wrong with it, and becomes HTTP 400 / gRPC
-INVALID_ARGUMENT through kserve's ``InvalidInput``. Sizes are checked from the declared shape
+INVALID_ARGUMENT through kserve's ``InvalidRequestError``. Sizes are checked from the declared shape
 before the data is decoded, so an oversized request costs nothing.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from kserve.errors import InvalidInput
 
 from modeldeploy.runtime.artifact import TensorInfo
+from modeldeploy.runtime.errors import InvalidRequestError
 from modeldeploy.runtime.imaging import MAX_PIXELS
 from modeldeploy.runtime.protocol import RequestTensor, bytes_elements
 
@@ -100,40 +100,44 @@ def decode_input(
     is_image = accepts_images and datatype == "BYTES"
     if not is_image and datatype != expected.datatype:
         allowed = expected.datatype + (" (or BYTES images)" if accepts_images else "")
-        raise InvalidInput(f"input '{name}' has datatype {datatype}; the model takes {allowed}")
+        raise InvalidRequestError(
+            f"input '{name}' has datatype {datatype}; the model takes {allowed}"
+        )
     if is_image:
         if any(d < 0 for d in shape) or len(shape) != 1:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}': images go as a 1-D BYTES tensor [N], got shape {shape}"
             )
     else:
         problem = _shape_problem(name, shape, expected)
         if problem:
-            raise InvalidInput(problem)
+            raise InvalidRequestError(problem)
     batch = shape[0] if shape else 0
     if batch > limits.max_batch:
-        raise InvalidInput(f"input '{name}' has batch {batch}; the limit is {limits.max_batch}")
+        raise InvalidRequestError(
+            f"input '{name}' has batch {batch}; the limit is {limits.max_batch}"
+        )
     count = math.prod(shape)
     if not is_image:
         size = count * np.dtype(NUMPY[datatype]).itemsize
         if size > limits.max_bytes:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}' is {size} bytes; the limit is {limits.max_bytes} bytes"
             )
     raw = request_input.raw
     if raw is not None and not is_image:
         problem = binary_size_problem(name, datatype, shape, len(raw))
         if problem:
-            raise InvalidInput(problem)
+            raise InvalidRequestError(problem)
         return np.frombuffer(raw, dtype=NUMPY[datatype]).reshape(shape)
     if raw is not None:
         if len(raw) > limits.max_bytes:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}' is {len(raw)} bytes; the limit is {limits.max_bytes} bytes"
             )
         elements = bytes_elements(raw, name)
         if len(elements) != count:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}': {len(elements)} values do not fill shape {shape} ({count} values)"
             )
         return _object_array(elements)
@@ -141,7 +145,7 @@ def decode_input(
     if is_image:
         values = list(np.asarray(data, dtype=np.object_).reshape(-1))
         if len(values) != count:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}': {len(values)} values do not fill shape {shape} ({count} values)"
             )
         try:  # JSON carries encoded images as base64 text; gRPC as raw bytes
@@ -154,24 +158,28 @@ def decode_input(
                 ]
             )
         except (binascii.Error, ValueError, TypeError) as err:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"input '{name}': images in JSON must be base64 strings ({err})"
             ) from err
     try:
         array: np.ndarray = np.asarray(data)
     except ValueError as err:  # ragged nesting
-        raise InvalidInput(f"input '{name}': values do not form a regular tensor: {err}") from err
+        raise InvalidRequestError(
+            f"input '{name}': values do not form a regular tensor: {err}"
+        ) from err
     if array.dtype.kind not in "biuf":
         bad = _first_non_numeric(data)
-        raise InvalidInput(f"input '{name}' holds a non-numeric value {bad!r}; datatype {datatype}")
+        raise InvalidRequestError(
+            f"input '{name}' holds a non-numeric value {bad!r}; datatype {datatype}"
+        )
     if array.size != count:
-        raise InvalidInput(
+        raise InvalidRequestError(
             f"input '{name}': {array.size} values do not fill shape {shape} ({count} values)"
         )
     try:
         return array.astype(NUMPY[datatype], copy=False).reshape(shape)
     except (ValueError, OverflowError) as err:
-        raise InvalidInput(f"input '{name}': values are not {datatype}: {err}") from err
+        raise InvalidRequestError(f"input '{name}': values are not {datatype}: {err}") from err
 
 
 def decode_request(
@@ -186,16 +194,16 @@ def decode_request(
     for item in request_inputs:
         if item.name not in by_name:
             known = ", ".join(f"'{n}'" for n in by_name)
-            raise InvalidInput(f"unknown input '{item.name}'; the model takes {known}")
+            raise InvalidRequestError(f"unknown input '{item.name}'; the model takes {known}")
         if item.name in arrays:
-            raise InvalidInput(f"input '{item.name}' is given twice")
+            raise InvalidRequestError(f"input '{item.name}' is given twice")
         arrays[item.name] = decode_input(item, by_name[item.name], limits, item.name == image_input)
     missing = [n for n in by_name if n not in arrays]
     if missing:
-        raise InvalidInput(f"missing input '{missing[0]}'")
+        raise InvalidRequestError(f"missing input '{missing[0]}'")
     batches = {name: len(a) for name, a in arrays.items()}
     if len(set(batches.values())) > 1:
-        raise InvalidInput(f"inputs disagree on the batch size: {batches}")
+        raise InvalidRequestError(f"inputs disagree on the batch size: {batches}")
     if 0 in batches.values():
-        raise InvalidInput("the batch is empty")
+        raise InvalidRequestError("the batch is empty")
     return arrays

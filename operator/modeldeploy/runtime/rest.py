@@ -14,10 +14,16 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
-from kserve.errors import InvalidInput, ModelNotFound
 
 from modeldeploy.runtime import protocol
-from modeldeploy.runtime.errors import BodyTooLarge, Outcome, refusal
+from modeldeploy.runtime.errors import (
+    BodyTooLargeError,
+    InvalidRequestError,
+    Outcome,
+    OverloadedError,
+    UnknownModelError,
+    refusal,
+)
 
 logger = logging.getLogger("modeldeploy.runtime")
 
@@ -41,17 +47,17 @@ class ClientGoneError(Exception):
 
 
 async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | bytearray:
-    """The whole request body, refused with ``BodyTooLarge`` as soon as it is known to be over
+    """The whole request body, refused with ``BodyTooLargeError`` as soon as it is known to be over
     ``cap``: from ``Content-Length`` before reading, or while a chunked body streams in."""
     if declared is not None:
         try:
             length = int(declared)
         except ValueError as err:
-            raise InvalidInput(
+            raise InvalidRequestError(
                 f"Content-Length {declared.decode(errors='replace')!r} is not a number"
             ) from err
         if length > cap:
-            raise BodyTooLarge(f"the body is {length} bytes; the limit is {cap} bytes")
+            raise BodyTooLargeError(f"the body is {length} bytes; the limit is {cap} bytes")
         body = bytearray(length)  # one buffer, filled in place: binary tensors become views of it
         filled = 0
     chunks: list[bytes] = []
@@ -63,7 +69,7 @@ async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | b
         chunk = message.get("body", b"")
         total += len(chunk)
         if total > cap:
-            raise BodyTooLarge(f"the body is over {cap} bytes, the limit")
+            raise BodyTooLargeError(f"the body is over {cap} bytes, the limit")
         if declared is not None and total <= len(body):
             body[filled : filled + len(chunk)] = chunk
             filled += len(chunk)
@@ -74,7 +80,7 @@ async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | b
     if declared is None:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if total != len(body):
-        raise InvalidInput(f"the body has {total} bytes; Content-Length said {len(body)}")
+        raise InvalidRequestError(f"the body has {total} bytes; Content-Length said {len(body)}")
     return body
 
 
@@ -85,7 +91,7 @@ def _header_length(headers: Mapping[bytes, bytes]) -> int | None:
     try:
         return int(value)
     except ValueError as err:
-        raise InvalidInput(
+        raise InvalidRequestError(
             f"Inference-Header-Content-Length {value.decode(errors='replace')!r} is not a number"
         ) from err
 
@@ -97,9 +103,12 @@ def _json(status: int, body: dict[str, Any]) -> tuple[int, Headers, bytes]:
 def error_answer(err: Exception) -> tuple[int, Headers, bytes]:
     """The v2 error body, ``{"error": reason}``, with the status ``errors.refusal`` gives."""
     status = refusal(err).http
-    if status >= 500:
+    if status == 500:  # the runtime's own failure; refusals are counted in the metrics instead
         logger.error("%s: %s", type(err).__name__, err)
-    return _json(status, {"error": str(err)})
+    answer = _json(status, {"error": str(err)})
+    if isinstance(err, OverloadedError):
+        answer[1].append((b"retry-after", b"1"))
+    return answer
 
 
 class RestInfer:
@@ -131,11 +140,11 @@ class RestInfer:
         model = self.models.get(name)
         try:
             if model is None:
-                raise ModelNotFound(name)
+                raise UnknownModelError(name)
             headers = dict(scope["headers"])
             encoding = headers.get(b"content-encoding", b"identity").decode(errors="replace")
             if encoding != "identity":
-                raise InvalidInput(
+                raise InvalidRequestError(
                     f"Content-Encoding {encoding} is not supported; send the body uncompressed"
                 )
             header_length = _header_length(headers)
