@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from modeldeploy.staging.stage import stage
+from tests.runtime import graphs
 from tests.runtime.server import RuntimeProcess, running
 from tests.staging import models
 from tests.staging.conftest import DIGIT_LABELS, deployment
@@ -91,3 +92,38 @@ def broken_artifact(digits_artifact: Path, tmp_path: Path) -> Path:
     manifest = json.loads((copy / "digits" / "modeldeploy.json").read_text())
     assert manifest["golden"]["atol"] < 0.05
     return copy
+
+
+@pytest.fixture(scope="session")
+def dtypes_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``graphs.dtypes``: one input and output per datatype, staged from ONNX."""
+    source = graphs.dtypes(tmp_path_factory.mktemp("dtypes-src") / "dtypes.onnx")
+    spec = deployment(
+        "dtypes",
+        f"file://{source}",
+        [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t} for t in graphs.DTYPES],
+        model={"format": "onnx"},
+    )
+    return staged(stage(spec, str(tmp_path_factory.mktemp("store"))).uri)
+
+
+@pytest.fixture(scope="session")
+def slow_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``graphs.slow``: run time and failure chosen by the client. Batches up to 8 rows; at
+    most 2 requests wait; a request's deadline is 1.5 s (all from the manifest)."""
+    source = graphs.slow(tmp_path_factory.mktemp("slow-src") / "slow.onnx")
+    spec = deployment(
+        "slow",
+        f"file://{source}",
+        [{"name": "x", "shape": [1]}, {"name": "i", "shape": [1], "dtype": "INT64"}],
+        model={"format": "onnx"},
+        serving={
+            "batching": {
+                "maxBatchSize": 8,
+                "maxQueueDelay": "5ms",
+                "maxQueueSize": 2,
+                "requestTimeout": "1500ms",
+            }
+        },
+    )
+    return staged(stage(spec, str(tmp_path_factory.mktemp("store"))).uri)

@@ -27,6 +27,7 @@ from modeldeploy.controller.rollout import (
 from modeldeploy.controller.route import build_http_route, route_weights
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
 from modeldeploy.rollout_control import describe
+from modeldeploy.runtime.errors import Outcome
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 STABLE = Artifact("aaaaaaaaaa", "pvc://a/digits-old")
@@ -298,10 +299,14 @@ def test_client_errors_are_never_canary_errors_in_any_runtimes_queries() -> None
     ours = metric_sources.for_runtime("modeldeploy-onnx", knative=False)
     assert ours is metric_sources.for_runtime("modeldeploy-onnx", knative=True)
     assert ours is not None
-    assert 'outcome=~"success|error"' in ours.served.format(sel=sel, window="5s")
-    assert 'outcome="error"' in ours.errors.format(sel=sel, window="5s")
+    assert 'outcome=~"success|error|overloaded|timeout"' in ours.served.format(sel=sel, window="5s")
+    assert 'outcome=~"error|overloaded|timeout"' in ours.errors.format(sel=sel, window="5s")
     assert ours.client_errors is not None
     assert 'outcome="invalid"' in ours.client_errors
+    # Every outcome the runtime counts is served or the client's, and only "invalid" is both
+    # left out of the served and kept out of the errors.
+    served = ours.served.split('outcome=~"')[1].split('"')[0].split("|")
+    assert sorted([*served, "invalid"]) == sorted(o.value for o in Outcome)
     triton = metric_sources.for_runtime("kserve-tritonserver", knative=False)
     assert triton is not None
     assert triton.p99_ms is None  # Triton exports no histogram

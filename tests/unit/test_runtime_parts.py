@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from modeldeploy.runtime.batcher import DynamicBatcher
-from modeldeploy.runtime.errors import BatchFailedError
+from modeldeploy.runtime.errors import BatchFailedError, OverloadedError
 from modeldeploy.runtime.hardware import cpu_limit, execution_providers
 from modeldeploy.runtime.postprocessing import nms, top_k
 
@@ -49,7 +51,7 @@ def _run_batched(
     def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         with lock:
             calls.append(len(batch["x"]))
-        if fail:
+        if fail and (batch["x"] < 0).any():
             raise RuntimeError("boom")
         return [batch["x"] * 2, batch["x"].sum(axis=tuple(range(1, batch["x"].ndim)))]
 
@@ -79,13 +81,23 @@ def test_batcher_keeps_different_shapes_apart() -> None:
     assert all(r[0].shape == j["x"].shape for r, j in zip(results, jobs, strict=True))  # type: ignore[index]
 
 
-def test_batcher_reports_a_failure_to_every_request_in_the_batch() -> None:
-    results, _ = _run_batched(
-        [{"x": np.ones((1, 2), np.float32)}] * 3, max_batch=8, delay=0.01, fail=True
-    )
+def test_a_request_that_fails_its_batch_fails_alone_and_its_neighbours_are_answered() -> None:
+    good = {"x": np.ones((1, 2), np.float32)}
+    bad = {"x": -np.ones((1, 2), np.float32)}  # the model fails on negative values
+    results, calls = _run_batched([good, bad, good], max_batch=8, delay=0.05, fail=True)
+    assert calls == [3, 1, 1, 1]  # the batch, then each request alone
+    assert isinstance(results[1], BatchFailedError)
+    assert str(results[1]) == "ONNX Runtime failed on a batch of 1 rows: boom"
+    for answer in (results[0], results[2]):
+        np.testing.assert_array_equal(answer[0], good["x"] * 2)  # type: ignore[index]
+
+
+def test_every_request_of_a_failing_batch_hears_the_reason() -> None:
+    bad = {"x": -np.ones((1, 2), np.float32)}
+    results, _ = _run_batched([bad] * 3, max_batch=8, delay=0.05, fail=True)
     assert all(
         isinstance(r, BatchFailedError)
-        and str(r) == "ONNX Runtime failed on a batch of 3 rows: boom"
+        and str(r) == "ONNX Runtime failed on a batch of 1 rows: boom"
         for r in results
     )
 
@@ -160,3 +172,86 @@ def test_closed_loop_clients_are_batched_without_sitting_out_the_queue_delay() -
 
     asyncio.run(main())  # waiting for 32 rows that four clients never send would take hours
     assert calls == [4] * 6
+
+
+def _blocking_batcher(
+    gate: threading.Event, calls: list[float], abandoned: list[bool]
+) -> DynamicBatcher:
+    """Runs ``x[0, 0]`` batches one at a time; the run with ``x == 0`` blocks until ``gate``
+    is set or the batcher abandons it."""
+
+    def run(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append(float(batch["x"][0, 0]))
+        if batch["x"][0, 0] == 0:
+            gate.wait(10)
+        return [batch["x"]]
+
+    def abandon() -> None:
+        abandoned.append(True)
+        gate.set()
+
+    return DynamicBatcher(
+        run, 8, 0.0, ThreadPoolExecutor(max_workers=1), max_queue=4, abandon=abandon
+    )
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("never happened")
+
+
+def test_a_request_given_up_on_while_it_waits_leaves_the_queue_and_never_runs() -> None:
+    gate, calls, abandoned = threading.Event(), [], []
+
+    async def main() -> None:
+        batcher = _blocking_batcher(gate, calls, abandoned)
+        first = asyncio.ensure_future(batcher.infer({"x": np.zeros((1, 1), np.float32)}))
+        await _until(lambda: calls == [0.0])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.infer({"x": np.ones((1, 1), np.float32)}), 0.05)
+        assert batcher.waiting == 0
+        gate.set()
+        await first
+        await batcher.infer({"x": np.full((1, 1), 2.0, np.float32)})
+
+    asyncio.run(main())
+    assert calls == [0.0, 2.0]  # the request given up on (1.0) never ran
+    assert abandoned == []  # the running batch still had its caller
+
+
+def test_a_run_whose_every_caller_gave_up_is_abandoned() -> None:
+    gate, calls, abandoned = threading.Event(), [], []
+
+    async def main() -> None:
+        batcher = _blocking_batcher(gate, calls, abandoned)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.infer({"x": np.zeros((1, 1), np.float32)}), 0.05)
+        await batcher.infer({"x": np.full((1, 1), 3.0, np.float32)})
+
+    asyncio.run(main())
+    assert abandoned == [True]
+    assert calls == [0.0, 3.0]
+
+
+def test_a_full_queue_refuses_at_once_naming_its_bound() -> None:
+    gate, calls, abandoned = threading.Event(), [], []
+
+    async def main() -> None:
+        batcher = _blocking_batcher(gate, calls, abandoned)
+        first = asyncio.ensure_future(batcher.infer({"x": np.zeros((1, 1), np.float32)}))
+        await _until(lambda: calls == [0.0])
+        waiting = [
+            asyncio.ensure_future(batcher.infer({"x": np.full((1, 1), 5.0, np.float32)}))
+            for _ in range(4)
+        ]
+        await _until(lambda: batcher.waiting == 4)
+        with pytest.raises(OverloadedError, match="the batch queue holds 4 requests, its limit"):
+            await batcher.infer({"x": np.ones((1, 1), np.float32)})
+        gate.set()
+        await asyncio.gather(first, *waiting)
+
+    asyncio.run(main())
+    assert calls == [0.0, 5.0]  # the four waiting went as one batch

@@ -27,6 +27,7 @@ RUNTIME_METRICS = frozenset(
             )
             for suffix in ("bucket", "count", "sum", "created")
         ),
+        "modeldeploy_queue_depth",
         "modeldeploy_self_test_passed",
         "modeldeploy_self_test_max_abs_diff",
         "modeldeploy_input_statistic",

@@ -71,8 +71,10 @@ OURS = _counted(
     "the modeldeploy runtime",
     "modeldeploy_requests_total",
     "outcome",
-    served='=~"success|error"',
-    error='="error"',
+    served='=~"success|error|overloaded|timeout"',
+    # A canary that sheds load or misses deadlines is failing its users as surely as one
+    # that errors.
+    error='=~"error|overloaded|timeout"',
     client='="invalid"',
     p99_ms="1000 * histogram_quantile(0.99, sum by (le) "
     "(rate(modeldeploy_request_latency_seconds_bucket{{{sel}}}[{window}])))",

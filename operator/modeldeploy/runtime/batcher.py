@@ -11,7 +11,8 @@ dtypes differ are never mixed; they go in a later batch.
 The queue is bounded: a request that finds ``max_queue`` others waiting is refused at once
 (``OverloadedError``), which keeps latency bounded for the ones admitted and lets a client or a load
 balancer go elsewhere. A request whose caller gives up (its deadline) leaves the queue. A batch
-that fails fails each of its requests with the reason; none is left waiting.
+that fails is run again one request at a time, so only the requests that fail on their own
+fail, each with the reason; none is left waiting.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class DynamicBatcher:
         executor: Executor | None = None,
         observe: Callable[[int, list[float]], None] | None = None,
         max_queue: int = 1 << 30,
+        abandon: Callable[[], None] | None = None,
     ) -> None:
         self._run = run
         self.max_batch_size = max(1, max_batch_size)
@@ -63,6 +65,8 @@ class DynamicBatcher:
         self._executor = executor
         self._observe = observe
         self.max_queue = max(1, max_queue)
+        self._abandon = abandon
+        self._running: list[_Job] | None = None  # the batch in the worker now
         self._queue: deque[_Job] = deque()
         self._inside = 0  # requests queued or running now
         self._peak = 0  # most requests inside at once since the last batch started
@@ -74,19 +78,11 @@ class DynamicBatcher:
         """The model's outputs for exactly these rows."""
         loop = asyncio.get_running_loop()
         rows = len(next(iter(inputs.values())))
-        waiting = len(self._queue) if self.max_batch_size > 1 else max(0, self._inside - 1)
+        waiting = self.waiting
         if waiting >= self.max_queue:
             raise OverloadedError(
                 f"the batch queue holds {waiting} requests, its limit; retry later or elsewhere"
             )
-        if self.max_batch_size <= 1:
-            if self._observe:
-                self._observe(rows, [0.0])
-            self._inside += 1
-            try:
-                return await loop.run_in_executor(self._executor, self._guarded, inputs)
-            finally:
-                self._inside -= 1
         if self._arrived is None:
             self._arrived = asyncio.Event()
         if self._worker is None or self._worker.done():
@@ -100,10 +96,23 @@ class DynamicBatcher:
             return await job.future
         finally:
             self._inside -= 1
-            if not job.future.done():  # the caller gave up (deadline): do not run it for nobody
+            # The caller gave up (its deadline): cancelling the caller cancelled the future.
+            if job.future.cancelled() or not job.future.done():
                 job.future.cancel()
                 if job in self._queue:
                     self._queue.remove(job)
+                elif self._abandon and self._nobody_waits_on_the_run(job):
+                    self._abandon()  # stop the run itself: there is no one to answer
+
+    def _nobody_waits_on_the_run(self, job: _Job) -> bool:
+        """``job`` is in the batch running now, and every caller of that batch has gone."""
+        running = self._running
+        return running is not None and job in running and all(j.future.done() for j in running)
+
+    @property
+    def waiting(self) -> int:
+        """Requests admitted and not yet running."""
+        return len(self._queue)
 
     def _guarded(self, batch: Tensors) -> list[np.ndarray]:
         try:
@@ -117,12 +126,34 @@ class DynamicBatcher:
         first = self._queue[0]
         taken, rows = [], 0
         for job in list(self._queue):
-            if job.key == first.key and rows + job.rows <= self.max_batch_size:
+            if job is first or (job.key == first.key and rows + job.rows <= self.max_batch_size):
                 taken.append(job)
                 rows += job.rows
         for job in taken:
             self._queue.remove(job)
         return taken
+
+    async def _one_by_one(self, jobs: list[_Job], err: Exception) -> None:
+        """After a failed batch, each request runs alone, so one bad request (an index out of
+        range, say) fails only itself; every request hears its own answer or reason, and none
+        is left waiting."""
+        loop = asyncio.get_running_loop()
+        if len(jobs) == 1:
+            failure = err if isinstance(err, BatchFailedError) else BatchFailedError(str(err))
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(failure)
+            return
+        for job in jobs:
+            if job.future.done():
+                continue
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._guarded, job.inputs)
+            except Exception as alone:
+                if not job.future.done():
+                    job.future.set_exception(alone)
+            else:
+                if not job.future.done():
+                    job.future.set_result(outputs)
 
     def _ready_rows(self, key: tuple[Any, ...]) -> int:
         return sum(j.rows for j in self._queue if j.key == key)
@@ -157,28 +188,25 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except TimeoutError:
                     break
+            if not self._queue:  # every waiting caller gave up meanwhile
+                continue
             jobs = self._take()
             self._peak = self._inside
             started = time.monotonic()
             if self._observe:
                 self._observe(sum(j.rows for j in jobs), [started - j.enqueued for j in jobs])
+            self._running = jobs
             try:
                 batch = {
                     name: np.concatenate([j.inputs[name] for j in jobs]) for name in jobs[0].inputs
                 }
                 outputs = await loop.run_in_executor(self._executor, self._guarded, batch)
-            except Exception as err:  # every request of the batch hears why; none waits on
-                failure = (
-                    err
-                    if isinstance(err, BatchFailedError)
-                    else BatchFailedError(f"a batch of {len(jobs)} requests failed: {err}")
-                )
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(failure)
-                self._free_since = time.monotonic()
+            except Exception as err:
+                await self._one_by_one(jobs, err)
                 continue
-            self._free_since = time.monotonic()
+            finally:
+                self._running = None
+                self._free_since = time.monotonic()
             offset = 0
             for job in jobs:
                 if not job.future.done():  # the caller may have gone away

@@ -36,6 +36,11 @@ QUEUE_WAIT = Histogram(
     ["model"],
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
 )
+QUEUE_DEPTH = Gauge(
+    "modeldeploy_queue_depth",
+    "Requests waiting for a batch now (refused with 503 beyond the queue bound); an autoscaling signal.",
+    ["model"],
+)
 SELF_TEST = Gauge(
     "modeldeploy_self_test_passed", "1 when the start-up self-test passed, else 0.", ["model"]
 )

@@ -81,6 +81,7 @@ class OnnxModel(Model):  # type: ignore[misc]
         self.providers: list[str] = []
         self.session: Any = None
         self.batcher: DynamicBatcher | None = None
+        self._current_run: Any = None
         self.stats = metrics.InputStatistics(self.name)
         pre = artifact.preprocessing or {}
         self.image_input = artifact.inputs[0].name if pre.get("resize") else None
@@ -114,16 +115,34 @@ class OnnxModel(Model):  # type: ignore[misc]
             executor,
             self._observe_batch,
             self.max_queue_size,
+            self._abandon,
         )
         # Every outcome's series exists from the start at 0, so a rate over the first errors
         # sees them (a series born at 3 shows no increase): the canary analysis reads these.
         for outcome in Outcome:
             metrics.REQUESTS.labels(self.name, outcome.value)
+        for histogram in (metrics.LATENCY, metrics.BATCH_SIZE, metrics.QUEUE_WAIT):
+            histogram.labels(self.name)
+        batcher = self.batcher
+        metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: batcher.waiting)
         self.ready = self._self_test()
         return bool(self.ready)
 
     def _run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return list(self.session.run(self._output_names, inputs))
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        self._current_run = options  # one worker thread: one run at a time
+        try:
+            return list(self.session.run(self._output_names, inputs, options))
+        finally:
+            self._current_run = None
+
+    def _abandon(self) -> None:
+        """Stop the run in progress: every request in its batch has passed its deadline."""
+        run = self._current_run
+        if run is not None:
+            run.terminate = True
 
     def _self_test(self) -> bool:
         """Run the golden samples (this is the warm-up too) and compare with the stored outputs."""

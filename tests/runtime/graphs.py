@@ -1,0 +1,97 @@
+"""Small ONNX graphs the runtime tests stage with ``modeldeploy stage`` (format onnx).
+
+- ``dtypes``: one input and one output per v2 datatype ONNX Runtime takes, so the REST codec
+  is checked for each against onnxruntime itself.
+- ``slow``: a model whose run time the client chooses and that fails on demand, so queueing,
+  deadlines and batch failures happen when a test wants them, not by chance:
+  ``y = x + floor(max(x))`` is computed by a Loop of ``floor(max(x))`` iterations, and
+  ``z = table[i]`` fails in ONNX Runtime for an index outside the 10-entry table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+DTYPES = {
+    "FP32": (TensorProto.FLOAT, "Abs", np.float32),
+    "FP16": (TensorProto.FLOAT16, "Abs", np.float16),
+    "INT64": (TensorProto.INT64, "Abs", np.int64),
+    "INT32": (TensorProto.INT32, "Abs", np.int32),
+    "INT8": (TensorProto.INT8, "Abs", np.int8),
+    "UINT8": (TensorProto.UINT8, "Abs", np.uint8),
+    "BOOL": (TensorProto.BOOL, "Not", np.bool_),
+}
+"""v2 datatype -> ONNX element type, the op applied, numpy dtype."""
+
+WIDTH = 6
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def dtypes(path: Path) -> Path:
+    """``out_<t> = Abs(in_<t>)`` (``Not`` for BOOL), each ``[N, WIDTH]``."""
+    nodes, inputs, outputs = [], [], []
+    for name, (onnx_type, op, _) in DTYPES.items():
+        tensor_in, tensor_out = f"in_{name.lower()}", f"out_{name.lower()}"
+        inputs.append(helper.make_tensor_value_info(tensor_in, onnx_type, ["N", WIDTH]))
+        outputs.append(helper.make_tensor_value_info(tensor_out, onnx_type, ["N", WIDTH]))
+        nodes.append(helper.make_node(op, [tensor_in], [tensor_out]))
+    return _save(helper.make_graph(nodes, "dtypes", inputs, outputs), path)
+
+
+def slow(path: Path) -> Path:
+    """``x`` [N, 1] FP32 and ``i`` [N, 1] INT64 in; ``y = x + floor(max(x))`` after as many
+    Loop iterations, and ``z = table[i]`` (table = 0.5, 1.5, ... 9.5)."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["v_in", "one"], ["v_out"]),
+        ],
+        "step",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", 1]),
+        ],
+        [numpy_helper.from_array(np.ones((1, 1), np.float32), "one")],
+    )
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+        helper.make_node("Floor", ["top"], ["floored"]),
+        helper.make_node("Cast", ["floored"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "true", "x"], ["y"], body=body),
+        helper.make_node("Gather", ["table", "i"], ["gathered"], axis=0),
+        helper.make_node("Squeeze", ["gathered", "last"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, ["N", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 1]),
+        ],
+        [
+            numpy_helper.from_array(np.array(True), "true"),
+            numpy_helper.from_array(np.arange(10, dtype=np.float32).reshape(10, 1) + 0.5, "table"),
+            numpy_helper.from_array(np.array([2], np.int64), "last"),
+        ],
+    )
+    return _save(graph, path)
