@@ -241,6 +241,14 @@ CASES: list[InvalidCase] = [
         "maxQueueDelay must be at most 1s",
     ),
     InvalidCase(
+        "request-timeout-too-long",
+        _set("serving", "batching", value={"requestTimeout": "11m"}),
+        "spec.serving.batching.requestTimeout",
+        "requestTimeout must be between 1ms and 10m",
+        "spec.serving.batching.requestTimeout",
+        "requestTimeout must be between 1ms and 10m",
+    ),
+    InvalidCase(
         "mean-std-lengths",
         _set("model", "preprocessing", value={"mean": [0.5, 0.5, 0.5], "std": [0.2]}),
         "spec.model.preprocessing.std",

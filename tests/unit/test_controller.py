@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from modeldeploy.api.artifact import staging_hash
+from modeldeploy.api.artifact import artifact_options, staging_hash
 from modeldeploy.api.optimization import Precision
 from modeldeploy.api.status import ConditionType
 from modeldeploy.api.validation import parse as parse_document
@@ -120,6 +120,21 @@ def test_staging_hash_follows_the_artifact_not_serving() -> None:
     fp16.spec.optimization.precision = Precision.FP16
     assert staging_hash(fp16, CONFIG.artifact_store) != digest
     assert staging_hash(base, "s3://other/store") != digest
+
+
+def test_queue_bound_and_deadline_restage_only_when_set_away_from_their_defaults() -> None:
+    # They reached the manifest after artifacts already existed: at their defaults the hash is
+    # what it was before them, so an operator upgrade does not restage every deployment.
+    base = example()
+    digest = staging_hash(base, CONFIG.artifact_store)
+    assert "maxQueueSize" not in artifact_options(base)
+    assert "requestTimeout" not in artifact_options(base)
+    bounded = base.model_copy(deep=True)
+    bounded.spec.serving.batching.max_queue_size = 16
+    assert staging_hash(bounded, CONFIG.artifact_store) != digest
+    hurried = base.model_copy(deep=True)
+    hurried.spec.serving.batching.request_timeout = "2s"
+    assert staging_hash(hurried, CONFIG.artifact_store) != digest
 
 
 # --- InferenceService --------------------------------------------------------------------------
