@@ -78,11 +78,7 @@ class DynamicBatcher:
         """The model's outputs for exactly these rows."""
         loop = asyncio.get_running_loop()
         rows = len(next(iter(inputs.values())))
-        waiting = self.waiting
-        if waiting >= self.max_queue:
-            raise OverloadedError(
-                f"the batch queue holds {waiting} requests, its limit; retry later or elsewhere"
-            )
+        self.check_room()
         if self._arrived is None:
             self._arrived = asyncio.Event()
         if self._worker is None or self._worker.done():
@@ -103,6 +99,15 @@ class DynamicBatcher:
                     self._queue.remove(job)
                 elif self._abandon and self._nobody_waits_on_the_run(job):
                     self._abandon()  # stop the run itself: there is no one to answer
+
+    def check_room(self) -> None:
+        """Raise ``OverloadedError`` when the queue is full: callers may ask before they read
+        the request, so a refusal costs nothing of the kind."""
+        waiting = self.waiting
+        if waiting >= self.max_queue:
+            raise OverloadedError(
+                f"the batch queue holds {waiting} requests, its limit; retry later or elsewhere"
+            )
 
     def _nobody_waits_on_the_run(self, job: _Job) -> bool:
         """``job`` is in the batch running now, and every caller of that batch has gone."""

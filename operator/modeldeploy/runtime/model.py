@@ -200,6 +200,11 @@ class OnnxModel(Model):  # type: ignore[misc]
     def count(self, outcome: Outcome) -> None:
         metrics.REQUESTS.labels(self.name, outcome.value).inc()
 
+    def check_room(self) -> None:
+        """Refuse (``OverloadedError``) when the batch queue is full, before any reading."""
+        if self.batcher is not None:
+            self.batcher.check_room()
+
     async def infer(self, request: InferRequest) -> list[tuple[str, str, np.ndarray]]:
         """The answer to ``request``: (name, v2 datatype, array) per output, in the order asked.
 

@@ -39,6 +39,8 @@ class Servable(Protocol):
 
     def count(self, outcome: Outcome) -> None: ...
 
+    def check_room(self) -> None: ...
+
     async def infer(self, request: protocol.InferRequest) -> list[Any]: ...
 
 
@@ -141,6 +143,10 @@ class RestInfer:
         try:
             if model is None:
                 raise UnknownModelError(name)
+            # A full queue refuses before the body is read: under overload, reading hundreds of
+            # KiB only to refuse them starved the event loop (uvicorn discards the unread rest
+            # and keeps the connection).
+            model.check_room()
             headers = dict(scope["headers"])
             encoding = headers.get(b"content-encoding", b"identity").decode(errors="replace")
             if encoding != "identity":
