@@ -16,6 +16,8 @@ Then, for modeldeploy alone:
 
 Also times one in-process onnxruntime call at batch 1, the floor for the latency at concurrency 1.
 Load generator and servers share the machine's cores; figures are for comparison within one run.
+The three servers run side by side and each concurrency level is measured on each in turn, so
+the machine's drift over minutes falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -256,13 +258,17 @@ def main() -> None:
             servers["Triton"] = Server(args, http3, grpc3, env)
         except triton.UnavailableError as err:
             notes.append(f"Triton not measured: {err}")
-        for name, server in servers.items():
-            with process(server, "resnet18", root / f"{name}.log"):
+        # All three run at once, and each level is measured on each server in turn: a slow
+        # minute on this shared machine then hits every server alike, not the last one alone.
+        with contextlib.ExitStack() as stack:
+            for name, server in servers.items():
+                stack.enter_context(process(server, "resnet18", root / f"{name}.log"))
                 results[name] = {}
-                for proto in PROTOCOLS:
-                    call = rest_call if proto == "REST" else grpc_call
-                    port = server.http if proto == "REST" else server.grpc
-                    for c in LEVELS:
+            for proto in PROTOCOLS:
+                call = rest_call if proto == "REST" else grpc_call
+                for c in LEVELS:
+                    for name, server in servers.items():
+                        port = server.http if proto == "REST" else server.grpc
                         results[name][proto, c] = drive(
                             lambda call=call, port=port: call(port, "resnet18", "image", x, "FP32"),
                             c,

@@ -110,6 +110,26 @@ def _length(answer: bytes) -> int:
     return 1 << 30
 
 
+def grpc_slow(server: RuntimeProcess, x: float, index: int) -> Any:
+    """``graphs.slow`` over gRPC with one row: ``x`` and the table ``index``."""
+    client = grpcclient.InferenceServerClient(server.grpc)
+    inputs = [
+        grpcclient.InferInput("x", [1, 1], "FP32"),
+        grpcclient.InferInput("i", [1, 1], "INT64"),
+    ]
+    inputs[0].set_data_from_numpy(np.full((1, 1), x, np.float32))
+    inputs[1].set_data_from_numpy(np.full((1, 1), index, np.int64))
+    return client.infer("slow", inputs)
+
+
+def wait_for_batches(server: RuntimeProcess, count: int) -> None:
+    """Until ``count`` batches have started: the batch size is observed as a batch starts."""
+    wait_for(
+        lambda: value(metrics(server), "modeldeploy_batch_size_count", model="slow") == count,
+        f"{count} batches started",
+    )
+
+
 def test_a_body_over_the_cap_is_refused_with_413_before_it_is_read_whole(
     digits_artifact: Path, tmp_path: Path
 ) -> None:
@@ -238,10 +258,7 @@ def test_a_full_queue_refuses_with_503_over_rest_and_resource_exhausted_over_grp
     # The manifest allows 2 waiting requests and 1.5 s; the flag gives these 60 s instead.
     with running(slow_artifact, tmp_path, "--request-timeout-ms", "60000") as server:
         running_one = in_background(lambda: post(server, "slow", slow_request(4.0, index=1)))
-        wait_for(
-            lambda: value(metrics(server), "modeldeploy_batch_size_count", model="slow") == 1,
-            "a batch running",
-        )
+        wait_for_batches(server, 1)
         waiting = [
             in_background(lambda: post(server, "slow", slow_request(0, index=2))) for _ in range(2)
         ]
@@ -256,13 +273,8 @@ def test_a_full_queue_refuses_with_503_over_rest_and_resource_exhausted_over_grp
             body["error"] == "the batch queue holds 2 requests, its limit; retry later or elsewhere"
         )
         assert headers["retry-after"] == "1"
-        client = grpcclient.InferenceServerClient(server.grpc)
-        x = grpcclient.InferInput("x", [1, 1], "FP32")
-        x.set_data_from_numpy(np.zeros((1, 1), np.float32))
-        i = grpcclient.InferInput("i", [1, 1], "INT64")
-        i.set_data_from_numpy(np.zeros((1, 1), np.int64))
         with pytest.raises(InferenceServerException) as refused:
-            client.infer("slow", [x, i])
+            grpc_slow(server, 0.0, 0)
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         assert (
             refused.value.message()
@@ -300,13 +312,8 @@ def test_a_request_past_its_deadline_gets_504_and_its_abandoned_run_is_stopped(
         assert status == 200, body
         assert {o["name"]: o["data"] for o in body["outputs"]}["z"] == [4.5]
         # gRPC: DEADLINE_EXCEEDED with the same words.
-        client = grpcclient.InferenceServerClient(server.grpc)
-        x = grpcclient.InferInput("x", [1, 1], "FP32")
-        x.set_data_from_numpy(np.array(endless["inputs"][0]["data"], np.float32).reshape(1, 1))
-        i = grpcclient.InferInput("i", [1, 1], "INT64")
-        i.set_data_from_numpy(np.zeros((1, 1), np.int64))
         with pytest.raises(InferenceServerException) as late:
-            client.infer("slow", [x, i])
+            grpc_slow(server, endless["inputs"][0]["data"][0], 0)
         assert late.value.status() == "StatusCode.DEADLINE_EXCEEDED"
         assert late.value.message() == "not answered within the request deadline of 1.5s"
         assert post(server, "slow", slow_request(0))[0] == 200
@@ -322,10 +329,7 @@ def test_a_request_that_fails_in_onnx_runtime_gets_500_with_the_reason_and_fails
     flags = ("--request-timeout-ms", "60000", "--max-queue-size", "8")
     with running(slow_artifact, tmp_path, *flags) as server:
         occupying = in_background(lambda: post(server, "slow", slow_request(3.0)))
-        wait_for(
-            lambda: value(metrics(server), "modeldeploy_batch_size_count", model="slow") == 1,
-            "a batch running",
-        )
+        wait_for_batches(server, 1)
         bad = in_background(lambda: post(server, "slow", slow_request(0, index=99)))
         good = [
             in_background(lambda: post(server, "slow", slow_request(0, index=3))) for _ in range(2)
@@ -349,12 +353,7 @@ def test_a_request_that_fails_in_onnx_runtime_gets_500_with_the_reason_and_fails
         assert value(found, "modeldeploy_requests_total", model="slow", outcome="success") == 3
         assert value(found, "modeldeploy_requests_total", model="slow", outcome="invalid") == 0
         # Over gRPC: INTERNAL, with the same reason.
-        client = grpcclient.InferenceServerClient(server.grpc)
-        x = grpcclient.InferInput("x", [1, 1], "FP32")
-        x.set_data_from_numpy(np.zeros((1, 1), np.float32))
-        i = grpcclient.InferInput("i", [1, 1], "INT64")
-        i.set_data_from_numpy(np.full((1, 1), 99, np.int64))
         with pytest.raises(InferenceServerException) as failed:
-            client.infer("slow", [x, i])
+            grpc_slow(server, 0.0, 99)
         assert failed.value.status() == "StatusCode.INTERNAL"
         assert "idx=99" in failed.value.message()
