@@ -270,7 +270,9 @@ class OnnxModel(Model):  # type: ignore[misc]
         infer_outputs = []
         for name, datatype, array in outputs:
             out = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
-            out.set_data_from_numpy(array, binary_data=payload.use_binary_outputs)
+            # Raw contents always: typed contents would turn every element into a Python
+            # object on the way into protobuf.
+            out.set_data_from_numpy(array, binary_data=True)
             infer_outputs.append(out)
         return InferResponse(
             response_id=payload.id or "",
