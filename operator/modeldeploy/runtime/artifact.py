@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import zipfile
@@ -81,6 +82,16 @@ class TensorInfo:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
+def sha256_file(path: Path) -> str:
+    """``sha256:<hex>`` of a file, read in 1 MiB blocks. Staging writes it into the manifest;
+    the runtime checks it before loading."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A model directory ``<root>/<name>/`` with its manifest."""
@@ -121,6 +132,19 @@ class Artifact:
     @property
     def model_path(self) -> Path:
         return self.directory / str(self.manifest.get("model", {}).get("file", "1/model.onnx"))
+
+    def verify_model(self) -> None:
+        """Refuse a graph that is not the one staging verified: the artifact store is written
+        by staging pods, so its bytes are checked against the manifest's digest, not trusted."""
+        declared = self.manifest.get("model", {}).get("sha256")
+        if not declared:
+            raise ArtifactError(f"{self.directory / MANIFEST} declares no model.sha256")
+        found = sha256_file(self.model_path)
+        if found != declared:
+            raise ArtifactError(
+                f"{self.model_path} has {found}, but the manifest declares {declared}: "
+                "it was changed after staging verified it"
+            )
 
     def _tensors(self, kind: str) -> list[TensorInfo]:
         return [

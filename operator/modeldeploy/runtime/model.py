@@ -91,6 +91,8 @@ class OnnxModel(Model):  # type: ignore[misc]
     def load(self) -> bool:
         import onnxruntime as ort
 
+        self.artifact.verify_model()  # ArtifactError: the process refuses to serve
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1

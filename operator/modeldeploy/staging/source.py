@@ -7,7 +7,6 @@ points out) fails staging instead of being written.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -16,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from modeldeploy.runtime.artifact import sha256_file
 from modeldeploy.staging.errors import SourceUnavailableError, UnsafeArchiveError
 
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".torchscript", ".bin", ".onnx")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+ARCHIVE_MAX_ENTRIES, ARCHIVE_MAX_ENTRIES_ENV = 10_000, "MODELDEPLOY_ARCHIVE_MAX_ENTRIES"
+ARCHIVE_MAX_BYTES, ARCHIVE_MAX_BYTES_ENV = 16 << 30, "MODELDEPLOY_ARCHIVE_MAX_BYTES"
+"""Caps on a local archive, read from its index before anything is unpacked."""
 PVC_ROOT_ENV = "MODELDEPLOY_PVC_ROOT"
 """Where the staging Job mounts ``pvc://<claim>/`` volumes: ``$MODELDEPLOY_PVC_ROOT/<claim>``."""
 
@@ -32,14 +35,6 @@ class Source:
     digest: str  # "sha256:<hex>"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return f"sha256:{h.hexdigest()}"
-
-
 def _is_archive(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
@@ -49,16 +44,35 @@ def _escapes(member: str) -> bool:
     return path.is_absolute() or ".." in path.parts
 
 
+def _limit(variable: str, default: int) -> int:
+    return int(os.environ.get(variable) or default)
+
+
 def check_archive(path: Path) -> None:
-    """Refuse an archive with any entry that would be written outside its destination."""
+    """Refuse an archive with any entry that would be written outside its destination, with
+    more entries than ``MODELDEPLOY_ARCHIVE_MAX_ENTRIES`` or more bytes unpacked than
+    ``MODELDEPLOY_ARCHIVE_MAX_BYTES``: both read from the archive's index, before unpacking."""
+    max_entries = _limit(ARCHIVE_MAX_ENTRIES_ENV, ARCHIVE_MAX_ENTRIES)
+    max_bytes = _limit(ARCHIVE_MAX_BYTES_ENV, ARCHIVE_MAX_BYTES)
+    truncated: tarfile.ReadError | None = None
     if path.name.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
-            bad = [n for n in archive.namelist() if _escapes(n)]
+            entries = archive.infolist()
+            bad = [e.filename for e in entries if _escapes(e.filename)]
+            sizes = [e.file_size for e in entries]
     else:
         with tarfile.open(path) as archive:
+            members: list[tarfile.TarInfo] = []
+            try:
+                for member in archive:  # streamed: refused before it is all in memory
+                    members.append(member)
+                    if len(members) > max_entries or sum(m.size for m in members) > max_bytes:
+                        break
+            except tarfile.ReadError as err:  # the data ends before what the headers declare
+                truncated = err
             bad = [
                 m.name
-                for m in archive.getmembers()
+                for m in members
                 if _escapes(m.name)
                 or (
                     (m.issym() or m.islnk())
@@ -66,11 +80,24 @@ def check_archive(path: Path) -> None:
                 )
                 or m.isdev()
             ]
+            sizes = [m.size for m in members]
+    if len(sizes) > max_entries:
+        raise UnsafeArchiveError(
+            f"archive {path.name} has more than {max_entries} entries, the limit "
+            f"({ARCHIVE_MAX_ENTRIES_ENV})"
+        )
+    if sum(sizes) > max_bytes:
+        raise UnsafeArchiveError(
+            f"archive {path.name} unpacks to {sum(sizes)} bytes; the limit is {max_bytes} "
+            f"({ARCHIVE_MAX_BYTES_ENV})"
+        )
     if bad:
         raise UnsafeArchiveError(
             f"archive {path.name} has entries that would land outside the destination: "
             + ", ".join(repr(b) for b in bad[:5])
         )
+    if truncated is not None:
+        raise SourceUnavailableError(f"archive {path.name} is truncated: {truncated}")
 
 
 def _unpack(path: Path, into: Path) -> None:
@@ -117,7 +144,28 @@ def _download(uri: str, into: Path) -> Path:
         raise SourceUnavailableError(f"cannot fetch {uri}: {err}") from err
 
 
+def _no_links(folder: Path, uri: str) -> None:
+    """Staging reads only what is in the folder itself: a symbolic link could point anywhere
+    in the pod's filesystem (its service-account token, /proc/self/environ)."""
+    links = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_symlink())
+    if links:
+        raise UnsafeArchiveError(f"{uri}: symbolic links are not followed: " + ", ".join(links[:5]))
+
+
+def _first_link(uri: str, local: Path) -> Path | None:
+    """The first symbolic link on the way from a pvc:// claim's mount to ``local`` (or
+    ``local`` itself); a link inside a claim could lead out of it. file:// paths on a laptop
+    may run through links of the user's own making; in a cluster the operator refuses them."""
+    parts = [local]
+    if urlparse(uri).scheme == "pvc":
+        claim = Path(os.environ.get(PVC_ROOT_ENV, "/mnt/pvc")) / urlparse(uri).netloc
+        below = local.relative_to(claim).parts
+        parts = [claim.joinpath(*below[:n]) for n in range(1, len(below) + 1)]
+    return next((p for p in parts if p.is_symlink()), None)
+
+
 def _find_model(folder: Path, uri: str) -> Path:
+    _no_links(folder, uri)
     files = sorted(
         p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(MODEL_SUFFIXES)
     )
@@ -136,6 +184,9 @@ def fetch(uri: str, workdir: Path) -> Source:
     if local is not None:
         if not local.exists():
             raise SourceUnavailableError(f"{uri}: {local} does not exist")
+        link = _first_link(uri, local)
+        if link is not None:
+            raise UnsafeArchiveError(f"{uri}: {link} is a symbolic link, which is not followed")
         fetched = local
     else:
         fetched = _download(uri, workdir)

@@ -24,6 +24,7 @@ from modeldeploy.api.artifact import artifact_options
 from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.runtime.artifact import sha256_file
 from modeldeploy.staging import export, optimize, parity, processing, repository, samples, source
 from modeldeploy.staging.errors import (
     LabelsMismatchError,
@@ -282,7 +283,7 @@ def _build(
         },
         "model": {
             "file": "1/model.onnx",
-            "sha256": source.sha256_file(model_dir / "1" / "model.onnx"),
+            "sha256": sha256_file(model_dir / "1" / "model.onnx"),
             "sizeBytes": size,
         },
         "tools": _tool_versions(),
