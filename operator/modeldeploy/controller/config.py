@@ -5,8 +5,11 @@ chart sets the latter), then handed to every builder."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+
+from modeldeploy.api import entrypoints
 
 DEFAULT_STAGING_IMAGE = "ghcr.io/modeldeploy/staging:0.1.0"
 
@@ -66,6 +69,10 @@ class OperatorConfig:
     """Standard mode: the HTTPRoute of ModelDeployment NAME in NAMESPACE answers on host
     NAME.NAMESPACE.<route_domain>."""
 
+    entrypoint_modules: tuple[str, ...] = entrypoints.DEFAULT_MODULES
+    """Module prefixes a ``state_dict`` entrypoint may come from; others are refused
+    (``EntrypointRefused``) before a staging Job exists, and again inside the Job."""
+
     analysis_timeout_seconds: float = 10.0
     """Longest one Prometheus query or one golden request may take."""
 
@@ -82,7 +89,7 @@ class OperatorConfig:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> OperatorConfig:
         """Settings from ``MODELDEPLOY_*`` variables; explicit ``overrides`` (flags) win."""
         env = dict(os.environ if env is None else env)
-        names = {
+        names: dict[str, tuple[str, Callable[[str], object]]] = {
             "artifact_store": ("MODELDEPLOY_ARTIFACT_STORE", str),
             "artifact_store_secret": ("MODELDEPLOY_ARTIFACT_STORE_SECRET", str),
             "staging_image": ("MODELDEPLOY_STAGING_IMAGE", str),
@@ -96,6 +103,7 @@ class OperatorConfig:
             "metrics_min_window_seconds": ("MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS", float),
             "gateway": ("MODELDEPLOY_GATEWAY", str),
             "route_domain": ("MODELDEPLOY_ROUTE_DOMAIN", str),
+            "entrypoint_modules": (entrypoints.ENV, entrypoints.parse),
         }
         values: dict[str, object] = {}
         for attr, (var, kind) in names.items():

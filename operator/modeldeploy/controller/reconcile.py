@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modeldeploy.api import entrypoints
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.serving import DeploymentMode
@@ -206,6 +207,15 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 f"{', '.join(local)}: file:// would read the staging pod's own filesystem "
                 "(its /proc/self/environ holds the store's credentials); in a cluster use "
                 "pvc://, s3://, gs:// or https://",
+            )
+        entrypoint = deployment.spec.model.entrypoint
+        if (
+            blocker is None
+            and entrypoint
+            and not entrypoints.allowed(entrypoint, config.entrypoint_modules)
+        ):
+            blocker = Blocker(
+                "EntrypointRefused", entrypoints.refusal(entrypoint, config.entrypoint_modules)
             )
         if blocker is None and observed.secret_missing:
             blocker = Blocker(

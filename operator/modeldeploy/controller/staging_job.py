@@ -11,6 +11,7 @@ import json
 from typing import Any
 from urllib.parse import urlparse
 
+from modeldeploy.api import entrypoints
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller import naming
@@ -162,6 +163,7 @@ def build_staging_job(
     env += [
         {"name": "MODELDEPLOY_DEPLOYMENT", "value": json.dumps(deployment_document(deployment))},
         {"name": "MODELDEPLOY_OWNER", "value": naming.owner_mark(namespace, name)},
+        {"name": entrypoints.ENV, "value": ",".join(config.entrypoint_modules)},
     ]
     resources = {"cpu": config.staging_cpu, "memory": config.staging_memory}
     container = {

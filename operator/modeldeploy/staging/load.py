@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modeldeploy.api import entrypoints
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.staging.errors import CorruptModelError, EntrypointError, FormatMismatchError
 
@@ -66,6 +67,9 @@ def check_declared_format(path: Path, declared: ModelFormat) -> None:
 
 
 def _import_factory(entrypoint: str, code_dir: Path | None) -> Any:
+    modules = entrypoints.from_env()
+    if modules is not None and not entrypoints.allowed(entrypoint, modules):
+        raise EntrypointError(entrypoints.refusal(entrypoint, modules))  # before any import
     module_name, _, attr = entrypoint.partition(":")
     if code_dir is not None and str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
