@@ -65,6 +65,52 @@ def metric_names(query: str) -> list[str]:
     return names
 
 
+OWN_NAMESPACE = 'namespace="{{namespace}}"'
+"""The matcher that confines a selector to the deployment's own namespace."""
+
+_OWN = "namespace=__own__"
+_BLOCK = re.compile(r"\{[^{}]*\}")
+
+
+def unconfined_selectors(query: str) -> list[str]:
+    """The selectors in ``query`` without the ``namespace="{{namespace}}"`` matcher, which
+    could read another namespace's series. Each is named by its metric (or its matchers).
+
+    Not a PromQL parser either: the namespace matcher becomes a token, then strings, templates
+    and grouping labels are cut out as in ``metric_names``; what remains of each selector is a
+    metric name, a matcher block, or both."""
+    text = query.replace(OWN_NAMESPACE, _OWN)
+    text = _STRINGS.sub('""', text)
+    text = _TEMPLATES.sub("T", text)
+    text = _GROUPING.sub(" ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges, subqueries
+    found: list[str] = []
+    position = 0
+    while position < len(text):
+        name = _NAME.match(text, position)
+        block = _BLOCK.match(text, position)
+        if name and not (
+            position and (text[position - 1].isalnum() or text[position - 1] in "_:.")
+        ):
+            rest = text[name.end() :].lstrip()
+            if rest.startswith("(") or name.group() in _KEYWORDS:
+                position = name.end()
+                continue
+            after = text.index(rest, name.end()) if rest else len(text)
+            matchers = _BLOCK.match(text, after)
+            if matchers is None or _OWN not in matchers.group():
+                found.append(name.group())
+            position = matchers.end() if matchers else name.end()
+            continue
+        if block:
+            if _OWN not in block.group():
+                found.append(block.group())
+            position = block.end()
+            continue
+        position += 1
+    return found
+
+
 def unknown_metrics(query: str, ours_serves: bool) -> Iterator[str]:
     """Why each ``modeldeploy_`` metric in ``query`` cannot have data."""
     for name in metric_names(query):

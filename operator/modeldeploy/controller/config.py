@@ -14,6 +14,10 @@ from modeldeploy.api import entrypoints
 DEFAULT_STAGING_IMAGE = "ghcr.io/modeldeploy/staging:0.1.0"
 
 
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     """Everything a builder needs besides the ModelDeployment itself."""
@@ -57,6 +61,14 @@ class OperatorConfig:
     prometheus_address: str | None = None
     """Prometheus the canary analysis queries when a ModelDeployment names none; without either,
     the metric checks are skipped (and the analysis says so)."""
+
+    prometheus_allowed: tuple[str, ...] = ()
+    """Prometheus base URLs a spec's ``analysis.prometheus.address`` may name, besides
+    ``prometheus_address``; any other address is refused (``PrometheusNotAllowed``)."""
+
+    unconfined_queries: bool = False
+    """Allow custom queries whose selectors lack ``namespace="{{namespace}}"`` (for a
+    Prometheus behind prom-label-proxy); otherwise they are refused (``QueryNotConfined``)."""
 
     metrics_min_window_seconds: float = 30.0
     """Shortest range the analysis queries cover: the step's elapsed time, but at least this
@@ -103,7 +115,12 @@ class OperatorConfig:
             "metrics_min_window_seconds": ("MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS", float),
             "gateway": ("MODELDEPLOY_GATEWAY", str),
             "route_domain": ("MODELDEPLOY_ROUTE_DOMAIN", str),
-            "entrypoint_modules": (entrypoints.ENV, entrypoints.parse),
+            "entrypoint_modules": (entrypoints.ENV, _comma_list),
+            "prometheus_allowed": ("MODELDEPLOY_PROMETHEUS_ALLOWED", _comma_list),
+            "unconfined_queries": (
+                "MODELDEPLOY_UNCONFINED_QUERIES",
+                lambda v: v.lower() in ("1", "true", "yes"),
+            ),
         }
         values: dict[str, object] = {}
         for attr, (var, kind) in names.items():

@@ -20,7 +20,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
 from modeldeploy.api.validation import query_problems
-from modeldeploy.controller import job_state, naming, rollout
+from modeldeploy.controller import job_state, naming, prometheus_access, rollout
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
@@ -208,6 +208,14 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 "(its /proc/self/environ holds the store's credentials); in a cluster use "
                 "pvc://, s3://, gs:// or https://",
             )
+        if blocker is None and (
+            refused := prometheus_access.address_refusal(deployment.spec, config)
+        ):
+            blocker = Blocker("PrometheusNotAllowed", refused)
+        if blocker is None and (
+            refused := prometheus_access.query_refusal(deployment.spec, config)
+        ):
+            blocker = Blocker("QueryNotConfined", refused[:2000])
         entrypoint = deployment.spec.model.entrypoint
         if (
             blocker is None
