@@ -257,14 +257,14 @@ def artifacts_release(
 
     Run by the operator's clean-up Job when a ModelDeployment is deleted.
     """
-    from modeldeploy.staging.errors import StagingError
-    from modeldeploy.staging.repository import open_store
+    from modeldeploy.artifacts.store import StoreError, open_store
+    from modeldeploy.staging.errors import DestinationError
 
     try:
         deleted = open_store(dest).release(name, owner)
-    except StagingError as err:
+    except StoreError as err:
         typer.echo(f"cannot release artifacts: {err}", err=True)
-        raise typer.Exit(code=err.exit_code) from err
+        raise typer.Exit(code=DestinationError.exit_code) from err
     typer.echo(json.dumps({"released": owner, "deleted": deleted}))
 
 

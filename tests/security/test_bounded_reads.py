@@ -21,9 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modeldeploy.artifacts.golden import GOLDEN_MAX_BYTES, golden_arrays
+from modeldeploy.artifacts.manifest import (
+    MANIFEST,
+    ArtifactError,
+    ArtifactManifest,
+    GoldenRecord,
+    ModelFile,
+    Signature,
+    Tensor,
+)
+from modeldeploy.artifacts.store import StoreError
 from modeldeploy.controller.analysis import PROMETHEUS_MAX_BYTES, load_golden, prometheus_value
-from modeldeploy.runtime.artifact import GOLDEN_MAX_BYTES, ArtifactError, golden_arrays
-from modeldeploy.staging.errors import DestinationError
 
 MIB = 1024 * 1024
 
@@ -48,7 +57,16 @@ def npy_bomb(path: Path, declared: int) -> None:
 def artifact_with(store: Path, golden: Path) -> None:
     folder = store / "digits-0123456789abcdef0123" / "digits"
     folder.mkdir(parents=True)
-    (folder / "modeldeploy.json").write_text(json.dumps({"golden": {"file": "golden.npz"}}))
+    manifest = ArtifactManifest(
+        name="digits",
+        signature=Signature(
+            inputs=[Tensor(name="image", datatype="FP32", shape=[-1, 64])],
+            outputs=[Tensor(name="output", datatype="FP32", shape=[-1, 10])],
+        ),
+        golden=GoldenRecord(file="golden.npz", count=4),
+        model=ModelFile(sha256="sha256:" + "0" * 64, size_bytes=0),
+    )
+    (folder / MANIFEST).write_text(manifest.dumps())
     golden.rename(folder / "golden.npz")
 
 
@@ -64,7 +82,7 @@ def test_a_golden_deflate_bomb_is_refused_for_what_it_declares_without_decompres
     probe = f"""
 import resource, sys
 from modeldeploy.controller.analysis import load_golden
-from modeldeploy.runtime.artifact import ArtifactError
+from modeldeploy.artifacts.manifest import ArtifactError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     load_golden("file://{store}", "digits-0123456789abcdef0123", "digits")
@@ -87,7 +105,7 @@ def test_a_golden_file_too_large_to_be_samples_is_never_read_whole(tmp_path: Pat
     big = tmp_path / "big.npz"
     big.write_bytes(b"\0" * (GOLDEN_MAX_BYTES + 1))
     artifact_with(store, big)
-    with pytest.raises(DestinationError, match=f"larger than {GOLDEN_MAX_BYTES} bytes"):
+    with pytest.raises(StoreError, match=f"larger than {GOLDEN_MAX_BYTES} bytes"):
         load_golden(f"file://{store}", "digits-0123456789abcdef0123", "digits")
 
 

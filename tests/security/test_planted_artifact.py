@@ -65,5 +65,5 @@ def test_an_artifact_whose_manifest_declares_no_digest_is_refused(tmp_path: Path
     result = serve_once(artifact)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"cannot serve: {manifest_path} declares no model.sha256"
+        f"cannot serve: {manifest_path}: model.sha256: Field required"
     )

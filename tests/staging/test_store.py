@@ -15,7 +15,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modeldeploy.staging.repository import MANIFEST, FolderStore, S3Store, open_store
+from modeldeploy.artifacts.manifest import MANIFEST
+from modeldeploy.artifacts.store import FolderStore, S3Store, open_store
 from modeldeploy.staging.stage import stage
 from modeldeploy.testing.controlplane import REPO_ROOT
 from modeldeploy.testing.s3 import S3Server
@@ -51,7 +52,7 @@ def test_second_run_is_a_cache_hit_and_converts_nothing(files: Path, tmp_path: P
 _CRASHER = """
 import sys
 from pathlib import Path
-from modeldeploy.staging.repository import open_store
+from modeldeploy.artifacts.store import open_store
 open_store(sys.argv[1]).publish(sys.argv[2], Path(sys.argv[3]))
 """
 

@@ -33,11 +33,12 @@ import numpy as np
 
 from modeldeploy.api.metric_names import metric_names
 from modeldeploy.api.rollout import DEFAULT_MAX_ERROR_RATE, Analysis
+from modeldeploy.artifacts.golden import GOLDEN_MAX_BYTES, agree, golden_arrays
+from modeldeploy.artifacts.manifest import MANIFEST, parse_manifest
+from modeldeploy.artifacts.store import open_store
 from modeldeploy.controller import metric_sources
 from modeldeploy.controller.metric_sources import MetricSource
 from modeldeploy.controller.rollout import AnalysisResult, Target
-from modeldeploy.runtime.artifact import GOLDEN_MAX_BYTES, MANIFEST, golden_arrays
-from modeldeploy.staging.repository import open_store
 
 PROMETHEUS_MAX_BYTES = 1024 * 1024
 """Most bytes read of one Prometheus answer: one number needs a few hundred."""
@@ -59,14 +60,14 @@ def load_golden(store_uri: str, key: str, model: str) -> Golden | None:
     manifest_bytes = store.read(key, f"{model}/{MANIFEST}")
     if manifest_bytes is None:
         raise LookupError(f"artifact {key} has no {model}/{MANIFEST} in {store_uri}")
-    spec = json.loads(manifest_bytes).get("golden") or {}
-    data = store.read(key, f"{model}/{spec.get('file', 'golden.npz')}", GOLDEN_MAX_BYTES)
-    if data is None or not spec.get("count", 1):
+    spec = parse_manifest(manifest_bytes, f"artifact {key}: {MANIFEST}").golden
+    data = store.read(key, f"{model}/{spec.file}", GOLDEN_MAX_BYTES)
+    if data is None or not spec.count:
         return None
     inputs, outputs = golden_arrays(io.BytesIO(data))
     if not inputs or not outputs:
         return None
-    return Golden(inputs, outputs, float(spec.get("atol", 1e-3)), float(spec.get("rtol", 1e-3)))
+    return Golden(inputs, outputs, spec.atol, spec.rtol)
 
 
 def live_parity(url: str, model: str, golden: Golden, timeout: float) -> float:
@@ -90,23 +91,17 @@ def live_parity(url: str, model: str, golden: Golden, timeout: float) -> float:
             inputs.append(item)
         outputs = [httpclient.InferRequestedOutput(n, binary_data=True) for n in golden.outputs]
         result = client.infer(model, inputs, outputs=outputs)
-        worst, problems = 0.0, []
-        for name, expected in golden.outputs.items():
-            served = result.as_numpy(name)
-            if served is None or served.shape != expected.shape:
-                got = None if served is None else served.shape
-                raise ValueError(f"output {name!r}: served shape {got}, golden {expected.shape}")
-            served64, expected64 = served.astype(np.float64), expected.astype(np.float64)
-            diff = np.abs(served64 - expected64)
-            worst = max(worst, float(diff.max(initial=0.0)))
-            if np.any(diff > golden.atol + golden.rtol * np.abs(expected64)):
-                problems.append(
-                    f"output {name!r} max |Δ| {float(diff.max()):.4g} > atol {golden.atol:g} "
-                    f"+ rtol {golden.rtol:g}·|golden|"
-                )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return worst
+        served = {name: result.as_numpy(name) for name in golden.outputs}
+        agreement = agree(
+            {k: v for k, v in served.items() if v is not None},
+            golden.outputs,
+            golden.atol,
+            golden.rtol,
+            of="golden",
+        )
+        if agreement.failures:
+            raise ValueError("; ".join(agreement.failures))
+        return agreement.worst
     finally:
         client.close()
 

@@ -14,6 +14,7 @@ from grpc_interceptor.exceptions import GrpcException
 from kserve import InferOutput, InferResponse, Model
 from kserve import InferRequest as KserveRequest
 
+from modeldeploy.artifacts.golden import agree
 from modeldeploy.runtime import hardware, imaging, metrics, postprocessing
 from modeldeploy.runtime.artifact import Artifact
 from modeldeploy.runtime.batcher import DynamicBatcher
@@ -158,15 +159,8 @@ class OnnxModel(Model):  # type: ignore[misc]
             return True
         started = time.monotonic()
         got = dict(zip(self._output_names, self._run(inputs), strict=True))
-        worst, failures = 0.0, []
-        for name, want in expected.items():
-            diff = np.abs(got[name].astype(np.float64) - want.astype(np.float64))
-            worst = max(worst, float(diff.max(initial=0.0)))
-            allowed = atol + rtol * np.abs(want.astype(np.float64))
-            if (diff > allowed).any():
-                failures.append(
-                    f"output '{name}': max |Δ| {float(diff.max()):.6g} exceeds atol {atol:g} + rtol {rtol:g}·|golden|"
-                )
+        agreement = agree(got, expected, atol, rtol, of="golden")
+        worst, failures = agreement.worst, list(agreement.failures)
         metrics.SELF_TEST_ERROR.labels(self.name).set(worst)
         try:  # post-processing too: labels that do not fit the classes would fail every request
             self._postprocess(got)

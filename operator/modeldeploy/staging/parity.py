@@ -16,6 +16,7 @@ import numpy as np
 
 from modeldeploy.api.model import TensorSpec
 from modeldeploy.api.optimization import Parity
+from modeldeploy.artifacts.golden import excess
 from modeldeploy.staging.samples import Batch, split
 
 CHUNK = 16
@@ -83,11 +84,11 @@ def compare(
         scale = np.abs(ref.astype(np.float64))
         max_abs = max(max_abs, float(diff.max(initial=0.0)))
         max_rel = max(max_rel, float((diff / np.maximum(scale, 1e-6)).max(initial=0.0)))
-        excess = diff - (tolerance.atol + tolerance.rtol * scale)
-        if (excess > 0).any():
-            worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        beyond = excess(got, ref, tolerance.atol, tolerance.rtol)
+        if (beyond > 0).any():
+            worst = np.unravel_index(int(np.argmax(beyond)), beyond.shape)
             failures.append(
-                f"output {name!r}: {int((excess > 0).sum())} of {excess.size} values outside "
+                f"output {name!r}: {int((beyond > 0).sum())} of {beyond.size} values outside "
                 f"atol {tolerance.atol:g} + rtol {tolerance.rtol:g}·|ref|; worst at {list(map(int, worst))}: "
                 f"|Δ| {float(diff[worst]):.6g} vs allowed {float(tolerance.atol + tolerance.rtol * scale[worst]):.6g}"
             )
@@ -107,14 +108,3 @@ def compare(
         passed=not failures,
         failures=tuple(failures),
     )
-
-
-def save_golden(
-    path: Path, batch: Batch, outputs: list[np.ndarray], names: list[str], count: int
-) -> int:
-    """Store the first ``count`` samples and the graph's answers for self-tests and probes."""
-    n = min(count, len(outputs[0]))
-    arrays = {f"input:{k}": v[:n] for k, v in batch.items()}
-    arrays.update({f"output:{k}": v[:n] for k, v in zip(names, outputs, strict=True)})
-    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
-    return n

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from modeldeploy.runtime.artifact import sha256_file
+from modeldeploy.artifacts.locations import local_path, pvc_root
+from modeldeploy.artifacts.manifest import sha256_file
 from modeldeploy.staging.errors import SourceUnavailableError, UnsafeArchiveError
 
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".torchscript", ".bin", ".onnx")
@@ -23,7 +24,6 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 ARCHIVE_MAX_ENTRIES, ARCHIVE_MAX_ENTRIES_ENV = 10_000, "MODELDEPLOY_ARCHIVE_MAX_ENTRIES"
 ARCHIVE_MAX_BYTES, ARCHIVE_MAX_BYTES_ENV = 16 << 30, "MODELDEPLOY_ARCHIVE_MAX_BYTES"
 """Caps on a local archive, read from its index before anything is unpacked."""
-PVC_ROOT_ENV = "MODELDEPLOY_PVC_ROOT"
 """Where the staging Job mounts ``pvc://<claim>/`` volumes: ``$MODELDEPLOY_PVC_ROOT/<claim>``."""
 
 
@@ -110,17 +110,6 @@ def _unpack(path: Path, into: Path) -> None:
             archive.extractall(into, filter="data")
 
 
-def local_path(uri: str) -> Path | None:
-    """Where a ``file://`` or ``pvc://`` URI is on this machine; None for remote URIs."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    if parsed.scheme == "pvc":
-        root = Path(os.environ.get(PVC_ROOT_ENV, "/mnt/pvc"))
-        return root / parsed.netloc / parsed.path.lstrip("/")
-    return None
-
-
 def _download(uri: str, into: Path) -> Path:
     """Remote URIs through kserve-storage.
 
@@ -158,7 +147,7 @@ def _first_link(uri: str, local: Path) -> Path | None:
     may run through links of the user's own making; in a cluster the operator refuses them."""
     parts = [local]
     if urlparse(uri).scheme == "pvc":
-        claim = Path(os.environ.get(PVC_ROOT_ENV, "/mnt/pvc")) / urlparse(uri).netloc
+        claim = pvc_root() / urlparse(uri).netloc
         below = local.relative_to(claim).parts
         parts = [claim.joinpath(*below[:n]) for n in range(1, len(below) + 1)]
     return next((p for p in parts if p.is_symlink()), None)

@@ -24,9 +24,24 @@ from modeldeploy.api.artifact import artifact_options
 from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
-from modeldeploy.runtime.artifact import sha256_file
+from modeldeploy.artifacts.golden import write_golden
+from modeldeploy.artifacts.manifest import (
+    MANIFEST,
+    ArtifactError,
+    ArtifactManifest,
+    BatchingRecord,
+    GoldenRecord,
+    ModelFile,
+    Signature,
+    SourceRecord,
+    Tensor,
+    parse_manifest,
+    sha256_file,
+)
+from modeldeploy.artifacts.store import ArtifactStore, StoreError, content_key, open_store
 from modeldeploy.staging import export, optimize, parity, processing, repository, samples, source
 from modeldeploy.staging.errors import (
+    DestinationError,
     LabelsMismatchError,
     ParityError,
     SourceUnavailableError,
@@ -89,16 +104,16 @@ def _labels(deployment: ModelDeployment, workdir: Path) -> list[str] | None:
 
 
 def _report_from(
-    manifest: dict[str, Any], store: repository.ArtifactStore, key: str, started: float
+    manifest: ArtifactManifest, store: ArtifactStore, key: str, started: float
 ) -> StageResult:
     return StageResult(
         uri=store.uri(key),
         key=key,
-        digest=manifest["source"]["digest"],
-        precision=manifest["precision"],
-        size_bytes=manifest["model"]["sizeBytes"],
+        digest=manifest.source.digest if manifest.source else "",
+        precision=manifest.precision,
+        size_bytes=manifest.model.size_bytes,
         cache_hit=True,
-        parity=manifest["parity"],
+        parity=manifest.parity,
         seconds=time.monotonic() - started,
     )
 
@@ -113,30 +128,40 @@ def stage(
     """Stage ``deployment``'s model into ``destination``; raises a StagingError subclass.
 
     ``owner`` (``namespace.name``) marks the artifact as used by that ModelDeployment, so that
-    deleting it can remove the artifacts only it used (see :data:`repository.OWNERS`)."""
+    deleting it can remove the artifacts only it used (see :data:`modeldeploy.artifacts.store.OWNERS`)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="modeldeploy-stage-", dir=workdir) as tmp:
         work = Path(tmp)
         name = deployment.metadata.name
         spec = deployment.spec
         src = source.fetch(spec.model.uri, work / "source")
-        store = repository.open_store(destination)
-        options = artifact_options(deployment)
-        key = repository.content_key(name, src.digest, options)
-        existing = store.manifest(key, name)
-        if existing is not None:
-            result = _report_from(existing, store, key, started)
-        else:
-            result = _build(deployment, src, store, key, options, code_dir, work, started)
-        if owner:
-            store.add_owner(key, owner)
+        try:
+            store = open_store(destination)
+            options = artifact_options(deployment)
+            key = content_key(name, src.digest, options)
+            existing = store.manifest(key, name)
+            if existing is not None:  # a cache hit is checked like any manifest, not trusted
+                result = _report_from(_checked(existing, key), store, key, started)
+            else:
+                result = _build(deployment, src, store, key, options, code_dir, work, started)
+            if owner:
+                store.add_owner(key, owner)
+        except StoreError as err:
+            raise DestinationError(str(err)) from err
         return result
+
+
+def _checked(manifest: dict[str, Any], key: str) -> ArtifactManifest:
+    try:
+        return parse_manifest(json.dumps(manifest), f"artifact {key}")
+    except ArtifactError as err:
+        raise DestinationError(f"the stored artifact is not one staging wrote: {err}") from err
 
 
 def _build(
     deployment: ModelDeployment,
     src: source.Source,
-    store: repository.ArtifactStore,
+    store: ArtifactStore,
     key: str,
     options: dict[str, Any],
     code_dir: Path | None,
@@ -219,11 +244,10 @@ def _build(
     model_dir = out / name
     (model_dir / "1").mkdir(parents=True)
     shutil.copyfile(final, model_dir / "1" / "model.onnx")
-    golden = parity.save_golden(
+    golden = write_golden(
         model_dir / "golden.npz",
         batch,
-        parity.run_onnx(session, batch),
-        output_names,
+        dict(zip(output_names, parity.run_onnx(session, batch), strict=True)),
         opt.parity.golden_samples,
     )
     batching = spec.serving.batching
@@ -242,20 +266,18 @@ def _build(
         (model_dir / "labels.txt").write_text("\n".join(labels) + "\n")
     size = (model_dir / "1" / "model.onnx").stat().st_size
     post = model_spec.postprocessing
-    manifest = {
-        "apiVersion": "modeldeploy.io/v1alpha1",
-        "kind": "ArtifactManifest",
-        "name": name,
-        "key": key,
-        "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"uri": model_spec.uri, "digest": src.digest, "format": model_spec.format.value},
-        "options": options,
-        "precision": opt.precision.value,
-        "signature": {
-            "inputs": [i.to_json() for i in graph_inputs],
-            "outputs": [o.to_json() for o in graph_outputs],
-        },
-        "preprocessing": (
+    manifest = ArtifactManifest(
+        name=name,
+        key=key,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        source=SourceRecord(uri=model_spec.uri, digest=src.digest, format=model_spec.format.value),
+        options=options,
+        precision=opt.precision.value,
+        signature=Signature(
+            inputs=[Tensor.model_validate(i.to_json()) for i in graph_inputs],
+            outputs=[Tensor.model_validate(o.to_json()) for o in graph_outputs],
+        ),
+        preprocessing=(
             {
                 **pre.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "bakedIntoGraph": True,
@@ -263,32 +285,29 @@ def _build(
             if pre is not None
             else None
         ),
-        "postprocessing": {
+        postprocessing={
             **post.model_dump(mode="json", by_alias=True, exclude_none=True),
             "softmaxBakedIntoGraph": softmax,
         },
-        "labels": "labels.txt" if labels is not None else None,
-        "batching": {
-            "maxBatchSize": batching.max_batch_size,
-            "maxQueueDelayMicroseconds": delay_us,
-            "maxQueueSize": batching.max_queue_size,
-            "requestTimeoutMilliseconds": round(duration_seconds(batching.request_timeout) * 1e3),
-        },
-        "parity": {**report.to_json(), "atol": opt.parity.atol, "rtol": opt.parity.rtol},
-        "golden": {
-            "file": "golden.npz",
-            "count": golden,
-            "atol": opt.parity.atol,
-            "rtol": opt.parity.rtol,
-        },
-        "model": {
-            "file": "1/model.onnx",
-            "sha256": sha256_file(model_dir / "1" / "model.onnx"),
-            "sizeBytes": size,
-        },
-        "tools": _tool_versions(),
-    }
-    (model_dir / repository.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        labels="labels.txt" if labels is not None else None,
+        batching=BatchingRecord(
+            max_batch_size=batching.max_batch_size,
+            max_queue_delay_microseconds=delay_us,
+            max_queue_size=batching.max_queue_size,
+            request_timeout_milliseconds=round(duration_seconds(batching.request_timeout) * 1e3),
+        ),
+        parity={**report.to_json(), "atol": opt.parity.atol, "rtol": opt.parity.rtol},
+        golden=GoldenRecord(
+            file="golden.npz", count=golden, atol=opt.parity.atol, rtol=opt.parity.rtol
+        ),
+        model=ModelFile(
+            file="1/model.onnx",
+            sha256=sha256_file(model_dir / "1" / "model.onnx"),
+            size_bytes=size,
+        ),
+        tools=_tool_versions(),
+    )
+    (model_dir / MANIFEST).write_text(manifest.dumps())
     parity_json: dict[str, Any] = {
         **report.to_json(),
         "atol": opt.parity.atol,

@@ -1,0 +1,50 @@
+"""Which layer may import which, read from the source (ast), so a shortcut across a boundary
+fails here rather than in a review:
+- the artifact contract (``modeldeploy.artifacts``) depends on none of its writers or readers;
+- the operator (``controller``) and the runtime read artifacts through it, never through
+  ``staging``, whose image alone loads pickles;
+- the runtime does not import the operator, nor the operator the runtime;
+- no production layer imports the test doubles in ``modeldeploy.testing``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "modeldeploy"
+
+FORBIDDEN = {
+    "artifacts": ("staging", "controller", "runtime", "testing"),
+    "api": ("staging", "controller", "runtime", "testing", "artifacts"),
+    "controller": ("staging", "runtime", "testing"),
+    "runtime": ("staging", "controller", "testing"),
+    "staging": ("controller", "runtime", "testing"),
+}
+
+
+def imported(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_a_layer_imports_only_what_it_may(layer: str) -> None:
+    files = sorted((PACKAGE / layer).glob("*.py"))
+    assert files, layer
+    crossings = [
+        f"{path.relative_to(PACKAGE)} imports {module}"
+        for path in files
+        for module in sorted(imported(path))
+        for other in FORBIDDEN[layer]
+        if module == f"modeldeploy.{other}" or module.startswith(f"modeldeploy.{other}.")
+    ]
+    assert crossings == []
