@@ -12,7 +12,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +90,73 @@ def test_unsupported_operator_fails_export(tmp_path: Path) -> None:
 
 def test_unreachable_uri(tmp_path: Path) -> None:
     spec = over_http(f"http://127.0.0.1:{closed_port()}/models/cnn.pt")
-    with pytest.raises(errors.SourceUnavailableError) as err:
+    with pytest.raises(errors.SourceUnreachableError) as err:
         stage(spec, str(tmp_path / "store"))
-    assert f"cannot fetch {spec.spec.model.uri}" in str(err.value)
+    assert f"cannot fetch {spec.spec.model.uri} (will be retried)" in str(err.value)
+    assert (err.value.reason, err.value.exit_code) == ("SourceUnreachable", 21)
     missing = digits_deployment(f"file://{tmp_path / 'nowhere' / 'cnn.pt'}")
     with pytest.raises(errors.SourceUnavailableError, match="does not exist"):
         stage(missing, str(tmp_path / "store"))
     assert_nothing_published(tmp_path / "store")
+
+
+@pytest.fixture
+def answering() -> Iterator[str]:
+    """An HTTP server answering every GET with the status its path starts with: /503/x."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(int(self.path.strip("/").split("/")[0]))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            self.wfile.write(b"no model here")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "exit_code"),
+    [
+        (503, errors.SourceUnreachableError, 21),
+        (429, errors.SourceUnreachableError, 21),
+        (404, errors.SourceUnavailableError, 10),
+        (403, errors.SourceUnavailableError, 10),
+    ],
+)
+def test_a_source_that_may_answer_later_is_retryable_and_one_that_will_not_is_not(
+    answering: str, tmp_path: Path, status: int, error: type[errors.StagingError], exit_code: int
+) -> None:
+    with pytest.raises(errors.SourceUnavailableError) as err:
+        stage(over_http(f"{answering}/{status}/cnn.pt"), str(tmp_path / "store"))
+    assert type(err.value) is error
+    assert err.value.exit_code == exit_code
+    # The Job fails at once only for what another attempt cannot fix.
+    from modeldeploy.controller.staging_job import NON_RETRYABLE_EXIT_CODES
+
+    assert (exit_code in NON_RETRYABLE_EXIT_CODES) == (error is errors.SourceUnavailableError)
+    assert_nothing_published(tmp_path / "store")
+
+
+def test_s3_throttling_and_network_failures_are_transient() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from modeldeploy.staging.source import transient
+
+    slow_down = ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce"}}, "GetObject")
+    missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+    assert transient(RuntimeError("download failed").with_traceback(None)) is False
+    wrapped = RuntimeError("download failed")
+    wrapped.__cause__ = slow_down
+    assert transient(wrapped)
+    assert transient(EndpointConnectionError(endpoint_url="http://s3.local"))
+    assert not transient(missing)
 
 
 def test_http_source_is_fetched_by_kserve_storage(

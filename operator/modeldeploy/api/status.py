@@ -206,6 +206,17 @@ class RolloutStatus(ApiModel):
     """The last analysis numbers."""
 
 
+class StagingStatus(ApiModel):
+    """The staging Job's attempts for one staging hash: a Job that failed for a reason another
+    attempt may fix (an unreachable source or store) is made again, with a growing delay."""
+
+    staging_hash: Annotated[str, Field(pattern=r"^[a-f0-9]{10}$")]
+    """The spec parts these attempts stage."""
+
+    attempt: Annotated[int, Field(ge=1, le=100)]
+    """Which Job attempt comes (or runs) now, from 1."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment."""
 
@@ -226,6 +237,9 @@ class ModelDeploymentStatus(ApiModel):
 
     artifact: ArtifactStatus | None = None
     """The staged artifact."""
+
+    staging: StagingStatus | None = None
+    """Staging Job attempts, when one is retried."""
 
     revisions: Revisions | None = None
     """Stable and canary revisions."""

@@ -45,6 +45,12 @@ class OperatorConfig:
     """Retries for failures that may be transient; deterministic failures (exit codes 2, 10-18)
     fail the Job at once through its podFailurePolicy."""
 
+    staging_retries: int = 3
+    """Times a staging Job that failed for a transient reason (``SourceUnreachable``,
+    ``DestinationUnavailable``) is made again, after 1, 2, 4… times ``staging_retry_seconds``."""
+
+    staging_retry_seconds: float = 60.0
+
     resync_seconds: float = 60.0
     """Every ModelDeployment is reconciled at least this often, whatever events were missed."""
 
@@ -109,6 +115,8 @@ class OperatorConfig:
             "staging_memory": ("MODELDEPLOY_STAGING_MEMORY", str),
             "staging_deadline_seconds": ("MODELDEPLOY_STAGING_DEADLINE_SECONDS", int),
             "staging_backoff_limit": ("MODELDEPLOY_STAGING_BACKOFF_LIMIT", int),
+            "staging_retries": ("MODELDEPLOY_STAGING_RETRIES", int),
+            "staging_retry_seconds": ("MODELDEPLOY_STAGING_RETRY_SECONDS", float),
             "resync_seconds": ("MODELDEPLOY_RESYNC_SECONDS", float),
             "workers": ("MODELDEPLOY_WORKERS", int),
             "prometheus_address": ("MODELDEPLOY_PROMETHEUS_ADDRESS", str),

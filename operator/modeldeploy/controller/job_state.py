@@ -26,6 +26,7 @@ FAILURE_REASONS = frozenset(
     {
         "StagingFailed",
         "SourceUnavailable",
+        "SourceUnreachable",
         "UnsafeArchive",
         "FormatMismatch",
         "CorruptModel",

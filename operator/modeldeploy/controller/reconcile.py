@@ -20,7 +20,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
 from modeldeploy.api.validation import query_problems
-from modeldeploy.controller import job_state, naming, prometheus_access, rollout
+from modeldeploy.controller import job_state, naming, prometheus_access, rollout, staging_retry
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
@@ -269,7 +269,8 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     staging_failed: StagingOutcome | None = None
 
     if not current and job is None:
-        result.create_job = build_staging_job(deployment, meta["uid"], config)
+        attempt = staging_retry.attempt_to_make(old_status, digest)
+        result.create_job = build_staging_job(deployment, meta["uid"], config, attempt)
         wanted.append(
             Wanted(ConditionType.ARTIFACT_READY, None, "StagingStarted", f"created Job {job_name}")
         )
@@ -294,11 +295,25 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 current = True
         else:
             staging_failed = outcome
-            wanted.append(
-                Wanted(ConditionType.ARTIFACT_READY, False, outcome.reason, outcome.message)
-            )
+            message = outcome.message
+            assert job is not None
+            retry = staging_retry.next_retry(job, outcome.reason, config)
+            if retry is not None and now >= retry.at:
+                # The next reconcile makes the Job again, as attempt retry.attempt.
+                result.delete_jobs.append(job_name)
+                status["staging"] = {"stagingHash": digest, "attempt": retry.attempt}
+                message += f"; making attempt {retry.attempt} of {retry.of} now"
+            elif retry is not None:
+                result.requeue_after = (retry.at - now).total_seconds()
+                message += (
+                    f"; attempt {retry.attempt} of {retry.of} at "
+                    f"{retry.at.isoformat(timespec='seconds')}"
+                )
+            wanted.append(Wanted(ConditionType.ARTIFACT_READY, False, outcome.reason, message))
     if current:
         assert artifact is not None
+        if old_status.get("staging") is not None:
+            status["staging"] = None  # no attempts left to count (null deletes it in a merge patch)
         wanted.append(
             Wanted(
                 ConditionType.ARTIFACT_READY,

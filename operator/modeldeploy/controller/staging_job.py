@@ -19,7 +19,10 @@ from modeldeploy.controller.config import OperatorConfig
 
 NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20]
 """Invalid spec and the staging failures that another attempt cannot fix (docs/staging.md);
-18 (store unavailable) and crashes are retried up to backoffLimit."""
+18 (store unavailable), 21 (source unreachable) and crashes are retried up to backoffLimit,
+and the operator makes a Job that failed for 18 or 21 again (``staging_retries``)."""
+
+ATTEMPT_ANNOTATION = "modeldeploy.io/attempt"
 
 RUN_AS = 1000
 
@@ -152,9 +155,10 @@ def deployment_document(deployment: ModelDeployment) -> dict[str, Any]:
 
 
 def build_staging_job(
-    deployment: ModelDeployment, uid: str, config: OperatorConfig
+    deployment: ModelDeployment, uid: str, config: OperatorConfig, attempt: int = 1
 ) -> dict[str, Any]:
-    """The Job that stages ``deployment``'s model; its name carries the staging hash."""
+    """The Job that stages ``deployment``'s model; its name carries the staging hash, its
+    ``modeldeploy.io/attempt`` annotation which attempt it is."""
     name = deployment.metadata.name
     namespace = deployment.metadata.namespace or "default"
     digest = staging_hash(deployment, config.artifact_store)
@@ -190,7 +194,7 @@ def build_staging_job(
             }
         ]
     }
-    return _job(
+    job = _job(
         naming.staging_job_name(name, digest),
         namespace,
         labels,
@@ -200,6 +204,14 @@ def build_staging_job(
         config,
         policy,
     )
+    job["metadata"]["annotations"] = {ATTEMPT_ANNOTATION: str(attempt)}
+    return job
+
+
+def job_attempt(job: dict[str, Any]) -> int:
+    """Which attempt a staging Job is (1 for Jobs made before attempts were counted)."""
+    value = ((job.get("metadata") or {}).get("annotations") or {}).get(ATTEMPT_ANNOTATION, "1")
+    return int(value) if str(value).isdigit() and int(value) >= 1 else 1
 
 
 def build_cleanup_job(

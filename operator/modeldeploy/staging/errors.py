@@ -21,6 +21,14 @@ class SourceUnavailableError(StagingError):
     exit_code = 10
 
 
+class SourceUnreachableError(SourceUnavailableError):
+    """The source could not be reached just now (a refused or reset connection, a timeout,
+    HTTP 5xx or 429, S3 throttling): another attempt may succeed, so the Job retries it."""
+
+    reason = "SourceUnreachable"
+    exit_code = 21
+
+
 class UnsafeArchiveError(StagingError):
     """An archive entry would land outside the folder it is unpacked into."""
 

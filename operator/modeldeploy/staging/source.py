@@ -8,6 +8,7 @@ points out) fails staging instead of being written.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tarfile
 import zipfile
@@ -17,7 +18,11 @@ from urllib.parse import urlparse
 
 from modeldeploy.artifacts.locations import local_path, pvc_root
 from modeldeploy.artifacts.manifest import sha256_file
-from modeldeploy.staging.errors import SourceUnavailableError, UnsafeArchiveError
+from modeldeploy.staging.errors import (
+    SourceUnavailableError,
+    SourceUnreachableError,
+    UnsafeArchiveError,
+)
 
 MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".torchscript", ".bin", ".onnx")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -130,7 +135,37 @@ def _download(uri: str, into: Path) -> Path:
             if isinstance(cause, tarfile.FilterError):
                 raise UnsafeArchiveError(f"archive at {uri} is unsafe: {cause}") from err
             cause = cause.__cause__
+        if transient(err):
+            raise SourceUnreachableError(f"cannot fetch {uri} (will be retried): {err}") from err
         raise SourceUnavailableError(f"cannot fetch {uri}: {err}") from err
+
+
+_TRANSIENT_STATUS = re.compile(r"status code (5\d\d|429|408)\b")
+_TRANSIENT_TYPES = {
+    "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "ProtocolError",
+    "NewConnectionError", "MaxRetryError", "EndpointConnectionError", "ConnectTimeoutError",
+    "ReadTimeoutError", "ConnectionClosedError", "ServiceUnavailable", "TooManyRequests",
+}  # fmt: skip
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"}  # fmt: skip
+
+
+def transient(err: BaseException) -> bool:
+    """Whether another attempt might fetch it: a network failure, a timeout, HTTP 5xx, 429 or
+    408, or S3 throttling anywhere in the exception's chain. kserve-storage reports HTTP status
+    codes only in its message, so that is read too; a 404, 403 or a bad URI is permanent."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (ConnectionError, TimeoutError)):
+            return True
+        if type(cause).__name__ in _TRANSIENT_TYPES or _TRANSIENT_STATUS.search(str(cause)):
+            return True
+        code = getattr(cause, "response", None)
+        if isinstance(code, dict) and str(code.get("Error", {}).get("Code")) in _TRANSIENT_CODES:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _no_links(folder: Path, uri: str) -> None:
