@@ -5,10 +5,12 @@ local executor running the staging Jobs (real ``modeldeploy stage``) and the Inf
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import tritonclient.http as httpclient
+from kubernetes import client
 
 from modeldeploy.testing.demo_model import digit_png
 from tests.operator.conftest import Kube, digits_spec
@@ -22,6 +24,10 @@ def infer_png(url: str, name: str, index: int) -> tuple[str, str]:
     item.set_data_from_numpy(np.array([png], dtype=np.object_), binary_data=True)
     result = triton.infer(name, [item], outputs=[httpclient.InferRequestedOutput("labels")])
     return result.as_numpy("labels")[0, 0].decode(), truth
+
+
+def stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_apply_stages_deploys_and_serves(
@@ -53,6 +59,23 @@ def test_apply_stages_deploys_and_serves(
         if "persistentVolumeClaim" in v
     )
     assert claims == ["artifacts", "models"]
+    # The staging pod's NetworkPolicy exists before it runs: it selects exactly this Job's
+    # pods, lets nothing in, and lets out only DNS (no egress is configured here).
+    networking = client.NetworkingV1Api(kube.custom.api_client)
+    policy = json.loads(
+        networking.read_namespaced_network_policy(
+            "digits-staging", namespace, _preload_content=False
+        ).data
+    )
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert stamp(policy["metadata"]["creationTimestamp"]) <= stamp(
+        job["metadata"]["creationTimestamp"]
+    )
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= spec["template"]["metadata"]["labels"].items()
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert not policy["spec"].get("ingress")  # Ingress listed, no rule: nothing comes in
+    assert [p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]] == [53, 53]
 
     ready = kube.wait_condition("digits", "Ready", "True", "InferenceServiceReady")
     body = kube.get("digits")

@@ -96,3 +96,42 @@ def test_an_archive_over_the_entry_or_size_cap_is_refused_from_its_index(
         errors.UnsafeArchiveError, match=r"unpacks to \d+ bytes; the limit is 1073741824"
     ):
         stage(onnx_spec(f"file://{bomb}"), str(tmp_path / "store"))
+
+
+def test_the_staging_pod_gets_a_network_policy_and_the_runtime_class_the_operator_names() -> None:
+    from modeldeploy.controller.config import OperatorConfig
+    from modeldeploy.controller.reconcile import plan
+    from tests.unit.test_controller import NOW, body_of, example, observed
+
+    config = OperatorConfig(
+        artifact_store="pvc://artifacts/store",
+        staging_egress=("10.96.0.0/12:9000", "0.0.0.0/0:443"),
+        staging_runtime_class="gvisor",
+    )
+    result = plan(observed(body_of(example())), config, NOW)
+    assert result.create_job is not None
+    policy = result.create_network_policy
+    assert policy is not None
+    pod = result.create_job["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == []
+    assert policy["spec"]["egress"][1:] == [
+        {
+            "to": [{"ipBlock": {"cidr": "10.96.0.0/12"}}],
+            "ports": [{"protocol": "TCP", "port": 9000}],
+        },
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+    ]
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    # Off, or without a runtime class: neither.
+    plain = plan(
+        observed(body_of(example())),
+        OperatorConfig(artifact_store="pvc://artifacts/store", staging_network_policy=False),
+        NOW,
+    )
+    assert plain.create_network_policy is None
+    assert plain.create_job is not None
+    assert "runtimeClassName" not in plain.create_job["spec"]["template"]["spec"]
+    with pytest.raises(ValueError, match="use CIDR or CIDR:port"):
+        OperatorConfig(staging_egress=("s3.example.com:443",))

@@ -52,6 +52,12 @@ What the operator does in the namespaces it watches; the same rules go into the 
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
+{{- if .Values.staging.networkPolicy }}
+# Create only: each staging pod's NetworkPolicy, owned by its ModelDeployment (GC deletes it).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create]
+{{- end }}
 # Read-only: the staging Pod's termination message carries the staging summary.
 - apiGroups: [""]
   resources: [pods]

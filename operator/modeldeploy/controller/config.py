@@ -4,9 +4,12 @@ chart sets the latter), then handed to every builder."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 from modeldeploy.api import entrypoints
@@ -14,8 +17,31 @@ from modeldeploy.api import entrypoints
 DEFAULT_STAGING_IMAGE = "ghcr.io/modeldeploy/staging:0.1.0"
 
 
+def _egress_list(value: str) -> tuple[str, ...]:
+    """``"10.0.0.0/8:443,9000; 192.168.1.5/32"``: entries split on ``;`` or spaces (a comma
+    separates an entry's ports)."""
+    return tuple(item for item in value.replace(";", " ").split() if item)
+
+
 def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def egress_rule(entry: str) -> dict[str, Any]:
+    """One ``CIDR`` or ``CIDR:port[,port…]`` entry as a NetworkPolicy egress rule (TCP)."""
+    match = re.fullmatch(r"(?P<cidr>[^/\s]+/\d{1,3})(?::(?P<ports>[\d,]+))?", entry)
+    cidr, ports = (match["cidr"], match["ports"] or "") if match else (entry, "")
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+        numbers = [int(p) for p in ports.split(",")] if ports else []
+    except ValueError as err:
+        raise ValueError(f"staging egress {entry!r}: use CIDR or CIDR:port[,port...]") from err
+    if any(not 0 < n < 65536 for n in numbers):
+        raise ValueError(f"staging egress {entry!r}: ports are 1-65535")
+    rule: dict[str, Any] = {"to": [{"ipBlock": {"cidr": str(network)}}]}
+    if numbers:
+        rule["ports"] = [{"protocol": "TCP", "port": n} for n in numbers]
+    return rule
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,18 @@ class OperatorConfig:
     staging_backoff_limit: int = 2
     """Retries for failures that may be transient; deterministic failures (exit codes 2, 10-18)
     fail the Job at once through its podFailurePolicy."""
+
+    staging_network_policy: bool = True
+    """Give each staging pod a NetworkPolicy: no ingress, and egress only to DNS and
+    ``staging_egress``; the pod runs a tenant's pickle, and must reach only the source and the
+    store."""
+
+    staging_egress: tuple[str, ...] = ()
+    """Where staging pods may connect besides DNS: ``CIDR`` or ``CIDR:port[,port…]`` entries,
+    e.g. ``10.0.0.0/8:443,9000`` for in-cluster S3 and HTTPS sources. Empty: DNS only."""
+
+    staging_runtime_class: str | None = None
+    """runtimeClassName of staging pods, e.g. gvisor or kata, for a sandbox below the kernel."""
 
     staging_retries: int = 3
     """Times a staging Job that failed for a transient reason (``SourceUnreachable``,
@@ -100,6 +138,8 @@ class OperatorConfig:
             raise ValueError(
                 f"artifact store {self.artifact_store!r}: use s3://bucket/prefix or pvc://claim/prefix"
             )
+        for entry in self.staging_egress:
+            egress_rule(entry)  # ValueError names a malformed entry at start-up
         if self.gateway.count("/") != 1 or not all(self.gateway.split("/")):
             raise ValueError(f"gateway {self.gateway!r}: use namespace/name")
 
@@ -116,6 +156,12 @@ class OperatorConfig:
             "staging_deadline_seconds": ("MODELDEPLOY_STAGING_DEADLINE_SECONDS", int),
             "staging_backoff_limit": ("MODELDEPLOY_STAGING_BACKOFF_LIMIT", int),
             "staging_retries": ("MODELDEPLOY_STAGING_RETRIES", int),
+            "staging_network_policy": (
+                "MODELDEPLOY_STAGING_NETWORK_POLICY",
+                lambda v: v.lower() in ("1", "true", "yes"),
+            ),
+            "staging_egress": ("MODELDEPLOY_STAGING_EGRESS", _egress_list),
+            "staging_runtime_class": ("MODELDEPLOY_STAGING_RUNTIME_CLASS", str),
             "staging_retry_seconds": ("MODELDEPLOY_STAGING_RETRY_SECONDS", float),
             "resync_seconds": ("MODELDEPLOY_RESYNC_SECONDS", float),
             "workers": ("MODELDEPLOY_WORKERS", int),

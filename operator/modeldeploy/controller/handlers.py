@@ -195,6 +195,8 @@ async def _converge_locked(
             return None
         observed = await _observe(state, body, runtimes)
         decided = await _plan_with_analysis(state, observed)
+        if decided.create_network_policy is not None:
+            await kube.create_network_policy(decided.create_network_policy)
         if decided.create_job is not None and await kube.create_job(decided.create_job):
             logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
         applies = [

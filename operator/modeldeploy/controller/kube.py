@@ -60,6 +60,7 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
@@ -142,6 +143,21 @@ class Kube:
             label_selector=f"batch.kubernetes.io/job-name={job}",
         )
         return list(found["items"])
+
+    async def create_network_policy(self, policy: dict[str, Any]) -> bool:
+        """Create ``policy``; False when one of that name exists. Never forced over: an
+        existing one is left alone (a name conflict is the plan's to report)."""
+        try:
+            await self._run(
+                self.networking.create_namespaced_network_policy,
+                policy["metadata"]["namespace"],
+                policy,
+            )
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
 
     async def create_job(self, job: dict[str, Any]) -> bool:
         """Create ``job``; False when it already exists (a restarted or racing reconcile)."""

@@ -44,6 +44,11 @@ CLEANUP = "cleanup"
 STAGE_CONTAINER = "stage"
 
 
+def staging_policy_name(deployment: str) -> str:
+    """The NetworkPolicy of a ModelDeployment's staging pods."""
+    return f"{deployment}-staging"[:253]
+
+
 def staging_job_name(deployment: str, staging_hash: str) -> str:
     """``<name>-stage-<hash10>``: at most 45 + 7 + 10 characters, a valid Job name."""
     return f"{deployment}-stage-{staging_hash}"

@@ -28,7 +28,7 @@ from modeldeploy.controller.job_state import StagingOutcome, StagingSummary, ver
 from modeldeploy.controller.route import build_http_route, route_host
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
-from modeldeploy.controller.staging_job import build_staging_job
+from modeldeploy.controller.staging_job import build_staging_job, build_staging_network_policy
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Observed:
 @dataclass
 class Plan:
     create_job: dict[str, Any] | None = None
+    create_network_policy: dict[str, Any] | None = None
+    """Made before the Job, so no staging pod ever runs without it."""
     apply_isvc: dict[str, Any] | None = None
     apply_canary: dict[str, Any] | None = None
     delete_canary: bool = False
@@ -271,6 +273,10 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     if not current and job is None:
         attempt = staging_retry.attempt_to_make(old_status, digest)
         result.create_job = build_staging_job(deployment, meta["uid"], config, attempt)
+        if config.staging_network_policy:
+            result.create_network_policy = build_staging_network_policy(
+                deployment, meta["uid"], config
+            )
         wanted.append(
             Wanted(ConditionType.ARTIFACT_READY, None, "StagingStarted", f"created Job {job_name}")
         )

@@ -15,7 +15,7 @@ from modeldeploy.api import entrypoints
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller import naming
-from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.config import OperatorConfig, egress_rule
 
 NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20]
 """Invalid spec and the staging failures that another attempt cannot fix (docs/staging.md);
@@ -82,6 +82,11 @@ def _job(
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
                 "securityContext": _pod_security(),
+                **(
+                    {"runtimeClassName": config.staging_runtime_class}
+                    if config.staging_runtime_class
+                    else {}
+                ),
                 "containers": [container],
                 "volumes": volumes,
             },
@@ -206,6 +211,38 @@ def build_staging_job(
     )
     job["metadata"]["annotations"] = {ATTEMPT_ANNOTATION: str(attempt)}
     return job
+
+
+DNS_EGRESS = {
+    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+"""Name lookups go to the cluster DNS (CoreDNS and kube-dns both carry k8s-app: kube-dns)."""
+
+
+def build_staging_network_policy(
+    deployment: ModelDeployment, uid: str, config: OperatorConfig
+) -> dict[str, Any]:
+    """A NetworkPolicy for ``deployment``'s staging pods: no ingress at all, and egress to the
+    cluster DNS and the operator's ``staging_egress`` only. The pod runs the tenant's pickle;
+    it needs the source and the store, and nothing else in or out of the cluster."""
+    name = deployment.metadata.name
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": naming.staging_policy_name(name),
+            "namespace": deployment.metadata.namespace or "default",
+            "labels": naming.labels(name, naming.STAGING),
+            "ownerReferences": [naming.owner_reference(name, uid)],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": naming.labels(name, naming.STAGING)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [DNS_EGRESS, *(egress_rule(e) for e in config.staging_egress)],
+        },
+    }
 
 
 def job_attempt(job: dict[str, Any]) -> int:
