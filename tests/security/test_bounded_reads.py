@@ -187,3 +187,57 @@ def test_what_a_tenants_prometheus_answers_is_not_copied_into_status(hostile: st
         prometheus_value(hostile, "up", timeout=10)
     assert "AWS_SECRET" not in str(refused.value)
     assert len(str(refused.value)) < 100
+
+
+class HostileCanary(http.server.BaseHTTPRequestHandler):
+    """A tenant's model answering the golden request without end, or with a secret in an
+    error."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if "secret" in self.path:
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": "AWS_SECRET_ACCESS_KEY=" + "s" * 5000}).encode())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Inference-Header-Content-Length", "2")
+        self.end_headers()
+        chunk = b"\0" * MIB
+        try:
+            for _ in range(64):
+                self.wfile.write(chunk)
+                type(self).sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    sent = 0
+
+
+def test_a_canary_answering_the_golden_request_without_end_is_cut_off_at_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modeldeploy.controller import analysis
+
+    monkeypatch.setattr(analysis, "ANSWER_MAX_BYTES", MIB)
+    golden = analysis.Golden(
+        {"x": np.zeros((1, 4), np.float32)}, {"y": np.zeros((1, 2), np.float32)}, 1e-3, 1e-3
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HostileCanary)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        HostileCanary.sent = 0
+        with pytest.raises(ValueError, match=f"over {MIB} bytes; not read"):
+            analysis.live_parity(url, "digits", golden, timeout=10)
+        assert HostileCanary.sent < 16 * MIB  # the reader hung up; it did not take 64 MiB
+        with pytest.raises(ValueError, match="HTTP 500") as refused:
+            analysis.live_parity(f"{url}/secret", "digits", golden, timeout=10)
+        assert str(refused.value) == "the canary answered HTTP 500 to the golden request"
+    finally:
+        server.shutdown()
