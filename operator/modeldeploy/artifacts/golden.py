@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from modeldeploy.artifacts.manifest import ArtifactError
+from modeldeploy.artifacts.errors import ArtifactError
 
 INPUT, OUTPUT = "input:", "output:"
 """Prefixes of the arrays' names in ``golden.npz``: ``input:image``, ``output:logits``."""

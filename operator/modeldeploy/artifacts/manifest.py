@@ -16,15 +16,22 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from modeldeploy.artifacts.errors import ArtifactError
+
+__all__ = [
+    "MANIFEST",
+    "ArtifactError",
+    "ArtifactManifest",
+    "parse_manifest",
+    "read_manifest",
+    "sha256_file",
+]
+
 MANIFEST = "modeldeploy.json"
 MANIFEST_MAX_BYTES = 1024 * 1024
 """Most bytes read of one manifest (or any artifact file unless the caller allows more)."""
 API_VERSION = "modeldeploy.io/v1alpha1"
 KIND = "ArtifactManifest"
-
-
-class ArtifactError(RuntimeError):
-    """Not an artifact written by ``modeldeploy stage``, or one changed since."""
 
 
 def _inside(path: str) -> str:
