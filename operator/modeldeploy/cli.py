@@ -302,14 +302,23 @@ def operator(
     metrics_port: Annotated[
         int, typer.Option(help="Port of the operator's Prometheus /metrics; 0 turns it off.")
     ] = 0,
-    peering: Annotated[
-        str | None,
-        typer.Option(help="KopfPeering name, to run more than one replica; default: standalone."),
-    ] = None,
-    priority: Annotated[
-        int | None,
-        typer.Option(help="Peering priority; the highest live replica works. Default: random."),
-    ] = None,
+    leader_election: Annotated[
+        bool,
+        typer.Option(
+            "--leader-election",
+            help="Run as one of several replicas: only the holder of the Lease writes.",
+        ),
+    ] = False,
+    lease_name: Annotated[str, typer.Option(help="The Lease of leader election.")] = (
+        "modeldeploy-operator"
+    ),
+    lease_namespace: Annotated[
+        str,
+        typer.Option(envvar="POD_NAMESPACE", help="Namespace of the Lease (the operator's own)."),
+    ] = "default",
+    lease_duration: Annotated[
+        int, typer.Option(min=2, max=300, help="Seconds a Lease not renewed stays its holder's.")
+    ] = 15,
     kubeconfig: Annotated[
         Path | None, typer.Option(help="Default: in-cluster credentials, else $KUBECONFIG.")
     ] = None,
@@ -334,8 +343,8 @@ def operator(
         namespaces=namespace,
         liveness_port=liveness_port or None,
         metrics_port=metrics_port or None,
-        peering=peering,
-        priority=priority,
+        lease=(lease_namespace, lease_name) if leader_election else None,
+        lease_duration=lease_duration,
         kubeconfig=kubeconfig,
         verbose=verbose,
     )

@@ -91,7 +91,7 @@ def test_default_render_is_locked_down() -> None:
     assert container["securityContext"] == {"allowPrivilegeEscalation": False,
                                             "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}}  # fmt: skip
-    assert "--peering" not in " ".join(container["args"])
+    assert "--leader-election" not in container["args"]
     assert not any(a.startswith("--namespace") for a in container["args"])
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODELDEPLOY_ARTIFACT_STORE"] == "pvc://modeldeploy-artifacts/artifacts"
@@ -117,20 +117,25 @@ def test_default_render_is_locked_down() -> None:
 def test_namespaced_render_grants_only_the_listed_namespaces() -> None:
     docs = render(*NAMESPACED)
     cluster_role = by_kind(docs, "ClusterRole")[0]
-    assert [r["resources"] for r in cluster_role["rules"]] == [
-        ["clusterservingruntimes"], ["clusterkopfpeerings"]][:1]  # fmt: skip
-    roles = by_kind(docs, "Role")
+    assert [r["resources"] for r in cluster_role["rules"]] == [["clusterservingruntimes"]]
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    # Two replicas: a Lease decides which one writes; only that Lease may be read or updated.
+    (leader,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader")]
+    assert leader["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["md-modeldeploy"], "verbs": ["get", "update"]},
+    ]  # fmt: skip
     secrets = [rule for rule in roles[0]["rules"] if "secrets" in rule["resources"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"],
                         "resourceNames": ["s3-creds"], "verbs": ["get"]}]  # fmt: skip
     container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in container["args"]
-    assert "--peering=md-modeldeploy" in container["args"]
+    assert "--leader-election" in container["args"]
+    assert "--lease-name=md-modeldeploy" in container["args"]
     assert container["envFrom"] == [{"secretRef": {"name": "operator-s3"}}]
     assert not any(m["name"] == "artifact-store" for m in container["volumeMounts"])
-    assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == [
-        "team-a", "team-b"]  # fmt: skip
     assert by_kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["port"] == "metrics"
 
 

@@ -30,10 +30,6 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{- define "modeldeploy.peering" -}}
-{{- if gt (int .Values.replicas) 1 -}}{{ include "modeldeploy.fullname" . }}{{- end -}}
-{{- end -}}
-
 {{/*
 What the operator does in the namespaces it watches; the same rules go into the ClusterRole
 (whole cluster) or into a Role per watched namespace.
@@ -84,10 +80,5 @@ What the operator does in the namespaces it watches; the same rules go into the 
   resources: [secrets]
   resourceNames: [{{ . | quote }}]
   verbs: [get]
-{{- end }}
-{{- if gt (int .Values.replicas) 1 }}
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
 {{- end }}
 {{- end -}}

@@ -10,6 +10,7 @@ repeated runs cannot create anything twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections import defaultdict
@@ -34,6 +35,7 @@ from modeldeploy.controller.job_state import (
     termination_message,
 )
 from modeldeploy.controller.kube import Kube, TransientApiError
+from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
 from modeldeploy.controller.staging_job import build_cleanup_job
@@ -72,9 +74,18 @@ class State:
         """A rollout's next look, per object (its step clock and analysis interval)."""
         self.posting: set[asyncio.Task[None]] = set()
         """Events being posted (kept referenced until done)."""
+        self.election: LeaderElection | None = None
+        """With more than one replica: the Lease this replica must hold to write anything."""
+        self.elected = asyncio.Event()
+        """Set when this replica becomes the leader: the resync then runs at once."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
+
+
+def leading(state: State) -> bool:
+    """Whether this replica may write: it runs alone, or holds the Lease."""
+    return state.election is None or state.election.leading()
 
 
 def _state(memo: Any) -> State:
@@ -177,7 +188,10 @@ async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
 async def converge(
     state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
 ) -> None:
-    """Make the world match one ModelDeployment. Safe to call any time, any number of times."""
+    """Make the world match one ModelDeployment. Safe to call any time, any number of times.
+    Only the leader does: every event, resync and requeue comes through here."""
+    if not leading(state):
+        return
     with metrics.RECONCILE_SECONDS.time():
         requeue = await _converge_locked(state, namespace, name, logger, runtimes)
     metrics.RECONCILIATIONS.labels("ok").inc()
@@ -379,6 +393,13 @@ async def _converge_or_schedule(
             await asyncio.sleep(delay)
 
 
+def _on_elected(state: State) -> Any:
+    async def elected() -> None:
+        state.elected.set()
+
+    return elected
+
+
 async def resync_forever(state: State, logger: Any) -> None:
     """Every ``resync_seconds``, converge every ModelDeployment, whatever events were missed
     or failed. One loop for all objects, a few at a time: a kopf timer per object would cost a
@@ -393,8 +414,10 @@ async def resync_forever(state: State, logger: Any) -> None:
                 logger.warning(f"resync of {namespace}/{name} failed: {err}")
 
     while True:
-        await asyncio.sleep(state.config.resync_seconds)
-        if state.runtimes is None:
+        with contextlib.suppress(TimeoutError):  # elected: resync now, events were skipped
+            await asyncio.wait_for(state.elected.wait(), state.config.resync_seconds)
+        state.elected.clear()
+        if state.runtimes is None or not leading(state):
             continue
         try:
             names = await state.kube.modeldeployment_names(state.namespaces)
@@ -411,11 +434,20 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def start_resync(memo: Any, logger: Any, **_: Any) -> None:
         memo.resync_task = asyncio.create_task(resync_forever(_state(memo), logger))
 
+    @kopf.on.startup(registry=registry)
+    async def start_election(memo: Any, **_: Any) -> None:
+        state = _state(memo)
+        if state.election is not None:
+            memo.election_task = asyncio.create_task(state.election.run(_on_elected(state)))
+
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(memo: Any, **_: Any) -> None:
-        task = getattr(memo, "resync_task", None)
-        if task is not None:
-            task.cancel()
+        for attr in ("resync_task", "election_task"):
+            task = getattr(memo, attr, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task  # the election gives the Lease up on its way out
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -543,6 +575,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         """Remove the artifacts only this ModelDeployment used (a Job, like staging: the operator
         never mounts the store). Children go by owner references."""
         state = _state(memo)
+        if not leading(state):  # the leader releases; this replica keeps the finalizer on
+            raise kopf.TemporaryError("not the leader", delay=5)
         if not (body.get("status") or {}).get("artifact"):
             return
         kube = state.kube

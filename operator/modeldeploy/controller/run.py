@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import kopf
@@ -13,6 +14,7 @@ from modeldeploy.controller import metrics
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.handlers import State, register
 from modeldeploy.controller.kube import Kube, load_client
+from modeldeploy.controller.leader import LeaderElection, Timing
 
 
 def run_operator(
@@ -21,24 +23,39 @@ def run_operator(
     namespaces: list[str] | None = None,
     liveness_port: int | None = 8080,
     metrics_port: int | None = None,
-    peering: str | None = None,
-    priority: int | None = None,
+    lease: tuple[str, str] | None = None,
+    lease_duration: int = 15,
     kubeconfig: Path | None = None,
     verbose: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM.
 
     ``namespaces`` scopes the operator (it then needs only namespaced permissions); without it
-    the operator watches the whole cluster. ``peering`` names a KopfPeering object so that only
-    one of several replicas is active (the one with the highest ``priority``, random unless
-    given); without it the operator runs standalone (one replica).
+    the operator watches the whole cluster. ``lease`` (namespace, name) turns on leader
+    election: of several replicas, only the one holding that Lease writes anything
+    (``controller/leader.py``); without it the operator runs alone.
     """
     if kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(kubeconfig)
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
     register(registry, config)
-    state = State(config, Kube(load_client(str(kubeconfig) if kubeconfig else None)), namespaces)
+    api = load_client(str(kubeconfig) if kubeconfig else None)
+    state = State(config, Kube(api), namespaces)
+    if lease is not None:
+        from kubernetes import client
+
+        state.election = LeaderElection(
+            client.CoordinationV1Api(api),
+            namespace=lease[0],
+            name=lease[1],
+            identity=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+            timing=Timing(
+                duration_seconds=lease_duration,
+                deadline_seconds=lease_duration * 2 / 3,
+                renew_seconds=max(1.0, lease_duration / 7),
+            ),
+        )
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     if metrics_port:
         metrics.serve(metrics_port)
@@ -52,10 +69,7 @@ def run_operator(
             liveness_endpoint=(
                 f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
             ),
-            standalone=peering is None,
-            peering_name=peering,
-            # Peers of equal priority all pause (kopf's rule), so each replica draws its own.
-            priority=priority if priority is not None else secrets.randbelow(1_000_000) + 1,
+            standalone=True,  # one writer is the Lease's business, not kopf's peering
         )
     finally:
         state.kube.close()
