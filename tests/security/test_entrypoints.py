@@ -15,6 +15,7 @@ from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.reconcile import plan
 from modeldeploy.staging import errors
 from modeldeploy.staging.stage import stage
+from tests.security.plans import refused_before_anything
 from tests.staging.conftest import deployment
 from tests.unit.test_controller import CONFIG, NOW, body_of, example, observed
 
@@ -31,10 +32,7 @@ def with_entrypoint(body: dict[str, Any], entrypoint: str, **args: Any) -> dict[
 def test_a_shell_entrypoint_is_refused_before_a_staging_job_exists() -> None:
     body = with_entrypoint(body_of(example()), SHELL, command="touch /tmp/pwned")
     result = plan(observed(body), CONFIG, NOW)
-    assert result.create_job is None
-    assert result.apply_isvc is None
-    ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
-    assert ready["status"] == "False"
+    ready = refused_before_anything(result)
     assert ready["reason"] == "EntrypointRefused"
     assert ready["message"].startswith(
         "entrypoint os:system: module os is not in the allow-list (torchvision.models, timm, "

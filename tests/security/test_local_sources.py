@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.controller.reconcile import plan
+from tests.security.plans import refused_before_anything
 from tests.unit.test_controller import CONFIG, NOW, body_of, example, observed
 
 
@@ -28,9 +29,6 @@ def test_a_file_source_is_refused_before_a_staging_job_exists(
     body = body_of(example())
     body["spec"]["model"].update(change)
     result = plan(observed(body), CONFIG, NOW)
-    assert result.create_job is None
-    assert result.apply_isvc is None
-    ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
-    assert ready["status"] == "False"
+    ready = refused_before_anything(result)
     assert ready["reason"] == "LocalSourceRefused"
     assert ready["message"].startswith(f"{field}: file://")

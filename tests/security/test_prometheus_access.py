@@ -17,6 +17,7 @@ from modeldeploy.api.metric_names import unconfined_selectors
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.reconcile import plan
 from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.security.plans import refused_before_anything
 from tests.unit.test_controller import CONFIG, NOW, body_of, example, observed
 
 METADATA = "http://169.254.169.254/latest/meta-data"
@@ -35,9 +36,7 @@ def ready_of(result: Any) -> dict[str, Any]:
 def test_a_metadata_endpoint_as_prometheus_is_refused_before_anything_exists() -> None:
     config = OperatorConfig(prometheus_address="http://prometheus.monitoring:9090")
     result = plan(observed(with_analysis(prometheus={"address": METADATA})), config, NOW)
-    assert result.create_job is None
-    assert result.apply_isvc is None
-    ready = ready_of(result)
+    ready = refused_before_anything(result)
     assert ready["reason"] == "PrometheusNotAllowed"
     assert ready["message"].startswith(
         f"spec.rollout.analysis.prometheus.address {METADATA} is not on the operator's "
@@ -73,8 +72,7 @@ def test_a_query_reading_another_namespace_is_refused_naming_the_selector() -> N
         "max": 1e9,
     }
     result = plan(observed(with_analysis(queries=[stolen])), CONFIG, NOW)
-    assert result.create_job is None
-    ready = ready_of(result)
+    ready = refused_before_anything(result)
     assert ready["reason"] == "QueryNotConfined"
     assert ready["message"].startswith(
         "spec.rollout.analysis.queries[0].query selects modeldeploy_input_statistic without "

@@ -19,9 +19,18 @@ from pydantic.alias_generators import to_camel
 from modeldeploy.artifacts.errors import ArtifactError
 
 __all__ = [
+    "API_VERSION",
+    "KIND",
     "MANIFEST",
+    "MANIFEST_MAX_BYTES",
     "ArtifactError",
     "ArtifactManifest",
+    "BatchingRecord",
+    "GoldenRecord",
+    "ModelFile",
+    "Signature",
+    "SourceRecord",
+    "Tensor",
     "parse_manifest",
     "read_manifest",
     "sha256_file",

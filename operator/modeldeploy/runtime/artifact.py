@@ -14,6 +14,7 @@ from modeldeploy.artifacts.manifest import (
     MANIFEST,
     ArtifactError,
     ArtifactManifest,
+    Tensor,
     read_manifest,
     sha256_file,
 )
@@ -31,6 +32,10 @@ class TensorInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _infos(tensors: list[Tensor]) -> list[TensorInfo]:
+    return [TensorInfo(t.name, t.datatype, tuple(t.shape)) for t in tensors]
 
 
 @dataclass(frozen=True)
@@ -83,15 +88,11 @@ class Artifact:
 
     @property
     def inputs(self) -> list[TensorInfo]:
-        return [
-            TensorInfo(t.name, t.datatype, tuple(t.shape)) for t in self.manifest.signature.inputs
-        ]
+        return _infos(self.manifest.signature.inputs)
 
     @property
     def outputs(self) -> list[TensorInfo]:
-        return [
-            TensorInfo(t.name, t.datatype, tuple(t.shape)) for t in self.manifest.signature.outputs
-        ]
+        return _infos(self.manifest.signature.outputs)
 
     @property
     def max_batch_size(self) -> int:
