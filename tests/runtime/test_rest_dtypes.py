@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 import tritonclient.http as httpclient
 
 from tests.runtime import graphs
 from tests.runtime.server import RuntimeProcess, running
 
 FORMS = ("binary", "json")
-
-
-@pytest.fixture(scope="module")
-def dtypes_server(
-    dtypes_artifact: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RuntimeProcess]:
-    with running(dtypes_artifact, tmp_path_factory.mktemp("logs")) as server:
-        yield server
 
 
 def values(datatype: str, rows: int) -> np.ndarray:
@@ -50,7 +40,7 @@ def values(datatype: str, rows: int) -> np.ndarray:
 
 
 def test_every_datatype_in_every_form_is_answered_as_onnxruntime_answers_it_bit_for_bit(
-    dtypes_server: RuntimeProcess, dtypes_artifact: Path
+    dtypes_artifact: Path, tmp_path: Path
 ) -> None:
     session = ort.InferenceSession(
         str(dtypes_artifact / "dtypes" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
@@ -59,7 +49,16 @@ def test_every_datatype_in_every_form_is_answered_as_onnxruntime_answers_it_bit_
     expected = dict(
         zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True)
     )
-    client = httpclient.InferenceServerClient(dtypes_server.http)
+    with running(dtypes_artifact, tmp_path) as server:
+        checked = answers_checked(server, feeds, expected)
+    assert len(checked) == 4 * len(graphs.DTYPES)
+
+
+def answers_checked(
+    server: RuntimeProcess, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray]
+) -> list[str]:
+    """Send ``feeds`` in each form and compare every output with ``expected``, bit for bit."""
+    client = httpclient.InferenceServerClient(server.http)
     checked = []
     for form_in in FORMS:
         for form_out in FORMS:
@@ -82,7 +81,7 @@ def test_every_datatype_in_every_form_is_answered_as_onnxruntime_answers_it_bit_
                 assert got.shape == want.shape, context
                 assert got.tobytes() == want.tobytes(), f"{context}: {got} != {want}"
                 checked.append(context)
-    assert len(checked) == 4 * len(graphs.DTYPES)
+    return checked
 
 
 def png(pixels: np.ndarray) -> bytes:
