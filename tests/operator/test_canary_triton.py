@@ -123,7 +123,10 @@ def test_a_triton_canary_that_fails_a_fifth_of_its_requests_is_rolled_back_by_it
     poisoned_model: Path,
 ) -> None:
     start_operator("--prometheus-address", prometheus, env=ENV_FAST)
-    rollout = canary_spec([{"weight": 50, "pause": "20s"}], maxErrorRate=0.05)
+    # Live parity off: this is about Triton's counters. With it on, the golden request could
+    # share a Triton batch with a poisoned request, fail with it, and roll the canary back for
+    # that (rightly, but before the error rate had a say): seen once in a full run.
+    rollout = canary_spec([{"weight": 50, "pause": "20s"}], maxErrorRate=0.05, liveParity=False)
     spec = digits_spec(serving={"deploymentMode": "Knative", "runtime": TRITON}, rollout=rollout)
     kube.create("digits", spec)
     kube.wait_condition("digits", "Ready", "True", timeout=240)
