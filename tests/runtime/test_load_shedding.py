@@ -270,7 +270,7 @@ def test_a_full_queue_refuses_with_503_over_rest_and_resource_exhausted_over_grp
 ) -> None:
     # The manifest allows 2 waiting requests and 1.5 s; the flag gives these 60 s instead.
     with running(slow_artifact, tmp_path, "--request-timeout-ms", "60000") as server:
-        running_one = in_background(lambda: post(server, "slow", slow_request(4.0, index=1)))
+        running_one = in_background(lambda: post(server, "slow", slow_request(10.0, index=1)))
         wait_for_batches(server, 1)
         waiting = [
             in_background(lambda: post(server, "slow", slow_request(0, index=2))) for _ in range(2)
@@ -299,7 +299,7 @@ def test_a_full_queue_refuses_with_503_over_rest_and_resource_exhausted_over_grp
         status, _, body = running_one()
         assert status == 200, body
         outputs = {o["name"]: o["data"] for o in body["outputs"]}
-        assert outputs["y"] == [2.0 * int(4.0 * ITERATIONS_PER_SECOND)]
+        assert outputs["y"] == [2.0 * int(10.0 * ITERATIONS_PER_SECOND)]
         assert outputs["z"] == [1.5]
         for join in waiting:
             status, _, body = join()
@@ -335,7 +335,7 @@ def test_a_request_that_fails_in_onnx_runtime_gets_500_with_the_reason_and_fails
 ) -> None:
     flags = ("--request-timeout-ms", "60000", "--max-queue-size", "8")
     with running(slow_artifact, tmp_path, *flags) as server:
-        occupying = in_background(lambda: post(server, "slow", slow_request(3.0)))
+        occupying = in_background(lambda: post(server, "slow", slow_request(8.0)))
         wait_for_batches(server, 1)
         bad = in_background(lambda: post(server, "slow", slow_request(0, index=99)))
         good = [
