@@ -19,6 +19,7 @@ The decision is pure (:func:`decide`), with the time given.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -133,22 +134,16 @@ class LeaderElection:
     def _round(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as err:
-            if err.status != 404:
-                raise
-            lease = None
+        lease = self._read()
         now = self.clock()
-        spec = lease.spec.to_dict() if lease is not None and lease.spec is not None else None
-        move = decide({_camel(k): v for k, v in spec.items()} if spec else None, self.identity, now)
+        held: dict[str, Any] = (lease or {}).get("spec") or {}
+        move = decide(held, self.identity, now)
         if move is Move.WAIT:
             self._leading = False
             return
-        held = spec or {}
-        acquired = now if move is Move.ACQUIRE else (_time(held.get("acquire_time")) or now)
-        transitions = int(held.get("lease_transitions") or 0)
-        if move is Move.ACQUIRE and held.get("holder_identity"):
+        acquired = now if move is Move.ACQUIRE else (_time(held.get("acquireTime")) or now)
+        transitions = int(held.get("leaseTransitions") or 0)
+        if move is Move.ACQUIRE and held.get("holderIdentity"):
             transitions += 1  # taken over from another replica
         body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1",
@@ -166,7 +161,7 @@ class LeaderElection:
             if lease is None:
                 self.api.create_namespaced_lease(self.namespace, body)
             else:
-                body["metadata"]["resourceVersion"] = lease.metadata.resource_version
+                body["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
                 self.api.replace_namespaced_lease(self.name, self.namespace, body)
         except ApiException as err:
             if err.status in (409, 422):  # another replica won the race
@@ -176,20 +171,30 @@ class LeaderElection:
         self._leading = True
         self._renewed_at = time.monotonic()
 
+    def _read(self) -> dict[str, Any] | None:
+        """The Lease as the API server stores it (camelCase, times as strings), or None."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            answer = self.api.read_namespaced_lease(
+                self.name, self.namespace, _preload_content=False
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            return None
+        lease: dict[str, Any] = json.loads(answer.data)
+        return lease
+
     def _release(self) -> None:
         """Give the Lease up on a clean stop, so a successor need not wait it out."""
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity != self.identity:
+            lease = self._read()
+            if lease is None or lease["spec"].get("holderIdentity") != self.identity:
                 return
-            lease.spec.holder_identity = None
-            lease.spec.renew_time = None
+            for field in ("holderIdentity", "renewTime"):
+                lease["spec"].pop(field, None)
             self.api.replace_namespaced_lease(self.name, self.namespace, lease)
         except Exception as err:  # stopping anyway; the Lease expires on its own
             log.warning("leader election: could not give the Lease up: %s", err)
         self._leading = False
-
-
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(p.title() for p in rest)

@@ -86,7 +86,7 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
-def parse_request(body: bytes | bytearray, header_length: int | None) -> InferRequest:
+def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     """A v2 request from its REST body. ``header_length`` is the binary extension's
     ``Inference-Header-Content-Length``; without it the whole body is JSON."""
     length = len(body) if header_length is None else header_length

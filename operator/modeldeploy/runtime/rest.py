@@ -48,9 +48,10 @@ class ClientGoneError(Exception):
     """The client disconnected before its body arrived; there is no one to answer."""
 
 
-async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | bytearray:
+async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes:
     """The whole request body, refused with ``BodyTooLargeError`` as soon as it is known to be over
     ``cap``: from ``Content-Length`` before reading, or while a chunked body streams in."""
+    length = None
     if declared is not None:
         try:
             length = int(declared)
@@ -60,8 +61,6 @@ async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | b
             ) from err
         if length > cap:
             raise BodyTooLargeError(f"the body is {length} bytes; the limit is {cap} bytes")
-        body = bytearray(length)  # one buffer, filled in place: binary tensors become views of it
-        filled = 0
     chunks: list[bytes] = []
     total = 0
     while True:
@@ -72,18 +71,13 @@ async def read_body(receive: Any, declared: bytes | None, cap: int) -> bytes | b
         total += len(chunk)
         if total > cap:
             raise BodyTooLargeError(f"the body is over {cap} bytes, the limit")
-        if declared is not None and total <= len(body):
-            body[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
-        else:
-            chunks.append(chunk)
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
-    if declared is None:
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if total != len(body):
-        raise InvalidRequestError(f"the body has {total} bytes; Content-Length said {len(body)}")
-    return body
+    if length is not None and total != length:
+        raise InvalidRequestError(f"the body has {total} bytes; Content-Length said {length}")
+    # One copy of each chunk; binary tensors are then views of this one buffer.
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _header_length(headers: Mapping[bytes, bytes]) -> int | None:
