@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -15,6 +16,9 @@ from modeldeploy import __version__
 from modeldeploy.api.crd import render_yaml
 from modeldeploy.api.reference import render_markdown
 from modeldeploy.api.validation import validate_document
+
+if TYPE_CHECKING:
+    from modeldeploy.api.modeldeployment import ModelDeployment
 
 app = typer.Typer(
     name="modeldeploy",
@@ -67,16 +71,50 @@ def validate(
         raise typer.Exit(code=2)
 
 
+class StagingStep(StrEnum):
+    """Which part of staging to run: all of it, or one of the staging Job's three containers."""
+
+    ALL = "all"
+    FETCH = "fetch"
+    BUILD = "build"
+    PUBLISH = "publish"
+
+
 @app.command()
 def stage(
     dest: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--dest",
             envvar="MODELDEPLOY_ARTIFACT_STORE",
-            help="Artifact store: s3://bucket/prefix, pvc://claim/prefix, file:///path or a path.",
+            help="Artifact store: s3://bucket/prefix, pvc://claim/prefix, file:///path or a path "
+            "(every step but build).",
         ),
-    ],
+    ] = None,
+    step: Annotated[
+        StagingStep,
+        typer.Option(
+            "--step",
+            envvar="MODELDEPLOY_STAGING_STEP",
+            help="all: everything in this process. fetch, build, publish: one container of the "
+            "staging Job, handing over through --inputs and --staged (docs/security.md).",
+        ),
+    ] = StagingStep.ALL,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELDEPLOY_STAGING_INPUTS",
+            help="fetch writes the model, labels, calibration and plan here; build and publish "
+            "only read it.",
+        ),
+    ] = None,
+    staged: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MODELDEPLOY_STAGING_OUTPUT",
+            help="build writes the artifact here; publish verifies it from here.",
+        ),
+    ] = None,
     code_dir: Annotated[
         Path | None,
         typer.Option(
@@ -108,11 +146,10 @@ def stage(
     """Fetch, convert, optimize, verify and store the model of a ModelDeployment.
 
     Prints one JSON summary on stdout. Exits 0 on success (a cache hit included), 2 for an
-    invalid spec, and 10-18 for a staging failure (see docs/staging.md).
+    invalid spec, and 10-22 for a staging failure (see docs/staging.md).
     """
     from modeldeploy.api.validation import InvalidSpecError, parse
     from modeldeploy.staging.errors import StagingError
-    from modeldeploy.staging.stage import stage as run_stage
     from modeldeploy.staging.stage import summary_for_error, write_termination_log
 
     try:
@@ -123,21 +160,56 @@ def stage(
         else:
             text = sys.stdin.read() if str(deployment) == "-" else deployment.read_text()
         parsed = parse(yaml.safe_load(text))
+        if step != StagingStep.BUILD and not dest:
+            raise OSError("--dest (or $MODELDEPLOY_ARTIFACT_STORE) is required")
+        needs = {StagingStep.FETCH: [inputs], StagingStep.BUILD: [inputs, staged]}
+        if None in needs.get(step, [inputs, staged] if step == StagingStep.PUBLISH else []):
+            raise OSError(f"--step {step.value} needs --inputs and, after fetch, --staged")
     except (OSError, yaml.YAMLError, InvalidSpecError) as err:
         summary = {"status": "Failed", "reason": "InvalidSpec", "message": str(err), "exitCode": 2}
         typer.echo(json.dumps(summary))
         write_termination_log(summary, termination_log)
         raise typer.Exit(code=2) from err
     try:
-        result = run_stage(parsed, dest, code_dir=code_dir, owner=owner)
+        summary = _staging_step(step, parsed, str(dest), inputs, staged, code_dir, owner)
     except StagingError as err:
         summary = summary_for_error(err)
         typer.echo(json.dumps(summary))
         write_termination_log(summary, termination_log)
         raise typer.Exit(code=err.exit_code) from err
-    summary = result.to_json()
     typer.echo(json.dumps(summary))
     write_termination_log(summary, termination_log)
+
+
+def _staging_step(
+    step: StagingStep,
+    deployment: ModelDeployment,
+    dest: str,
+    inputs: Path | None,
+    staged: Path | None,
+    code_dir: Path | None,
+    owner: str | None,
+) -> dict[str, Any]:
+    """Run ``step``; its summary (the Job's publish step writes the one the operator reads)."""
+    from modeldeploy.staging.plan import StagingPlan
+    from modeldeploy.staging.prepare import prepare
+    from modeldeploy.staging.publish import publish
+    from modeldeploy.staging.stage import build
+    from modeldeploy.staging.stage import stage as run_stage
+
+    if step == StagingStep.ALL:
+        return run_stage(deployment, dest, code_dir=code_dir, owner=owner).to_json()
+    assert inputs is not None
+    if step == StagingStep.FETCH:
+        plan = prepare(deployment, dest, inputs)
+        return {"status": "Fetched", "key": plan.key, "cacheHit": plan.cache_hit}
+    assert staged is not None
+    plan = StagingPlan.read(inputs)
+    if step == StagingStep.BUILD:
+        if not plan.cache_hit:
+            build(deployment, plan, inputs, staged, code_dir)
+        return {"status": "Built", "key": plan.key, "cacheHit": plan.cache_hit}
+    return publish(deployment, plan, staged, dest, owner).to_json()
 
 
 @app.command()

@@ -44,8 +44,8 @@ def store(namespace: str) -> str:
 
 @pytest.fixture
 def store_dir(stack: LocalStack, namespace: str) -> Path:
-    """The folder the executor maps ``store`` to."""
-    return stack.pvc_root / "artifacts" / namespace
+    """The folder the executor maps this namespace's prefix of ``store`` to."""
+    return stack.pvc_root / "artifacts" / namespace / namespace
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def second_namespace(api_client: client.ApiClient, namespace: str) -> Iterator[s
     core.delete_namespace(name)
 
 
-def test_delete_releases_only_unshared_artifacts(
+def test_each_namespace_stages_its_own_copy_and_deleting_releases_only_its_own(
     kube: Kube,
     start_operator,  # type: ignore[no-untyped-def]
     store_dir: Path,
@@ -41,21 +41,24 @@ def test_delete_releases_only_unshared_artifacts(
     second_namespace: str,
 ) -> None:
     other = Kube(api_client, second_namespace)
+    other_dir = store_dir.parent / second_namespace
     start_operator(namespaces=[namespace, second_namespace])
     kube.create("digits", digits_spec())
     kube.wait_condition("digits", "Ready", "True")
     key = kube.get("digits")["status"]["artifact"]["key"]  # type: ignore[index]
-    marks = store_dir / ".owners" / key
     assert key in store_keys(store_dir)
-    assert (marks / f"{namespace}.digits").exists()
+    assert (store_dir / ".owners" / key / f"{namespace}.digits").exists()
 
-    # The same model and options in another namespace: a cache hit on the same artifact.
+    # The same model and options in another namespace: the same content key, but no cache hit
+    # on the first namespace's artifact. It is staged again, under its own prefix.
     other.create("digits", digits_spec())
-    hit = other.wait_condition("digits", "ArtifactReady", "True", "CacheHit")
-    assert key in hit["message"]
-    assert (marks / f"{second_namespace}.digits").exists()
+    staged = other.wait_condition("digits", "ArtifactReady", "True", "Staged", timeout=180)
+    assert key in staged["message"]
+    assert other.get("digits")["status"]["artifact"]["uri"].endswith(f"/{second_namespace}/{key}")  # type: ignore[index]
+    assert key in store_keys(other_dir)
+    assert not (store_dir / ".owners" / key / f"{second_namespace}.digits").exists()
 
-    # A spec change leaves a second artifact owned by the first deployment alone.
+    # A spec change leaves a second artifact, in the first namespace only.
     kube.patch_spec("digits", {"serving": {"batching": {"maxBatchSize": 4}}})
     kube.wait(
         "the second artifact",
@@ -64,24 +67,24 @@ def test_delete_releases_only_unshared_artifacts(
     )
     second_key = kube.get("digits")["status"]["artifact"]["key"]  # type: ignore[index]
     assert {key, second_key} <= store_keys(store_dir)
+    assert second_key not in store_keys(other_dir)
 
-    # Deleting the first: its own artifact goes, the shared one stays (still marked by the other).
+    # Deleting the first removes both of its artifacts; the other namespace's copy stays.
     kube.custom.delete_namespaced_custom_object(
         "modeldeploy.io", "v1alpha1", namespace, "modeldeployments", "digits"
     )
     kube.wait("the ModelDeployment to be gone", lambda: kube.get("digits") is None)
-    assert second_key not in store_keys(store_dir)
-    assert key in store_keys(store_dir)
-    assert not (marks / f"{namespace}.digits").exists()
+    assert not {key, second_key} & store_keys(store_dir)
+    assert key in store_keys(other_dir)
     kube.wait("its InferenceService to be collected", lambda: kube.isvc("digits") is None)
     assert other.isvc("digits") is not None
 
-    # Deleting the last user removes the shared artifact too.
+    # Deleting the other removes its copy too.
     other.custom.delete_namespaced_custom_object(
         "modeldeploy.io", "v1alpha1", second_namespace, "modeldeployments", "digits"
     )
     other.wait("the second ModelDeployment to be gone", lambda: other.get("digits") is None)
-    assert key not in store_keys(store_dir)
+    assert key not in store_keys(other_dir)
 
 
 def test_operator_killed_mid_staging_converges_without_a_second_job(

@@ -43,16 +43,19 @@ def test_apply_stages_deploys_and_serves(
     assert job["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
-    container = pod["containers"][0]
-    assert container["command"] == ["modeldeploy", "stage"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    steps = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    assert list(steps) == ["fetch", "stage", "publish"]
+    for container in steps.values():
+        assert container["command"][:2] == ["modeldeploy", "stage"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert spec["activeDeadlineSeconds"] == 1800
     assert spec["backoffLimit"] == 2
     assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"][:2] == [2, 10]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MODELDEPLOY_ARTIFACT_STORE"] == store
+    env = {e["name"]: e.get("value") for e in steps["publish"]["env"]}
+    assert env["MODELDEPLOY_ARTIFACT_STORE"] == f"{store}/{namespace}"
     assert env["MODELDEPLOY_OWNER"] == f"{namespace}.digits"
+    assert "MODELDEPLOY_ARTIFACT_STORE" not in {e["name"] for e in steps["stage"]["env"]}
     claims = sorted(
         v["persistentVolumeClaim"]["claimName"]
         for v in pod["volumes"]
@@ -83,7 +86,15 @@ def test_apply_stages_deploys_and_serves(
     status = body["status"]
     assert status["observedGeneration"] == body["metadata"]["generation"]
     artifact = status["artifact"]
-    assert artifact["uri"].startswith(f"{store}/digits-")
+    assert artifact["uri"].startswith(f"{store}/{namespace}/digits-")
+    # Staged in three steps; the success the operator read is publish's, after fetch and stage.
+    pod_status = kube.pods(job["metadata"]["name"])[0].status
+    assert [s.name for s in pod_status.init_container_statuses] == ["fetch", "stage"]
+    assert [s.state.terminated.exit_code for s in pod_status.init_container_statuses] == [0, 0]
+    assert (
+        json.loads(pod_status.container_statuses[0].state.terminated.message)["uri"]
+        == (artifact["uri"])
+    )
     assert artifact["precision"] == "fp32"
     assert artifact["parity"]["passed"] is True
     assert artifact["parity"]["maxAbsDiff"] < 1e-3

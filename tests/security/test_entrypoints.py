@@ -40,14 +40,18 @@ def test_a_shell_entrypoint_is_refused_before_a_staging_job_exists() -> None:
     )
 
 
+def stage_env(job: dict[str, Any]) -> dict[str, str]:
+    """The environment of the Job's step that imports the entrypoint."""
+    pod = job["spec"]["template"]["spec"]
+    (stage,) = [c for c in pod["initContainers"] if c["name"] == "stage"]
+    return {e["name"]: e["value"] for e in stage["env"]}
+
+
 def test_an_allowed_entrypoint_stages_and_the_job_carries_the_list() -> None:
     body = with_entrypoint(body_of(example()), "torchvision.models:resnet18", num_classes=10)
     result = plan(observed(body), CONFIG, NOW)
     assert result.create_job is not None
-    env = {
-        e["name"]: e.get("value")
-        for e in result.create_job["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    env = stage_env(result.create_job)
     assert env[entrypoints.ENV] == "torchvision.models,timm,transformers"
     # The operator's setting decides, for the plan and for the Job alike.
     mine = OperatorConfig.from_env({entrypoints.ENV: "acme.models, torchvision.models"})
@@ -55,10 +59,7 @@ def test_an_allowed_entrypoint_stages_and_the_job_carries_the_list() -> None:
     own = with_entrypoint(body_of(example()), "acme.models.vision:build")
     job = plan(observed(own), mine, NOW).create_job
     assert job is not None
-    env = {
-        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert env[entrypoints.ENV] == "acme.models,torchvision.models"
+    assert stage_env(job)[entrypoints.ENV] == "acme.models,torchvision.models"
     assert plan(observed(own), CONFIG, NOW).create_job is None
 
 

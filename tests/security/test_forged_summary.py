@@ -35,7 +35,7 @@ def forged(**changes: Any) -> dict[str, Any]:
     ("summary", "said"),
     [
         # another tenant's artifact as this one's storageUri
-        (forged(uri="pvc://artifacts/store/payments-0123456789abcdef0123",
+        (forged(uri="pvc://artifacts/store/demo/payments-0123456789abcdef0123",
                 key="payments-0123456789abcdef0123"), "is not an artifact of digits"),
         # a uri outside the store, for KServe's storage initializer to fetch
         (forged(uri="https://attacker.example/model"), "is not the store's"),

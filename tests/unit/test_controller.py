@@ -29,6 +29,7 @@ from modeldeploy.controller.staging_job import build_cleanup_job, build_staging_
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CONFIG = OperatorConfig(artifact_store="pvc://artifacts/store")
+STORE = CONFIG.tenant_store("demo")
 UID = "11111111-2222-3333-4444-555555555555"
 RUNTIME = ServingRuntimeRef("modeldeploy-onnx", "ClusterServingRuntime", "img:cuda")
 
@@ -53,7 +54,7 @@ def body_of(
 def test_staging_job_is_locked_down_and_carries_the_spec() -> None:
     deployment = example()
     job = build_staging_job(deployment, UID, CONFIG)
-    digest = staging_hash(deployment, CONFIG.artifact_store)
+    digest = staging_hash(deployment, STORE)
     assert job["metadata"]["name"] == f"digits-stage-{digest}"
     assert (
         job["metadata"]["ownerReferences"][0] | {"uid": UID}
@@ -63,34 +64,63 @@ def test_staging_job_is_locked_down_and_carries_the_spec() -> None:
     assert pod["automountServiceAccountToken"] is False
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True
-    container = pod["containers"][0]
-    security = container["securityContext"]
-    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]}}  # fmt: skip
-    env = {e["name"]: e["value"] for e in container["env"]}
-    staged = json.loads(env["MODELDEPLOY_DEPLOYMENT"])
-    assert staged["metadata"] == {"name": "digits", "namespace": "demo"}
-    assert staged["spec"]["model"]["uri"] == "pvc://models/digits/model.pt"
-    assert "rollout" not in staged["spec"]  # rollout never changes the artifact
-    assert parse_document(staged).spec == deployment.spec.model_copy(
-        update={"rollout": parse_document(staged).spec.rollout}
-    )
-    # The model claim is read-only, the store claim writable, /tmp a sized scratch volume.
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert mounts["/mnt/pvc/models"]["readOnly"] is True
-    assert mounts["/mnt/pvc/artifacts"]["readOnly"] is False
-    assert mounts["/tmp"]["name"] == "scratch"
+    steps = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch", "stage"]
+    assert [c["name"] for c in pod["containers"]] == ["publish"]
+    for container in steps.values():
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        env = {e["name"]: e["value"] for e in container["env"]}
+        staged = json.loads(env["MODELDEPLOY_DEPLOYMENT"])
+        assert staged["metadata"] == {"name": "digits", "namespace": "demo"}
+        assert staged["spec"]["model"]["uri"] == "pvc://models/digits/model.pt"
+        assert "rollout" not in staged["spec"]  # rollout never changes the artifact
+        assert parse_document(staged).spec == deployment.spec.model_copy(
+            update={"rollout": parse_document(staged).spec.rollout}
+        )
+
+    def mounts(step: str) -> dict[str, tuple[str, bool]]:
+        return {m["mountPath"]: (m["name"], bool(m.get("readOnly")))
+                for m in steps[step]["volumeMounts"]}  # fmt: skip
+
+    # fetch reads the model claim and the store (read-only), and writes the inputs.
+    assert mounts("fetch") == {"/tmp": ("trusted-tmp", False),
+                               "/staging/inputs": ("inputs", False),
+                               "/mnt/pvc/artifacts": ("pvc-0", True),
+                               "/mnt/pvc/models": ("pvc-1", True)}  # fmt: skip
+    # stage, which runs the tenant's code, gets no claim, no store and no credentials.
+    assert mounts("stage") == {"/tmp": ("scratch", False),
+                               "/staging/inputs": ("inputs", True),
+                               "/staging/output": ("output", False)}  # fmt: skip
+    stage_env = {e["name"] for e in steps["stage"]["env"]}
+    assert not {"MODELDEPLOY_ARTIFACT_STORE", "MODELDEPLOY_OWNER"} & stage_env
+    assert steps["stage"]["envFrom"] == []
+    # publish reads both hand-over folders and alone writes the store, under the namespace.
+    assert mounts("publish") == {"/tmp": ("trusted-tmp", False),
+                                 "/staging/inputs": ("inputs", True),
+                                 "/staging/output": ("output", True),
+                                 "/mnt/pvc/artifacts": ("pvc-0", False)}  # fmt: skip
+    publish_env = {e["name"]: e["value"] for e in steps["publish"]["env"]}
+    assert publish_env["MODELDEPLOY_ARTIFACT_STORE"] == "pvc://artifacts/store/demo"
+    assert publish_env["MODELDEPLOY_OWNER"] == "demo.digits"
+    assert [steps[s]["command"][-1] for s in ("fetch", "stage", "publish")] == [
+        "fetch", "build", "publish"]  # fmt: skip
     assert job["spec"]["activeDeadlineSeconds"] == 1800
-    assert 17 in job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
-    assert 18 not in job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
-    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    rule = job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]
+    assert "containerName" not in rule  # every step's exit code counts
+    assert {17, 22} <= set(rule["values"])
+    assert 18 not in rule["values"]
 
 
-def test_s3_store_mounts_the_secret_and_no_store_volume() -> None:
+def test_s3_store_mounts_the_secret_only_where_our_code_runs_and_no_store_volume() -> None:
     config = OperatorConfig(artifact_store="s3://bucket/prefix", artifact_store_secret="creds")
     job = build_staging_job(example(), UID, config)
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    pod = job["spec"]["template"]["spec"]
+    env_from = {c["name"]: c["envFrom"] for c in [*pod["initContainers"], *pod["containers"]]}
+    secret = [{"secretRef": {"name": "creds"}}]
+    assert env_from == {"fetch": secret, "stage": [], "publish": secret}
     claims = [
         v["persistentVolumeClaim"]["claimName"]
         for v in job["spec"]["template"]["spec"]["volumes"]
@@ -99,26 +129,28 @@ def test_s3_store_mounts_the_secret_and_no_store_volume() -> None:
     assert claims == ["models"]
 
 
-def test_cleanup_job_outlives_its_owner_and_touches_only_the_store() -> None:
+def test_cleanup_job_outlives_its_owner_and_touches_only_the_namespace_s_store() -> None:
     job = build_cleanup_job(example(), UID, CONFIG)
     assert "ownerReferences" not in job["metadata"]
     assert job["metadata"]["name"] == f"digits-cleanup-{UID[:8]}"
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["modeldeploy", "artifacts", "release"]
-    assert container["args"] == ["--name", "digits", "--owner", "demo.digits"]
+    assert container["command"] == ["modeldeploy", "artifacts", "release",
+                                    "--name", "digits", "--owner", "demo.digits"]  # fmt: skip
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELDEPLOY_ARTIFACT_STORE"] == "pvc://artifacts/store/demo"
     assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp", "/mnt/pvc/artifacts"]
 
 
 def test_staging_hash_follows_the_artifact_not_serving() -> None:
     base = example()
-    digest = staging_hash(base, CONFIG.artifact_store)
+    digest = staging_hash(base, STORE)
     scaled = base.model_copy(deep=True)
     scaled.spec.serving.scaling.max_replicas = 9
     scaled.spec.rollout.steps[0].weight = 3
-    assert staging_hash(scaled, CONFIG.artifact_store) == digest
+    assert staging_hash(scaled, STORE) == digest
     fp16 = base.model_copy(deep=True)
     fp16.spec.optimization.precision = Precision.FP16
-    assert staging_hash(fp16, CONFIG.artifact_store) != digest
+    assert staging_hash(fp16, STORE) != digest
     assert staging_hash(base, "s3://other/store") != digest
 
 
@@ -126,15 +158,15 @@ def test_queue_bound_and_deadline_restage_only_when_set_away_from_their_defaults
     # They reached the manifest after artifacts already existed: at their defaults the hash is
     # what it was before them, so an operator upgrade does not restage every deployment.
     base = example()
-    digest = staging_hash(base, CONFIG.artifact_store)
+    digest = staging_hash(base, STORE)
     assert "maxQueueSize" not in artifact_options(base)
     assert "requestTimeout" not in artifact_options(base)
     bounded = base.model_copy(deep=True)
     bounded.spec.serving.batching.max_queue_size = 16
-    assert staging_hash(bounded, CONFIG.artifact_store) != digest
+    assert staging_hash(bounded, STORE) != digest
     hurried = base.model_copy(deep=True)
     hurried.spec.serving.batching.request_timeout = "2s"
-    assert staging_hash(hurried, CONFIG.artifact_store) != digest
+    assert staging_hash(hurried, STORE) != digest
 
 
 # --- InferenceService --------------------------------------------------------------------------
@@ -236,7 +268,7 @@ def job(conditions: list[dict[str, str]] | None = None, **status: Any) -> dict[s
     }
 
 
-SUMMARY = {"status": "Succeeded", "uri": "pvc://artifacts/store/digits-0123456789abcdef0123", "key": "digits-0123456789abcdef0123",
+SUMMARY = {"status": "Succeeded", "uri": "pvc://artifacts/store/demo/digits-0123456789abcdef0123", "key": "digits-0123456789abcdef0123",
            "digest": "sha256:" + "a" * 64, "precision": "fp32", "sizeBytes": 1234, "cacheHit": False,
            "parity": {"maxAbsDiff": 1e-7, "maxRelDiff": 1e-6, "top1Agreement": 1.0, "samples": 32,
                       "passed": True, "atol": 0.001, "rtol": 0.001}}  # fmt: skip
@@ -277,14 +309,26 @@ def test_outcomes_from_job_and_termination_message() -> None:
     assert (garbled.phase, garbled.reason) == ("Failed", "StagingResultUnreadable")
 
 
-def test_termination_message_of_the_newest_pod() -> None:
-    def pod(created: str, message: str) -> dict[str, Any]:
-        return {"metadata": {"creationTimestamp": created}, "status": {"containerStatuses": [
-            {"name": "stage", "state": {"terminated": {"message": message}}}]}}  # fmt: skip
+def test_the_summary_of_a_success_is_read_from_publish_and_a_failure_from_the_failed_step() -> None:
+    def done(name: str, code: int, message: str) -> dict[str, Any]:
+        return {"name": name, "state": {"terminated": {"exitCode": code, "message": message}}}
 
-    pods = [pod("2026-01-01T00:00:02Z", "second"), pod("2026-01-01T00:00:01Z", "first")]
-    assert termination_message(pods, "stage") == "second"
-    assert termination_message(pods, "other") is None
+    def pod(created: str, init: list[Any], main: list[Any]) -> dict[str, Any]:
+        return {"metadata": {"creationTimestamp": created},
+                "status": {"initContainerStatuses": init, "containerStatuses": main}}  # fmt: skip
+
+    forged = done("stage", 0, '{"status": "Succeeded", "uri": "s3://elsewhere/x"}')
+    succeeded = pod("2026-01-01T00:00:02Z", [done("fetch", 0, "{}"), forged],
+                    [done("publish", 0, "published")])  # fmt: skip
+    older = pod("2026-01-01T00:00:01Z", [done("fetch", 0, "{}")], [done("publish", 0, "old")])
+    assert termination_message([older, succeeded]) == "published"
+    # The tenant's step failing: its message (checked against the known reasons later).
+    failed = pod("2026-01-01T00:00:03Z", [done("fetch", 0, "{}"), done("stage", 17, "parity")],
+                 [{"name": "publish", "state": {"waiting": {"reason": "PodInitializing"}}}])  # fmt: skip
+    assert termination_message([succeeded, failed]) == "parity"
+    # A stage step that wrote a success, with publish never finishing: no summary at all.
+    unpublished = pod("2026-01-01T00:00:04Z", [done("fetch", 0, "{}"), forged], [])
+    assert termination_message([unpublished]) is None
 
 
 # --- conditions --------------------------------------------------------------------------------
@@ -359,7 +403,7 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
         NOW,
     )
     assert done.status["artifact"]["uri"] == SUMMARY["uri"]
-    assert done.status["artifact"]["stagingHash"] == staging_hash(deployment, CONFIG.artifact_store)
+    assert done.status["artifact"]["stagingHash"] == staging_hash(deployment, STORE)
     assert done.apply_isvc is not None
     assert done.apply_isvc["spec"]["predictor"]["model"]["storageUri"] == SUMMARY["uri"]
     assert done.delete_jobs == [created["metadata"]["name"]]
@@ -381,7 +425,7 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
         "ArtifactReady": "True", "Deployed": "True", "RolloutProgressing": "False", "Ready": "True",
         "Degraded": "False"}  # fmt: skip
     assert serving.status["revisions"] == {
-        "stable": staging_hash(deployment, CONFIG.artifact_store), "stableUri": SUMMARY["uri"]}  # fmt: skip
+        "stable": staging_hash(deployment, STORE), "stableUri": SUMMARY["uri"]}  # fmt: skip
 
     body["status"] = serving.status
     again = plan(
@@ -397,7 +441,7 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
 
 def test_plan_keeps_the_old_artifact_serving_when_staging_fails() -> None:
     deployment = example()
-    old_hash = staging_hash(deployment, CONFIG.artifact_store)
+    old_hash = staging_hash(deployment, STORE)
     status = {"artifact": {**{k: SUMMARY[k] for k in ("uri", "digest", "precision")},
                            "sizeBytes": 1, "stagingHash": old_hash}}  # fmt: skip
     deployment.spec.optimization.precision = Precision.FP16
@@ -494,7 +538,7 @@ def test_render_prints_the_operators_objects() -> None:
     objects = list(yaml.safe_load_all(result.output))
     assert [o["kind"] for o in objects] == ["Job", "InferenceService"]
     model = objects[1]["spec"]["predictor"]["model"]
-    assert model["storageUri"] == "s3://bucket/artifacts/resnet50-<content-key>"
+    assert model["storageUri"] == "s3://bucket/artifacts/vision/resnet50-<content-key>"
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "&id" not in result.output  # no YAML anchors: plain manifests
 

@@ -17,6 +17,7 @@ from tests.unit.test_controller import NOW, UID, body_of, example, observed
 CONFIG = OperatorConfig(
     artifact_store="pvc://artifacts/store", staging_retries=2, staging_retry_seconds=60
 )
+STORE = CONFIG.tenant_store("demo")
 
 
 def failed_job(attempt: int, failed_at: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -58,7 +59,7 @@ def test_an_unreachable_source_is_retried_after_a_wait_that_doubles() -> None:
     # After it: the failed Job goes, and the status says which attempt comes.
     due = plan(observed(body, jobs=[job], outcome=UNREACHABLE), CONFIG, NOW + timedelta(seconds=61))
     assert due.delete_jobs == [name]
-    digest = staging_hash(example(), CONFIG.artifact_store)
+    digest = staging_hash(example(), STORE)
     assert due.status["staging"] == {"stagingHash": digest, "attempt": 2}
     assert ready_of(due)["message"].endswith("; making attempt 2 of 3 now")
     # Next time round, with the Job gone, attempt 2 is made.

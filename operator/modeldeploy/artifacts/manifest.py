@@ -28,6 +28,7 @@ __all__ = [
     "BatchingRecord",
     "GoldenRecord",
     "ModelFile",
+    "RelativePath",
     "Signature",
     "SourceRecord",
     "Tensor",

@@ -1,15 +1,19 @@
 """Where artifacts live: a folder (a mounted PVC) or S3-compatible object storage, under a
 content address, published atomically.
 
-Layout under the store, for ModelDeployment ``resnet50``::
+Layout under the store, for ModelDeployment ``resnet50`` in namespace ``vision``::
 
-    <store>/<resnet50-ab12…>/resnet50/config.pbtxt       Triton model configuration
-    <store>/<resnet50-ab12…>/resnet50/1/model.onnx       the verified graph
-    <store>/<resnet50-ab12…>/resnet50/golden.npz         golden inputs/outputs for self-tests
-    <store>/<resnet50-ab12…>/resnet50/modeldeploy.json   the manifest, written last
+    <store>/vision/<resnet50-ab12…>/resnet50/config.pbtxt       Triton model configuration
+    <store>/vision/<resnet50-ab12…>/resnet50/1/model.onnx       the verified graph
+    <store>/vision/<resnet50-ab12…>/resnet50/golden.npz         golden inputs/outputs
+    <store>/vision/<resnet50-ab12…>/resnet50/labels.txt         class labels, when declared
+    <store>/vision/<resnet50-ab12…>/resnet50/modeldeploy.json   the manifest, written last
 
-The folder name is a digest of the source bytes and every option that changes the graph, so the
-same request finds the same folder, and a folder whose manifest exists is complete.
+Every namespace has its own prefix (:func:`tenant_store`): the operator's staging Jobs only
+ever publish a namespace's artifacts under that namespace's prefix, so no tenant can plant or
+overwrite another's. The folder name is a digest of the source bytes and every option that
+changes the graph, so the same request finds the same folder, and a folder whose manifest
+exists is complete (and is still verified before it is used: ``modeldeploy.staging.publish``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,12 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from modeldeploy.artifacts.locations import local_path
-from modeldeploy.artifacts.manifest import MANIFEST, MANIFEST_MAX_BYTES
+from modeldeploy.artifacts.manifest import (
+    MANIFEST,
+    MANIFEST_MAX_BYTES,
+    ArtifactError,
+    sha256_file,
+)
 
 OWNERS = ".owners"
 """Beside the artifacts: ``.owners/<key>/<namespace>.<name>`` marks each ModelDeployment that
@@ -36,6 +46,12 @@ none; artifacts without any mark (staged by hand) are never deleted."""
 class StoreError(RuntimeError):
     """The artifact store could not be read or written (staging reports it as
     ``DestinationUnavailable``)."""
+
+
+def tenant_store(store: str, namespace: str) -> str:
+    """The prefix of ``store`` that holds namespace ``namespace``'s artifacts: what every
+    staging Job, clean-up Job and analysis of a ModelDeployment in ``namespace`` is given."""
+    return f"{store.rstrip('/')}/{namespace}"
 
 
 def content_key(name: str, digest: str, options: dict[str, Any]) -> str:
@@ -57,8 +73,16 @@ class ArtifactStore(Protocol):
         """A file of the artifact at ``key`` (``<name>/golden.npz``), or None when absent;
         :class:`StoreError` when it is larger than ``limit`` bytes (never read whole)."""
 
-    def publish(self, key: str, staged: Path) -> None:
-        """Make ``staged`` (a folder) the artifact at ``key``, all or nothing."""
+    def files(self, key: str) -> dict[str, int] | None:
+        """Every file of the artifact at ``key`` (path under the key → size), or None when
+        nothing is there; :class:`ArtifactError` for anything that is not a plain file."""
+
+    def sha256(self, key: str, path: str) -> str:
+        """``sha256:<hex>`` of one file of the artifact, read as a stream."""
+
+    def publish(self, key: str, staged: Path, replace: bool = False) -> None:
+        """Make ``staged`` (a folder) the artifact at ``key``, all or nothing; with ``replace``,
+        whatever is at ``key`` now goes (an artifact that failed verification)."""
 
     def add_owner(self, key: str, owner: str) -> None:
         """Record that ``owner`` (``namespace.name``) uses the artifact at ``key``."""
@@ -96,18 +120,45 @@ class FolderStore:
             raise StoreError(f"{self.uri(key)}/{path} is larger than {limit} bytes")
         return data
 
-    def publish(self, key: str, staged: Path) -> None:
+    def files(self, key: str) -> dict[str, int] | None:
+        top = self.root / key
+        if not top.is_dir() or top.is_symlink():
+            return None
+        found: dict[str, int] = {}
+        for folder, dirs, names in os.walk(top, followlinks=False):
+            for entry in [*dirs, *names]:
+                path = Path(folder) / entry
+                relative = path.relative_to(top).as_posix()
+                mode = path.lstat().st_mode
+                if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                    raise ArtifactError(f"{self.uri(key)}/{relative} is not a plain file or folder")
+                if stat.S_ISREG(mode):
+                    found[relative] = path.lstat().st_size
+        return found
+
+    def sha256(self, key: str, path: str) -> str:
+        try:
+            return sha256_file(self.root / key / path)
+        except OSError as err:
+            raise StoreError(f"cannot read {self.uri(key)}/{path}: {err}") from err
+
+    def publish(self, key: str, staged: Path, replace: bool = False) -> None:
         target = self.root / key
         temporary = self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        discarded = self.root / f".discarded-{key}-{uuid.uuid4().hex[:8]}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(staged, temporary)
+            shutil.copytree(staged, temporary, symlinks=True)
+            if replace and target.exists():
+                os.rename(target, discarded)
             os.rename(temporary, target)
         except OSError as err:
             shutil.rmtree(temporary, ignore_errors=True)
-            if target.exists():  # only a rename creates it: a concurrent run published first
-                return
+            if target.exists() and not replace:
+                return  # only a rename creates it: a concurrent run published first
             raise StoreError(f"cannot write artifact to {self.root}: {err}") from err
+        finally:
+            shutil.rmtree(discarded, ignore_errors=True)
 
     def add_owner(self, key: str, owner: str) -> None:
         marks = self.root / OWNERS / key
@@ -181,11 +232,42 @@ class S3Store:
             raise StoreError(f"{self.uri(key)}/{path} is larger than {limit} bytes")
         return data
 
-    def publish(self, key: str, staged: Path) -> None:
+    def files(self, key: str) -> dict[str, int] | None:
+        prefix = self._key(key) + "/"
+        found: dict[str, int] = {}
+        try:
+            for page in (
+                self._client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.bucket, Prefix=prefix)
+            ):
+                for item in page.get("Contents", []):
+                    found[item["Key"].removeprefix(prefix)] = int(item["Size"])
+        except Exception as err:
+            raise StoreError(f"cannot list {self.uri(key)}: {err}") from err
+        return found or None
+
+    def sha256(self, key: str, path: str) -> str:
+        digest = hashlib.sha256()
+        try:
+            body = self._client().get_object(Bucket=self.bucket, Key=self._key(key, path))["Body"]
+            for block in iter(lambda: body.read(1 << 20), b""):
+                digest.update(block)
+            body.close()
+        except Exception as err:
+            raise StoreError(f"cannot read {self.uri(key)}/{path}: {err}") from err
+        return f"sha256:{digest.hexdigest()}"
+
+    def publish(self, key: str, staged: Path, replace: bool = False) -> None:
         files = sorted(p for p in staged.rglob("*") if p.is_file())
         files.sort(key=lambda p: p.name == MANIFEST)  # the manifest goes last
         client = self._client()
         try:
+            if replace:  # the manifest first, so that nothing half-replaced looks complete
+                old = sorted(self._list(client, self._key(key) + "/"))
+                old.sort(key=lambda k: not k.endswith(f"/{MANIFEST}"))
+                for obj in old:
+                    client.delete_object(Bucket=self.bucket, Key=obj)
             for path in files:
                 client.upload_file(
                     str(path), self.bucket, self._key(key, str(path.relative_to(staged)))

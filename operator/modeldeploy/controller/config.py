@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from modeldeploy.api import entrypoints
+from modeldeploy.artifacts.store import tenant_store
 
 DEFAULT_STAGING_IMAGE = "ghcr.io/modeldeploy/staging:0.1.0"
 
@@ -131,6 +132,11 @@ class OperatorConfig:
 
     analysis_timeout_seconds: float = 10.0
     """Longest one Prometheus query or one golden request may take."""
+
+    def tenant_store(self, namespace: str) -> str:
+        """Namespace ``namespace``'s own prefix of the artifact store: the only part of it
+        that namespace's staging Jobs publish to and its analyses and clean-ups read."""
+        return tenant_store(self.artifact_store, namespace)
 
     def __post_init__(self) -> None:
         scheme = urlparse(self.artifact_store).scheme

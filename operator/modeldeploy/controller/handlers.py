@@ -134,13 +134,14 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
     missing = secret if secret and not await kube.secret_exists(namespace, secret) else None
     jobs = await kube.jobs(namespace, name, naming.STAGING)
     if deployment is not None:
-        current = naming.staging_job_name(name, staging_hash(deployment, config.artifact_store))
+        store = config.tenant_store(namespace)
+        current = naming.staging_job_name(name, staging_hash(deployment, store))
         for job in jobs:
             if job["metadata"]["name"] == current:
                 message = None
                 if job_phase(job) != "Running":
                     pods = await kube.job_pods(namespace, current)
-                    message = termination_message(pods, naming.STAGE_CONTAINER)
+                    message = termination_message(pods)
                 outcome = staging_outcome(job, message)
     isvc = await kube.inference_service(namespace, name)
     canary = route = None
@@ -593,6 +594,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             kopf.warn(
                 body,
                 reason="ArtifactsNotReleased",
-                message=f"Job {job_name} failed; artifacts stay in {state.config.artifact_store}",
+                message=f"Job {job_name} failed; artifacts stay in "
+                f"{state.config.tenant_store(namespace)}",
             )
         await kube.delete_job(namespace, job_name)

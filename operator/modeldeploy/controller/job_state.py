@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modeldeploy.api.optimization import Precision
+from modeldeploy.controller.naming import PUBLISH_CONTAINER
 
 Phase = Literal["Running", "Succeeded", "Failed"]
 
@@ -38,6 +39,7 @@ FAILURE_REASONS = frozenset(
         "InputMismatch",
         "LabelsMismatch",
         "InvalidSpec",
+        "InvalidStagingResult",
     }
 )
 """Every reason ``modeldeploy stage`` reports (its ``StagingError`` classes, and InvalidSpec
@@ -115,16 +117,23 @@ def job_phase(job: dict[str, Any]) -> Phase:
     return "Running"
 
 
-def termination_message(pods: list[dict[str, Any]], container: str) -> str | None:
-    """The newest terminated ``container``'s message among ``pods``."""
+def termination_message(pods: list[dict[str, Any]]) -> str | None:
+    """The message the newest finished staging pod among ``pods`` left: its first container
+    (init containers first) that failed, else its ``publish`` container's. A success is only
+    ever read from ``publish``, which runs none of the tenant's code; a failure may come from
+    any step, and is checked against the known reasons like any other."""
     newest = sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
     for pod in reversed(newest):
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            if status.get("name") != container:
-                continue
-            terminated = (status.get("state") or {}).get("terminated") or {}
-            if terminated.get("message"):
-                return str(terminated["message"])
+        status = pod.get("status") or {}
+        finished = [
+            (s.get("name"), (s.get("state") or {}).get("terminated") or {})
+            for s in [*(status.get("initContainerStatuses") or []),
+                      *(status.get("containerStatuses") or [])]
+        ]  # fmt: skip
+        failed = [t for _, t in finished if t and t.get("exitCode") not in (0, None)]
+        chosen = failed[0] if failed else dict(finished).get(PUBLISH_CONTAINER) or {}
+        if chosen.get("message"):
+            return str(chosen["message"])
     return None
 
 

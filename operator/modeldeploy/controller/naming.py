@@ -42,6 +42,10 @@ STABLE = "stable"
 CANARY = "canary"
 CLEANUP = "cleanup"
 STAGE_CONTAINER = "stage"
+"""The staging Job's container that runs the tenant's code (and the clean-up Job's only one)."""
+FETCH_CONTAINER = "fetch"
+PUBLISH_CONTAINER = "publish"
+"""The staging Job's steps that run only our code, before and after ``stage``."""
 
 
 def staging_policy_name(deployment: str) -> str:

@@ -263,7 +263,8 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 f"(the InferenceService alone: {isvc_url})"
             )
     assert isinstance(runtime, ServingRuntimeRef)
-    digest = staging_hash(deployment, config.artifact_store)
+    store = config.tenant_store(meta["namespace"])
+    digest = staging_hash(deployment, store)
     job_name = naming.staging_job_name(deployment.metadata.name, digest)
     artifact = old_status.get("artifact")
     current = artifact is not None and artifact.get("stagingHash") == digest
@@ -287,9 +288,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 Wanted(ConditionType.ARTIFACT_READY, None, outcome.reason, outcome.message)
             )
         elif outcome.phase == "Succeeded" and outcome.summary is not None:
-            checked = verified_summary(
-                outcome.summary, deployment.metadata.name, config.artifact_store
-            )
+            checked = verified_summary(outcome.summary, deployment.metadata.name, store)
             if isinstance(checked, str):
                 staging_failed = StagingOutcome("Failed", job_state.INVALID, checked)
                 wanted.append(
@@ -465,7 +464,7 @@ def _roll_out(
             canary=digest,
             stable=str(revisions.get("stable")),
             canary_url=serving.canary_url,
-            artifact_store=config.artifact_store,
+            artifact_store=config.tenant_store(meta["namespace"]),
             artifact_key=artifact.get("key"),
             window_seconds=int(
                 max(config.metrics_min_window_seconds, (now - started).total_seconds())

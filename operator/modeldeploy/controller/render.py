@@ -25,7 +25,8 @@ def render_objects(
         deployment = deployment.model_copy(
             update={"metadata": deployment.metadata.model_copy(update={"namespace": "default"})}
         )
-    uri = artifact_uri or f"{config.artifact_store.rstrip('/')}/{name}-<content-key>"
+    store = config.tenant_store(deployment.metadata.namespace or "default")
+    uri = artifact_uri or f"{store}/{name}-<content-key>"
     runtime = ServingRuntimeRef(
         deployment.spec.serving.runtime,
         "ClusterServingRuntime",

@@ -17,7 +17,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig, egress_rule
 
-NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20]
+NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 22]
 """Invalid spec and the staging failures that another attempt cannot fix (docs/staging.md);
 18 (store unavailable), 21 (source unreachable) and crashes are retried up to backoffLimit,
 and the operator makes a Job that failed for 18 or 21 again (``staging_retries``)."""
@@ -67,10 +67,11 @@ def _job(
     namespace: str,
     labels: dict[str, str],
     owner: dict[str, Any],
-    container: dict[str, Any],
+    containers: list[dict[str, Any]],
     volumes: list[dict[str, Any]],
     config: OperatorConfig,
     pod_failure_policy: dict[str, Any] | None = None,
+    init_containers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "backoffLimit": config.staging_backoff_limit,
@@ -87,7 +88,8 @@ def _job(
                     if config.staging_runtime_class
                     else {}
                 ),
-                "containers": [container],
+                **({"initContainers": init_containers} if init_containers else {}),
+                "containers": containers,
                 "volumes": volumes,
             },
         },
@@ -107,41 +109,87 @@ def _job(
     }
 
 
-def _store_access(
-    deployment: ModelDeployment, config: OperatorConfig
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """env, envFrom, volumeMounts and volumes that reach the sources and the artifact store."""
-    env = [
-        {"name": "MODELDEPLOY_ARTIFACT_STORE", "value": config.artifact_store},
+INPUTS, OUTPUT = "/staging/inputs", "/staging/output"
+"""Where the staging pod's steps hand over: ``fetch`` writes the inputs, ``stage`` reads them
+and writes the output, ``publish`` reads both (modeldeploy.staging.plan)."""
+
+
+def _store_env(deployment: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
+    namespace = deployment.metadata.namespace or "default"
+    return [
+        {"name": "MODELDEPLOY_ARTIFACT_STORE", "value": config.tenant_store(namespace)},
         {"name": "MODELDEPLOY_PVC_ROOT", "value": config.pvc_mount_root},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "PYTHONNOUSERSITE", "value": "1"},
     ]
-    env_from = (
+
+
+def _secret_env(config: OperatorConfig) -> list[dict[str, Any]]:
+    return (
         [{"secretRef": {"name": config.artifact_store_secret}}]
         if config.artifact_store_secret
         else []
     )
-    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/tmp"}]
-    volumes: list[dict[str, Any]] = [
-        {"name": "scratch", "emptyDir": {"sizeLimit": config.staging_scratch}}
-    ]
+
+
+def _claim_volumes(
+    deployment: ModelDeployment, config: OperatorConfig
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Each pvc:// claim's mount (read-only; the store's is writable) by claim name, and the
+    volumes behind them."""
+    mounts: dict[str, dict[str, Any]] = {}
+    volumes: list[dict[str, Any]] = []
     for index, (claim, writable) in enumerate(sorted(_claims(deployment, config).items())):
         volume = f"pvc-{index}"
-        mounts.append(
-            {
-                "name": volume,
-                "mountPath": f"{config.pvc_mount_root}/{claim}",
-                "readOnly": not writable,
-            }
-        )
+        mounts[claim] = {
+            "name": volume,
+            "mountPath": f"{config.pvc_mount_root}/{claim}",
+            "readOnly": not writable,
+        }
         volumes.append(
             {
                 "name": volume,
                 "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable},
             }
         )
-    return env, env_from, mounts, volumes
+    return mounts, volumes
+
+
+def _store_claim(config: OperatorConfig) -> str | None:
+    store = config.artifact_store
+    return urlparse(store).netloc if store.startswith("pvc://") else None
+
+
+def _container(
+    name: str,
+    config: OperatorConfig,
+    command: list[str],
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    env_from: list[dict[str, Any]] | None = None,
+    resources: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    resources = resources or {"cpu": config.staging_cpu, "memory": config.staging_memory}
+    return {
+        "name": name,
+        "image": config.staging_image,
+        "command": command,
+        # Copies: the steps share entries, and a manifest shares no objects (no YAML anchors).
+        "env": [
+            *(dict(e) for e in env),
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TMPDIR", "value": "/tmp"},
+        ],
+        "envFrom": [dict(e) for e in env_from or []],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": _container_security(),
+        "volumeMounts": [dict(m) for m in mounts],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _scratch(name: str, config: OperatorConfig) -> dict[str, Any]:
+    return {"name": name, "emptyDir": {"sizeLimit": config.staging_scratch}}
 
 
 def deployment_document(deployment: ModelDeployment) -> dict[str, Any]:
@@ -157,60 +205,6 @@ def deployment_document(deployment: ModelDeployment) -> dict[str, Any]:
             include={"model", "optimization", "serving"},
         ),
     }
-
-
-def build_staging_job(
-    deployment: ModelDeployment, uid: str, config: OperatorConfig, attempt: int = 1
-) -> dict[str, Any]:
-    """The Job that stages ``deployment``'s model; its name carries the staging hash, its
-    ``modeldeploy.io/attempt`` annotation which attempt it is."""
-    name = deployment.metadata.name
-    namespace = deployment.metadata.namespace or "default"
-    digest = staging_hash(deployment, config.artifact_store)
-    labels = {**naming.labels(name, naming.STAGING), naming.HASH_LABEL: digest}
-    env, env_from, mounts, volumes = _store_access(deployment, config)
-    env += [
-        {"name": "MODELDEPLOY_DEPLOYMENT", "value": json.dumps(deployment_document(deployment))},
-        {"name": "MODELDEPLOY_OWNER", "value": naming.owner_mark(namespace, name)},
-        {"name": entrypoints.ENV, "value": ",".join(config.entrypoint_modules)},
-    ]
-    resources = {"cpu": config.staging_cpu, "memory": config.staging_memory}
-    container = {
-        "name": naming.STAGE_CONTAINER,
-        "image": config.staging_image,
-        "command": ["modeldeploy", "stage"],
-        "env": env,
-        "envFrom": env_from,
-        "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": _container_security(),
-        "volumeMounts": mounts,
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    policy = {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": naming.STAGE_CONTAINER,
-                    "operator": "In",
-                    "values": NON_RETRYABLE_EXIT_CODES,
-                },
-            }
-        ]
-    }
-    job = _job(
-        naming.staging_job_name(name, digest),
-        namespace,
-        labels,
-        naming.owner_reference(name, uid),
-        container,
-        volumes,
-        config,
-        policy,
-    )
-    job["metadata"]["annotations"] = {ATTEMPT_ANNOTATION: str(attempt)}
-    return job
 
 
 DNS_EGRESS = {
@@ -251,45 +245,141 @@ def job_attempt(job: dict[str, Any]) -> int:
     return int(value) if str(value).isdigit() and int(value) >= 1 else 1
 
 
+def build_staging_job(
+    deployment: ModelDeployment, uid: str, config: OperatorConfig, attempt: int = 1
+) -> dict[str, Any]:
+    """The Job that stages ``deployment``'s model; its name carries the staging hash, its
+    ``modeldeploy.io/attempt`` annotation which attempt it is.
+
+    Three containers, so that the tenant's code never holds the store (docs/security.md):
+    ``fetch`` and ``publish`` run only our code and reach the store under the namespace's
+    prefix; ``stage``, between them, loads the tenant's model with no credentials, no claims
+    and no store, reading what ``fetch`` left and writing only its own output folder."""
+    name = deployment.metadata.name
+    namespace = deployment.metadata.namespace or "default"
+    digest = staging_hash(deployment, config.tenant_store(namespace))
+    labels = {**naming.labels(name, naming.STAGING), naming.HASH_LABEL: digest}
+    claims, claim_volumes = _claim_volumes(deployment, config)
+    store_claim = _store_claim(config)
+    document = {
+        "name": "MODELDEPLOY_DEPLOYMENT",
+        "value": json.dumps(deployment_document(deployment)),
+    }
+    handover = [
+        {"name": "MODELDEPLOY_STAGING_INPUTS", "value": INPUTS},
+        {"name": "MODELDEPLOY_STAGING_OUTPUT", "value": OUTPUT},
+    ]
+    trusted_tmp = {"name": "trusted-tmp", "mountPath": "/tmp"}
+
+    def step(which: str) -> list[str]:
+        return ["modeldeploy", "stage", "--step", which]
+
+    fetch = _container(
+        naming.FETCH_CONTAINER,
+        config,
+        step("fetch"),
+        [*_store_env(deployment, config), document, *handover],
+        [
+            trusted_tmp,
+            {"name": "inputs", "mountPath": INPUTS},
+            *({**m, "readOnly": True} for m in claims.values()),
+        ],
+        _secret_env(config),
+    )
+    stage = _container(
+        naming.STAGE_CONTAINER,
+        config,
+        step("build"),
+        [
+            document,
+            *handover,
+            {"name": entrypoints.ENV, "value": ",".join(config.entrypoint_modules)},
+        ],
+        [
+            {"name": "scratch", "mountPath": "/tmp"},
+            {"name": "inputs", "mountPath": INPUTS, "readOnly": True},
+            {"name": "output", "mountPath": OUTPUT},
+        ],
+    )
+    publish = _container(
+        naming.PUBLISH_CONTAINER,
+        config,
+        step("publish"),
+        [
+            *_store_env(deployment, config),
+            document,
+            *handover,
+            {"name": "MODELDEPLOY_OWNER", "value": naming.owner_mark(namespace, name)},
+        ],
+        [
+            trusted_tmp,
+            {"name": "inputs", "mountPath": INPUTS, "readOnly": True},
+            {"name": "output", "mountPath": OUTPUT, "readOnly": True},
+            *([claims[store_claim]] if store_claim else []),
+        ],
+        _secret_env(config),
+    )
+    # Exit codes count in every container: a FailJob rule without containerName covers the
+    # init containers too.
+    policy = {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"operator": "In", "values": NON_RETRYABLE_EXIT_CODES},
+            }
+        ]
+    }
+    job = _job(
+        naming.staging_job_name(name, digest),
+        namespace,
+        labels,
+        naming.owner_reference(name, uid),
+        [publish],
+        [
+            *(_scratch(v, config) for v in ("trusted-tmp", "scratch", "inputs", "output")),
+            *claim_volumes,
+        ],
+        config,
+        policy,
+        init_containers=[fetch, stage],
+    )
+    job["metadata"]["annotations"] = {ATTEMPT_ANNOTATION: str(attempt)}
+    return job
+
+
 def build_cleanup_job(
     deployment: ModelDeployment, uid: str, config: OperatorConfig
 ) -> dict[str, Any]:
     """The Job that removes the artifacts only ``deployment`` used, on deletion."""
     name = deployment.metadata.name
     namespace = deployment.metadata.namespace or "default"
-    env, env_from, mounts, volumes = _store_access(deployment, config)
+    claims, claim_volumes = _claim_volumes(deployment, config)
+    store_claim = _store_claim(config)
     # Only the store is touched: drop the read-only source claims.
-    store_claim = (
-        urlparse(config.artifact_store).netloc
-        if config.artifact_store.startswith("pvc://")
-        else None
-    )
-    keep = {
-        m["name"]
-        for m in mounts
-        if m["name"] == "scratch" or m["mountPath"].endswith(f"/{store_claim}")
-    }
-    mounts = [m for m in mounts if m["name"] in keep]
-    volumes = [v for v in volumes if v["name"] in keep]
-    resources = {"cpu": "100m", "memory": "256Mi"}
-    container = {
-        "name": naming.STAGE_CONTAINER,
-        "image": config.staging_image,
-        "command": ["modeldeploy", "artifacts", "release"],
-        "args": ["--name", name, "--owner", naming.owner_mark(namespace, name)],
-        "env": env,
-        "envFrom": env_from,
-        "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": _container_security(),
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    mounts = [
+        {"name": "scratch", "mountPath": "/tmp"},
+        *([claims[store_claim]] if store_claim else []),
+    ]
+    volumes = [
+        _scratch("scratch", config),
+        *(v for v in claim_volumes if store_claim and v["name"] == claims[store_claim]["name"]),
+    ]
+    container = _container(
+        naming.STAGE_CONTAINER,
+        config,
+        ["modeldeploy", "artifacts", "release", "--name", name,
+         "--owner", naming.owner_mark(namespace, name)],
+        _store_env(deployment, config),
+        mounts,
+        _secret_env(config),
+        {"cpu": "100m", "memory": "256Mi"},
+    )  # fmt: skip
     job = _job(
         naming.cleanup_job_name(name, uid),
         namespace,
         naming.labels(name, naming.CLEANUP),
         naming.owner_reference(name, uid),
-        container,
+        [container],
         volumes,
         config,
     )

@@ -97,3 +97,12 @@ class LabelsMismatchError(StagingError):
 
     reason = "LabelsMismatch"
     exit_code = 20
+
+
+class UntrustedArtifactError(StagingError):
+    """What the step that ran the tenant's code left for publishing is not the artifact it
+    claims to be: an unexpected file, a digest that does not match, a manifest that does not
+    belong to this run. The trusted publisher refuses it, and nothing is published."""
+
+    reason = "InvalidStagingResult"
+    exit_code = 22

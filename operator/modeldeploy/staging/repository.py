@@ -7,6 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modeldeploy.api.base import duration_seconds
+from modeldeploy.api.serving import Batching
+from modeldeploy.artifacts.manifest import ArtifactError, ArtifactManifest, BatchingRecord, Tensor
+
 _TRITON_TYPES = {
     "tensor(float)": "TYPE_FP32",
     "tensor(float16)": "TYPE_FP16",
@@ -33,6 +37,39 @@ class TensorSignature:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+_ONNX_TYPES = {triton.removeprefix("TYPE_"): onnx for onnx, triton in _TRITON_TYPES.items()}
+
+
+def from_manifest(tensor: Tensor) -> TensorSignature:
+    """A manifest's tensor record as a signature (:class:`ArtifactError` for a datatype the
+    onnxruntime backend has no config type for)."""
+    if tensor.datatype not in _ONNX_TYPES:
+        raise ArtifactError(f"tensor {tensor.name!r}: datatype {tensor.datatype} is not staged")
+    return TensorSignature(tensor.name, _ONNX_TYPES[tensor.datatype], tuple(tensor.shape))
+
+
+def batching_record(batching: Batching) -> BatchingRecord:
+    """The manifest's batching, from the spec: what staging writes and the publisher expects."""
+    return BatchingRecord(
+        max_batch_size=batching.max_batch_size,
+        max_queue_delay_microseconds=round(duration_seconds(batching.max_queue_delay) * 1e6),
+        max_queue_size=batching.max_queue_size,
+        request_timeout_milliseconds=round(duration_seconds(batching.request_timeout) * 1e3),
+    )
+
+
+def manifest_config(manifest: ArtifactManifest, gpu: bool) -> str:
+    """The config.pbtxt that ``manifest``'s artifact must carry."""
+    return triton_config(
+        manifest.name,
+        [from_manifest(t) for t in manifest.signature.inputs],
+        [from_manifest(t) for t in manifest.signature.outputs],
+        manifest.batching.max_batch_size,
+        manifest.batching.max_queue_delay_microseconds,
+        gpu,
+    )
 
 
 def signature(session: Any) -> tuple[list[TensorSignature], list[TensorSignature]]:

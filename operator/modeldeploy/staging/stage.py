@@ -1,9 +1,11 @@
 """``modeldeploy stage``: from a model URI to a verified artifact in the store, or a clear error.
 
-fetch → (cache hit? stop) → load → bake pre/post-processing → export ONNX → fp16/int8 →
-parity against the source → golden samples → model repository → publish (manifest last).
+fetch (``prepare``) → cache hit? → load → bake pre/post-processing → export ONNX → fp16/int8
+→ parity against the source → golden samples → model repository (``build``) → verify and
+publish (``publish``, manifest last).
 
-Runs inside the operator's staging Job, and on a laptop; the same code either way.
+In the operator's staging Job each step is its own container (``modeldeploy.staging.plan``
+says why); on a laptop :func:`stage` runs them in one process. The same code either way.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,63 +22,33 @@ from typing import Any
 import numpy as np
 
 from modeldeploy.api.artifact import artifact_options
-from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.artifacts.golden import write_golden
 from modeldeploy.artifacts.manifest import (
     MANIFEST,
-    ArtifactError,
     ArtifactManifest,
-    BatchingRecord,
     GoldenRecord,
     ModelFile,
     Signature,
     SourceRecord,
     Tensor,
-    parse_manifest,
     sha256_file,
 )
-from modeldeploy.artifacts.store import ArtifactStore, StoreError, content_key, open_store
-from modeldeploy.staging import export, optimize, parity, processing, repository, samples, source
+from modeldeploy.staging import export, optimize, parity, processing, repository, samples
 from modeldeploy.staging.errors import (
-    DestinationError,
     LabelsMismatchError,
     ParityError,
     SourceUnavailableError,
     StagingError,
 )
 from modeldeploy.staging.load import check_declared_format, load_torch
+from modeldeploy.staging.plan import StageResult, StagingPlan
+from modeldeploy.staging.prepare import prepare
+from modeldeploy.staging.publish import publish
 
 PARITY_SEED = 20261123
 TOOLS = ("modeldeploy", "torch", "onnx", "onnxruntime", "kserve-storage")
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What the operator needs to know about the artifact; the summary printed as JSON."""
-
-    uri: str
-    key: str
-    digest: str
-    precision: str
-    size_bytes: int
-    cache_hit: bool
-    parity: dict[str, Any] | None
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": "Succeeded",
-            "uri": self.uri,
-            "key": self.key,
-            "digest": self.digest,
-            "precision": self.precision,
-            "sizeBytes": self.size_bytes,
-            "cacheHit": self.cache_hit,
-            "parity": self.parity,
-            "seconds": round(self.seconds, 2),
-        }
 
 
 def _tool_versions() -> dict[str, str]:
@@ -90,34 +61,6 @@ def _tool_versions() -> dict[str, str]:
     return found
 
 
-def _labels(deployment: ModelDeployment, workdir: Path) -> list[str] | None:
-    post = deployment.spec.model.postprocessing
-    options = post.classification or post.detection
-    if options is None:
-        return None
-    if options.labels is not None:
-        return list(options.labels)
-    if options.labels_uri is None:
-        return None
-    fetched = source.fetch(options.labels_uri, workdir / "labels")
-    return [line.strip() for line in fetched.path.read_text().splitlines() if line.strip()]
-
-
-def _report_from(
-    manifest: ArtifactManifest, store: ArtifactStore, key: str, started: float
-) -> StageResult:
-    return StageResult(
-        uri=store.uri(key),
-        key=key,
-        digest=manifest.source.digest if manifest.source else "",
-        precision=manifest.precision,
-        size_bytes=manifest.model.size_bytes,
-        cache_hit=True,
-        parity=manifest.parity,
-        seconds=time.monotonic() - started,
-    )
-
-
 def stage(
     deployment: ModelDeployment,
     destination: str,
@@ -127,61 +70,48 @@ def stage(
 ) -> StageResult:
     """Stage ``deployment``'s model into ``destination``; raises a StagingError subclass.
 
-    ``owner`` (``namespace.name``) marks the artifact as used by that ModelDeployment, so that
-    deleting it can remove the artifacts only it used (see :data:`modeldeploy.artifacts.store.OWNERS`)."""
+    The three steps of the staging Job, in one process (on a laptop, in tests): fetch and look
+    for a verified artifact, build it on a miss, verify and publish it. ``owner``
+    (``namespace.name``) marks the artifact as used by that ModelDeployment, so that deleting
+    it can remove the artifacts only it used (see :data:`modeldeploy.artifacts.store.OWNERS`)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="modeldeploy-stage-", dir=workdir) as tmp:
-        work = Path(tmp)
-        name = deployment.metadata.name
-        spec = deployment.spec
-        src = source.fetch(spec.model.uri, work / "source")
-        try:
-            store = open_store(destination)
-            options = artifact_options(deployment)
-            key = content_key(name, src.digest, options)
-            existing = store.manifest(key, name)
-            if existing is not None:  # a cache hit is checked like any manifest, not trusted
-                result = _report_from(_checked(existing, key), store, key, started)
-            else:
-                result = _build(deployment, src, store, key, options, code_dir, work, started)
-            if owner:
-                store.add_owner(key, owner)
-        except StoreError as err:
-            raise DestinationError(str(err)) from err
-        return result
+        inputs, staged = Path(tmp) / "inputs", Path(tmp) / "staged"
+        plan = prepare(deployment, destination, inputs)
+        if not plan.cache_hit:
+            build(deployment, plan, inputs, staged, code_dir)
+        return publish(deployment, plan, staged, destination, owner, started)
 
 
-def _checked(manifest: dict[str, Any], key: str) -> ArtifactManifest:
-    try:
-        return parse_manifest(json.dumps(manifest), f"artifact {key}")
-    except ArtifactError as err:
-        raise DestinationError(f"the stored artifact is not one staging wrote: {err}") from err
-
-
-def _build(
+def build(
     deployment: ModelDeployment,
-    src: source.Source,
-    store: ArtifactStore,
-    key: str,
-    options: dict[str, Any],
-    code_dir: Path | None,
-    work: Path,
-    started: float,
-) -> StageResult:
+    plan: StagingPlan,
+    fetched: Path,
+    staged: Path,
+    code_dir: Path | None = None,
+) -> None:
+    """The step that runs the tenant's code: from the model ``fetch`` left in ``fetched``
+    (read only) to the artifact in ``staged/<key>/`` (nothing else is written), or a
+    StagingError. It needs no store, no credentials and no network."""
     name = deployment.metadata.name
     spec = deployment.spec
     model_spec, opt = spec.model, spec.optimization
     inputs = model_spec.inputs
     pre = model_spec.preprocessing
-    labels = _labels(deployment, work)
+    labels = plan.labels
+    options = artifact_options(deployment)
+    source_path = fetched / plan.source
+    work = staged / ".work"
+    work.mkdir(parents=True, exist_ok=True)
 
     batch = samples.random_batch(inputs, opt.parity.samples, PARITY_SEED, pre)
     calibration = None
     if opt.quantization is not None and opt.quantization.calibration is not None:
         cal = opt.quantization.calibration
-        fetched = source.fetch(cal.uri, work / "calibration")
         try:
-            calibration = samples.load_calibration(fetched.path, inputs, cal.samples)
+            calibration = samples.load_calibration(
+                fetched / str(plan.calibration), inputs, cal.samples
+            )
         except ValueError as err:
             raise SourceUnavailableError(f"calibration {cal.uri}: {err}") from err
     checked = (
@@ -197,12 +127,16 @@ def _build(
         model_input[inputs[0].name] = processing.normalise(checked[inputs[0].name], pre)
     raw = work / "raw.onnx"
     if model_spec.format == ModelFormat.ONNX:
-        check_declared_format(src.path, ModelFormat.ONNX)
-        shutil.copyfile(src.path, raw)
+        check_declared_format(source_path, ModelFormat.ONNX)
+        shutil.copyfile(source_path, raw)
         reference = parity.run_onnx(parity.onnx_session(raw), model_input)
     else:
         module = load_torch(
-            src.path, model_spec.format, model_spec.entrypoint, model_spec.entrypoint_args, code_dir
+            source_path,
+            model_spec.format,
+            model_spec.entrypoint,
+            model_spec.entrypoint_args,
+            code_dir,
         )
         example = samples.split(model_input, 2)[0]
         export.export_onnx(module, inputs, example, opt.opset, raw)
@@ -240,8 +174,7 @@ def _build(
             + "; ".join(report.failures)
         )
 
-    out = work / "out"
-    model_dir = out / name
+    model_dir = staged / plan.key / name
     (model_dir / "1").mkdir(parents=True)
     shutil.copyfile(final, model_dir / "1" / "model.onnx")
     golden = write_golden(
@@ -250,15 +183,14 @@ def _build(
         dict(zip(output_names, parity.run_onnx(session, batch), strict=True)),
         opt.parity.golden_samples,
     )
-    batching = spec.serving.batching
-    delay_us = round(duration_seconds(batching.max_queue_delay) * 1e6)
+    batching = repository.batching_record(spec.serving.batching)
     (model_dir / "config.pbtxt").write_text(
         repository.triton_config(
             name,
             graph_inputs,
             graph_outputs,
             batching.max_batch_size,
-            delay_us,
+            batching.max_queue_delay_microseconds,
             spec.serving.resources.gpu > 0,
         )
     )
@@ -268,9 +200,9 @@ def _build(
     post = model_spec.postprocessing
     manifest = ArtifactManifest(
         name=name,
-        key=key,
+        key=plan.key,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        source=SourceRecord(uri=model_spec.uri, digest=src.digest, format=model_spec.format.value),
+        source=SourceRecord(uri=model_spec.uri, digest=plan.digest, format=model_spec.format.value),
         options=options,
         precision=opt.precision.value,
         signature=Signature(
@@ -290,12 +222,7 @@ def _build(
             "softmaxBakedIntoGraph": softmax,
         },
         labels="labels.txt" if labels is not None else None,
-        batching=BatchingRecord(
-            max_batch_size=batching.max_batch_size,
-            max_queue_delay_microseconds=delay_us,
-            max_queue_size=batching.max_queue_size,
-            request_timeout_milliseconds=round(duration_seconds(batching.request_timeout) * 1e3),
-        ),
+        batching=batching,
         parity={**report.to_json(), "atol": opt.parity.atol, "rtol": opt.parity.rtol},
         golden=GoldenRecord(
             file="golden.npz", count=golden, atol=opt.parity.atol, rtol=opt.parity.rtol
@@ -308,22 +235,7 @@ def _build(
         tools=_tool_versions(),
     )
     (model_dir / MANIFEST).write_text(manifest.dumps())
-    parity_json: dict[str, Any] = {
-        **report.to_json(),
-        "atol": opt.parity.atol,
-        "rtol": opt.parity.rtol,
-    }
-    store.publish(key, out)
-    return StageResult(
-        uri=store.uri(key),
-        key=key,
-        digest=src.digest,
-        precision=opt.precision.value,
-        size_bytes=size,
-        cache_hit=False,
-        parity=parity_json,
-        seconds=time.monotonic() - started,
-    )
+    shutil.rmtree(work, ignore_errors=True)
 
 
 TERMINATION_LOG = Path("/dev/termination-log")

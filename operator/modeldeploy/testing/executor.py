@@ -248,7 +248,22 @@ class LocalExecutor:
         except Exception:
             log.exception("job %s", job["metadata"]["name"])
 
-    def _env(self, namespace: str, container: dict[str, Any], home: Path) -> dict[str, str]:
+    def _env(
+        self,
+        namespace: str,
+        container: dict[str, Any],
+        home: Path,
+        mounts: dict[str, Path] | None = None,
+    ) -> dict[str, str]:
+        """The container's environment; a declared value naming a path under one of
+        ``mounts`` (mount path → folder) names the folder instead."""
+
+        def mapped(value: str) -> str:
+            for path, folder in (mounts or {}).items():
+                if value == path or value.startswith(path.rstrip("/") + "/"):
+                    return str(folder) + value[len(path.rstrip("/")) :]
+            return value
+
         env = {"PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
         for source in container.get("envFrom") or []:
             ref = source.get("secretRef")
@@ -257,7 +272,7 @@ class LocalExecutor:
                 for key, value in (secret.data or {}).items():
                     env[key] = base64.b64decode(value).decode()
         for item in container.get("env") or []:
-            env[item["name"]] = item.get("value", "")
+            env[item["name"]] = mapped(item.get("value", ""))
         env["MODELDEPLOY_PVC_ROOT"] = str(self.pvc_root)
         env["HOME"] = env["TMPDIR"] = str(home)
         return env
@@ -333,11 +348,16 @@ class LocalExecutor:
             return
 
     def _run_pod(self, job: dict[str, Any], deadline: float) -> int | None:
-        """One attempt; the exit code, or None when the Job's deadline passed."""
+        """One attempt: the init containers in order, then the (first) container, each as a
+        process; the exit code of the last that ran, or None when the Job's deadline passed.
+
+        Like the kubelet, each emptyDir volume is one folder shared by the containers that
+        mount it; the processes see it through the environment: a variable whose value is a
+        mount path, or under one, is rewritten to the folder. (Read-only mounts are not
+        enforced: the processes run as this user.)"""
         meta = job["metadata"]
         namespace = meta["namespace"]
         template = job["spec"]["template"]
-        container = template["spec"]["containers"][0]
         pod_name = f"{meta['name']}-{uuid.uuid4().hex[:5]}"
         labels = {
             **(template.get("metadata", {}).get("labels") or {}),
@@ -362,56 +382,79 @@ class LocalExecutor:
         self.core.create_namespaced_pod(namespace, pod)
         home = self.workdir / pod_name
         home.mkdir(parents=True, exist_ok=True)
-        termination = home / "termination-log"
-        termination.touch()
-        env = self._env(namespace, container, home)
-        env["MODELDEPLOY_TERMINATION_LOG"] = str(termination)
-        command = [*(container.get("command") or []), *(container.get("args") or [])]
-        output = home / "output.log"
-        if self.instant:
-            code, message = 0, json.dumps(self._instant_summary(env))
-        else:
-            with output.open("wb") as out:
-                process = subprocess.Popen(
-                    command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home,
-                    start_new_session=True, preexec_fn=_die_with_parent,
-                )  # fmt: skip
-                try:
-                    code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                    code = -9
-            message = termination.read_text()
-            if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
-                message = output.read_text(errors="replace")[-2048:]
-        timed_out = time.monotonic() >= deadline and code != 0
-        state = {
-            "exitCode": code,
-            "reason": "Completed" if code == 0 else ("DeadlineExceeded" if timed_out else "Error"),
-            "message": message[:4096],
-            "startedAt": _now(),
-            "finishedAt": _now(),
+        steps = [
+            *((c, True) for c in template["spec"].get("initContainers") or []),
+            (template["spec"]["containers"][0], False),
+        ]
+        statuses: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        code: int | None = 0
+        timed_out = False
+        for container, init in steps:
+            if code != 0:
+                statuses[init].append(_waiting(container))
+                continue
+            code, message = self._run_container(namespace, container, home, deadline)
+            timed_out = time.monotonic() >= deadline and code != 0
+            statuses[init].append(
+                {"name": container["name"], "image": container["image"], "imageID": "",
+                 "ready": False, "restartCount": 0,
+                 "state": {"terminated": {
+                     "exitCode": code,
+                     "reason": "Completed" if code == 0 else ("DeadlineExceeded" if timed_out else "Error"),
+                     "message": message[:4096], "startedAt": _now(), "finishedAt": _now()}}}
+            )  # fmt: skip
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": statuses[False],
         }
-        self.core.patch_namespaced_pod_status(
-            pod_name,
-            namespace,
-            {
-                "status": {
-                    "phase": "Succeeded" if code == 0 else "Failed",
-                    "containerStatuses": [
-                        {"name": container["name"], "image": container["image"], "imageID": "",
-                         "ready": False, "restartCount": 0, "state": {"terminated": state}}
-                    ],
-                }
-            },
-        )  # fmt: skip
-        shutil.rmtree(home / "tmp", ignore_errors=True)
+        if statuses[True]:
+            status["initContainerStatuses"] = statuses[True]
+        self.core.patch_namespaced_pod_status(pod_name, namespace, {"status": status})
+        shutil.rmtree(home / "volumes", ignore_errors=True)
         return None if timed_out else code
 
-    def _instant_summary(self, env: dict[str, str]) -> dict[str, Any]:
+    def _run_container(
+        self, namespace: str, container: dict[str, Any], home: Path, deadline: float
+    ) -> tuple[int, str]:
+        """Run one container's command; its exit code and termination message."""
+        own = home / container["name"]
+        own.mkdir(parents=True, exist_ok=True)
+        termination = own / "termination-log"
+        termination.touch()
+        mounts = {
+            m["mountPath"]: home / "volumes" / m["name"]
+            for m in container.get("volumeMounts") or []
+            if not m["name"].startswith("pvc-")  # claims: MODELDEPLOY_PVC_ROOT is the host's
+        }
+        for folder in mounts.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        env = self._env(namespace, container, own, mounts)
+        env["MODELDEPLOY_TERMINATION_LOG"] = str(termination)
+        command = [*(container.get("command") or []), *(container.get("args") or [])]
+        output = own / "output.log"
+        if self.instant:
+            return 0, json.dumps(self._instant_summary(env, container["name"]))
+        with output.open("wb") as out:
+            process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=own,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )  # fmt: skip
+            try:
+                code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                code = -9
+        message = termination.read_text()
+        if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
+            message = output.read_text(errors="replace")[-2048:]
+        return code, message
+
+    def _instant_summary(self, env: dict[str, str], container: str) -> dict[str, Any]:
         if "MODELDEPLOY_DEPLOYMENT" not in env:  # a clean-up Job
             return {"released": env.get("MODELDEPLOY_OWNER", "")}
+        if container != "publish":  # the staging Job's fetch and stage steps
+            return {"status": "Fetched" if container == "fetch" else "Built"}
         doc = json.loads(env["MODELDEPLOY_DEPLOYMENT"])
         name = doc["metadata"]["name"]
         key = f"{name}-{uuid.uuid5(uuid.NAMESPACE_URL, env['MODELDEPLOY_DEPLOYMENT']).hex[:20]}"
@@ -697,6 +740,13 @@ class LocalExecutor:
             services = list(self.services.values())
         for service in services:
             service.close()
+
+
+def _waiting(container: dict[str, Any]) -> dict[str, Any]:
+    """The status of a container that never started, its pod having failed before it."""
+    return {"name": container["name"], "image": container["image"], "imageID": "",
+            "ready": False, "restartCount": 0,
+            "state": {"waiting": {"reason": "PodInitializing"}}}  # fmt: skip
 
 
 def _canary_percent(isvc: dict[str, Any]) -> int | None:
