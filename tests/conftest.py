@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from modeldeploy.testing import Assets, Cluster, ControlPlane, ControlPlaneError, ExistingCluster
+
+if TYPE_CHECKING:
+    from kubernetes import client
+
+    from modeldeploy.testing.processes import LocalStack
+    from tests.operator.conftest import Kube
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,3 +74,71 @@ def namespace(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+# --- The operator's stack: one executor for the session (tests/operator, tests/security) ------
+
+
+@pytest.fixture(scope="session")
+def stack(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    from modeldeploy.testing.controlplane import REPO_ROOT
+    from modeldeploy.testing.demo_model import build_digits_model
+    from modeldeploy.testing.processes import LocalStack
+
+    root = tmp_path_factory.mktemp("stack")
+    stack = LocalStack(control_plane.kubeconfig, root / "work", root / "pvc")
+    control_plane.kubectl(
+        "apply", "--server-side", "-f", str(REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml")
+    )
+    build_digits_model(stack.pvc_root / "models" / "digits" / "model.pt")
+    stack.executor()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def store(namespace: str) -> str:
+    """An artifact store of this test's own: no test sees another's artifacts (cache hits)."""
+    return f"pvc://artifacts/{namespace}"
+
+
+@pytest.fixture
+def store_dir(stack: LocalStack, namespace: str) -> Path:
+    """The folder the executor maps this namespace's prefix of ``store`` to."""
+    return stack.pvc_root / "artifacts" / namespace / namespace
+
+
+@pytest.fixture
+def start_operator(stack: LocalStack, namespace: str, store: str) -> Iterator[Callable[..., Any]]:
+    """Start an operator watching only this test's namespace (more args go to the CLI)."""
+    started = []
+
+    def start(*args: str, namespaces: list[str] | None = None, **kwargs: Any) -> Any:
+        managed = stack.operator(
+            "--artifact-store", store, *args, namespaces=namespaces or [namespace], **kwargs
+        )
+        started.append(managed)
+        return managed
+
+    yield start
+    for managed in started:
+        managed.stop()
+
+
+@pytest.fixture
+def kube(api_client: client.ApiClient, namespace: str) -> Kube:
+    from tests.operator.conftest import Kube
+
+    return Kube(api_client, namespace)
+
+
+@pytest.fixture
+def second_namespace(api_client: client.ApiClient, namespace: str) -> Iterator[str]:
+    """Another fresh namespace, named after the first."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    name = f"{namespace}-b"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)

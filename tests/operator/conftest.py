@@ -7,62 +7,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from modeldeploy.testing import Assets, Cluster
+from modeldeploy.testing import Assets
 from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.demo_model import build_digits_model
 from modeldeploy.testing.processes import LocalStack
 from modeldeploy.testing.prometheus import Prometheus
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
-
-
-@pytest.fixture(scope="session")
-def stack(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    root = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(control_plane.kubeconfig, root / "work", root / "pvc")
-    control_plane.kubectl(
-        "apply", "--server-side", "-f", str(REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml")
-    )
-    build_digits_model(stack.pvc_root / "models" / "digits" / "model.pt")
-    stack.executor()
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture
-def store(namespace: str) -> str:
-    """An artifact store of this test's own: no test sees another's artifacts (cache hits)."""
-    return f"pvc://artifacts/{namespace}"
-
-
-@pytest.fixture
-def store_dir(stack: LocalStack, namespace: str) -> Path:
-    """The folder the executor maps this namespace's prefix of ``store`` to."""
-    return stack.pvc_root / "artifacts" / namespace / namespace
-
-
-@pytest.fixture
-def start_operator(stack: LocalStack, namespace: str, store: str) -> Iterator[Callable[..., Any]]:
-    """Start an operator watching only this test's namespace (more args go to the CLI)."""
-    started = []
-
-    def start(*args: str, namespaces: list[str] | None = None, **kwargs: Any) -> Any:
-        managed = stack.operator(
-            "--artifact-store", store, *args, namespaces=namespaces or [namespace], **kwargs
-        )
-        started.append(managed)
-        return managed
-
-    yield start
-    for managed in started:
-        managed.stop()
 
 
 def digits_spec(**overrides: Any) -> dict[str, Any]:
@@ -168,11 +124,6 @@ class Kube:
     def _dump(self) -> str:
         items = self.custom.list_namespaced_custom_object(*MD[:2], self.namespace, MD[2])["items"]
         return json.dumps([i.get("status") for i in items], indent=1)[:6000]
-
-
-@pytest.fixture
-def kube(api_client: client.ApiClient, namespace: str) -> Kube:
-    return Kube(api_client, namespace)
 
 
 @pytest.fixture(scope="module")

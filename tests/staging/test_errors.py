@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from modeldeploy.staging import errors
-from modeldeploy.staging.stage import stage, write_termination_log
+from modeldeploy.staging.plan import write_termination_log
+from modeldeploy.staging.stage import stage
 from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.staging import models
 from tests.staging.conftest import deployment, digits_deployment

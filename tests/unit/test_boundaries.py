@@ -48,3 +48,19 @@ def test_a_layer_imports_only_what_it_may(layer: str) -> None:
         if module == f"modeldeploy.{other}" or module.startswith(f"modeldeploy.{other}.")
     ]
     assert crossings == []
+
+
+def test_the_staging_steps_that_hold_the_store_never_load_torch() -> None:
+    """``fetch`` and ``publish`` run with the store's credentials; neither may import the
+    machinery that unpickles models (and both start in a fraction of the time)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, modeldeploy.staging.prepare, modeldeploy.staging.publish, modeldeploy.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,5 +1,5 @@
 """Who may take the operator's Lease, decided from the Lease as read and the time (the I/O
-around it is tested with two real operator processes in tests/operator/test_lifecycle.py)."""
+around it is tested with two real operator processes in tests/security/test_split_brain.py)."""
 
 from __future__ import annotations
 

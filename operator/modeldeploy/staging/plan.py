@@ -14,6 +14,7 @@ A staging Job runs three containers (docs/security.md, "The staging pod"):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modeldeploy.artifacts.manifest import RelativePath
-from modeldeploy.staging.errors import UntrustedArtifactError
+from modeldeploy.staging.errors import StagingError, UntrustedArtifactError
 
 PLAN = "plan.json"
 PLAN_MAX_BYTES = 4 * 1024 * 1024
@@ -79,3 +80,29 @@ class StageResult:
             "parity": self.parity,
             "seconds": round(self.seconds, 2),
         }
+
+
+TERMINATION_LOG = Path("/dev/termination-log")
+TERMINATION_LIMIT = 4000
+
+
+def summary_for_error(err: StagingError) -> dict[str, Any]:
+    return {
+        "status": "Failed",
+        "reason": err.reason,
+        "message": str(err),
+        "exitCode": err.exit_code,
+    }
+
+
+def write_termination_log(summary: dict[str, Any], path: Path = TERMINATION_LOG) -> None:
+    """The summary, under Kubernetes' 4 KB limit, where the kubelet reads it (if it exists)."""
+    if not path.exists():
+        return
+    text = json.dumps(summary, separators=(",", ":"))
+    if len(text.encode()) > TERMINATION_LIMIT:
+        excess = len(text.encode()) - TERMINATION_LIMIT + 20
+        message = str(summary.get("message", ""))
+        summary = {**summary, "message": message[: max(0, len(message) - excess)] + " …(truncated)"}
+        text = json.dumps(summary, separators=(",", ":"))
+    path.write_text(text)

@@ -10,14 +10,12 @@ says why); on a laptop :func:`stage` runs them in one process. The same code eit
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -40,7 +38,6 @@ from modeldeploy.staging.errors import (
     LabelsMismatchError,
     ParityError,
     SourceUnavailableError,
-    StagingError,
 )
 from modeldeploy.staging.load import check_declared_format, load_torch
 from modeldeploy.staging.plan import StageResult, StagingPlan
@@ -236,29 +233,3 @@ def build(
     )
     (model_dir / MANIFEST).write_text(manifest.dumps())
     shutil.rmtree(work, ignore_errors=True)
-
-
-TERMINATION_LOG = Path("/dev/termination-log")
-TERMINATION_LIMIT = 4000
-
-
-def summary_for_error(err: StagingError) -> dict[str, Any]:
-    return {
-        "status": "Failed",
-        "reason": err.reason,
-        "message": str(err),
-        "exitCode": err.exit_code,
-    }
-
-
-def write_termination_log(summary: dict[str, Any], path: Path = TERMINATION_LOG) -> None:
-    """The summary, under Kubernetes' 4 KB limit, where the kubelet reads it (if it exists)."""
-    if not path.exists():
-        return
-    text = json.dumps(summary, separators=(",", ":"))
-    if len(text.encode()) > TERMINATION_LIMIT:
-        excess = len(text.encode()) - TERMINATION_LIMIT + 20
-        message = str(summary.get("message", ""))
-        summary = {**summary, "message": message[: max(0, len(message) - excess)] + " …(truncated)"}
-        text = json.dumps(summary, separators=(",", ":"))
-    path.write_text(text)
