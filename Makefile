@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit test-cluster lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu clean
+.PHONY: help install test test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
 
 help: ## List the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,15 @@ test-unit: install ## Run only the tests that need no control plane
 
 test-cluster: install envtest ## Run only the tests against the real control plane
 	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
+
+images: ## Build the operator, staging and runtime (CPU, CUDA) images with podman (installs podman, runc, debootstrap, skopeo if missing)
+	@bash hack/images/build.sh
+
+push: ## Copy the built images to REGISTRY with skopeo (make push REGISTRY=ghcr.io/my-org)
+	@bash hack/images/push.sh
+
+test-images: install ## Run only the image smoke tests (after make images)
+	$(BIN)/pytest tests/images tests/chart/test_versions.py $(PYTEST_ARGS)
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check operator tests

@@ -1,18 +1,28 @@
 # The staging Job's image (modeldeploy[staging]: torch, onnx, onnxruntime, kserve-storage). The
 # only place untrusted pickles are loaded; the Job runs it non-root with a read-only root
-# filesystem and no service-account token.
+# filesystem and no service-account token, its tenant-code step without the store.
 #   docker build -f images/staging.Dockerfile -t ghcr.io/modeldeploy/staging:0.1.0 .
-FROM python:3.11-slim AS build
+# TORCH_INDEX picks PyTorch's CPU wheels (a few hundred MB instead of the CUDA build's GB);
+# `make images` empties it when that index cannot be reached, and PyPI's torch is used.
+ARG BASE=docker.io/library/python:3.11-slim-bookworm
+FROM ${BASE} AS build
+# A CA bundle to trust, mounted by `make images` behind a TLS-intercepting proxy.
+ARG HOST_CA=
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[staging]' --extra-index-url https://download.pytorch.org/whl/cpu
+RUN --mount=type=cache,target=/root/.cache/pip \
+    if [ -n "$HOST_CA" ]; then export PIP_CERT="$HOST_CA"; fi \
+    && python3 -m venv /opt/modeldeploy \
+    && /opt/modeldeploy/bin/pip install --disable-pip-version-check \
+       ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} '.[staging]' \
+    && /opt/modeldeploy/bin/pip uninstall --quiet -y pip
 
-FROM python:3.11-slim
-RUN useradd --uid 65532 --create-home --shell /usr/sbin/nologin modeldeploy
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels 'modeldeploy[staging]' && rm -rf /wheels
+FROM ${BASE}
+RUN useradd --uid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin modeldeploy
+COPY --from=build /opt/modeldeploy /opt/modeldeploy
 USER 65532:65532
-ENV PYTHONUNBUFFERED=1 HOME=/tmp
+ENV PATH=/opt/modeldeploy/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
 ENTRYPOINT ["modeldeploy"]
 CMD ["stage"]
