@@ -56,6 +56,7 @@ from kubernetes.client.rest import ApiException
 
 from modeldeploy.api.serving import TRITON_RUNTIME
 from modeldeploy.testing import triton
+from modeldeploy.testing.containers import Mount, Podman, writable_by_all
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
 from modeldeploy.testing.processes import stop_group
 from modeldeploy.testing.router import WeightedRouter
@@ -89,6 +90,8 @@ class Revision:
     """Where Prometheus scrapes it: Triton's own metrics port, else the HTTP port."""
     ready: bool = False
     failure: str | None = None
+    container: str | None = None
+    """The podman container it runs in, when its runtime's image was built here."""
 
     @property
     def url(self) -> str:
@@ -186,10 +189,9 @@ class Service:
             status.update(url=url, address={"url": url})
         return status
 
-    def close(self) -> None:
+    def close(self, podman: Podman | None) -> None:
         for revision in self.revisions:
-            if revision.process is not None:
-                stop_group(revision.process)
+            stop_revision(revision, podman)
         if self.router is not None:
             self.router.close()
 
@@ -202,6 +204,7 @@ class LocalExecutor:
         workdir: Path,
         instant: bool = False,
         workers: int = 4,
+        containers: bool = True,
     ) -> None:
         self.api = config.new_client_from_config(config_file=str(kubeconfig))
         self.api.configuration.connection_pool_maxsize = 32
@@ -220,6 +223,10 @@ class LocalExecutor:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.bin = Path(sys.executable).parent
+        self.podman = Podman() if containers and not instant and Podman.available() else None
+        """Runs a container from its image when `make images` built it (``containers``)."""
+        if self.podman is not None:
+            self.podman.remove_orphans()
 
     # --- staging Jobs -------------------------------------------------------------------
 
@@ -254,9 +261,11 @@ class LocalExecutor:
         container: dict[str, Any],
         home: Path,
         mounts: dict[str, Path] | None = None,
+        declared_only: bool = False,
     ) -> dict[str, str]:
         """The container's environment; a declared value naming a path under one of
-        ``mounts`` (mount path → folder) names the folder instead."""
+        ``mounts`` (mount path → folder) names the folder instead. ``declared_only``: what the
+        pod declares and its Secrets, nothing of this machine's (for a container)."""
 
         def mapped(value: str) -> str:
             for path, folder in (mounts or {}).items():
@@ -264,7 +273,7 @@ class LocalExecutor:
                     return str(folder) + value[len(path.rstrip("/")) :]
             return value
 
-        env = {"PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
+        env = {} if declared_only else {"PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
         for source in container.get("envFrom") or []:
             ref = source.get("secretRef")
             if ref:
@@ -273,6 +282,8 @@ class LocalExecutor:
                     env[key] = base64.b64decode(value).decode()
         for item in container.get("env") or []:
             env[item["name"]] = mapped(item.get("value", ""))
+        if declared_only:
+            return env
         env["MODELDEPLOY_PVC_ROOT"] = str(self.pvc_root)
         env["HOME"] = env["TMPDIR"] = str(home)
         return env
@@ -393,10 +404,16 @@ class LocalExecutor:
             if code != 0:
                 statuses[init].append(_waiting(container))
                 continue
-            code, message = self._run_container(namespace, container, home, deadline)
+            in_image = self.podman is not None and self.podman.has(container["image"])
+            code, message = self._run_container(
+                namespace, template["spec"], container, home, deadline
+            )
             timed_out = time.monotonic() >= deadline and code != 0
             statuses[init].append(
                 {"name": container["name"], "image": container["image"], "imageID": "",
+                 # as a kubelet says which runtime ran it; a local process has no container
+                 **({"containerID": f"podman://{home.name}-{container['name']}"}
+                    if in_image and not self.instant else {}),
                  "ready": False, "restartCount": 0,
                  "state": {"terminated": {
                      "exitCode": code,
@@ -414,13 +431,21 @@ class LocalExecutor:
         return None if timed_out else code
 
     def _run_container(
-        self, namespace: str, container: dict[str, Any], home: Path, deadline: float
+        self,
+        namespace: str,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        home: Path,
+        deadline: float,
     ) -> tuple[int, str]:
-        """Run one container's command; its exit code and termination message."""
+        """Run one container, from its image when it was built here, else as a process; its
+        exit code and termination message."""
         own = home / container["name"]
         own.mkdir(parents=True, exist_ok=True)
         termination = own / "termination-log"
         termination.touch()
+        if self.podman is not None and not self.instant and self.podman.has(container["image"]):
+            return self._run_image(namespace, pod, container, home, deadline)
         mounts = {
             m["mountPath"]: home / "volumes" / m["name"]
             for m in container.get("volumeMounts") or []
@@ -447,6 +472,51 @@ class LocalExecutor:
                 code = -9
         message = termination.read_text()
         if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
+            message = output.read_text(errors="replace")[-2048:]
+        return code, message
+
+    def _run_image(
+        self,
+        namespace: str,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        home: Path,
+        deadline: float,
+    ) -> tuple[int, str]:
+        """One container from its image (``modeldeploy.testing.containers``)."""
+        assert self.podman is not None
+        own = home / container["name"]
+        termination = own / "termination-log"
+        termination.chmod(0o666)
+        volumes = {v["name"]: v for v in pod.get("volumes") or []}
+        mounts = [Mount(termination, "/dev/termination-log", read_only=False)]
+        for mount in container.get("volumeMounts") or []:
+            claim = (volumes[mount["name"]].get("persistentVolumeClaim") or {}).get("claimName")
+            host = self.pvc_root / claim if claim else home / "volumes" / mount["name"]
+            read_only = bool(mount.get("readOnly"))
+            if read_only:
+                host.mkdir(parents=True, exist_ok=True)
+            else:
+                writable_by_all(host)
+            mounts.append(Mount(host, mount["mountPath"], read_only))
+        env = self._env(namespace, container, own, declared_only=True)
+        name = f"{home.name}-{container['name']}"
+        output = own / "output.log"
+        with output.open("wb") as out:
+            process = subprocess.Popen(
+                self.podman.command(name, pod, container, env, mounts), env=self.podman.env,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+            try:
+                code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.podman.remove(name)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                code = -9
+        message = termination.read_text()
+        if not message and code != 0:
             message = output.read_text(errors="replace")[-2048:]
         return code, message
 
@@ -478,7 +548,7 @@ class LocalExecutor:
             with self.lock:
                 service = self.services.pop(key, None)
             if service is not None:
-                service.close()
+                service.close(self.podman)
             with contextlib.suppress(ApiException):  # no garbage collector here
                 self.apps.delete_namespaced_deployment(
                     f"{meta['name']}-predictor", meta["namespace"]
@@ -557,6 +627,8 @@ class LocalExecutor:
                     revision.failure = f"revision {revision.name} cannot start Triton: {err}"
                     self._publish(isvc)
                     return
+            elif (image := self._runtime_image(revision.runtime)) is not None:
+                command, env = self._predictor_container(image, path, meta["namespace"], revision)
             with logfile.open("wb") as out:
                 revision.process = subprocess.Popen(
                     command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -566,8 +638,7 @@ class LocalExecutor:
             deadline = time.monotonic() + 120
             while not _ok(ready_path):
                 if revision.process.poll() is not None or time.monotonic() > deadline:
-                    stop_group(revision.process)
-                    revision.process = None
+                    stop_revision(revision, self.podman)
                     revision.failure = (
                         f"revision {revision.name} did not become ready: "
                         + logfile.read_text(errors="replace")[-1500:]
@@ -580,6 +651,40 @@ class LocalExecutor:
         log.info("isvc %s/%s revision %s ready (%s)", meta["namespace"], meta["name"],
                  revision.name, revision.storage_uri)  # fmt: skip
         self._publish(isvc)
+
+    def _runtime_image(self, runtime: str) -> dict[str, Any] | None:
+        """The ServingRuntime's container, when its image was built here and podman runs it."""
+        if self.podman is None or not runtime:
+            return None
+        try:
+            found = self.custom.get_cluster_custom_object(
+                "serving.kserve.io", "v1alpha1", "clusterservingruntimes", runtime
+            )
+        except ApiException:
+            return None
+        containers = (found.get("spec") or {}).get("containers") or []
+        if not containers or not self.podman.has(containers[0]["image"]):
+            return None
+        return dict(containers[0])
+
+    def _predictor_container(
+        self, container: dict[str, Any], artifact: Path, namespace: str, revision: Revision
+    ) -> tuple[list[str], dict[str, str]]:
+        """The predictor pod's container from the runtime's image, as KServe defines it: the
+        artifact at /mnt/models (read-only, as the storage initializer leaves it), the
+        runtime's own volumes, its ports 8080 and 8081 published on the revision's ports."""
+        assert self.podman is not None
+        name = f"{namespace}-{revision.name}-{uuid.uuid4().hex[:5]}"
+        volumes = self.workdir / f"{name}-volumes"
+        mounts = [Mount(artifact, "/mnt/models", read_only=True)]
+        for mount in container.get("volumeMounts") or []:
+            host = volumes / mount["name"]
+            writable_by_all(host)
+            mounts.append(Mount(host, mount["mountPath"], bool(mount.get("readOnly"))))
+        env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+        publish = {revision.http_port: 8080, revision.grpc_port: 8081}
+        revision.container = name
+        return self.podman.command(name, {}, container, env, mounts, publish), self.podman.env
 
     def _triton(
         self, artifact: Path, namespace: str, revision: Revision
@@ -610,8 +715,7 @@ class LocalExecutor:
             retired = service.retire({r.name for r, _, _ in traffic})
             status = service.status(traffic)
         for revision in retired:
-            if revision.process is not None:
-                stop_group(revision.process)
+            stop_revision(revision, self.podman)
         if not knative and not self.instant:
             self._predictor_deployment(isvc, service)
         self._patch_isvc_status(isvc, status)
@@ -739,7 +843,17 @@ class LocalExecutor:
         with self.lock:
             services = list(self.services.values())
         for service in services:
-            service.close()
+            service.close(self.podman)
+
+
+def stop_revision(revision: Revision, podman: Podman | None) -> None:
+    """Stop a revision's process, and its container if it runs in one (podman's client passes
+    SIGTERM on; a client killed before the container stopped leaves it behind)."""
+    if revision.process is not None:
+        stop_group(revision.process)
+        revision.process = None
+    if revision.container is not None and podman is not None:
+        podman.remove(revision.container)
 
 
 def _waiting(container: dict[str, Any]) -> dict[str, Any]:
@@ -776,10 +890,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pvc-root", type=Path, required=True, help="folder of pvc://<claim>/")
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--instant", action="store_true", help="answer without running anything")
+    parser.add_argument(
+        "--no-containers",
+        action="store_true",
+        help="run every container as a local process, even where `make images` built its image",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s executor %(message)s")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    executor = LocalExecutor(args.kubeconfig, args.pvc_root, args.workdir, instant=args.instant)
+    executor = LocalExecutor(
+        args.kubeconfig,
+        args.pvc_root,
+        args.workdir,
+        instant=args.instant,
+        containers=not args.no_containers
+        and os.environ.get("MODELDEPLOY_EXECUTOR_CONTAINERS") != "0",
+    )
     signal.signal(signal.SIGTERM, lambda *_: executor.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: executor.stopping.set())
     try:
