@@ -5,11 +5,19 @@ the predictor answers through the InferenceService's URL from its container."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import pytest
 
 from modeldeploy.testing.demo_model import digit_png
 from tests.images.test_images import image, podman
 from tests.operator.conftest import Kube, digits_spec
+
+if os.environ.get("MODELDEPLOY_EXECUTOR_CONTAINERS") == "0":
+    pytest.skip(
+        "MODELDEPLOY_EXECUTOR_CONTAINERS=0: the executor runs processes", allow_module_level=True
+    )
 
 
 def test_a_deployment_is_served_from_the_built_runtime_image_and_answers_through_kserve_s_url(
