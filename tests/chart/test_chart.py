@@ -204,3 +204,97 @@ def test_install_then_upgrade_to_namespaced(control_plane: Cluster) -> None:
     gone = control_plane.kubectl("get", "clusterrole", f"{name}-cluster", check=False)
     assert gone.returncode != 0
     assert get("crd", "modeldeployments.modeldeploy.io")
+
+
+def test_every_object_says_helm_manages_it() -> None:
+    for doc in render():
+        labels = doc["metadata"].get("labels") or {}
+        assert labels.get("app.kubernetes.io/managed-by") == "Helm", doc["metadata"]["name"]
+
+
+def test_name_overrides_rename_everything_and_keep_names_valid() -> None:
+    renamed = render("--set", "nameOverride=mdop")
+    assert by_kind(renamed, "Deployment")[0]["metadata"]["name"] == "md-mdop"
+    selector = by_kind(renamed, "Deployment")[0]["spec"]["selector"]["matchLabels"]
+    assert selector["app.kubernetes.io/name"] == "mdop"
+    full = render("--set", "fullnameOverride=serving-operator")
+    names = {d["metadata"]["name"] for d in full if d["kind"] != "CustomResourceDefinition"}
+    assert {"serving-operator", "serving-operator-cluster"} <= names
+    assert by_kind(full, "ServiceAccount")[0]["metadata"]["name"] == "serving-operator"
+
+
+def test_an_existing_service_account_is_used_and_annotations_reach_the_chart_s_own() -> None:
+    own = render(
+        "--set", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/md"
+    )
+    (account,) = by_kind(own, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/md"
+    }
+    theirs = render(
+        "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=platform-md"
+    )
+    assert by_kind(theirs, "ServiceAccount") == []
+    pod = by_kind(theirs, "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "platform-md"
+    subjects = [s for b in by_kind(theirs, "ClusterRoleBinding") for s in b["subjects"]]
+    assert {s["name"] for s in subjects} == {"platform-md"}
+    missing = helm("template", "md", str(CHART), "--set", "serviceAccount.create=false")
+    assert missing.returncode != 0
+    assert "serviceAccount.name is required when serviceAccount.create is false" in missing.stderr
+
+
+def test_pod_pull_secrets_reach_the_operator_s_settings() -> None:
+    docs = render("--set", "podImagePullSecrets={ghcr-pull,mirror-pull}")
+    container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELDEPLOY_IMAGE_PULL_SECRETS"] == "ghcr-pull,mirror-pull"
+    assert "MODELDEPLOY_IMAGE_PULL_SECRETS" not in {
+        e["name"] for e in by_kind(render(), "Deployment")[0]["spec"]["template"]["spec"][
+            "containers"][0]["env"]}  # fmt: skip
+
+
+def parent_chart(root: Path) -> Path:
+    """An umbrella chart with this one as a dependency, as a platform team would write it."""
+    parent = root / "platform"
+    parent.mkdir()
+    (parent / "Chart.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v2", "name": "platform", "version": "1.0.0",
+        "dependencies": [{"name": "modeldeploy", "version": "0.1.0",
+                          "repository": f"file://{CHART}", "alias": "serving"}],
+    }))  # fmt: skip
+    (parent / "values.yaml").write_text(yaml.safe_dump({
+        "global": {"imageRegistry": "registry.example.com", "storageClass": "fast"},
+        "serving": {"nameOverride": "serving", "replicas": 2},
+    }))  # fmt: skip
+    built = helm("dependency", "update", str(parent))
+    assert built.returncode == 0, built.stderr
+    return parent
+
+
+def test_the_chart_works_as_a_subchart_with_global_values(tmp_path: Path) -> None:
+    parent = parent_chart(tmp_path)
+    linted = helm("lint", "--strict", str(parent))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    result = helm("template", "p", str(parent), "-n", "platform")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    deployment = by_kind(docs, "Deployment")[0]
+    assert deployment["metadata"]["name"] == "p-serving"
+    assert "--leader-election" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_chart_installs_as_a_subchart(control_plane: Cluster, tmp_path: Path) -> None:
+    parent = parent_chart(tmp_path)
+    suffix = uuid.uuid4().hex[:6]
+    namespace, release = f"platform-{suffix}", f"p{suffix}"
+    control_plane.kubectl("create", "namespace", namespace)
+    installed = helm("install", release, str(parent), "-n", namespace, "--take-ownership",
+                     kubeconfig=control_plane.kubeconfig)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    deployment = json.loads(control_plane.kubectl(
+        "get", "deployment", f"{release}-serving", "-n", namespace, "-o", "json").stdout)  # fmt: skip
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    removed = helm("uninstall", release, "-n", namespace, kubeconfig=control_plane.kubeconfig)
+    assert removed.returncode == 0, removed.stderr

@@ -29,6 +29,7 @@ def operator_shaped_isvc(name: str = "resnet50") -> dict[str, Any]:
         "spec": {
             "predictor": {
                 "automountServiceAccountToken": False,
+                "imagePullSecrets": [{"name": "ghcr-pull"}],
                 "minReplicas": 1,
                 "maxReplicas": 4,
                 "scaleMetric": "concurrency",

@@ -557,3 +557,36 @@ def test_operator_refuses_an_unsupported_store() -> None:
     result = CliRunner().invoke(app, ["operator", "--artifact-store", "gs://bucket/x"])
     assert result.exit_code == 2
     assert "use s3://bucket/prefix or pvc://claim/prefix" in result.output
+
+
+def test_pull_secrets_reach_every_staging_job_and_predictor_pod() -> None:
+    config = OperatorConfig.from_env(
+        {"MODELDEPLOY_ARTIFACT_STORE": "pvc://artifacts/store",
+         "MODELDEPLOY_IMAGE_PULL_SECRETS": "ghcr-pull, mirror-pull"}
+    )  # fmt: skip
+    assert config.image_pull_secrets == ("ghcr-pull", "mirror-pull")
+    wanted = [{"name": "ghcr-pull"}, {"name": "mirror-pull"}]
+    job = build_staging_job(example(), UID, config)
+    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == wanted
+    cleanup = build_cleanup_job(example(), UID, config)
+    assert cleanup["spec"]["template"]["spec"]["imagePullSecrets"] == wanted
+    # Through the plan: the staging Job, then the InferenceService once the artifact is staged.
+    body = body_of(example())
+    first = plan(observed(body), config, NOW)
+    assert first.create_job is not None
+    assert first.create_job["spec"]["template"]["spec"]["imagePullSecrets"] == wanted
+    body["status"] = first.status
+    done_job = {
+        **first.create_job,
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    summary = {**SUMMARY, "uri": f"{config.tenant_store('demo')}/{SUMMARY['key']}"}
+    done = plan(observed(body, jobs=[done_job], outcome=staging_outcome(done_job, json.dumps(summary))),
+                config, NOW)  # fmt: skip
+    assert done.apply_isvc is not None
+    assert done.apply_isvc["spec"]["predictor"]["imagePullSecrets"] == wanted
+    # None configured: no field at all, as before.
+    assert (
+        "imagePullSecrets"
+        not in build_staging_job(example(), UID, CONFIG)["spec"]["template"]["spec"]
+    )

@@ -130,6 +130,10 @@ class OperatorConfig:
     """Module prefixes a ``state_dict`` entrypoint may come from; others are refused
     (``EntrypointRefused``) before a staging Job exists, and again inside the Job."""
 
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets (in each ModelDeployment's namespace) for pulling the staging and runtime images:
+    given to every staging Job and predictor pod."""
+
     analysis_timeout_seconds: float = 10.0
     """Longest one Prometheus query or one golden request may take."""
 
@@ -176,6 +180,7 @@ class OperatorConfig:
             "gateway": ("MODELDEPLOY_GATEWAY", str),
             "route_domain": ("MODELDEPLOY_ROUTE_DOMAIN", str),
             "entrypoint_modules": (entrypoints.ENV, _comma_list),
+            "image_pull_secrets": ("MODELDEPLOY_IMAGE_PULL_SECRETS", _comma_list),
             "prometheus_allowed": ("MODELDEPLOY_PROMETHEUS_ALLOWED", _comma_list),
             "unconfined_queries": (
                 "MODELDEPLOY_UNCONFINED_QUERIES",

@@ -63,12 +63,14 @@ def build_inference_service(
     canary_percent: int | None = None,
     isvc_name: str | None = None,
     role: str | None = None,
+    pull_secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The InferenceService for ``deployment`` serving the artifact at ``artifact_uri``.
 
     ``revision`` labels the predictor pods (for the analysis's metric queries);
     ``canary_percent`` is Knative mode's ``canaryTrafficPercent`` (None: all traffic to the
-    latest ready revision); ``isvc_name``/``role`` name Standard mode's separate canary.
+    latest ready revision); ``isvc_name``/``role`` name Standard mode's separate canary;
+    ``pull_secrets`` become the predictor pods' imagePullSecrets.
     """
     name = deployment.metadata.name
     serving = deployment.spec.serving
@@ -100,6 +102,8 @@ def build_inference_service(
         # (or whoever gets into its process) cannot act as the namespace's default account.
         "automountServiceAccountToken": False,
     }
+    if pull_secrets:
+        predictor["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
     if revision is not None:
         predictor["labels"] = {naming.DEPLOYMENT_LABEL: name, naming.REVISION_LABEL: revision}
     if canary_percent is not None:

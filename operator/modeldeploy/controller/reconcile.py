@@ -483,11 +483,22 @@ def _roll_out(
     if knative:
         uri = decision.knative_uri
         result.apply_isvc = build_inference_service(
-            deployment, uid, uri, runtime, revision_of.get(uri), decision.canary_percent
+            deployment,
+            uid,
+            uri,
+            runtime,
+            revision_of.get(uri),
+            decision.canary_percent,
+            pull_secrets=config.image_pull_secrets,
         )
         return decision
     result.apply_isvc = build_inference_service(
-        deployment, uid, decision.stable_uri, runtime, revision_of.get(decision.stable_uri)
+        deployment,
+        uid,
+        decision.stable_uri,
+        runtime,
+        revision_of.get(decision.stable_uri),
+        pull_secrets=config.image_pull_secrets,
     )
     if decision.canary_isvc:
         result.apply_canary = build_inference_service(
@@ -498,6 +509,7 @@ def _roll_out(
             digest,
             isvc_name=naming.canary_name(name),
             role=naming.CANARY,
+            pull_secrets=config.image_pull_secrets,
         )
     elif observed.canary_isvc is not None:
         result.delete_canary = True

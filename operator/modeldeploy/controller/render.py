@@ -36,5 +36,7 @@ def render_objects(
     )
     return [
         build_staging_job(deployment, PLACEHOLDER_UID, config),
-        build_inference_service(deployment, PLACEHOLDER_UID, uri, runtime),
+        build_inference_service(
+            deployment, PLACEHOLDER_UID, uri, runtime, pull_secrets=config.image_pull_secrets
+        ),
     ]

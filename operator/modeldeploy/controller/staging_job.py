@@ -88,6 +88,11 @@ def _job(
                     if config.staging_runtime_class
                     else {}
                 ),
+                **(
+                    {"imagePullSecrets": [{"name": n} for n in config.image_pull_secrets]}
+                    if config.image_pull_secrets
+                    else {}
+                ),
                 **({"initContainers": init_containers} if init_containers else {}),
                 "containers": containers,
                 "volumes": volumes,
