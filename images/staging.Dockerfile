@@ -1,4 +1,4 @@
-# The staging Job's image (modeldeploy[staging]: torch, onnx, onnxruntime, kserve-storage). The
+# The staging Job's image (modeldeploy[staging]: torch, torchvision, onnx, onnxruntime, kserve-storage). The
 # only place untrusted pickles are loaded; the Job runs it non-root with a read-only root
 # filesystem and no service-account token, its tenant-code step without the store.
 #   docker build -f images/staging.Dockerfile -t ghcr.io/modeldeploy/staging:0.1.0 .
