@@ -1,6 +1,6 @@
-# The staging Job's image (modeldeploy[staging]: torch, torchvision, onnx, onnxruntime, kserve-storage). The
-# only place untrusted pickles are loaded; the Job runs it non-root with a read-only root
-# filesystem and no service-account token, its tenant-code step without the store.
+# The staging Job's image (modeldeploy[staging]: torch, torchvision, onnx, onnxruntime,
+# kserve-storage). The only place untrusted pickles are loaded; the Job runs it non-root with a
+# read-only root filesystem and no service-account token, its tenant-code step without the store.
 #   docker build -f images/staging.Dockerfile -t ghcr.io/modeldeploy/staging:0.1.0 .
 # TORCH_INDEX picks PyTorch's CPU wheels (a few hundred MB instead of the CUDA build's GB);
 # `make images` empties it when that index cannot be reached, and PyPI's torch is used.
