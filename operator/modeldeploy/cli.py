@@ -464,19 +464,27 @@ def render(
 # --- rollout control ------------------------------------------------------------------------------
 
 NamespaceOption = Annotated[
-    str, typer.Option("--namespace", "-n", help="Namespace of the ModelDeployment.")
+    str | None,
+    typer.Option(
+        "--namespace", "-n", help="Namespace of the ModelDeployment; default: the context's."
+    ),
 ]
 KubeconfigOption = Annotated[
     Path | None, typer.Option(help="Default: in-cluster credentials, else $KUBECONFIG.")
 ]
+ContextOption = Annotated[
+    str | None, typer.Option("--context", help="The kubeconfig context; default: the current.")
+]
 NameArgument = Annotated[str, typer.Argument(help="The ModelDeployment's name.")]
 
 
-def _rollout_command(action: str, name: str, namespace: str, kubeconfig: Path | None) -> None:
+def _rollout_command(
+    action: str, name: str, namespace: str | None, kubeconfig: Path | None, context: str | None
+) -> None:
     from modeldeploy.rollout_control import RolloutControlError, describe, request
 
     try:
-        body = request(action, name, namespace, kubeconfig)
+        body = request(action, name, namespace, kubeconfig, context)
     except RolloutControlError as err:
         typer.echo(f"modeldeploy {action}: {err}", err=True)
         raise typer.Exit(code=1) from err
@@ -484,35 +492,35 @@ def _rollout_command(action: str, name: str, namespace: str, kubeconfig: Path | 
 
 
 @app.command()
-def status(name: NameArgument, namespace: NamespaceOption = "default",
-           kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+def status(name: NameArgument, namespace: NamespaceOption = None,
+           kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
     """Print a ModelDeployment's rollout: phase, step, weights, the last analysis numbers."""
-    _rollout_command("status", name, namespace, kubeconfig)
+    _rollout_command("status", name, namespace, kubeconfig, context)
 
 
 @app.command()
-def promote(name: NameArgument, namespace: NamespaceOption = "default",
-            kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+def promote(name: NameArgument, namespace: NamespaceOption = None,
+            kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
     """Promote the canary now, skipping the remaining steps (annotation modeldeploy.io/promote)."""
-    _rollout_command("promote", name, namespace, kubeconfig)
+    _rollout_command("promote", name, namespace, kubeconfig, context)
 
 
 @app.command()
-def abort(name: NameArgument, namespace: NamespaceOption = "default",
-          kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+def abort(name: NameArgument, namespace: NamespaceOption = None,
+          kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
     """Send all traffic back to stable and fail the rollout (annotation modeldeploy.io/abort)."""
-    _rollout_command("abort", name, namespace, kubeconfig)
+    _rollout_command("abort", name, namespace, kubeconfig, context)
 
 
 @app.command()
-def pause(name: NameArgument, namespace: NamespaceOption = "default",
-          kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+def pause(name: NameArgument, namespace: NamespaceOption = None,
+          kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
     """Hold the rollout at its step and weights (annotation modeldeploy.io/pause=true)."""
-    _rollout_command("pause", name, namespace, kubeconfig)
+    _rollout_command("pause", name, namespace, kubeconfig, context)
 
 
 @app.command()
-def resume(name: NameArgument, namespace: NamespaceOption = "default",
-           kubeconfig: KubeconfigOption = None) -> None:  # fmt: skip
+def resume(name: NameArgument, namespace: NamespaceOption = None,
+           kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
     """Resume a paused rollout; the current step's pause starts again."""
-    _rollout_command("resume", name, namespace, kubeconfig)
+    _rollout_command("resume", name, namespace, kubeconfig, context)
