@@ -42,8 +42,11 @@ def validate(
 ) -> None:
     """Check ModelDeployment files against the API; print every problem with its field path.
 
-    Exits 0 when every document is valid, 2 when any is not.
+    Other kinds in a bundle (a Namespace, a Secret) are skipped and named. Exits 0 when every
+    ModelDeployment is valid, 2 when any is not or a file holds none.
     """
+    from modeldeploy.api.modeldeployment import KIND
+
     invalid = 0
     for file in files:
         name = "<stdin>" if str(file) == "-" else str(file)
@@ -54,11 +57,15 @@ def validate(
             typer.echo(f"{name}: cannot read: {err}", err=True)
             invalid += 1
             continue
-        if not docs:
-            typer.echo(f"{name}: no documents", err=True)
+        others = [d for d in docs if _other_kind(d, KIND)]
+        if len(others) == len(docs):
+            typer.echo(f"{name}: no ModelDeployment", err=True)
             invalid += 1
         for index, doc in enumerate(docs):
             where = name if len(docs) == 1 else f"{name}[{index}]"
+            if doc in others:
+                typer.echo(f"{where}: skipped {_other_kind(doc, KIND)} (not a ModelDeployment)")
+                continue
             problems = validate_document(doc)
             if problems:
                 invalid += 1
@@ -69,6 +76,14 @@ def validate(
                 typer.echo(f"{where}: ModelDeployment {label} is valid")
     if invalid:
         raise typer.Exit(code=2)
+
+
+def _other_kind(doc: Any, kind: str) -> str | None:
+    """``Kind name`` of a well-formed object of another kind, which ``validate`` skips; None for
+    a ModelDeployment, or for anything that does not say what it is (which is refused)."""
+    if not isinstance(doc, dict) or not doc.get("apiVersion") or doc.get("kind") in (None, kind):
+        return None
+    return f"{doc['kind']} {(doc.get('metadata') or {}).get('name', '?')}"
 
 
 class StagingStep(StrEnum):

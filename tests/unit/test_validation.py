@@ -170,3 +170,32 @@ def test_a_query_on_a_metric_the_runtime_does_not_export_is_refused_where_it_is(
     problems = validate_document(doc)
     assert len(problems) == 2
     assert all("exported by the modeldeploy-onnx runtime only" in p.message for p in problems)
+
+
+def test_cli_skips_other_kinds_in_a_bundle_and_still_judges_the_modeldeployments(
+    tmp_path: Path,
+) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}
+    bad = valid_doc()
+    bad["spec"]["serving"] = {"resources": {"gpuType": "NVIDIA-A100"}}
+    bundle = tmp_path / "bundle.yaml"
+    bundle.write_text(yaml.safe_dump_all([namespace, valid_doc()]))
+    ok = run_cli("validate", str(bundle))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == [
+        f"{bundle}[0]: skipped Namespace demo (not a ModelDeployment)",
+        f"{bundle}[1]: ModelDeployment classifier is valid",
+    ]
+    bundle.write_text(yaml.safe_dump_all([namespace, bad]))
+    refused = run_cli("validate", str(bundle))
+    assert refused.returncode == 2
+    assert f"{bundle}[1]: spec.serving.resources.gpuType" in refused.stderr
+    only = tmp_path / "only.yaml"
+    only.write_text(yaml.safe_dump(namespace))
+    none = run_cli("validate", str(only))
+    assert none.returncode == 2
+    assert none.stderr.strip() == f"{only}: no ModelDeployment"
+    # Something that says nothing of its kind is still judged (and refused), never skipped.
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump({"metadata": {"name": "x"}}))
+    assert run_cli("validate", str(unknown)).returncode == 2
