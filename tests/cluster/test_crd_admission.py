@@ -166,6 +166,7 @@ def test_kubectl_get_mdep_prints_our_columns(control_plane: Any, namespace: str)
                     "url": "http://columns.example.com",
                     # stable still serves fp32 while the fp16 spec's canary rolls out
                     "precision": "fp32",
+                    "rollout": {"phase": "Progressing", "step": 1},
                     "conditions": [
                         {
                             "type": "Ready",
@@ -179,12 +180,16 @@ def test_kubectl_get_mdep_prints_our_columns(control_plane: Any, namespace: str)
         ),
     )
     table = control_plane.kubectl("get", "mdep", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "PRECISION", "TRAFFIC", "URL", "AGE"]
-    assert table[1].split()[:5] == [
+    assert table[0].split() == [
+        "NAME", "READY", "REASON", "PRECISION", "TRAFFIC", "PHASE", "URL", "AGE"
+    ]  # fmt: skip
+    assert table[1].split()[:7] == [
         "columns",
         "True",
+        "Serving",
         "fp32",
         "75/25",
+        "Progressing",
         "http://columns.example.com",
     ]
     # The short name and the category both reach it.

@@ -45,7 +45,7 @@ def test_names_and_subresources() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Precision", "Traffic", "URL", "Age"]
+    assert columns == ["Ready", "Reason", "Precision", "Traffic", "Phase", "URL", "Age"]
 
 
 def test_schema_is_structural_and_described() -> None:

@@ -38,6 +38,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Whether the model serves the desired artifact.",
     },
     {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why it is (not) ready, in one word (docs/operator.md lists them).",
+    },
+    {
         "name": "Precision",
         "type": "string",
         "jsonPath": ".status.precision",
@@ -48,6 +54,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "string",
         "jsonPath": ".status.traffic.split",
         "description": "Percent of traffic on stable/canary.",
+    },
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.rollout.phase",
+        "description": "The rollout's phase: Progressing, Paused, Promoted, RolledBack, …",
     },
     {
         "name": "URL",
