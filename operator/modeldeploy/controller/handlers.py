@@ -392,6 +392,9 @@ async def _converge_or_schedule(
                 return
             logger.info(f"retrying in {delay}s: {err}")
             await asyncio.sleep(delay)
+        except Exception:  # a refused write (422), a bug: counted, then kopf logs it
+            metrics.RECONCILIATIONS.labels("permanent_error").inc()
+            raise
 
 
 def _on_elected(state: State) -> Any:

@@ -11,11 +11,11 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 RECONCILIATIONS = Counter(
     "modeldeploy_operator_reconciliations",
-    "Reconciliations of a ModelDeployment, by result.",
+    "Reconciliations of a ModelDeployment, by result (ok, transient_error, permanent_error).",
     ["result"],
 )
 RECONCILE_SECONDS = Histogram(
-    "modeldeploy_operator_reconcile_seconds",
+    "modeldeploy_operator_reconcile_duration_seconds",
     "Time one reconciliation took, analysis included.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
@@ -28,7 +28,7 @@ ANALYSES = Counter(
     "modeldeploy_operator_analysis_runs", "Canary analysis runs, by verdict.", ["passed"]
 )
 ANALYSIS_SECONDS = Histogram(
-    "modeldeploy_operator_analysis_seconds",
+    "modeldeploy_operator_analysis_duration_seconds",
     "Time one analysis run took (golden requests and Prometheus queries).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
