@@ -204,6 +204,8 @@ def test_install_then_upgrade_to_namespaced(control_plane: Cluster) -> None:
     gone = control_plane.kubectl("get", "clusterrole", f"{name}-cluster", check=False)
     assert gone.returncode != 0
     assert get("crd", "modeldeployments.modeldeploy.io")
+    # The runtime stays too: InferenceServices elsewhere may still name it.
+    assert get("clusterservingruntime", "modeldeploy-onnx")
 
 
 def test_every_object_says_helm_manages_it() -> None:
@@ -298,3 +300,11 @@ def test_the_chart_installs_as_a_subchart(control_plane: Cluster, tmp_path: Path
     assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     removed = helm("uninstall", release, "-n", namespace, kubeconfig=control_plane.kubeconfig)
     assert removed.returncode == 0, removed.stderr
+
+
+def test_the_runtime_outlives_an_uninstall_unless_told_otherwise() -> None:
+    (kept,) = [d for d in render() if d["kind"] == "ClusterServingRuntime"]
+    assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    (plain,) = [d for d in render("--set", "runtime.keepOnUninstall=false")
+                if d["kind"] == "ClusterServingRuntime"]  # fmt: skip
+    assert "helm.sh/resource-policy" not in plain["metadata"]["annotations"]
