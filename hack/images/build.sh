@@ -54,6 +54,7 @@ local_base() { # a Debian bookworm base with python3, made once
 
 mkdir -p "$cache"
 need_tools
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 args=()
 if [[ -n ${BASE:-} ]]; then
   base=$BASE
@@ -104,6 +105,13 @@ data[name] = {"tag": tag, "seconds": int(seconds), "bytes": int(size), "base": b
 json.dump(data, open(path, "w"), indent=1, sort_keys=True)
 PY
 done
+
+# After building them all, untagged images older than this build are earlier builds' leftovers
+# (a staging build leaves two of 6 GB); this build's own build stages stay, so the next rebuild
+# still finds its cache. (Building some of them prunes nothing: the others' cache is older.)
+if [[ -z ${IMAGES:-} ]]; then
+  podman image prune -f --filter "until=$started" >/dev/null
+fi
 
 # The table docs/benchmarks.md quotes: what each image weighs, its first and its latest build.
 python3 - "$record" <<'PY'
