@@ -35,10 +35,13 @@ def test_demo_deploys_serves_and_refuses() -> None:
     assert re.search(r"top-1: seven\s+0\.9\d+|top-1: seven\s+1\.0000", out), out
     assert len(re.findall(r"top-\d: ", out)) == 5
     table = out.split("== kubectl get mdep,isvc -n demo", 1)[1].splitlines()
-    assert table[1].split()[:5] == ["NAME", "READY", "PRECISION", "TRAFFIC", "URL"]
-    assert table[2].split()[:4] == [
+    assert table[1].split()[:7] == [
+        "NAME", "READY", "REASON", "PRECISION", "TRAFFIC", "PHASE", "URL"
+    ]  # fmt: skip
+    assert table[2].split()[:5] == [  # no rollout yet: the Phase column is empty
         "modeldeployment.modeldeploy.io/digits",
         "True",
+        "InferenceServiceReady",
         "fp32",
         "100/0",
     ]
