@@ -170,6 +170,10 @@ def test_install_then_upgrade_to_namespaced(control_plane: Cluster) -> None:
                      kubeconfig=kubeconfig)  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     assert f"kubectl -n {release_ns} rollout status deployment/{name}" in installed.stdout
+    # The next commands work from anywhere: no source checkout, no URL of a branch.
+    assert "modeldeploy validate my-model.yaml" in installed.stdout
+    assert "raw.githubusercontent.com" not in installed.stdout
+    assert "-f charts/modeldeploy" not in installed.stdout
 
     def get(*args: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
