@@ -177,8 +177,8 @@ def stage(
         parsed = parse(yaml.safe_load(text))
         if step != StagingStep.BUILD and not dest:
             raise OSError("--dest (or $MODELDEPLOY_ARTIFACT_STORE) is required")
-        needs = {StagingStep.FETCH: [inputs], StagingStep.BUILD: [inputs, staged]}
-        if None in needs.get(step, [inputs, staged] if step == StagingStep.PUBLISH else []):
+        one_step = step != StagingStep.ALL
+        if one_step and (inputs is None or (step != StagingStep.FETCH and staged is None)):
             raise OSError(f"--step {step.value} needs --inputs and, after fetch, --staged")
     except (OSError, yaml.YAMLError, InvalidSpecError) as err:
         summary = {"status": "Failed", "reason": "InvalidSpec", "message": str(err), "exitCode": 2}

@@ -23,7 +23,8 @@ if os.environ.get("MODELDEPLOY_EXECUTOR_CONTAINERS") == "0":
 def test_a_deployment_is_served_from_the_built_runtime_image_and_answers_through_kserve_s_url(
     kube: Kube, start_operator: Any, namespace: str
 ) -> None:
-    image("staging"), image("runtime")  # skipped unless both were built
+    image("staging")  # skipped unless both were built
+    image("runtime")
     import numpy as np
     import tritonclient.http as httpclient
 

@@ -72,6 +72,13 @@ class Podman:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.run("rm", "-f", "-t", "2", name)
 
+    def remove_mine(self) -> None:
+        """Remove every container this process started."""
+        listed = self.run("ps", "-a", "-q", "--filter", f"label={LABEL}={os.getpid()}")
+        if ids := listed.stdout.split():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.run("rm", "-f", "-t", "0", *ids)
+
     def remove_orphans(self) -> None:
         """Remove the containers of executors that are gone."""
         listed = self.run("ps", "-a", "--filter", f"label={LABEL}",

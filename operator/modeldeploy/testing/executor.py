@@ -404,16 +404,14 @@ class LocalExecutor:
             if code != 0:
                 statuses[init].append(_waiting(container))
                 continue
-            in_image = self.podman is not None and self.podman.has(container["image"])
-            code, message = self._run_container(
+            code, message, container_id = self._run_container(
                 namespace, template["spec"], container, home, deadline
             )
             timed_out = time.monotonic() >= deadline and code != 0
             statuses[init].append(
                 {"name": container["name"], "image": container["image"], "imageID": "",
                  # as a kubelet says which runtime ran it; a local process has no container
-                 **({"containerID": f"podman://{home.name}-{container['name']}"}
-                    if in_image and not self.instant else {}),
+                 **({"containerID": container_id} if container_id else {}),
                  "ready": False, "restartCount": 0,
                  "state": {"terminated": {
                      "exitCode": code,
@@ -437,28 +435,23 @@ class LocalExecutor:
         container: dict[str, Any],
         home: Path,
         deadline: float,
-    ) -> tuple[int, str]:
+    ) -> tuple[int, str, str | None]:
         """Run one container, from its image when it was built here, else as a process; its
-        exit code and termination message."""
+        exit code, termination message and container ID (None for a process)."""
         own = home / container["name"]
         own.mkdir(parents=True, exist_ok=True)
         termination = own / "termination-log"
         termination.touch()
+        name: str | None = None
         if self.podman is not None and not self.instant and self.podman.has(container["image"]):
-            return self._run_image(namespace, pod, container, home, deadline)
-        mounts = {
-            m["mountPath"]: home / "volumes" / m["name"]
-            for m in container.get("volumeMounts") or []
-            if not m["name"].startswith("pvc-")  # claims: MODELDEPLOY_PVC_ROOT is the host's
-        }
-        for folder in mounts.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        env = self._env(namespace, container, own, mounts)
-        env["MODELDEPLOY_TERMINATION_LOG"] = str(termination)
-        command = [*(container.get("command") or []), *(container.get("args") or [])]
+            name = f"{home.name}-{container['name']}"
+            command = self._image_command(name, namespace, pod, container, home, termination)
+            env = self.podman.env
+        else:
+            command, env = self._process_command(namespace, container, home, termination)
+            if self.instant:
+                return 0, json.dumps(self._instant_summary(env, container["name"])), None
         output = own / "output.log"
-        if self.instant:
-            return 0, json.dumps(self._instant_summary(env, container["name"]))
         with output.open("wb") as out:
             process = subprocess.Popen(
                 command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=own,
@@ -467,26 +460,43 @@ class LocalExecutor:
             try:
                 code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                if name is not None and self.podman is not None:
+                    self.podman.remove(name)  # killing podman's client leaves the container
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 code = -9
         message = termination.read_text()
         if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
             message = output.read_text(errors="replace")[-2048:]
-        return code, message
+        return code, message, None if name is None else f"podman://{name}"
 
-    def _run_image(
+    def _process_command(
+        self, namespace: str, container: dict[str, Any], home: Path, termination: Path
+    ) -> tuple[list[str], dict[str, str]]:
+        """A container as a local process: its emptyDir volumes are folders of ``home``."""
+        mounts = {
+            m["mountPath"]: home / "volumes" / m["name"]
+            for m in container.get("volumeMounts") or []
+            if not m["name"].startswith("pvc-")  # claims: MODELDEPLOY_PVC_ROOT is the host's
+        }
+        for folder in mounts.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        env = self._env(namespace, container, termination.parent, mounts)
+        env["MODELDEPLOY_TERMINATION_LOG"] = str(termination)
+        return [*(container.get("command") or []), *(container.get("args") or [])], env
+
+    def _image_command(
         self,
+        name: str,
         namespace: str,
         pod: dict[str, Any],
         container: dict[str, Any],
         home: Path,
-        deadline: float,
-    ) -> tuple[int, str]:
-        """One container from its image (``modeldeploy.testing.containers``)."""
+        termination: Path,
+    ) -> list[str]:
+        """A container from its image (``modeldeploy.testing.containers``): claims and emptyDir
+        volumes mounted at their paths, the termination message file at the kubelet's."""
         assert self.podman is not None
-        own = home / container["name"]
-        termination = own / "termination-log"
         termination.chmod(0o666)
         volumes = {v["name"]: v for v in pod.get("volumes") or []}
         mounts = [Mount(termination, "/dev/termination-log", read_only=False)]
@@ -499,26 +509,8 @@ class LocalExecutor:
             else:
                 writable_by_all(host)
             mounts.append(Mount(host, mount["mountPath"], read_only))
-        env = self._env(namespace, container, own, declared_only=True)
-        name = f"{home.name}-{container['name']}"
-        output = own / "output.log"
-        with output.open("wb") as out:
-            process = subprocess.Popen(
-                self.podman.command(name, pod, container, env, mounts), env=self.podman.env,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-            try:
-                code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.podman.remove(name)
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                code = -9
-        message = termination.read_text()
-        if not message and code != 0:
-            message = output.read_text(errors="replace")[-2048:]
-        return code, message
+        env = self._env(namespace, container, termination.parent, declared_only=True)
+        return self.podman.command(name, pod, container, env, mounts)
 
     def _instant_summary(self, env: dict[str, str], container: str) -> dict[str, Any]:
         if "MODELDEPLOY_DEPLOYMENT" not in env:  # a clean-up Job
@@ -840,6 +832,8 @@ class LocalExecutor:
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.podman is not None:  # all at once: one by one, SIGTERM takes seconds each
+            self.podman.remove_mine()
         with self.lock:
             services = list(self.services.values())
         for service in services:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modeldeploy.testing.containers import Podman
 from modeldeploy.testing.controlplane import REPO_ROOT, _die_with_parent, stop_group
 
 __all__ = ["LocalStack", "ManagedProcess", "stop_group"]
@@ -115,3 +116,6 @@ class LocalStack:
         for managed in reversed(self.processes):
             managed.stop()
         self.processes.clear()
+        # An executor killed before it cleaned up leaves its podman containers running.
+        if Podman.available():
+            Podman().remove_orphans()
