@@ -95,6 +95,14 @@ def query(prometheus: str, promql: str) -> float | None:
     return prometheus_value(prometheus, promql, timeout=5)
 
 
+def eventually(read: Any, seconds: float) -> Any:
+    """What ``read()`` returns once it is not None, or None after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (value := read()) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return value
+
+
 @pytest.fixture
 def blind_prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A Prometheus of the test's own, and the targets file it reads (empty at first)."""
@@ -253,7 +261,6 @@ def test_every_examples_custom_queries_return_data_from_a_scraped_runtime(
     revision = first["revisions"]["stable"]
     checked = []
     try:
-        time.sleep(6)  # a few scrapes with traffic
         for example in sorted((REPO_ROOT / "examples").glob("*.yaml")):
             for doc in yaml.safe_load_all(example.read_text()):
                 analysis = doc["spec"].get("rollout", {}).get("analysis", {})
@@ -262,7 +269,9 @@ def test_every_examples_custom_queries_return_data_from_a_scraped_runtime(
                     target = Target(namespace, "digits", "digits", revision, revision, None,
                                     "", None, 30, "modeldeploy-onnx", True)  # fmt: skip
                     promql = custom_query(check["query"], target)
-                    value = query(prometheus, promql)
+                    # A rate needs two scrapes with traffic inside its window: wait for them
+                    # (a scrape can time out on a loaded machine) rather than for a fixed time.
+                    value = eventually(lambda q=promql: query(prometheus, q), seconds=60)
                     assert value is not None, f"{example.name} {check['name']}: no data: {promql}"
                     checked.append((example.name, check["name"], value))
     finally:
