@@ -51,9 +51,10 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix operator tests
 	$(BIN)/ruff format operator tests
 
-crds: install ## Regenerate crds/ and docs/api.md from the pydantic models, and the chart's copies
+crds: install ## Regenerate crds/, docs/api.md and docs/metrics.md from the pydantic models and the metric catalogue, and the chart's copies
 	$(BIN)/modeldeploy crd > crds/modeldeployment.yaml
 	$(BIN)/modeldeploy crd --reference > docs/api.md
+	$(BIN)/modeldeploy metrics > docs/metrics.md
 	$(MAKE) chart
 
 chart: ## Copy crds/ and runtimes/modeldeploy-onnx.yaml into charts/modeldeploy (never edit the copies)

@@ -332,6 +332,15 @@ def crd(
     typer.echo(render_markdown() if reference else render_yaml(), nl=False)
 
 
+@app.command()
+def metrics() -> None:
+    """Print the catalogue of metrics the runtime and the operator export, as Markdown (what
+    `make crds` writes to docs/metrics.md)."""
+    from modeldeploy.api.metric_names import render_catalogue
+
+    typer.echo(render_catalogue(), nl=False)
+
+
 artifacts = typer.Typer(help="Manage staged artifacts in an artifact store.", no_args_is_help=True)
 app.add_typer(artifacts, name="artifacts")
 

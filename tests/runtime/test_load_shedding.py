@@ -62,7 +62,7 @@ def slow_request(seconds: float, index: int = 0) -> dict[str, Any]:
 
 
 def outcome(server: RuntimeProcess, model: str, name: str) -> float:
-    return value(metrics(server), "modeldeploy_requests_total", model=model, outcome=name)
+    return value(metrics(server), "modeldeploy_requests_total", model_name=model, outcome=name)
 
 
 NONE = {o.value: 0.0 for o in Outcome}
@@ -72,7 +72,7 @@ def outcomes(server: RuntimeProcess, model: str) -> dict[str, float]:
     """Every outcome's count: a test states all of them, so a miscount anywhere shows."""
     found = metrics(server)
     return {
-        o.value: value(found, "modeldeploy_requests_total", model=model, outcome=o.value)
+        o.value: value(found, "modeldeploy_requests_total", model_name=model, outcome=o.value)
         for o in Outcome
     }
 
@@ -138,7 +138,7 @@ def grpc_slow(server: RuntimeProcess, x: float, index: int) -> Any:
 def wait_for_batches(server: RuntimeProcess, count: int) -> None:
     """Until ``count`` batches have started: the batch size is observed as a batch starts."""
     wait_for(
-        lambda: value(metrics(server), "modeldeploy_batch_size_count", model="slow") == count,
+        lambda: value(metrics(server), "modeldeploy_batch_rows_count", model_name="slow") == count,
         f"{count} batches started",
     )
 
@@ -276,7 +276,7 @@ def test_a_full_queue_refuses_with_503_over_rest_and_resource_exhausted_over_grp
             in_background(lambda: post(server, "slow", slow_request(0, index=2))) for _ in range(2)
         ]
         wait_for(
-            lambda: value(metrics(server), "modeldeploy_queue_depth", model="slow") == 2,
+            lambda: value(metrics(server), "modeldeploy_queued_requests", model_name="slow") == 2,
             "two waiting",
         )
 
@@ -342,7 +342,7 @@ def test_a_request_that_fails_in_onnx_runtime_gets_500_with_the_reason_and_fails
             in_background(lambda: post(server, "slow", slow_request(0, index=3))) for _ in range(2)
         ]
         wait_for(
-            lambda: value(metrics(server), "modeldeploy_queue_depth", model="slow") == 3,
+            lambda: value(metrics(server), "modeldeploy_queued_requests", model_name="slow") == 3,
             "three waiting",
         )
         assert occupying()[0] == 200
@@ -355,7 +355,7 @@ def test_a_request_that_fails_in_onnx_runtime_gets_500_with_the_reason_and_fails
             assert status == 200, body
             assert {o["name"]: o["data"] for o in body["outputs"]}["z"] == [3.5]
         assert (
-            value(metrics(server), "modeldeploy_batch_size_count", model="slow") == 2
+            value(metrics(server), "modeldeploy_batch_rows_count", model_name="slow") == 2
         )  # 1, 3 rows
         assert outcomes(server, "slow") == {**NONE, "error": 1, "success": 3}
         # Over gRPC: INTERNAL, with the same reason.

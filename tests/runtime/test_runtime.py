@@ -20,7 +20,12 @@ import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from modeldeploy.api.metric_names import OUR_PREFIX, RUNTIME_METRICS
+from modeldeploy.api.metric_names import (
+    OUR_PREFIX,
+    RUNTIME_FAMILIES,
+    RUNTIME_METRICS,
+    render_catalogue,
+)
 from tests.runtime.server import RuntimeProcess, running
 
 
@@ -146,11 +151,11 @@ def test_concurrent_requests_each_get_their_own_answer(
         )
         offset += rows[i]
     after = metrics(runtime)
-    calls = value(after, "modeldeploy_batch_size_count", model="digits") - value(
-        before, "modeldeploy_batch_size_count", model="digits"
+    calls = value(after, "modeldeploy_batch_rows_count", model_name="digits") - value(
+        before, "modeldeploy_batch_rows_count", model_name="digits"
     )
-    total = value(after, "modeldeploy_batch_size_sum", model="digits") - value(
-        before, "modeldeploy_batch_size_sum", model="digits"
+    total = value(after, "modeldeploy_batch_rows_sum", model_name="digits") - value(
+        before, "modeldeploy_batch_rows_sum", model_name="digits"
     )
     assert total == sum(rows)
     assert calls < len(inputs), "no two requests were ever batched together"
@@ -318,10 +323,10 @@ def test_failed_self_test_keeps_the_model_unready(broken_artifact: Path, tmp_pat
         with pytest.raises(InferenceServerException):
             http_infer(server, pixels(1, seed=1), binary=True)
         found = metrics(server)
-        assert value(found, "modeldeploy_self_test_passed", model="digits") == 0
-        assert value(found, "modeldeploy_self_test_max_abs_diff", model="digits") == pytest.approx(
-            0.05, abs=1e-3
-        )
+        assert value(found, "modeldeploy_self_test_passed", model_name="digits") == 0
+        assert value(
+            found, "modeldeploy_self_test_max_abs_diff", model_name="digits"
+        ) == pytest.approx(0.05, abs=1e-3)
         assert "self-test failed" in server.log_text()
 
 
@@ -395,26 +400,34 @@ def test_metrics_scraped_and_parsed(runtime: RuntimeProcess) -> None:
     with pytest.raises(InferenceServerException):
         httpclient.InferenceServerClient(runtime.http).infer("digits", [item])
     found = metrics(runtime)
-    assert value(found, "modeldeploy_requests_total", model="digits", outcome="success") >= 1
-    assert value(found, "modeldeploy_requests_total", model="digits", outcome="invalid") >= 1
-    assert value(found, "modeldeploy_request_latency_seconds_count", model="digits") >= 1
-    assert value(found, "modeldeploy_queue_wait_seconds_count", model="digits") >= 1
-    assert value(found, "modeldeploy_self_test_passed", model="digits") == 1
-    low = value(
-        found, "modeldeploy_input_statistic", model="digits", input="image", statistic="min"
-    )
-    high = value(
-        found, "modeldeploy_input_statistic", model="digits", input="image", statistic="max"
-    )
-    mean = value(
-        found, "modeldeploy_input_statistic", model="digits", input="image", statistic="mean"
-    )
+    assert value(found, "modeldeploy_requests_total", model_name="digits", outcome="success") >= 1
+    assert value(found, "modeldeploy_requests_total", model_name="digits", outcome="invalid") >= 1
+    assert value(found, "modeldeploy_request_latency_seconds_count", model_name="digits") >= 1
+    assert value(found, "modeldeploy_queue_wait_seconds_count", model_name="digits") >= 1
+    assert value(found, "modeldeploy_self_test_passed", model_name="digits") == 1
+    low = value(found, "modeldeploy_input_min", model_name="digits", input="image")
+    high = value(found, "modeldeploy_input_max", model_name="digits", input="image")
+    mean = value(found, "modeldeploy_input_mean", model_name="digits", input="image")
+    std = value(found, "modeldeploy_input_std", model_name="digits", input="image")
     assert 0 <= low <= mean <= high <= 16
+    assert 0 < std <= high - low
 
 
 def test_every_metric_the_runtime_exports_is_in_the_catalogue_validate_checks_queries_with(
     runtime: RuntimeProcess,
 ) -> None:
     http_infer(runtime, pixels(2, seed=12), binary=True)  # every labelled series now exists
-    exported = {name for name in metrics(runtime) if name.startswith(OUR_PREFIX)}
+    found = metrics(runtime)
+    exported = {name for name in found if name.startswith(OUR_PREFIX)}
     assert exported == RUNTIME_METRICS
+    # Every series carries the documented labels, the model under KServe's own label name.
+    for family in RUNTIME_FAMILIES:
+        for sample in family.samples():
+            for labels in found[sample]:
+                names = {k for k, _ in labels} - {"le"}
+                assert names == set(family.labels), (sample, names)
+
+
+def test_the_metrics_page_is_the_catalogue_the_runtime_is_checked_against() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    assert page == render_catalogue(), "docs/metrics.md is stale: run `make crds`"

@@ -68,20 +68,20 @@ def test_addresses_on_the_allow_list_and_the_operators_own_are_queried() -> None
 def test_a_query_reading_another_namespace_is_refused_naming_the_selector() -> None:
     stolen = {
         "name": "steal",
-        "query": 'max(modeldeploy_input_statistic{namespace="payments",statistic="max"})',
+        "query": 'max(modeldeploy_input_max{namespace="payments"})',
         "max": 1e9,
     }
     result = plan(observed(with_analysis(queries=[stolen])), CONFIG, NOW)
     ready = refused_before_anything(result)
     assert ready["reason"] == "QueryNotConfined"
     assert ready["message"].startswith(
-        "spec.rollout.analysis.queries[0].query selects modeldeploy_input_statistic without "
+        "spec.rollout.analysis.queries[0].query selects modeldeploy_input_max without "
         'namespace="{{namespace}}"'
     )
     # Behind a proxy that enforces the namespace, the operator may allow it.
     allowing = OperatorConfig(unconfined_queries=True)
     assert plan(observed(with_analysis(queries=[stolen])), allowing, NOW).create_job is not None
-    confined = {**stolen, "query": 'max(modeldeploy_input_statistic{namespace="{{namespace}}"})'}
+    confined = {**stolen, "query": 'max(modeldeploy_input_max{namespace="{{namespace}}"})'}
     assert plan(observed(with_analysis(queries=[confined])), CONFIG, NOW).create_job is not None
 
 

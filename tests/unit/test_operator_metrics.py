@@ -59,3 +59,12 @@ def test_durations_are_named_duration_seconds() -> None:
             "modeldeploy_operator_analysis_duration_seconds"} <= names  # fmt: skip
     assert not {"modeldeploy_operator_reconcile_seconds",
                 "modeldeploy_operator_analysis_seconds"} & names  # fmt: skip
+
+
+def test_every_operator_metric_is_in_the_documented_catalogue() -> None:
+    from modeldeploy.api.metric_names import OPERATOR_FAMILIES
+
+    exported = {m.name: m for m in REGISTRY.collect() if m.name.startswith("modeldeploy_operator")}
+    assert set(exported) == {f.name for f in OPERATOR_FAMILIES}
+    for documented in OPERATOR_FAMILIES:
+        assert exported[documented.name].type == documented.kind

@@ -160,7 +160,7 @@ def test_metric_names_are_read_out_of_promql(query: str, names: list[str]) -> No
 def test_a_query_on_a_metric_the_runtime_does_not_export_is_refused_where_it_is() -> None:
     doc = valid_doc()
     doc["spec"]["rollout"] = {"analysis": {"queries": [
-        {"name": "ok", "query": "avg(modeldeploy_input_statistic{statistic='mean'})", "max": 1},
+        {"name": "ok", "query": "avg(modeldeploy_input_mean)", "max": 1},
         {"name": "gone", "query": "avg(modeldeploy_input_mean{isvc='{{canary}}'})", "max": 1},
     ]}}  # fmt: skip
     problems = validate_document(doc)

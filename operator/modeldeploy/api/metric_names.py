@@ -11,30 +11,180 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 OUR_PREFIX = "modeldeploy_"
 
-RUNTIME_METRICS = frozenset(
-    {
-        "modeldeploy_requests_total",
-        "modeldeploy_requests_created",
-        *(
-            f"{histogram}_{suffix}"
-            for histogram in (
-                "modeldeploy_request_latency_seconds",
-                "modeldeploy_batch_size",
-                "modeldeploy_queue_wait_seconds",
-            )
-            for suffix in ("bucket", "count", "sum", "created")
-        ),
-        "modeldeploy_queue_depth",
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One metric family: what ``/metrics`` shows and what docs/metrics.md lists."""
+
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    labels: tuple[str, ...]
+    help: str
+
+    def samples(self) -> tuple[str, ...]:
+        """The sample names prometheus-client writes for this family."""
+        if self.kind == "counter":
+            return (f"{self.name}_total", f"{self.name}_created")
+        if self.kind == "histogram":
+            return tuple(f"{self.name}_{s}" for s in ("bucket", "count", "sum", "created"))
+        return (self.name,)
+
+
+MODEL_LABEL = "model_name"
+"""The model's label, named as the KServe SDK names it on the same ``/metrics``."""
+
+_INPUT_STATISTICS = {
+    "mean": "Mean",
+    "std": "Standard deviation",
+    "min": "Smallest",
+    "max": "Largest",
+}
+
+RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
+    MetricFamily(
+        "modeldeploy_requests",
+        "counter",
+        (MODEL_LABEL, "outcome"),
+        "Inference requests by outcome: success, invalid (the client's fault), error, "
+        "overloaded (503: queue full), timeout (504: deadline passed).",
+    ),
+    MetricFamily(
+        "modeldeploy_request_latency_seconds",
+        "histogram",
+        (MODEL_LABEL,),
+        "Time from request decoded to response built, queueing included.",
+    ),
+    MetricFamily(
+        "modeldeploy_batch_rows",
+        "histogram",
+        (MODEL_LABEL,),
+        "Rows per ONNX Runtime call after dynamic batching.",
+    ),
+    MetricFamily(
+        "modeldeploy_queue_wait_seconds",
+        "histogram",
+        (MODEL_LABEL,),
+        "Time a request waited in the batching queue.",
+    ),
+    MetricFamily(
+        "modeldeploy_queued_requests",
+        "gauge",
+        (MODEL_LABEL,),
+        "Requests waiting for a batch now (refused with 503 beyond the queue bound); "
+        "an autoscaling signal.",
+    ),
+    MetricFamily(
         "modeldeploy_self_test_passed",
+        "gauge",
+        (MODEL_LABEL,),
+        "1 when the start-up self-test passed, else 0.",
+    ),
+    MetricFamily(
         "modeldeploy_self_test_max_abs_diff",
-        "modeldeploy_input_statistic",
-    }
+        "gauge",
+        (MODEL_LABEL,),
+        "Largest difference between served and stored golden outputs at start-up.",
+    ),
+    *(
+        MetricFamily(
+            f"modeldeploy_input_{statistic}",
+            "gauge",
+            (MODEL_LABEL, "input"),
+            f"{text} of an input's values over the last requests served (a sliding window, "
+            "computed when scraped), for drift alerts.",
+        )
+        for statistic, text in _INPUT_STATISTICS.items()
+    ),
 )
-"""Every sample name ``modeldeploy serve`` exports on ``/metrics`` (runtime/metrics.py); a
-runtime test compares this with a real server's output."""
+"""Every family ``modeldeploy serve`` exports (runtime/metrics.py builds them from here)."""
+
+OPERATOR_FAMILIES: tuple[MetricFamily, ...] = (
+    MetricFamily(
+        "modeldeploy_operator_reconciliations",
+        "counter",
+        ("result",),
+        "Reconciliations of a ModelDeployment, by result (ok, transient_error, permanent_error).",
+    ),
+    MetricFamily(
+        "modeldeploy_operator_reconcile_duration_seconds",
+        "histogram",
+        (),
+        "Time one reconciliation took, analysis included.",
+    ),
+    MetricFamily(
+        "modeldeploy_operator_rollouts",
+        "counter",
+        ("outcome",),
+        "Rollouts that ended, by outcome (Promoted, RolledBack, Aborted, Failed).",
+    ),
+    MetricFamily(
+        "modeldeploy_operator_analysis_runs",
+        "counter",
+        ("passed",),
+        "Canary analysis runs, by verdict.",
+    ),
+    MetricFamily(
+        "modeldeploy_operator_analysis_duration_seconds",
+        "histogram",
+        (),
+        "Time one analysis run took (golden requests and Prometheus queries).",
+    ),
+)
+"""Every family ``modeldeploy operator --metrics-port`` exports (controller/metrics.py)."""
+
+
+def family(name: str) -> MetricFamily:
+    """The catalogue entry called ``name``."""
+    return next(f for f in (*RUNTIME_FAMILIES, *OPERATOR_FAMILIES) if f.name == name)
+
+
+RUNTIME_METRICS = frozenset(s for f in RUNTIME_FAMILIES for s in f.samples())
+"""Every sample name ``modeldeploy serve`` exports on ``/metrics``; a runtime test compares
+this with a real server's output."""
+
+
+def render_catalogue() -> str:
+    """docs/metrics.md: the catalogue as Markdown (``make crds`` writes it; a test checks it)."""
+    lines = [
+        "# Metrics",
+        "",
+        "<!-- Generated by `modeldeploy metrics` from modeldeploy/api/metric_names.py "
+        "(`make crds`); do not edit. -->",
+        "",
+        "Names follow Prometheus conventions: a unit suffix (`_seconds`, `_rows`, "
+        "`_requests`), `_total` on counters, one gauge per statistic. The model's label is "
+        f"`{MODEL_LABEL}`, as the KServe SDK names it on the same `/metrics`.",
+        "",
+    ]
+    sections = (
+        ("The runtime (`modeldeploy serve`, on its HTTP port's `/metrics`)", RUNTIME_FAMILIES),
+        ("The operator (`modeldeploy operator --metrics-port`)", OPERATOR_FAMILIES),
+    )
+    for title, families in sections:
+        lines += [
+            f"## {title}",
+            "",
+            "| metric | type | labels | meaning |",
+            "| --- | --- | --- | --- |",
+        ]
+        for f in families:
+            shown = f"{f.name}_total" if f.kind == "counter" else f.name
+            labels = ", ".join(f"`{label}`" for label in f.labels) or "-"
+            lines.append(f"| `{shown}` | {f.kind} | {labels} | {f.help} |")
+        lines.append("")
+    lines += [
+        "Pods also carry the labels docs/canary.md#labels relabels onto every series "
+        "(`namespace`, `modeldeploy_deployment`, `modeldeploy_revision`, ...). The KServe SDK's "
+        "own request histograms are on the runtime's `/metrics` too.",
+        "",
+    ]
+    return "\n".join(lines)
+
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _TEMPLATES = re.compile(r"\{\{[a-z]+\}\}")

@@ -9,28 +9,22 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram, start_http_server
 
-RECONCILIATIONS = Counter(
-    "modeldeploy_operator_reconciliations",
-    "Reconciliations of a ModelDeployment, by result (ok, transient_error, permanent_error).",
-    ["result"],
-)
+from modeldeploy.api.metric_names import family
+
+# Names, labels and help come from the catalogue (api/metric_names.py, docs/metrics.md).
+_RECONCILIATIONS = family("modeldeploy_operator_reconciliations")
+RECONCILIATIONS = Counter(_RECONCILIATIONS.name, _RECONCILIATIONS.help, _RECONCILIATIONS.labels)
+_RECONCILE = family("modeldeploy_operator_reconcile_duration_seconds")
 RECONCILE_SECONDS = Histogram(
-    "modeldeploy_operator_reconcile_duration_seconds",
-    "Time one reconciliation took, analysis included.",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    _RECONCILE.name, _RECONCILE.help, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 )
-ROLLOUTS = Counter(
-    "modeldeploy_operator_rollouts",
-    "Rollouts that ended, by outcome (Promoted, RolledBack, Aborted, Failed).",
-    ["outcome"],
-)
-ANALYSES = Counter(
-    "modeldeploy_operator_analysis_runs", "Canary analysis runs, by verdict.", ["passed"]
-)
+_ROLLOUTS = family("modeldeploy_operator_rollouts")
+ROLLOUTS = Counter(_ROLLOUTS.name, _ROLLOUTS.help, _ROLLOUTS.labels)
+_ANALYSES = family("modeldeploy_operator_analysis_runs")
+ANALYSES = Counter(_ANALYSES.name, _ANALYSES.help, _ANALYSES.labels)
+_ANALYSIS = family("modeldeploy_operator_analysis_duration_seconds")
 ANALYSIS_SECONDS = Histogram(
-    "modeldeploy_operator_analysis_duration_seconds",
-    "Time one analysis run took (golden requests and Prometheus queries).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+    _ANALYSIS.name, _ANALYSIS.help, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 )
 
 ENDINGS = {

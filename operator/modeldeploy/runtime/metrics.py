@@ -15,45 +15,41 @@ from functools import partial
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter(
-    "modeldeploy_requests", "Inference requests by model and outcome.", ["model", "outcome"]
-)
-LATENCY = Histogram(
+from modeldeploy.api.metric_names import family
+
+
+def _counter(name: str) -> Counter:
+    f = family(name)
+    return Counter(f.name, f.help, list(f.labels))
+
+
+def _gauge(name: str) -> Gauge:
+    f = family(name)
+    return Gauge(f.name, f.help, list(f.labels))
+
+
+def _histogram(name: str, buckets: tuple[float, ...]) -> Histogram:
+    f = family(name)
+    return Histogram(f.name, f.help, list(f.labels), buckets=buckets)
+
+
+# Names, labels and help come from the catalogue (api/metric_names.py, docs/metrics.md).
+REQUESTS = _counter("modeldeploy_requests")
+LATENCY = _histogram(
     "modeldeploy_request_latency_seconds",
-    "Time from request decoded to response built, queueing included.",
-    ["model"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-BATCH_SIZE = Histogram(
-    "modeldeploy_batch_size",
-    "Rows per ONNX Runtime call after dynamic batching.",
-    ["model"],
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-)
-QUEUE_WAIT = Histogram(
+BATCH_ROWS = _histogram("modeldeploy_batch_rows", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+QUEUE_WAIT = _histogram(
     "modeldeploy_queue_wait_seconds",
-    "Time a request waited in the batching queue.",
-    ["model"],
-    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
+    (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
 )
-QUEUE_DEPTH = Gauge(
-    "modeldeploy_queue_depth",
-    "Requests waiting for a batch now (refused with 503 beyond the queue bound); an autoscaling signal.",
-    ["model"],
-)
-SELF_TEST = Gauge(
-    "modeldeploy_self_test_passed", "1 when the start-up self-test passed, else 0.", ["model"]
-)
-SELF_TEST_ERROR = Gauge(
-    "modeldeploy_self_test_max_abs_diff",
-    "Largest difference between served and stored golden outputs at start-up.",
-    ["model"],
-)
-INPUT_STAT = Gauge(
-    "modeldeploy_input_statistic",
-    "Statistic of an input's values over the last requests (window), for drift alerts.",
-    ["model", "input", "statistic"],
-)
+QUEUED = _gauge("modeldeploy_queued_requests")
+SELF_TEST = _gauge("modeldeploy_self_test_passed")
+SELF_TEST_ERROR = _gauge("modeldeploy_self_test_max_abs_diff")
+STATISTICS = ("mean", "std", "min", "max")
+INPUT_STATISTICS = {s: _gauge(f"modeldeploy_input_{s}") for s in STATISTICS}
+"""One gauge per statistic: a mean and a max cannot be aggregated together."""
 
 
 class InputStatistics:
@@ -82,8 +78,8 @@ class InputStatistics:
             window = self._window.get(name)
             if window is None:
                 window = self._window[name] = deque(maxlen=self._size)
-                for statistic in ("mean", "std", "min", "max"):
-                    INPUT_STAT.labels(self.model, name, statistic).set_function(
+                for statistic, gauge in INPUT_STATISTICS.items():
+                    gauge.labels(self.model, name).set_function(
                         partial(self.statistic, name, statistic)
                     )
             window.append(entry)

@@ -124,10 +124,10 @@ class OnnxModel(Model):  # type: ignore[misc]
         # sees them (a series born at 3 shows no increase): the canary analysis reads these.
         for outcome in Outcome:
             metrics.REQUESTS.labels(self.name, outcome.value)
-        for histogram in (metrics.LATENCY, metrics.BATCH_SIZE, metrics.QUEUE_WAIT):
+        for histogram in (metrics.LATENCY, metrics.BATCH_ROWS, metrics.QUEUE_WAIT):
             histogram.labels(self.name)
         batcher = self.batcher
-        metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: batcher.waiting)
+        metrics.QUEUED.labels(self.name).set_function(lambda: batcher.waiting)
         self.ready = self._self_test()
         return bool(self.ready)
 
@@ -181,7 +181,7 @@ class OnnxModel(Model):  # type: ignore[misc]
         return True
 
     def _observe_batch(self, rows: int, waits: list[float]) -> None:
-        metrics.BATCH_SIZE.labels(self.name).observe(rows)
+        metrics.BATCH_ROWS.labels(self.name).observe(rows)
         for wait in waits:
             metrics.QUEUE_WAIT.labels(self.name).observe(wait)
 
