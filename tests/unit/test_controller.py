@@ -484,7 +484,7 @@ def test_plan_refuses_a_custom_query_on_a_metric_the_runtime_does_not_export() -
     # kubectl apply passes it (the API server cannot read PromQL); the operator must not.
     body = body_of(example())
     body["spec"].setdefault("rollout", {})["analysis"] = {
-        "queries": [{"name": "drift", "query": "avg(modeldeploy_input_mean)", "max": 1}]
+        "queries": [{"name": "drift", "query": "avg(modeldeploy_input_median)", "max": 1}]
     }
     result = plan(observed(body), CONFIG, NOW)
     assert result.create_job is None
@@ -492,7 +492,7 @@ def test_plan_refuses_a_custom_query_on_a_metric_the_runtime_does_not_export() -
     ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
     assert ready["reason"] == "InvalidSpec"
     assert ready["message"].startswith(
-        "spec.rollout.analysis.queries[0].query: metric modeldeploy_input_mean is not exported"
+        "spec.rollout.analysis.queries[0].query: metric modeldeploy_input_median is not exported"
     )
 
 

@@ -161,11 +161,11 @@ def test_a_query_on_a_metric_the_runtime_does_not_export_is_refused_where_it_is(
     doc = valid_doc()
     doc["spec"]["rollout"] = {"analysis": {"queries": [
         {"name": "ok", "query": "avg(modeldeploy_input_mean)", "max": 1},
-        {"name": "gone", "query": "avg(modeldeploy_input_mean{isvc='{{canary}}'})", "max": 1},
+        {"name": "gone", "query": "avg(modeldeploy_input_median{isvc='{{canary}}'})", "max": 1},
     ]}}  # fmt: skip
     problems = validate_document(doc)
     assert [p.path for p in problems] == ["spec.rollout.analysis.queries[1].query"]
-    assert "modeldeploy_input_mean is not exported" in problems[0].message
+    assert "modeldeploy_input_median is not exported" in problems[0].message
     doc["spec"]["serving"] = {"runtime": "kserve-tritonserver"}
     problems = validate_document(doc)
     assert len(problems) == 2
