@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -19,6 +19,19 @@ from modeldeploy.api.validation import validate_document
 
 if TYPE_CHECKING:
     from modeldeploy.api.modeldeployment import ModelDeployment
+
+
+class ExitCode(IntEnum):
+    """What every command's exit status means (docs/cli.md)."""
+
+    OK = 0
+    FAILURE = 1
+    """The cluster or the store could not do what was asked: not found, unreachable, refused."""
+    USAGE = 2
+    """The command line is wrong: an unknown option, a missing argument (click's own code)."""
+    INVALID = 3
+    """A file or artifact is not valid: the message names the field path."""
+
 
 app = typer.Typer(
     name="modeldeploy",
@@ -43,7 +56,7 @@ def validate(
     """Check ModelDeployment files against the API; print every problem with its field path.
 
     Other kinds in a bundle (a Namespace, a Secret) are skipped and named. Exits 0 when every
-    ModelDeployment is valid, 2 when any is not or a file holds none.
+    ModelDeployment is valid, 3 when any is not or a file holds none.
     """
     from modeldeploy.api.modeldeployment import KIND
 
@@ -75,7 +88,7 @@ def validate(
                 label = doc.get("metadata", {}).get("name", "?")
                 typer.echo(f"{where}: ModelDeployment {label} is valid")
     if invalid:
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=ExitCode.INVALID)
 
 
 def _other_kind(doc: Any, kind: str) -> str | None:
@@ -160,7 +173,7 @@ def stage(
 ) -> None:
     """Fetch, convert, optimize, verify and store the model of a ModelDeployment.
 
-    Prints one JSON summary on stdout. Exits 0 on success (a cache hit included), 2 for an
+    Prints one JSON summary on stdout. Exits 0 on success (a cache hit included), 3 for an
     invalid spec, and 10-22 for a staging failure (see docs/staging.md).
     """
     from modeldeploy.api.validation import InvalidSpecError, parse
@@ -181,10 +194,15 @@ def stage(
         if one_step and (inputs is None or (step != StagingStep.FETCH and staged is None)):
             raise OSError(f"--step {step.value} needs --inputs and, after fetch, --staged")
     except (OSError, yaml.YAMLError, InvalidSpecError) as err:
-        summary = {"status": "Failed", "reason": "InvalidSpec", "message": str(err), "exitCode": 2}
+        summary = {
+            "status": "Failed",
+            "reason": "InvalidSpec",
+            "message": str(err),
+            "exitCode": int(ExitCode.INVALID),
+        }
         typer.echo(json.dumps(summary))
         write_termination_log(summary, termination_log)
-        raise typer.Exit(code=2) from err
+        raise typer.Exit(code=ExitCode.INVALID) from err
     try:
         summary = _staging_step(step, parsed, str(dest), inputs, staged, code_dir, owner)
     except StagingError as err:
@@ -319,7 +337,7 @@ def serve(
         )
     except ArtifactError as err:
         typer.echo(f"cannot serve: {err}", err=True)
-        raise typer.Exit(code=2) from err
+        raise typer.Exit(code=ExitCode.INVALID) from err
 
 
 @app.command()
@@ -438,7 +456,7 @@ def operator(
         )
     except ValueError as err:
         typer.echo(f"modeldeploy operator: {err}", err=True)
-        raise typer.Exit(code=2) from err
+        raise typer.Exit(code=ExitCode.USAGE) from err
     run_operator(
         config,
         namespaces=namespace,
@@ -480,7 +498,7 @@ def render(
         config = OperatorConfig.from_env(artifact_store=artifact_store)
     except (OSError, yaml.YAMLError, InvalidSpecError, ValueError) as err:
         typer.echo(f"{file}: {err}", err=True)
-        raise typer.Exit(code=2) from err
+        raise typer.Exit(code=ExitCode.INVALID) from err
     objects = render_objects(parsed, config, artifact_uri)
     typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
 
@@ -502,6 +520,41 @@ ContextOption = Annotated[
 NameArgument = Annotated[str, typer.Argument(help="The ModelDeployment's name.")]
 
 
+class Output(StrEnum):
+    """How ``status`` and ``list`` print: for people, or whole objects for tools."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+OutputOption = Annotated[
+    Output, typer.Option("--output", "-o", help="table (for people), json or yaml (the objects).")
+]
+WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Print again at every change.")]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(help="With --watch: give up after this many seconds (exit 1)."),
+]
+
+
+def _fail(verb: str, err: Exception) -> NoReturn:
+    typer.echo(f"modeldeploy {verb}: {err}", err=True)
+    raise typer.Exit(code=ExitCode.FAILURE) from err
+
+
+def _print_objects(objects: list[dict[str, Any]], output: Output, single: bool) -> None:
+    """json/yaml of one object, or of a kubectl-style ``List``."""
+    doc: Any = objects[0] if single else {"apiVersion": "v1", "kind": "List", "items": objects}
+    if output == Output.JSON:
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
+        if not single:
+            return
+        typer.echo("---")
+
+
 def _rollout_command(
     action: str, name: str, namespace: str | None, kubeconfig: Path | None, context: str | None
 ) -> None:
@@ -510,23 +563,135 @@ def _rollout_command(
     try:
         body = request(action, name, namespace, kubeconfig, context)
     except RolloutControlError as err:
-        typer.echo(f"modeldeploy {action}: {err}", err=True)
-        raise typer.Exit(code=1) from err
+        _fail(action.split()[0], err)
     typer.echo(describe(body))
 
 
 @app.command()
 def status(name: NameArgument, namespace: NamespaceOption = None,
-           kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
-    """Print a ModelDeployment's rollout: phase, step, weights, the last analysis numbers."""
-    _rollout_command("status", name, namespace, kubeconfig, context)
+           kubeconfig: KubeconfigOption = None, context: ContextOption = None,
+           output: OutputOption = Output.TABLE, watch: WatchOption = False,
+           timeout: TimeoutOption = None) -> None:  # fmt: skip
+    """Print a ModelDeployment's rollout: phase, step, weights, the last analysis numbers.
+
+    With --watch, print at every change until the rollout is finished: exit 0 when it is Ready
+    with no rollout in flight, 1 when it rolled back, was aborted or failed (or on --timeout).
+    A paused or inconclusive rollout waits for a person; the watch waits with it.
+    """
+    from modeldeploy.rollout_control import (
+        RolloutControlError,
+        describe,
+        finished,
+        request,
+    )
+    from modeldeploy.rollout_control import (
+        watch as watch_changes,
+    )
+
+    def show(body: dict[str, Any]) -> None:
+        if output == Output.TABLE:
+            typer.echo(describe(body))
+        else:
+            _print_objects([body], output, single=True)
+
+    try:
+        body = request("status", name, namespace, kubeconfig, context)
+        show(body)
+        if not watch:
+            return
+        namespace = body["metadata"]["namespace"]
+        done, healthy = finished(body)
+        events = watch_changes(namespace, False, kubeconfig, context, name,
+                               body["metadata"]["resourceVersion"], timeout)  # fmt: skip
+        last = describe(body)
+        while not done:
+            event = next(events, None)
+            if event is None:
+                typer.echo(f"modeldeploy status: not finished within {timeout}s", err=True)
+                raise typer.Exit(code=ExitCode.FAILURE)
+            kind, body = event
+            if kind == "DELETED":
+                typer.echo(f"modeldeploy status: {namespace}/{name} was deleted", err=True)
+                raise typer.Exit(code=ExitCode.FAILURE)
+            text = describe(body)
+            if text != last:  # status writes that change nothing a person sees are skipped
+                if output == Output.TABLE:
+                    typer.echo("")
+                show(body)
+                last = text
+            done, healthy = finished(body)
+    except RolloutControlError as err:
+        _fail("status", err)
+    if not healthy:
+        raise typer.Exit(code=ExitCode.FAILURE)
+
+
+@app.command("list")
+def list_(namespace: NamespaceOption = None,
+          all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A",
+                                                       help="Every namespace.")] = False,
+          kubeconfig: KubeconfigOption = None, context: ContextOption = None,
+          output: OutputOption = Output.TABLE, watch: WatchOption = False,
+          timeout: TimeoutOption = None) -> None:  # fmt: skip
+    """List ModelDeployments: ready, reason, rollout phase and step, traffic, URL.
+
+    With --watch, then print each change as it happens, as `kubectl get -w` does, until
+    interrupted (or --timeout, exit 0).
+    """
+    from modeldeploy.rollout_control import RolloutControlError, list_deployments
+    from modeldeploy.rollout_control import watch as watch_changes
+
+    try:
+        items, version = list_deployments(namespace, all_namespaces, kubeconfig, context)
+        if output == Output.TABLE:
+            _print_table(items, all_namespaces, header=True)
+        else:
+            _print_objects(items, output, single=False)
+        if not watch:
+            return
+        for _kind, body in watch_changes(namespace, all_namespaces, kubeconfig, context,
+                                         None, version, timeout):  # fmt: skip
+            if output == Output.TABLE:
+                _print_table([body], all_namespaces, header=False)
+            else:
+                _print_objects([body], output, single=True)
+    except RolloutControlError as err:
+        _fail("list", err)
+
+
+_COLUMNS = ("namespace", "name", "ready", "reason", "phase", "step", "traffic", "url")
+
+
+def _print_table(items: list[dict[str, Any]], all_namespaces: bool, header: bool) -> None:
+    """kubectl's look: upper-case headers, no borders, columns as wide as their values."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from modeldeploy.rollout_control import summary_row
+
+    columns = _COLUMNS if all_namespaces else _COLUMNS[1:]
+    table = Table(box=None, show_header=header, pad_edge=False, padding=(0, 3, 0, 0))
+    for column in columns:
+        table.add_column(column.upper(), no_wrap=True)
+    for item in items:
+        row = summary_row(item)
+        table.add_row(*(row[c] or "-" for c in columns))
+    if not items and header:
+        typer.echo("No ModelDeployments found.", err=True)
+        return
+    # Never wrap or cut a row for a narrow (or absent) terminal: tools read this output too.
+    Console(width=10_000, highlight=False, soft_wrap=True).print(table)
 
 
 @app.command()
 def promote(name: NameArgument, namespace: NamespaceOption = None,
-            kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
-    """Promote the canary now, skipping the remaining steps (annotation modeldeploy.io/promote)."""
-    _rollout_command("promote", name, namespace, kubeconfig, context)
+            kubeconfig: KubeconfigOption = None, context: ContextOption = None,
+            full: Annotated[bool, typer.Option("--full", help="Skip every step left and "
+                                               "promote now.")] = False) -> None:  # fmt: skip
+    """End the current step now and go on to the next (promotion after the last), as Argo
+    Rollouts' promote; --full promotes now. Annotation modeldeploy.io/promote=step|full."""
+    _rollout_command("promote --full" if full else "promote", name, namespace, kubeconfig,
+                     context)  # fmt: skip
 
 
 @app.command()
@@ -534,6 +699,14 @@ def abort(name: NameArgument, namespace: NamespaceOption = None,
           kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
     """Send all traffic back to stable and fail the rollout (annotation modeldeploy.io/abort)."""
     _rollout_command("abort", name, namespace, kubeconfig, context)
+
+
+@app.command()
+def retry(name: NameArgument, namespace: NamespaceOption = None,
+          kubeconfig: KubeconfigOption = None, context: ContextOption = None) -> None:  # fmt: skip
+    """Roll a failed or aborted revision out again from the first step, or retry an inconclusive
+    step (annotation modeldeploy.io/retry)."""
+    _rollout_command("retry", name, namespace, kubeconfig, context)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``modeldeploy status|promote|abort|pause|resume NAME``: rollout control from a terminal.
+"""``modeldeploy list|status|promote|abort|pause|resume|retry``: rollout control from a terminal.
 
 The commands only read the ModelDeployment and set or remove an annotation; the operator does
 the rest, exactly as for ``kubectl annotate``. So the CLI needs nothing but permission to patch
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,13 @@ from modeldeploy.controller import naming
 
 ANNOTATIONS: dict[str, dict[str, str | None]] = {
     "status": {},
-    "promote": {naming.PROMOTE_ANNOTATION: "true"},
+    # As Argo Rollouts' promote: a pause is skipped too, so the pause annotation goes.
+    "promote": {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP, naming.PAUSE_ANNOTATION: None},
+    "promote --full": {naming.PROMOTE_ANNOTATION: "full", naming.PAUSE_ANNOTATION: None},
     "abort": {naming.ABORT_ANNOTATION: "true"},
     "pause": {naming.PAUSE_ANNOTATION: "true"},
     "resume": {naming.PAUSE_ANNOTATION: None, naming.RESUME_ANNOTATION: "true"},
+    "retry": {naming.PAUSE_ANNOTATION: None, naming.RETRY_ANNOTATION: "true"},
 }
 
 
@@ -35,7 +40,12 @@ def connect(kubeconfig: Path | None, context: str | None) -> tuple[Any, str]:
     """An API client and the namespace to use when none is given, as kubectl picks them: in a
     pod (no kubeconfig or context asked for), the pod's own; else the kubeconfig context's
     (``--context``, or the current one), ``default`` when the context names none."""
-    from kubernetes import client, config
+    try:
+        from kubernetes import client, config
+    except ImportError as err:
+        raise RolloutControlError(
+            "this command needs the Kubernetes client: pip install 'modeldeploy[cli]'"
+        ) from err
 
     configuration = client.Configuration()
     if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -76,6 +86,30 @@ def _unreachable(host: str, err: Exception) -> str:
     return f"cannot reach the API server at {host}: {text}"
 
 
+def _api(kubeconfig: Path | None, context: str | None) -> tuple[Any, str, str]:
+    """The CustomObjectsApi, the default namespace and the server, for one attempt per call: a
+    server that does not answer is reported at once, not after retries."""
+    from kubernetes import client
+
+    api_client, default_namespace = connect(kubeconfig, context)
+    api_client.configuration.retries = 0
+    return client.CustomObjectsApi(api_client), default_namespace, api_client.configuration.host
+
+
+def _call(host: str, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call`` with the API's failures as one-line :class:`RolloutControlError`s."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return call(*args, **kwargs)
+    except ApiException as err:
+        if err.status == 404:
+            raise RolloutControlError(f"{what} not found") from err
+        raise RolloutControlError(f"{err.status} {err.reason}: {err.body}") from err
+    except Exception as err:  # urllib3's MaxRetryError, a refused connection, a timeout
+        raise RolloutControlError(_unreachable(host, err)) from err
+
+
 def request(
     action: str,
     name: str,
@@ -85,36 +119,141 @@ def request(
 ) -> dict[str, Any]:
     """Apply ``action``'s annotations (none for status); return the object as it is after.
     ``namespace`` None: the context's (:func:`connect`)."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    api_client, default_namespace = connect(kubeconfig, context)
+    api, default_namespace, host = _api(kubeconfig, context)
     namespace = namespace or default_namespace
-    # One attempt: a server that does not answer is reported at once, not after retries.
-    api_client.configuration.retries = 0
-    api = client.CustomObjectsApi(api_client)
-    try:
-        patch = ANNOTATIONS[action]
-        if patch:
-            response = api.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": {"annotations": patch}},
-                _content_type="application/merge-patch+json", _preload_content=False,
-                _request_timeout=30,
-            )  # fmt: skip
-        else:
-            response = api.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False,
-                _request_timeout=30,
-            )  # fmt: skip
-    except ApiException as err:
-        if err.status == 404:
-            raise RolloutControlError(f"ModelDeployment {namespace}/{name} not found") from err
-        raise RolloutControlError(f"{err.status} {err.reason}: {err.body}") from err
-    except Exception as err:  # urllib3's MaxRetryError, a refused connection, a timeout
-        raise RolloutControlError(_unreachable(api_client.configuration.host, err)) from err
+    what = f"ModelDeployment {namespace}/{name}"
+    patch = ANNOTATIONS[action]
+    if patch:
+        response = _call(
+            host, what, api.patch_namespaced_custom_object,
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": patch}},
+            _content_type="application/merge-patch+json", _preload_content=False,
+            _request_timeout=30,
+        )  # fmt: skip
+    else:
+        response = _call(
+            host, what, api.get_namespaced_custom_object,
+            GROUP, VERSION, namespace, PLURAL, name, _preload_content=False, _request_timeout=30,
+        )  # fmt: skip
     body: dict[str, Any] = json.loads(response.data)
     return body
+
+
+def list_deployments(
+    namespace: str | None, all_namespaces: bool, kubeconfig: Path | None, context: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """Every ModelDeployment in ``namespace`` (None: the context's), or in every namespace;
+    with the list's resourceVersion, for a watch to start from."""
+    api, default_namespace, host = _api(kubeconfig, context)
+    if all_namespaces:
+        response = _call(
+            host, "ModelDeployments", api.list_cluster_custom_object,
+            GROUP, VERSION, PLURAL, _preload_content=False, _request_timeout=30,
+        )  # fmt: skip
+    else:
+        response = _call(
+            host, "ModelDeployments", api.list_namespaced_custom_object,
+            GROUP, VERSION, namespace or default_namespace, PLURAL,
+            _preload_content=False, _request_timeout=30,
+        )  # fmt: skip
+    body = json.loads(response.data)
+    items: list[dict[str, Any]] = body.get("items") or []
+    for item in items:  # a list's items carry no kind; -o yaml should show it
+        item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+        item.setdefault("kind", "ModelDeployment")
+    return items, str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def watch(
+    namespace: str | None,
+    all_namespaces: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    name: str | None = None,
+    resource_version: str = "",
+    timeout: float | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(event type, object)`` for each change after ``resource_version``, until ``timeout``
+    seconds have passed (None: until interrupted); ``name`` narrows to one object. A watch the
+    server ends early is started again from the last version seen."""
+    from kubernetes import watch as kube_watch
+
+    api, default_namespace, host = _api(kubeconfig, context)
+    args: tuple[Any, ...] = (GROUP, VERSION, PLURAL)
+    call = api.list_cluster_custom_object
+    if not all_namespaces:
+        args = (GROUP, VERSION, namespace or default_namespace, PLURAL)
+        call = api.list_namespaced_custom_object
+    selector = {"field_selector": f"metadata.name={name}"} if name else {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    version = resource_version
+    while deadline is None or time.monotonic() < deadline:
+        left = None if deadline is None else max(1, int(deadline - time.monotonic()))
+        stream = kube_watch.Watch().stream(
+            call, *args, resource_version=version, timeout_seconds=left or 300,
+            allow_watch_bookmarks=False, **selector,
+        )  # fmt: skip
+        events = iter(stream)
+        while True:
+            event = _call(host, "ModelDeployments", next, events, None)
+            if event is None:
+                break
+            obj = event["object"]
+            if event["type"] == "ERROR":  # 410 Gone: start again from now
+                version = ""
+                break
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+            yield str(event["type"]), obj
+
+
+def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    return found
+
+
+FINISHED_PHASES = ("Promoted", "RolledBack", "Aborted", "Failed")
+
+
+def finished(body: dict[str, Any]) -> tuple[bool, bool]:
+    """``(finished, healthy)`` as ``status --watch`` ends: finished when no rollout is in flight
+    and the deployment is Ready (healthy), or when the rollout ended badly (not healthy). A paused
+    or inconclusive rollout is waiting for a person, not finished."""
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    ready = _ready_condition(status)
+    current = status.get("observedGeneration") in (None, generation)
+    phase = (status.get("rollout") or {}).get("phase")
+    if phase in ("RolledBack", "Aborted", "Failed") and current:
+        return True, False
+    if ready.get("status") == "True" and current and phase in (None, *FINISHED_PHASES):
+        return True, True
+    return False, False
+
+
+def summary_row(body: dict[str, Any]) -> dict[str, str]:
+    """The columns ``list`` shows, as the CRD's printer columns show them to kubectl."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    ready = _ready_condition(status)
+    rollout = status.get("rollout") or {}
+    steps = ((body.get("spec") or {}).get("rollout") or {}).get("steps") or []
+    step = (
+        f"{int(rollout.get('step') or 0) + 1}/{len(steps)}"
+        if steps and rollout.get("phase") in ("Progressing", "Paused", "Inconclusive")
+        else ""
+    )
+    return {
+        "namespace": str(meta.get("namespace") or ""),
+        "name": str(meta.get("name") or ""),
+        "ready": str(ready.get("status") or ""),
+        "reason": str(ready.get("reason") or ""),
+        "phase": str(rollout.get("phase") or ""),
+        "step": step,
+        "traffic": str((status.get("traffic") or {}).get("split") or ""),
+        "url": str(status.get("url") or ""),
+    }
 
 
 def describe(body: dict[str, Any]) -> str:

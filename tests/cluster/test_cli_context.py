@@ -5,6 +5,7 @@ answer. Real CLI processes against the real API server."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from modeldeploy.testing import Cluster
-from modeldeploy.testing.controlplane import REPO_ROOT, free_port
+from modeldeploy.testing.controlplane import REPO_ROOT, Assets, free_port
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -90,3 +91,79 @@ def test_a_server_that_does_not_answer_is_one_line_naming_the_server(
     assert "Connection refused" in lines[0]
     assert "MaxRetryError" not in lines[0]
     assert "urllib3" not in lines[0]
+
+
+def create(api_client: client.ApiClient, namespace: str, name: str) -> None:
+    body = yaml.safe_load((REPO_ROOT / "examples" / "digits-cpu.yaml").read_text())
+    body["metadata"].update(name=name, namespace=namespace)
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "modeldeploy.io", "v1alpha1", namespace, "modeldeployments", body
+    )
+
+
+def test_list_shows_the_contexts_namespace_or_every_one_as_a_table_json_or_yaml(
+    control_plane: Cluster, api_client: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    other = f"{namespace}-b"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": other}})
+    try:
+        create(api_client, namespace, "alpha")
+        create(api_client, other, "beta")
+        config = kubeconfig_with_team_context(
+            control_plane.kubeconfig, tmp_path / "config", namespace
+        )
+        table = cli("list", "--kubeconfig", str(config))
+        assert table.returncode == 0, table.stderr
+        header, *rows = table.stdout.splitlines()
+        assert header.split() == ["NAME", "READY", "REASON", "PHASE", "STEP", "TRAFFIC", "URL"]
+        assert [r.split()[0] for r in rows] == ["alpha"]  # the context's namespace only
+        everywhere = cli("list", "-A", "-o", "json", "--kubeconfig", str(config))
+        assert everywhere.returncode == 0, everywhere.stderr
+        listed = json.loads(everywhere.stdout)
+        assert listed["kind"] == "List"
+        found = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in listed["items"]}
+        assert {(namespace, "alpha"), (other, "beta")} <= found
+        assert all(i["kind"] == "ModelDeployment" for i in listed["items"])
+        as_yaml = cli("list", "-n", other, "-o", "yaml", "--kubeconfig", str(config))
+        assert [i["metadata"]["name"] for i in yaml.safe_load(as_yaml.stdout)["items"]] == ["beta"]
+        one = cli("status", "alpha", "-o", "json", "--kubeconfig", str(config))
+        assert json.loads(one.stdout)["metadata"]["name"] == "alpha"
+        wide = cli("list", "-A", "--kubeconfig", str(config))
+        assert wide.stdout.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(other)
+
+
+def test_list_watch_prints_each_change_until_its_timeout(
+    control_plane: Cluster, api_client: client.ApiClient, namespace: str
+) -> None:
+    create(api_client, namespace, "first")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "modeldeploy", "list", "-n", namespace, "--watch",
+         "--timeout", "20", "--kubeconfig", str(control_plane.kubeconfig)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        header = watcher.stdout.readline()  # type: ignore[union-attr]
+        assert header.split()[0] == "NAME"
+        assert watcher.stdout.readline().split()[0] == "first"  # type: ignore[union-attr]
+        create(api_client, namespace, "second")  # after the list: seen only by the watch
+        assert watcher.stdout.readline().split()[0] == "second"  # type: ignore[union-attr]
+        assert watcher.wait(timeout=40) == 0
+    finally:
+        watcher.kill()
+
+
+def test_kubectl_runs_the_cli_as_its_mdep_plugin(
+    control_plane: Cluster, api_client: client.ApiClient, namespace: str
+) -> None:
+    create(api_client, namespace, "plugged")
+    kubectl = Assets.provide().binary("kubectl")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [kubectl, "mdep", "status", "plugged", "-n", namespace,
+         "--kubeconfig", str(control_plane.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{namespace}/plugged"

@@ -178,7 +178,7 @@ def test_the_runtime_image_refuses_a_graph_that_is_not_the_manifests(
     planted.chmod(0o755)
     result = podman("run", "--rm", "--network", "none", *LOCKED, "--user", "1000:1000",
                     "-v", f"{planted}:/mnt/models:ro", tag, timeout=120)  # fmt: skip
-    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.returncode == 3, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("cannot serve: /mnt/models/digits/1/model.onnx has sha256:")
     assert last.endswith("it was changed after staging verified it")

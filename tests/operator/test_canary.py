@@ -11,6 +11,9 @@ match its stored golden outputs.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -218,11 +221,12 @@ def tamper_golden_outputs(store_dir: Path, key: str) -> None:
         np.savez(out, **arrays)
 
 
-def test_manual_pause_abort_and_promote(
+def test_manual_pause_promote_one_step_abort_retry_and_promote_full(
     kube: Kube, start_operator, namespace: str, prometheus: str, stack: LocalStack
 ) -> None:  # type: ignore[no-untyped-def]
     start_operator("--prometheus-address", prometheus, env=ENV_FAST)
-    rollout = canary_spec([{"weight": 25, "pause": "3s"}, {"weight": 75, "pause": "10m"}])
+    rollout = canary_spec([{"weight": 25, "pause": "3s"}, {"weight": 50, "pause": "10m"},
+                           {"weight": 75, "pause": "10m"}])  # fmt: skip
     _first, load = deploy_stable(kube, knative(rollout))
     try:
         kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
@@ -235,12 +239,19 @@ def test_manual_pause_abort_and_promote(
         assert paused["rollout"]["step"] == 0
         assert paused["traffic"]["canary"] == 25
         printed = cli(stack, "status", "digits", "-n", namespace)
-        assert "Paused, step 1/2 (target 25%)" in printed
+        assert "Paused, step 1/3 (target 25%)" in printed
         assert "stable 75%, canary 25%" in printed
         assert "modeldeploy.io/pause=true" in printed
 
         cli(stack, "resume", "digits", "-n", namespace)
-        kube.wait("the second step", lambda: status(kube).get("traffic", {}).get("canary") == 75)
+        kube.wait("the second step", lambda: status(kube).get("traffic", {}).get("canary") == 50)
+        # promote without --full ends the 10-minute step now: the next step, not promotion.
+        cli(stack, "promote", "digits", "-n", namespace)
+        kube.wait("the third step", lambda: status(kube).get("traffic", {}).get("canary") == 75)
+        third = status(kube)
+        assert (third["rollout"]["phase"], third["rollout"]["step"]) == ("Progressing", 2)
+        assert third["revisions"]["stable"] != third["artifact"]["stagingHash"]
+
         cli(stack, "abort", "digits", "-n", namespace)
         kube.wait("Aborted", lambda: phase(kube) == "Aborted")
         # The split is read back from KServe's status, which follows within a reconcile.
@@ -257,9 +268,29 @@ def test_manual_pause_abort_and_promote(
             (kube.get("digits") or {})["metadata"].get("annotations") or {}
         )
 
-        # A manual promote of the aborted revision: an explicit human decision overrides it.
-        cli(stack, "promote", "digits", "-n", namespace)
-        kube.wait("Promoted", lambda: phase(kube) == "Promoted", timeout=120)
+        # retry: the aborted revision is rolled out again, from the first step.
+        cli(stack, "retry", "digits", "-n", namespace)
+        kube.wait("the retried first step",
+                  lambda: status(kube).get("traffic", {}).get("canary") == 25)  # fmt: skip
+        assert "failed" not in status(kube)["revisions"]
+        kube.wait("the retried second step",
+                  lambda: status(kube).get("traffic", {}).get("canary") == 50)  # fmt: skip
+
+        # promote --full skips every step left; status --watch follows it and exits 0 once done.
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "modeldeploy", "status", "digits", "-n", namespace, "--watch",
+             "-o", "json", "--timeout", "120", "--kubeconfig", str(stack.kubeconfig)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            cli(stack, "promote", "--full", "digits", "-n", namespace)
+            out, err = watcher.communicate(timeout=150)
+        finally:
+            watcher.kill()
+        assert watcher.returncode == 0, err
+        printed_objects = json_stream(out)
+        assert printed_objects[-1]["status"]["rollout"]["phase"] == "Promoted"
+        assert len(printed_objects) >= 2  # the state it started from, then each change
         promoted = status(kube)
         assert promoted["revisions"]["stable"] == promoted["artifact"]["stagingHash"]
         assert promoted["precision"] == "fp16"
@@ -270,6 +301,16 @@ def test_manual_pause_abort_and_promote(
     finally:
         load.stop()
     assert load.outcomes["error"] == 0
+
+
+def json_stream(text: str) -> list[dict[str, Any]]:
+    """The JSON objects ``-o json --watch`` printed one after another, as kubectl prints them."""
+    decoder, found, position = json.JSONDecoder(), [], 0
+    while text[position:].strip():
+        position += len(text[position:]) - len(text[position:].lstrip())
+        obj, position = decoder.raw_decode(text, position)
+        found.append(obj)
+    return found
 
 
 def test_operator_restart_mid_rollout_resumes_the_same_step(

@@ -51,7 +51,7 @@ def test_apply_stages_deploys_and_serves(
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert spec["activeDeadlineSeconds"] == 1800
     assert spec["backoffLimit"] == 2
-    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"][:2] == [2, 10]
+    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"][:3] == [2, 3, 10]
     env = {e["name"]: e.get("value") for e in steps["publish"]["env"]}
     assert env["MODELDEPLOY_ARTIFACT_STORE"] == f"{store}/{namespace}"
     assert env["MODELDEPLOY_OWNER"] == f"{namespace}.digits"

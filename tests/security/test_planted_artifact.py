@@ -46,7 +46,7 @@ def test_a_graph_planted_in_a_staged_artifact_is_refused_before_it_is_loaded(
     shutil.copytree(artifact, planted)
     graphs.slow(planted / "dtypes" / "1" / "model.onnx")  # another valid graph, same path
     result = serve_once(planted)
-    assert result.returncode == 2
+    assert result.returncode == 3
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith(
         f"cannot serve: {planted / 'dtypes' / '1' / 'model.onnx'} has sha256:"
@@ -63,7 +63,7 @@ def test_an_artifact_whose_manifest_declares_no_digest_is_refused(tmp_path: Path
     del manifest["model"]["sha256"]
     manifest_path.write_text(json.dumps(manifest))
     result = serve_once(artifact)
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
         f"cannot serve: {manifest_path}: model.sha256: Field required"
     )

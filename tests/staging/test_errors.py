@@ -295,7 +295,7 @@ def test_cli_summary_exit_codes_and_termination_log(files: Path, tmp_path: Path)
     doc["spec"]["rollout"] = {"steps": [{"weight": 50}, {"weight": 10}]}
     bad.write_text(json.dumps(doc))
     invalid = run_cli(str(bad), "--dest", str(tmp_path / "store"), "--termination-log", str(log))
-    assert invalid.returncode == 2
+    assert invalid.returncode == 3
     assert (
         "spec.rollout.steps[1].weight: must be greater than 50"
         in json.loads(invalid.stdout)["message"]

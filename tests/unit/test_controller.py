@@ -549,7 +549,7 @@ def test_render_refuses_an_invalid_file_with_the_field_path(tmp_path: Path) -> N
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(doc))
     result = CliRunner().invoke(app, ["render", str(path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "spec.serving.resources.gpuType" in result.output
 
 

@@ -182,6 +182,55 @@ def test_promote_annotation_skips_the_steps_and_is_cleared() -> None:
     assert d.canary_percent is None
 
 
+def test_promote_step_ends_the_current_step_and_the_last_one_promotes() -> None:
+    step_promote = {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP}
+    d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=5), step_promote))
+    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert d.rollout["step"] == 1  # type: ignore[index]
+    assert "stepStartedAt" not in d.rollout  # type: ignore[operator]
+    assert d.canary_percent == 50  # the next step's weight, not promotion
+    assert d.clear_annotations == [naming.PROMOTE_ANNOTATION]
+    assert [e.message for e in d.events] == ["step 1 ended by annotation; step 2/2 next"]
+    # On the last step, the same command promotes.
+    d = decide(inputs(progressing(1), canary(50), T0 + timedelta(seconds=5), step_promote))
+    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.canary_percent is None
+
+
+def test_promote_step_moves_an_inconclusive_step_on() -> None:
+    state = progressing()
+    state["rollout"].update(phase="Inconclusive", inconclusive="no canary requests")
+    step_promote = {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP}
+    d = decide(inputs(state, canary(10), T0, step_promote))
+    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert d.rollout["step"] == 1  # type: ignore[index]
+    assert "inconclusive" not in d.rollout  # type: ignore[operator]
+
+
+def test_retry_rolls_a_failed_revision_out_again_from_the_first_step() -> None:
+    failed = {
+        "revisions": {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri},
+        "rollout": {"phase": "RolledBack", "step": 1, "failure": "analysis failed"},
+    }
+    # Without a command the failed revision gets no traffic, however often it is reconciled.
+    held = decide(inputs(failed, canary(0), T0))
+    assert held.revisions["failed"] == NEW.revision
+    assert held.canary_percent == 0
+    # A one-step promote does not bring it back either: only retry or promote --full do.
+    stepped = decide(
+        inputs(failed, canary(0), T0, {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP})
+    )
+    assert stepped.revisions["failed"] == NEW.revision
+    d = decide(inputs(failed, canary(0), T0, {naming.RETRY_ANNOTATION: "true"}))
+    assert d.revisions["canary"] == NEW.revision
+    assert "failed" not in d.revisions
+    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert d.rollout["step"] == 0  # type: ignore[index]
+    assert "failure" not in d.rollout  # type: ignore[operator]
+    assert [e.reason for e in d.events] == ["RolloutRetried", "RolloutStarted"]
+    assert d.clear_annotations == [naming.RETRY_ANNOTATION]
+
+
 def test_spec_back_on_stable_holds_the_old_revision_until_the_new_one_is_ready() -> None:
     failed = {"revisions": {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri},
               "rollout": {"phase": "RolledBack"}}  # fmt: skip

@@ -115,12 +115,12 @@ def test_cli_accepts_the_examples() -> None:
     assert result.stdout.count("is valid") == len(EXAMPLES)
 
 
-def test_cli_prints_field_paths_and_exits_2(tmp_path: Path) -> None:
+def test_cli_prints_field_paths_and_exits_3_for_an_invalid_spec(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     docs = [c.doc() for c in CASES if c.id in {"weights-not-increasing", "gpu-type-needs-gpu"}]
     bad.write_text(yaml.safe_dump_all(docs))
     result = run_cli("validate", str(bad))
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert f"{bad}[0]: spec.rollout.steps[2].weight: must be greater than 50" in result.stderr
     assert f"{bad}[1]: spec.serving.resources.gpuType: gpuType needs gpu > 0" in result.stderr
 
@@ -130,11 +130,20 @@ def test_cli_reads_stdin_and_reports_unreadable_files(tmp_path: Path) -> None:
     assert ok.returncode == 0
     assert "<stdin>: ModelDeployment classifier is valid" in ok.stdout
     missing = run_cli("validate", str(tmp_path / "nope.yaml"))
-    assert missing.returncode == 2
+    assert missing.returncode == 3
     assert "cannot read" in missing.stderr
     broken = tmp_path / "broken.yaml"
     broken.write_text("spec: [unclosed\n")
-    assert run_cli("validate", str(broken)).returncode == 2
+    assert run_cli("validate", str(broken)).returncode == 3
+
+
+def test_a_usage_error_exits_2_and_never_reads_as_an_invalid_spec(tmp_path: Path) -> None:
+    no_file = run_cli("validate")
+    assert no_file.returncode == 2
+    assert "Missing argument" in no_file.stderr
+    unknown = run_cli("validate", "--strictly", str(tmp_path / "x.yaml"))
+    assert unknown.returncode == 2
+    assert "No such option" in unknown.stderr
 
 
 def test_cli_version() -> None:
@@ -188,14 +197,14 @@ def test_cli_skips_other_kinds_in_a_bundle_and_still_judges_the_modeldeployments
     ]
     bundle.write_text(yaml.safe_dump_all([namespace, bad]))
     refused = run_cli("validate", str(bundle))
-    assert refused.returncode == 2
+    assert refused.returncode == 3
     assert f"{bundle}[1]: spec.serving.resources.gpuType" in refused.stderr
     only = tmp_path / "only.yaml"
     only.write_text(yaml.safe_dump(namespace))
     none = run_cli("validate", str(only))
-    assert none.returncode == 2
+    assert none.returncode == 3
     assert none.stderr.strip() == f"{only}: no ModelDeployment"
     # Something that says nothing of its kind is still judged (and refused), never skipped.
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(yaml.safe_dump({"metadata": {"name": "x"}}))
-    assert run_cli("validate", str(unknown)).returncode == 2
+    assert run_cli("validate", str(unknown)).returncode == 3

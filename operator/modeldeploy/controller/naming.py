@@ -21,13 +21,20 @@ REVISION_LABEL = "modeldeploy.io/revision"
 ``modeldeploy_revision``, which is how the analysis tells canary metrics from stable ones."""
 
 PROMOTE_ANNOTATION = "modeldeploy.io/promote"
-"""Set (any value) to promote the canary now; the operator removes it once done."""
+"""Set to ``step`` to end the current step now (the next step, or promotion after the last), or
+to any other value (``full``, ``true``) to promote the canary now, skipping every step left; the
+operator removes it once done."""
+PROMOTE_STEP = "step"
+"""The promote annotation's value that advances one step, as Argo Rollouts' ``promote``."""
 ABORT_ANNOTATION = "modeldeploy.io/abort"
 """Set to send all traffic back to stable and fail the rollout; removed once done."""
 PAUSE_ANNOTATION = "modeldeploy.io/pause"
 """While present (value "true"), the rollout holds its step and weights."""
 RESUME_ANNOTATION = "modeldeploy.io/resume"
 """Set to retry a step whose analysis was inconclusive; removed once done."""
+RETRY_ANNOTATION = "modeldeploy.io/retry"
+"""Set to roll out again, from the first step, a revision whose rollout failed or was aborted
+(or to retry an inconclusive step); removed once done."""
 FIELD_MANAGER = "modeldeploy-operator"
 """Server-side apply field manager: fields other tools set on our objects stay theirs."""
 

@@ -242,14 +242,25 @@ def analysis_due(inputs: Inputs) -> bool:
 COMMANDS = {
     "abort": naming.ABORT_ANNOTATION,
     "promote": naming.PROMOTE_ANNOTATION,
+    "retry": naming.RETRY_ANNOTATION,
     "resume": naming.RESUME_ANNOTATION,
 }
 """One-shot command annotations, the operator removes each once acted on; first wins."""
 
 
 def _control(annotations: dict[str, str]) -> str | None:
-    """The one-shot command present: abort over promote over resume."""
-    return next((c for c, a in COMMANDS.items() if a in annotations), None)
+    """The one-shot command present: abort over promote over retry over resume. A promote is
+    ``promote-step`` when its value is ``step`` (naming.PROMOTE_STEP)."""
+    command = next((c for c, a in COMMANDS.items() if a in annotations), None)
+    if command == "promote" and annotations[naming.PROMOTE_ANNOTATION] == naming.PROMOTE_STEP:
+        return "promote-step"
+    return command
+
+
+def _restarts_failed(command: str | None) -> bool:
+    """Whether ``command`` rolls a failed or aborted revision out again (a full promote sends
+    it straight to 100%; a retry starts at the first step)."""
+    return command in ("promote", "retry")
 
 
 def paused(annotations: dict[str, str]) -> bool:
@@ -289,13 +300,14 @@ def decide(inputs: Inputs) -> Decision:
         revisions = {"stable": stable, "stableUri": d.stable_uri}
         return _finish(d, inputs, revisions, _ended(rollout), settled=True)
 
-    if art.revision == revisions.get("failed") and command != "promote":
+    if art.revision == revisions.get("failed") and not _restarts_failed(command):
         # This revision's rollout failed or was aborted: it gets no traffic until the spec moves.
         d.canary_uri = revisions.get("canaryUri")
         return _finish(d, inputs, revisions, rollout, settled=False, failed=True)
 
     if revisions.get("canary") != art.revision or rollout.get("phase") not in ACTIVE:
         # A new rollout (a newer spec replaces a canary in flight).
+        retried = command == "retry" and art.revision == revisions.get("failed")
         revisions = {"stable": stable, "stableUri": d.stable_uri, "canary": art.revision}
         immediate = inputs.spec.strategy == Strategy.IMMEDIATE
         rollout = {
@@ -304,6 +316,10 @@ def decide(inputs: Inputs) -> Decision:
             "startedAt": _iso(now),
             "failedChecks": 0,
         }
+        if retried:
+            d.events.append(
+                Transition("Normal", "RolloutRetried", f"retrying revision {art.revision}")
+            )
         d.events.append(
             Transition(
                 "Normal",
@@ -326,7 +342,11 @@ def decide(inputs: Inputs) -> Decision:
         phase = PROMOTING
         d.events.append(Transition("Normal", "PromoteRequested", "promoted by annotation"))
 
-    if phase == INCONCLUSIVE and command == "resume":
+    if command == "promote-step" and phase in (PROGRESSING, *HOLDING):
+        rollout, phase = _next_step(d, rollout, step, steps)
+        step = int(rollout.get("step") or 0)
+
+    if phase == INCONCLUSIVE and command in ("resume", "retry"):
         d.events.append(
             Transition(
                 "Normal",
@@ -434,6 +454,28 @@ def decide(inputs: Inputs) -> Decision:
 
     # Promoting: all traffic to the new artifact, then it becomes stable.
     return _promote(d, inputs, revisions, rollout)
+
+
+def _next_step(
+    d: Decision, rollout: dict[str, Any], step: int, steps: list[Any]
+) -> tuple[dict[str, Any], str]:
+    """``promote`` without ``--full``: the current step ends now, as if its pause had passed
+    with the analysis passing; after the last step, promotion. A paused, failed-but-holding or
+    inconclusive step moves on too, as Argo Rollouts' promote skips a pause."""
+    moved = {**rollout, "inconclusive": None, "failure": None, "failedChecks": 0}
+    if step + 1 < len(steps):
+        d.events.append(
+            Transition(
+                "Normal",
+                "PromoteRequested",
+                f"step {step + 1} ended by annotation; step {step + 2}/{len(steps)} next",
+            )
+        )
+        return {**moved, "phase": PROGRESSING, "step": step + 1, "stepStartedAt": None}, PROGRESSING
+    d.events.append(
+        Transition("Normal", "PromoteRequested", "last step ended by annotation; promoting")
+    )
+    return {**moved, "phase": PROMOTING, "stepStartedAt": None}, PROMOTING
 
 
 def _only_inconclusive(report: dict[str, Any]) -> bool:

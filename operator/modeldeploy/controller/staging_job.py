@@ -17,7 +17,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig, egress_rule
 
-NON_RETRYABLE_EXIT_CODES = [2, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 22]
+NON_RETRYABLE_EXIT_CODES = [2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 22]
 """Invalid spec and the staging failures that another attempt cannot fix (docs/staging.md);
 18 (store unavailable), 21 (source unreachable) and crashes are retried up to backoffLimit,
 and the operator makes a Job that failed for 18 or 21 again (``staging_retries``)."""
