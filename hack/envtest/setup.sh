@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provide the test control plane: kube-apiserver, etcd, kubectl and helm binaries, plus the KServe
-# and Gateway API CRDs, all at pinned versions; and versitygw, the S3-compatible server the
+# Gateway API and Prometheus Operator (monitoring) CRDs, all at pinned versions; and versitygw, the S3-compatible server the
 # staging tests store artifacts in; and Prometheus for the canary analysis. Prints two lines: the folder holding the binaries
 # and the folder holding the CRDs.
 #
@@ -79,7 +79,7 @@ module_dir() { # <module@version>
   go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
 }
 
-crds="$cache/crds/kserve-$KSERVE_VERSION-gateway-api-$GATEWAY_API_VERSION"
+crds="$cache/crds/kserve-$KSERVE_VERSION-gateway-api-$GATEWAY_API_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
 if [[ ! -f $crds/.complete ]]; then
   log "reading CRDs from github.com/kserve/kserve@$KSERVE_VERSION and sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
   rm -rf "$crds" && mkdir -p "$crds"
@@ -90,6 +90,10 @@ if [[ ! -f $crds/.complete ]]; then
   gateway=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
   for f in "$gateway"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
     [[ $f == *_vap_* ]] || cp "$f" "$crds/"  # CRDs only, not the upgrade-guard policy
+  done
+  promop=$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+  for kind in podmonitors servicemonitors prometheusrules; do
+    cp "$promop/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds/"
   done
   chmod u+w "$crds"/*.yaml
   touch "$crds/.complete"

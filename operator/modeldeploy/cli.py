@@ -351,6 +351,44 @@ def crd(
 
 
 @app.command()
+def doctor(
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="The operator's namespace; default: the context's."),
+    ] = None,
+    selector: Annotated[
+        str, typer.Option(help="Label selector of the operator's pods.")
+    ] = "app.kubernetes.io/name=modeldeploy",
+    runtime: Annotated[
+        str | None,
+        typer.Option(help="A ClusterServingRuntime that must be installed ('' checks none)."),
+    ] = "modeldeploy-onnx",
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Default: in-cluster credentials, else $KUBECONFIG.")
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="The kubeconfig context; default: the current.")
+    ] = None,
+) -> None:
+    """Check the installation: the CRDs, the runtime, and every operator pod's health endpoint
+    (at its own liveness probe's port and path). What `helm test` runs. Exits 1 on any failure."""
+    from modeldeploy.doctor import run_checks
+    from modeldeploy.rollout_control import RolloutControlError, connect
+
+    try:
+        api_client, default_namespace = connect(kubeconfig, context)
+        checks = run_checks(api_client, namespace or default_namespace, selector, runtime or None)
+    except RolloutControlError as err:
+        _fail("doctor", err)
+    except Exception as err:  # an API error or an unreachable server, in one line
+        _fail("doctor", RuntimeError(str(err).splitlines()[0] if str(err) else repr(err)))
+    for check in checks:
+        typer.echo(check.line())
+    if not all(c.ok for c in checks):
+        raise typer.Exit(code=ExitCode.FAILURE)
+
+
+@app.command()
 def metrics() -> None:
     """Print the catalogue of metrics the runtime and the operator export, as Markdown (what
     `make crds` writes to docs/metrics.md)."""

@@ -25,12 +25,15 @@ def referenced_images() -> set[str]:
     """Every image the chart's values, the runtime YAML and the operator's defaults name."""
     values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
     runtime = yaml.safe_load((REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml").read_text())
-    operator = values["image"]
+
+    def image(value: dict[str, str], default: str) -> str:  # as _helpers.tpl's modeldeploy.image
+        return f"{value['registry']}/{value['repository']}:{value.get('tag') or default}"
+
     return {
-        f"{operator['repository']}:{operator.get('tag') or version()}",
-        values["staging"]["image"],
-        values["runtime"]["image"],
-        values["runtime"]["gpuImage"],
+        image(values["image"], version()),
+        image(values["staging"]["image"], version()),
+        image(values["runtime"]["image"], version()),
+        image(values["runtime"]["gpuImage"], f"{version()}-cuda12"),
         *(c["image"] for c in runtime["spec"]["containers"]),
         runtime["metadata"]["annotations"]["modeldeploy.io/gpu-image"],
         DEFAULT_STAGING_IMAGE,

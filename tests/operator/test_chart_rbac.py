@@ -2,11 +2,14 @@
 ``helm``, the operator process runs with the chart Deployment's arguments and environment and
 authenticates with a token of the chart's ServiceAccount (TokenRequest, as a pod would get), and
 does a full deployment and a canary rollout. The same token is refused what it should not have.
+Then ``helm test`` runs the chart's test pod (``modeldeploy doctor``, with its own hook RBAC):
+it passes while the operator answers its health endpoint, and fails once the operator is gone.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -41,9 +44,10 @@ def chart_operator_command(
     deployment: dict[str, Any], metrics_port: int
 ) -> tuple[list[str], dict[str, str]]:
     """The installed Deployment's arguments and environment, as the pod would run them; only
-    the ports (one loopback for every process here) and the PVC mount root are local."""
+    the metrics port (one loopback for every process here) and the PVC mount root are local.
+    The liveness port is the chart's (installed with a free one)."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    args = [a for a in container["args"] if not a.startswith(("--liveness-port", "--metrics-port"))]
+    args = [a for a in container["args"] if not a.startswith("--metrics-port")]
     env = {e["name"]: e["value"] for e in container["env"]}
     for local in ("MODELDEPLOY_PVC_ROOT", "HOME"):
         env.pop(local)
@@ -58,12 +62,31 @@ def release(control_plane: Cluster, namespace: str, store: str) -> Iterator[str]
     control_plane.kubectl("create", "namespace", release_ns)
     values = ["--set", f"watchNamespaces={{{namespace}}}", "--set", f"artifactStore.uri={store}",
               "--set", f"artifactStore.secretName={STORE_SECRET}", "--set", "runtime.install=false",
-              "--set", "canary.metricsMinWindowSeconds=5", "--set", "resyncSeconds=5"]  # fmt: skip
+              "--set", "canary.metricsMinWindowSeconds=5", "--set", "resyncSeconds=5",
+              "--set", f"livenessPort={free_port()}"]  # fmt: skip
     result = helm("install", "md", str(CHART), "-n", release_ns, *values,
                   kubeconfig=control_plane.kubeconfig)  # fmt: skip
     assert result.returncode == 0, result.stderr
     yield release_ns
     helm("uninstall", "md", "-n", release_ns, kubeconfig=control_plane.kubeconfig)
+
+
+def operator_pod(deployment: dict[str, Any], release: str) -> dict[str, Any]:
+    """The pod the Deployment's ReplicaSet would make, for the operator process that runs its
+    command here: what ``modeldeploy doctor`` finds by label, with the liveness probe it asks."""
+    template = deployment["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"md-modeldeploy-{uuid.uuid4().hex[:5]}", "namespace": release,
+                     "labels": template["metadata"]["labels"]},
+        "spec": {**template["spec"], "nodeName": "local-executor"},
+    }  # fmt: skip
+
+
+def helm_test(control_plane: Cluster, release: str) -> subprocess.CompletedProcess[str]:
+    return helm("test", "md", "-n", release, "--timeout", "120s",
+                kubeconfig=control_plane.kubeconfig)  # fmt: skip
 
 
 def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
@@ -108,8 +131,23 @@ def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
             metrics = response.read().decode()
         assert 'modeldeploy_operator_rollouts_total{outcome="Promoted"} 1.0' in metrics
         assert "modeldeploy_operator_analysis_runs_total" in metrics
+
+        # helm test: the chart's doctor pod, run by the executor, checks the CRDs and the
+        # operator pod's health endpoint (the running operator's) with its own token.
+        core = kube.core
+        pod = core.create_namespaced_pod(release, operator_pod(deployment, release))
+        core.patch_namespaced_pod_status(pod.metadata.name, release, {"status": {
+            "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}})  # fmt: skip
+        tested = helm_test(control_plane, release)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert "TEST SUITE:     md-modeldeploy-test" in tested.stdout
+        assert "Phase:          Succeeded" in tested.stdout
     finally:
         operator.stop()
+    # With the operator gone, its health endpoint does not answer: the test fails.
+    failed = helm_test(control_plane, release)
+    assert failed.returncode != 0
+    assert "pod md-modeldeploy-test failed" in failed.stderr, failed.stdout + failed.stderr
 
     # The same token is refused what the chart does not grant.
     api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))

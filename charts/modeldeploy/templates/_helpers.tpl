@@ -26,6 +26,22 @@
 {{- end -}}
 {{- end -}}
 
+{{/*
+An image reference from {registry, repository, tag, digest}: global.imageRegistry over the image's
+registry; the digest over the tag; an empty tag is the default given (the appVersion).
+Call with (dict "image" .Values.image "default" .Chart.AppVersion "global" .Values.global).
+*/}}
+{{- define "modeldeploy.image" -}}
+{{- $registry := (.global).imageRegistry | default .image.registry -}}
+{{- $name := .image.repository -}}
+{{- if $registry -}}{{- $name = printf "%s/%s" (trimSuffix "/" $registry) .image.repository -}}{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $name .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $name (.image.tag | default .default) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "modeldeploy.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "modeldeploy.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}

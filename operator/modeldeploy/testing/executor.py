@@ -23,6 +23,7 @@ objects labelled ``app.kubernetes.io/managed-by: modeldeploy``.
   (``<workdir>/prometheus-targets.json``), labelled like pods after docs/canary.md's relabelling.
   HTTPRoutes are not routed (no gateway here); the Standard-mode tests read their weights.
 - Garbage collection: objects whose owner ModelDeployment is gone are deleted.
+- The chart's ``helm test`` pods: run as processes (``modeldeploy.testing.hook_pods``).
 
 ``--instant`` answers staging with a made-up successful summary and marks InferenceServices
 ready without starting anything: for the operator benchmark, which measures the operator alone.
@@ -58,6 +59,8 @@ from modeldeploy.api.serving import TRITON_RUNTIME
 from modeldeploy.testing import triton
 from modeldeploy.testing.containers import Mount, Podman, writable_by_all
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
+from modeldeploy.testing.hook_pods import SELECTOR as HOOK_PODS
+from modeldeploy.testing.hook_pods import HookPods
 from modeldeploy.testing.processes import stop_group
 from modeldeploy.testing.router import WeightedRouter
 
@@ -227,6 +230,8 @@ class LocalExecutor:
         """Runs a container from its image when `make images` built it (``containers``)."""
         if self.podman is not None:
             self.podman.remove_orphans()
+        self.hook_pods = HookPods(self.api, workdir, self.bin)
+        """The chart's ``helm test`` pods, run as the kubelet would (testing/hook_pods.py)."""
 
     # --- staging Jobs -------------------------------------------------------------------
 
@@ -821,6 +826,8 @@ class LocalExecutor:
             (self.batch.list_job_for_all_namespaces, self._job_event, (), {"label_selector": MANAGED}),
             (self.custom.list_cluster_custom_object, self.on_isvc, KSERVE, {"label_selector": MANAGED}),
             (self.custom.list_cluster_custom_object, self._modeldeployment_event, MD, {}),
+            (self.core.list_pod_for_all_namespaces, self.hook_pods.on_pod, (),
+             {"label_selector": HOOK_PODS}),
         ]  # fmt: skip
         threads = [
             threading.Thread(target=self._watch, args=(fn, handle, *args), kwargs=kw, daemon=True)
