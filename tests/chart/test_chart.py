@@ -33,8 +33,12 @@ def helm(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProc
                           capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
 
 
-def render(*args: str, namespace: str = "modeldeploy-system") -> list[dict[str, Any]]:
-    result = helm("template", "md", str(CHART), "-n", namespace, *args)
+def render(
+    *args: str, namespace: str = "modeldeploy-system", tests: bool = False
+) -> list[dict[str, Any]]:
+    """The rendered objects; the ``helm test`` hook's only when ``tests``."""
+    skip = [] if tests else ["--skip-tests"]
+    result = helm("template", "md", str(CHART), "-n", namespace, *skip, *args)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -141,14 +145,17 @@ def test_namespaced_render_grants_only_the_listed_namespaces() -> None:
 
 def test_rendered_objects_pass_a_server_side_dry_run(control_plane: Cluster) -> None:
     """Every object the chart renders, judged by the API server (real KServe, RBAC, core
-    schemas). The ServiceMonitor is left out: the Prometheus Operator CRD is not installed."""
+    schemas, the Prometheus Operator's ServiceMonitor and PodMonitor, the helm test hook)."""
     suffix = uuid.uuid4().hex[:6]
     release, team_a, team_b = (f"{n}-{suffix}" for n in ("md", "team-a", "team-b"))
     for ns in (release, team_a, team_b):
         control_plane.kubectl("create", "namespace", ns)
     variants = [[], [*NAMESPACED[:-2], "--set", f"watchNamespaces={{{team_a},{team_b}}}"]]
+    monitors = ["--set", "metrics.serviceMonitor.enabled=true",
+                "--set", "metrics.podMonitor.enabled=true"]  # fmt: skip
     for values in variants:
-        docs = render(*values, namespace=release)
+        docs = render(*values, *monitors, namespace=release, tests=True)
+        assert {"ServiceMonitor", "PodMonitor", "Pod"} <= {d["kind"] for d in docs}
         result = control_plane.kubectl(
             "apply", "--server-side", "--dry-run=server", "--field-manager=helm-test", "-f", "-",
             input="\n---\n".join(json.dumps(d) for d in docs), check=False,
@@ -312,3 +319,115 @@ def test_the_runtime_outlives_an_uninstall_unless_told_otherwise() -> None:
     (plain,) = [d for d in render("--set", "runtime.keepOnUninstall=false")
                 if d["kind"] == "ClusterServingRuntime"]  # fmt: skip
     assert "helm.sh/resource-policy" not in plain["metadata"]["annotations"]
+
+
+def test_images_are_registry_repository_tag_or_digest_with_a_global_registry() -> None:
+    def images(*values: str) -> dict[str, str]:
+        docs = render(*values, tests=True)
+        container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        runtime = by_kind(docs, "ClusterServingRuntime")[0]
+        return {
+            "operator": container["image"],
+            "staging": env["MODELDEPLOY_STAGING_IMAGE"],
+            "runtime": runtime["spec"]["containers"][0]["image"],
+            "gpu": runtime["metadata"]["annotations"]["modeldeploy.io/gpu-image"],
+            "test": by_kind(docs, "Pod")[0]["spec"]["containers"][0]["image"],
+        }
+
+    assert images() == {
+        "operator": "ghcr.io/modeldeploy/operator:0.1.0",
+        "staging": "ghcr.io/modeldeploy/staging:0.1.0",
+        "runtime": "ghcr.io/modeldeploy/onnx-runtime:0.1.0",
+        "gpu": "ghcr.io/modeldeploy/onnx-runtime:0.1.0-cuda12",
+        "test": "ghcr.io/modeldeploy/operator:0.1.0",
+    }
+    digest = "sha256:" + "ab" * 32
+    pinned = images("--set", "global.imageRegistry=mirror.example.com:5000",
+                    "--set", f"staging.image.digest={digest}",
+                    "--set", "runtime.image.tag=0.1.0-rc1",
+                    "--set", "image.registry=")  # fmt: skip
+    assert pinned == {
+        "operator": "mirror.example.com:5000/modeldeploy/operator:0.1.0",
+        "staging": f"mirror.example.com:5000/modeldeploy/staging@{digest}",
+        "runtime": "mirror.example.com:5000/modeldeploy/onnx-runtime:0.1.0-rc1",
+        "gpu": "mirror.example.com:5000/modeldeploy/onnx-runtime:0.1.0-cuda12",
+        "test": "mirror.example.com:5000/modeldeploy/operator:0.1.0",
+    }
+    bad = helm("template", "md", str(CHART), "--set", "image.digest=latest")
+    assert bad.returncode != 0
+    assert "'/image/digest'" in bad.stderr
+
+
+def test_the_pod_monitor_gives_every_series_the_labels_the_analysis_selects_on() -> None:
+    from modeldeploy.controller import naming
+    from modeldeploy.controller.metric_sources import selector
+
+    assert not by_kind(render(), "PodMonitor")  # off by default
+    (monitor,) = by_kind(render("--set", "metrics.podMonitor.enabled=true",
+                                "--set", "metrics.podMonitor.ports={8080,9091}"), "PodMonitor")  # fmt: skip
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    assert spec["selector"]["matchExpressions"] == [
+        {"key": naming.REVISION_LABEL, "operator": "Exists"}
+    ]
+    assert [e["targetPort"] for e in spec["podMetricsEndpoints"]] == [8080, 9091]
+
+    def meta(label: str) -> str:  # how Prometheus names a pod label in service discovery
+        return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in label)
+
+    wanted = {label.split("=")[0] for label in selector("ns", "d", "r").split(",")}
+    for endpoint in spec["podMetricsEndpoints"]:
+        produced = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+        assert wanted <= set(produced)
+        assert produced["modeldeploy_revision"] == [meta(naming.REVISION_LABEL)]
+        assert produced["modeldeploy_deployment"] == [meta(naming.DEPLOYMENT_LABEL)]
+        assert produced["namespace"] == ["__meta_kubernetes_namespace"]
+    scoped = by_kind(render("--set", "metrics.podMonitor.enabled=true",
+                            "--set", "watchNamespaces={team-a}"), "PodMonitor")[0]  # fmt: skip
+    assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+
+
+def test_the_helm_test_hook_reads_only_what_the_doctor_checks() -> None:
+    hooks = [d for d in render(tests=True)
+             if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]  # fmt: skip
+    assert {d["kind"] for d in hooks} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                                          "Role", "RoleBinding", "Pod"}  # fmt: skip
+    rules = [r for d in hooks if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    assert all(set(r["verbs"]) <= {"get", "list"} for r in rules)
+    assert all(r.get("resourceNames") for r in rules if r["resources"] != ["pods"])
+    (pod,) = by_kind(hooks, "Pod")
+    assert pod["spec"]["containers"][0]["args"][0] == "doctor"
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_values_table_is_generated_from_the_values_comments() -> None:
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "hack" / "chart" / "values_table.py"),
+                             "--check"], capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_value_is_described_in_the_table() -> None:
+    import importlib.util
+
+    path = REPO_ROOT / "hack" / "chart" / "values_table.py"
+    spec = importlib.util.spec_from_file_location("values_table", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    described = {key for key, _, _ in module.rows((CHART / "values.yaml").read_text())}
+
+    def leaves(value: Any, path: str) -> list[str]:
+        if isinstance(value, dict) and value:
+            return [leaf for k, v in value.items() for leaf in leaves(v, f"{path}.{k}".lstrip("."))]
+        return [path]
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    undescribed = [
+        leaf for leaf in leaves(values, "")
+        if not any(leaf == d or leaf.startswith(d + ".") for d in described)
+    ]  # fmt: skip
+    assert undescribed == []
