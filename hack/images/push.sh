@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make push REGISTRY=registry.example.com/team`: copy the images `make images` built (tagged
-# ghcr.io/modeldeploy/...:<version>) to REGISTRY with skopeo, keeping name and tag. Credentials
+# ghcr.io/modeldeploy/...:<version>) to REGISTRY/modeldeploy/... with skopeo, keeping name and tag. Credentials
 # come from `skopeo login` / `podman login` (REGISTRY_AUTH_FILE), as in any CI.
 set -euo pipefail
 
@@ -13,7 +13,9 @@ built=$root/.cache/images/built.json
 
 python3 -c 'import json,sys; [print(v["tag"]) for v in json.load(open(sys.argv[1])).values()]' "$built" |
 while read -r tag; do
-  target="${REGISTRY%/}/${tag#*/*/}"   # ghcr.io/modeldeploy/operator:0.1.0 -> REGISTRY/operator:0.1.0
+  # ghcr.io/modeldeploy/operator:0.1.0 -> REGISTRY/modeldeploy/operator:0.1.0: the chart's
+  # repositories under another registry, so global.imageRegistry=REGISTRY is all it needs.
+  target="${REGISTRY%/}/${tag#*/}"
   echo "push: $tag -> $target" >&2
   skopeo copy ${SKOPEO_ARGS:-} "containers-storage:$tag" "docker://$target"
 done
