@@ -57,11 +57,11 @@ crds: install ## Regenerate crds/, docs/api.md and docs/metrics.md from the pyda
 	$(BIN)/modeldeploy metrics > docs/metrics.md
 	$(MAKE) chart
 
-chart: ## Copy crds/ and runtimes/modeldeploy-onnx.yaml into charts/modeldeploy (never edit the copies); regenerate its values table
+chart: install ## Copy crds/ and runtimes/modeldeploy-onnx.yaml into charts/modeldeploy (never edit the copies); regenerate its values table
 	mkdir -p charts/modeldeploy/crds charts/modeldeploy/files
 	cp crds/*.yaml charts/modeldeploy/crds/
 	cp runtimes/modeldeploy-onnx.yaml charts/modeldeploy/files/
-	$(PYTHON) hack/chart/values_table.py
+	$(BIN)/python hack/chart/values_table.py
 
 envtest-up: install envtest ## Start a control plane for use by hand; prints KUBECONFIG
 	$(BIN)/python -m modeldeploy.testing up

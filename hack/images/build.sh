@@ -86,6 +86,8 @@ declare -A tags=(
 )
 record=$cache/built.json
 [[ -f $record ]] || echo '{}' >"$record"
+# What the images are built from: the test cluster runs only images built from the tree as it is.
+source_digest=$(python3 "$root/operator/modeldeploy/testing/image_source.py" "$root")
 for name in ${IMAGES:-operator runtime staging runtime-cuda}; do
   # The CUDA image's public base is NVIDIA's; the local base has no CUDA, so it is built, not run.
   log "building ${tags[$name]} (${files[$name]})"
@@ -94,13 +96,13 @@ for name in ${IMAGES:-operator runtime staging runtime-cuda}; do
   seconds=$((SECONDS - start))
   size=$(podman image inspect --format '{{.Size}}' "${tags[$name]}")
   log "built ${tags[$name]} in ${seconds}s, $((size / 1048576)) MiB"
-  python3 - "$record" "$name" "${tags[$name]}" "$seconds" "$size" "${base:-public}" <<'PY'
+  python3 - "$record" "$name" "${tags[$name]}" "$seconds" "$size" "${base:-public}" "$source_digest" <<'PY'
 import json, sys
-path, name, tag, seconds, size, base = sys.argv[1:]
+path, name, tag, seconds, size, base, source = sys.argv[1:]
 data = json.load(open(path))
 previous = data.get(name, {})
 data[name] = {"tag": tag, "seconds": int(seconds), "bytes": int(size), "base": base,
-              "builds": previous.get("builds", 0) + 1,
+              "builds": previous.get("builds", 0) + 1, "source": source,
               "firstSeconds": previous.get("firstSeconds", int(seconds))}
 json.dump(data, open(path, "w"), indent=1, sort_keys=True)
 PY

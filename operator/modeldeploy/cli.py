@@ -235,7 +235,7 @@ def _staging_step(
     if step == StagingStep.FETCH:
         from modeldeploy.staging.prepare import prepare
 
-        plan = prepare(deployment, dest, inputs)
+        plan = prepare(deployment, dest, inputs, code_dir)
         return {"status": "Fetched", "key": plan.key, "cacheHit": plan.cache_hit}
     assert staged is not None
     plan = StagingPlan.read(inputs)

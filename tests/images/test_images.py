@@ -30,6 +30,7 @@ import yaml
 from modeldeploy import __version__
 from modeldeploy.testing.controlplane import REPO_ROOT, free_port
 from modeldeploy.testing.demo_model import build_digits_model, digit_png
+from modeldeploy.testing.image_source import built_from_here
 from tests.runtime import graphs
 
 BUILT = REPO_ROOT / ".cache" / "images" / "built.json"
@@ -57,6 +58,8 @@ def image(name: str) -> str:
         pytest.skip(f"no {name} image: run `make images` first")
     if podman("image", "exists", tag).returncode != 0:
         pytest.skip(f"{tag} is recorded in {BUILT} but not in podman's storage: run `make images`")
+    if not built_from_here(tag, BUILT):
+        pytest.skip(f"{tag} was built from other source than this checkout's: run `make images`")
     return str(tag)
 
 

@@ -101,6 +101,9 @@ def nested(model: type[ApiModel]) -> Any:
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """An RFC 1035 label: what KServe needs for InferenceService and runtime names."""
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""An RFC 1123 subdomain: the names of ConfigMaps and Secrets."""
+
 DURATION = r"^([0-9]+(\.[0-9]+)?(us|ms|s|m|h))+$"
 """A Go-style duration such as ``500ms``, ``30s`` or ``1m30s``."""
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from modeldeploy.api.base import ApiModel, CelRule, nested
+from modeldeploy.api.base import DNS_SUBDOMAIN, ApiModel, CelRule, nested
 
 TENSOR_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,62}$"
 ENTRYPOINT = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -221,6 +221,37 @@ class Postprocessing(ApiModel):
     )
 
 
+CONFIG_MAP_KEY = r"^[-._a-zA-Z0-9]+$"
+CODE_PATH = r"^[A-Za-z0-9_][-A-Za-z0-9_./]*$"
+
+
+class CodeFile(ApiModel):
+    """One ConfigMap key and the path it gets under the code folder, as a ConfigMap volume's
+    items: how a package's modules (``pkg/__init__.py``, ``pkg/factory.py``) get their folders."""
+
+    key: Annotated[str, Field(pattern=CONFIG_MAP_KEY, max_length=253)]
+    """The ConfigMap's key (one file's content)."""
+
+    path: Annotated[str, Field(pattern=CODE_PATH, max_length=253)]
+    """Where that file goes, relative to the code folder, e.g. search_models/minilm.py."""
+
+    cel_rules = (no_dot_dot("path", "path"),)
+
+
+class CodeSource(ApiModel):
+    """Python code the staging step needs: the module a state_dict entrypoint names, or the
+    classes a pickled model refers to. Mounted read-only into the staging Job's build step (the
+    one that runs the tenant's code) and put on sys.path."""
+
+    config_map: Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
+    """A ConfigMap in the deployment's namespace; its keys are the files. Treat it as immutable:
+    for new code make a new ConfigMap and point here at it, which stages the model again (an edit
+    in place is only seen by the next staging)."""
+
+    items: Annotated[list[CodeFile], Field(max_length=64)] | None = None
+    """Where each key goes; left out, every key is a file at the top of the folder."""
+
+
 class ModelSpec(ApiModel):
     """The trained model to serve."""
 
@@ -244,6 +275,10 @@ class ModelSpec(ApiModel):
         | None
     ) = None
     """Keyword arguments passed to the entrypoint factory, e.g. {num_classes: 10}."""
+
+    code: CodeSource | None = None
+    """The code the entrypoint (or a pickled model's classes) comes from, from a ConfigMap; its
+    module must still be allowed by the operator's entrypoint allow-list."""
 
     inputs: Annotated[
         list[TensorSpec],
@@ -278,5 +313,13 @@ class ModelSpec(ApiModel):
             message="entrypoint is only used with format state_dict",
             field_path=".entrypoint",
             holds=lambda m: m.entrypoint is None or m.format == ModelFormat.STATE_DICT,
+        ),
+        CelRule(
+            cel="!has(self.code) || self.format in ['state_dict', 'pytorch']",
+            message="code is only used with format state_dict or pytorch",
+            field_path=".code",
+            holds=lambda m: (
+                m.code is None or m.format in (ModelFormat.STATE_DICT, ModelFormat.PYTORCH)
+            ),
         ),
     )

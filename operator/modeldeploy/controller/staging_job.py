@@ -17,6 +17,8 @@ from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig, egress_rule
 
+CODE_DIR = "/opt/modeldeploy/code"
+"""Where the spec's code ConfigMap is mounted in the fetch and stage containers."""
 NON_RETRYABLE_EXIT_CODES = [2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 22]
 """Invalid spec and the staging failures that another attempt cannot fix (docs/staging.md);
 18 (store unavailable), 21 (source unreachable) and crashes are retried up to backoffLimit,
@@ -275,6 +277,16 @@ def build_staging_job(
         {"name": "MODELDEPLOY_STAGING_OUTPUT", "value": OUTPUT},
     ]
     trusted_tmp = {"name": "trusted-tmp", "mountPath": "/tmp"}
+    # The spec's code (a ConfigMap), read-only: hashed into the key by fetch, run by stage.
+    code = deployment.spec.model.code
+    code_mounts = [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}] if code else []
+    code_env = [{"name": "MODELDEPLOY_CODE_DIR", "value": CODE_DIR}] if code else []
+    code_volumes = (
+        [{"name": "code", "configMap": {"name": code.config_map, **(
+            {"items": [i.model_dump(mode="json") for i in code.items]} if code.items else {})}}]
+        if code
+        else []
+    )  # fmt: skip
 
     def step(which: str) -> list[str]:
         return ["modeldeploy", "stage", "--step", which]
@@ -283,11 +295,12 @@ def build_staging_job(
         naming.FETCH_CONTAINER,
         config,
         step("fetch"),
-        [*_store_env(deployment, config), document, *handover],
+        [*_store_env(deployment, config), document, *handover, *code_env],
         [
             trusted_tmp,
             {"name": "inputs", "mountPath": INPUTS},
             *({**m, "readOnly": True} for m in claims.values()),
+            *code_mounts,
         ],
         _secret_env(config),
     )
@@ -299,11 +312,13 @@ def build_staging_job(
             document,
             *handover,
             {"name": entrypoints.ENV, "value": ",".join(config.entrypoint_modules)},
+            *code_env,
         ],
         [
             {"name": "scratch", "mountPath": "/tmp"},
             {"name": "inputs", "mountPath": INPUTS, "readOnly": True},
             {"name": "output", "mountPath": OUTPUT},
+            *code_mounts,
         ],
     )
     publish = _container(
@@ -343,6 +358,7 @@ def build_staging_job(
         [
             *(_scratch(v, config) for v in ("trusted-tmp", "scratch", "inputs", "output")),
             *claim_volumes,
+            *code_volumes,
         ],
         config,
         policy,

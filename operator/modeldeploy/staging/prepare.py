@@ -9,6 +9,7 @@ that fails is rebuilt and replaced.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -47,8 +48,26 @@ def _labels(deployment: ModelDeployment, inputs: Path) -> list[str] | None:
     return [line.strip() for line in fetched.path.read_text().splitlines() if line.strip()]
 
 
-def prepare(deployment: ModelDeployment, destination: str, inputs: Path) -> StagingPlan:
-    """Fetch everything ``deployment``'s staging reads into ``inputs``, and write the plan."""
+def code_digest(code_dir: Path) -> str:
+    """sha256 over the code folder's files (relative path and content, in order): a ConfigMap
+    volume's files, whose ``..data`` links and ``..<timestamp>`` folders are the kubelet's."""
+    digest = hashlib.sha256()
+    files = sorted(
+        f for f in code_dir.rglob("*")
+        if not any(part.startswith("..") for part in f.relative_to(code_dir).parts) and f.is_file()
+    )  # fmt: skip
+    for file in files:
+        digest.update(file.relative_to(code_dir).as_posix().encode() + b"\0")
+        digest.update(sha256_file(file).encode() + b"\0")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def prepare(
+    deployment: ModelDeployment, destination: str, inputs: Path, code_dir: Path | None = None
+) -> StagingPlan:
+    """Fetch everything ``deployment``'s staging reads into ``inputs``, and write the plan.
+    The content key covers the code in ``code_dir`` too, when the spec names code: the same
+    weights built by other code are another artifact."""
     inputs.mkdir(parents=True, exist_ok=True)
     spec = deployment.spec
     model, digest = _inside(inputs, source.fetch(spec.model.uri, inputs / "source"), "source")
@@ -57,8 +76,11 @@ def prepare(deployment: ModelDeployment, destination: str, inputs: Path) -> Stag
     if quantization is not None and quantization.calibration is not None:
         fetched = source.fetch(quantization.calibration.uri, inputs / "calibration")
         calibration, _ = _inside(inputs, fetched, "calibration")
+    options = artifact_options(deployment)
+    if spec.model.code is not None and code_dir is not None:
+        options = {**options, "codeDigest": code_digest(code_dir)}
     plan = StagingPlan(
-        key=content_key(deployment.metadata.name, digest, artifact_options(deployment)),
+        key=content_key(deployment.metadata.name, digest, options),
         digest=digest,
         source=model,
         labels=_labels(deployment, inputs),

@@ -74,7 +74,7 @@ def stage(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="modeldeploy-stage-", dir=workdir) as tmp:
         inputs, staged = Path(tmp) / "inputs", Path(tmp) / "staged"
-        plan = prepare(deployment, destination, inputs)
+        plan = prepare(deployment, destination, inputs, code_dir)
         if not plan.cache_hit:
             build(deployment, plan, inputs, staged, code_dir)
         return publish(deployment, plan, staged, destination, owner, started)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.testing.controlplane import REPO_ROOT
+from modeldeploy.testing.image_source import built_from_here
 
 CONF = REPO_ROOT / "hack" / "images" / "containers.conf"
 LABEL = "modeldeploy.io/executor"
@@ -63,9 +64,13 @@ class Podman:
         )  # fmt: skip
 
     def has(self, image: str) -> bool:
-        """Whether ``image`` was built here (asked once per image)."""
+        """Whether this checkout's `make images` built ``image`` from its source as it is now,
+        and podman still has it (asked once per image): an image of older code would test
+        that code, not this."""
         if image not in self._images:
-            self._images[image] = self.run("image", "exists", image).returncode == 0
+            self._images[image] = (
+                built_from_here(image) and self.run("image", "exists", image).returncode == 0
+            )
         return self._images[image]
 
     def remove(self, name: str) -> None:

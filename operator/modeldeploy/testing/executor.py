@@ -398,6 +398,7 @@ class LocalExecutor:
         self.core.create_namespaced_pod(namespace, pod)
         home = self.workdir / pod_name
         home.mkdir(parents=True, exist_ok=True)
+        self._config_map_volumes(namespace, template["spec"], home)
         steps = [
             *((c, True) for c in template["spec"].get("initContainers") or []),
             (template["spec"]["containers"][0], False),
@@ -432,6 +433,21 @@ class LocalExecutor:
         self.core.patch_namespaced_pod_status(pod_name, namespace, {"status": status})
         shutil.rmtree(home / "volumes", ignore_errors=True)
         return None if timed_out else code
+
+    def _config_map_volumes(self, namespace: str, spec: dict[str, Any], home: Path) -> None:
+        """Write each configMap volume's keys as files into its folder, as the kubelet does
+        (``items`` place keys at paths); the containers see the folder at the mount path."""
+        for volume in spec.get("volumes") or []:
+            source = volume.get("configMap")
+            if not source:
+                continue
+            data = self.core.read_namespaced_config_map(source["name"], namespace).data or {}
+            folder = home / "volumes" / volume["name"]
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                target = folder / item["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(data[item["key"]])
 
     def _run_container(
         self,
