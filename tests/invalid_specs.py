@@ -209,6 +209,24 @@ CASES: list[InvalidCase] = [
         "entrypoint is only used with format state_dict",
     ),
     InvalidCase(
+        "code-only-for-python-formats",
+        _merge(model__format="onnx", model__code={"configMap": "code"}),
+        "spec.model.code",
+        "code is only used with format state_dict or pytorch",
+        "spec.model.code",
+        "code is only used with format state_dict or pytorch",
+    ),
+    InvalidCase(
+        "code-path-leaves-its-folder",
+        _merge(
+            model__code={"configMap": "code", "items": [{"key": "m.py", "path": "pkg/../../x.py"}]}
+        ),
+        "spec.model.code.items[0].path",
+        "must not contain a '..' path segment",
+        "spec.model.code.items[0].path",
+        "must not contain a '..' path segment",
+    ),
+    InvalidCase(
         "min-over-max-replicas",
         _set("serving", "scaling", value={"minReplicas": 5, "maxReplicas": 2}),
         "spec.serving.scaling.minReplicas",

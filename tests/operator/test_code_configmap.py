@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes import client
-
-from modeldeploy.controller.staging_job import CODE_DIR
+from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.staging_job import CODE_DIR, build_staging_job
 from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
 
@@ -61,20 +61,30 @@ def test_a_state_dict_builds_from_code_in_a_config_map_and_new_code_is_a_new_art
     kube.wait_condition("digits", "Ready", "True", timeout=240)
     first = artifact(kube)
 
-    (job,) = kube.batch.list_namespaced_job(namespace).items
-    pod = client.ApiClient().sanitize_for_serialization(job.spec.template.spec)
-    assert pod["volumes"][-1] == {"name": "code", "configMap": {"name": "digits-code",
-                                                               "items": items}}  # fmt: skip
-    by_name = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
-    for step in ("fetch", "stage"):
-        assert {"name": "code", "mountPath": CODE_DIR, "readOnly": True} in by_name[step][
-            "volumeMounts"
-        ]
-    assert "code" not in {m["name"] for m in by_name["publish"]["volumeMounts"]}
-
     # New code, in a new ConfigMap: the same weights built by it are another artifact.
     code_config_map(kube, "digits-code-v2", tail=", nn.LogSoftmax(dim=1)")
     kube.patch_spec("digits", {"model": {"code": {"configMap": "digits-code-v2", "items": items}}})
     kube.wait("the new code's artifact",
               lambda: artifact(kube).get("uri") not in (None, first["uri"]), timeout=240)  # fmt: skip
     assert artifact(kube)["uri"] != first["uri"]
+
+
+def test_the_code_is_mounted_read_only_into_fetch_and_stage_only() -> None:
+    items = [{"key": "digits.py", "path": "quickmodels/digits.py"}]
+    deployment = ModelDeployment.model_validate({
+        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "digits", "namespace": "ml"},
+        "spec": digits_spec(model={
+            "uri": "pvc://models/w.pt", "format": "state_dict",
+            "entrypoint": "quickmodels.digits:build",
+            "code": {"configMap": "digits-code", "items": items}}),
+    })  # fmt: skip
+    pod = build_staging_job(deployment, "uid", OperatorConfig())["spec"]["template"]["spec"]
+    assert pod["volumes"][-1] == {"name": "code", "configMap": {"name": "digits-code",
+                                                               "items": items}}  # fmt: skip
+    by_name = {c["name"]: c for c in pod["initContainers"] + pod["containers"]}
+    mount = {"name": "code", "mountPath": CODE_DIR, "readOnly": True}
+    for step in ("fetch", "stage"):
+        assert mount in by_name[step]["volumeMounts"]
+        assert {"name": "MODELDEPLOY_CODE_DIR", "value": CODE_DIR} in by_name[step]["env"]
+    assert "code" not in {m["name"] for m in by_name["publish"]["volumeMounts"]}

@@ -41,6 +41,15 @@ def test_every_example_validates(path: Path) -> None:
     assert deployment.metadata.name == doc["metadata"]["name"]
 
 
+@pytest.mark.parametrize("path", [*EXAMPLES, REPO / "examples" / "quickstart" / "digits.yaml"],
+                         ids=lambda p: p.stem)  # fmt: skip
+def test_every_example_states_its_prerequisites_in_its_header(path: Path) -> None:
+    header = path.read_text().split("\napiVersion:", 1)[0]
+    assert "Prerequisites" in header
+    namespace = yaml.safe_load(path.read_text().replace("$BUCKET", "b"))["metadata"]["namespace"]
+    assert namespace in header  # the namespace it needs is named, or created by its folder
+
+
 def test_the_minimal_spec_gets_every_default() -> None:
     spec = parse(valid_doc()).spec
     assert spec.optimization.precision == "fp32"

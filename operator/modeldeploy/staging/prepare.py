@@ -10,6 +10,7 @@ that fails is rebuilt and replaced.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -52,11 +53,12 @@ def code_digest(code_dir: Path) -> str:
     """sha256 over the code folder's files (relative path and content, in order): a ConfigMap
     volume's files, whose ``..data`` links and ``..<timestamp>`` folders are the kubelet's."""
     digest = hashlib.sha256()
-    files = sorted(
-        f for f in code_dir.rglob("*")
-        if not any(part.startswith("..") for part in f.relative_to(code_dir).parts) and f.is_file()
-    )  # fmt: skip
-    for file in files:
+    files: list[Path] = []
+    # Followed links: a key placed at pkg/mod.py is pkg -> ..data/pkg in a real volume.
+    for folder, dirs, names in os.walk(code_dir, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith("..")]
+        files += [Path(folder) / n for n in names if not n.startswith("..")]
+    for file in sorted(files, key=lambda f: f.relative_to(code_dir).as_posix()):
         digest.update(file.relative_to(code_dir).as_posix().encode() + b"\0")
         digest.update(sha256_file(file).encode() + b"\0")
     return f"sha256:{digest.hexdigest()}"
