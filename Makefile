@@ -8,15 +8,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
+.PHONY: compat lock help install test test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
 
 help: ## List the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hack/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c hack/constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(STAMP) ## Create .venv and install modeldeploy with every extra and the test tools
@@ -62,6 +62,13 @@ chart: install ## Copy crds/ and runtimes/modeldeploy-onnx.yaml into charts/mode
 	cp crds/*.yaml charts/modeldeploy/crds/
 	cp runtimes/modeldeploy-onnx.yaml charts/modeldeploy/files/
 	$(BIN)/python hack/chart/values_table.py
+
+lock: install ## Pin the Python packages to what .venv has now (hack/constraints.txt), after testing an upgrade
+	@{ sed -n '1,3p' hack/constraints.txt; $(BIN)/pip freeze --exclude-editable; } > hack/constraints.txt.new
+	mv hack/constraints.txt.new hack/constraints.txt
+
+compat: install envtest ## Regenerate docs/install.md's table of the versions the tests run with
+	$(BIN)/python hack/compat.py
 
 envtest-up: install envtest ## Start a control plane for use by hand; prints KUBECONFIG
 	$(BIN)/python -m modeldeploy.testing up
