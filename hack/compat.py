@@ -58,7 +58,7 @@ def kserve_bound() -> str:
 
 
 def rows(bin_dir: Path) -> list[tuple[str, str]]:
-    python = ".".join(map(str, sys.version_info[:3]))
+    python = ".".join(map(str, sys.version_info[:2]))
     return [
         ("kube-apiserver, kubectl (Kubernetes)", go_module("kubernetes", "k8s.io/kubernetes")),
         ("etcd", go_module("etcd", "go.etcd.io/etcd/server/v3")),
