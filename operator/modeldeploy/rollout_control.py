@@ -7,6 +7,7 @@ ModelDeployments, and a command given while the operator is down is carried out 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -256,8 +257,9 @@ def summary_row(body: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def describe(body: dict[str, Any]) -> str:
-    """A few lines a person reads: revisions, phase and step, weights, last analysis."""
+def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """What ``status`` shows, as (label, value) rows: revisions, phase and step, weights, the
+    last analysis, commands not yet acted on, and the conditions."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     spec_steps = ((body.get("spec") or {}).get("rollout") or {}).get("steps") or []
@@ -265,40 +267,58 @@ def describe(body: dict[str, Any]) -> str:
     rollout = status.get("rollout") or {}
     traffic = status.get("traffic") or {}
     annotations = meta.get("annotations") or {}
-    lines = [f"{meta.get('namespace')}/{meta.get('name')}"]
-    lines.append(
-        f"  stable:   {revisions.get('stable', '-')}  {revisions.get('stableUri', '')}".rstrip()
-    )
+    rows = [
+        ("stable", f"{revisions.get('stable', '-')}  {revisions.get('stableUri', '')}".rstrip())
+    ]
     if revisions.get("canary"):
-        lines.append(f"  canary:   {revisions['canary']}  {revisions.get('canaryUri', '')}")
+        rows.append(("canary", f"{revisions['canary']}  {revisions.get('canaryUri', '')}"))
     if revisions.get("failed"):
-        lines.append(f"  failed:   {revisions['failed']}  (no traffic until the spec changes)")
+        rows.append(("failed", f"{revisions['failed']}  (no traffic until the spec changes)"))
     phase = rollout.get("phase") or "-"
     step = int(rollout.get("step") or 0)
     if spec_steps and phase in ("Progressing", "Paused", "Failed", "Inconclusive"):
         weight = spec_steps[min(step, len(spec_steps) - 1)].get("weight")
-        lines.append(f"  phase:    {phase}, step {step + 1}/{len(spec_steps)} (target {weight}%)")
+        rows.append(("phase", f"{phase}, step {step + 1}/{len(spec_steps)} (target {weight}%)"))
     else:
-        lines.append(f"  phase:    {phase}")
-    lines.append(
-        f"  traffic:  stable {traffic.get('stable', 100)}%, canary {traffic.get('canary', 0)}%"
+        rows.append(("phase", phase))
+    rows.append(
+        ("traffic", f"stable {traffic.get('stable', 100)}%, canary {traffic.get('canary', 0)}%")
     )
     analysis = rollout.get("analysis")
     if analysis:
         verdict = "passed" if analysis.get("passed") else "FAILED"
-        lines.append(
-            f"  analysis: {verdict} at {analysis.get('at')}: {rollout.get('lastAnalysis')}"
+        rows.append(
+            ("analysis", f"{verdict} at {analysis.get('at')}: {rollout.get('lastAnalysis')}")
         )
     if rollout.get("failure"):
-        lines.append(f"  failure:  {rollout['failure']}")
-    pending = [k for k in (naming.PROMOTE_ANNOTATION, naming.ABORT_ANNOTATION) if k in annotations]
+        rows.append(("failure", str(rollout["failure"])))
+    pending = [k for k in (naming.PROMOTE_ANNOTATION, naming.ABORT_ANNOTATION,
+                           naming.RETRY_ANNOTATION) if k in annotations]  # fmt: skip
     if naming.PAUSE_ANNOTATION in annotations:
         pending.append(f"{naming.PAUSE_ANNOTATION}={annotations[naming.PAUSE_ANNOTATION]}")
     if pending:
-        lines.append(f"  pending:  {', '.join(pending)} (the operator acts on these)")
+        rows.append(("pending", f"{', '.join(pending)} (the operator acts on these)"))
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     for kind in ("Ready", "RolloutProgressing", "Degraded"):
         c = conditions.get(kind)
         if c:
-            lines.append(f"  {kind}: {c.get('status')} {c.get('reason')}: {c.get('message', '')}")
-    return "\n".join(lines)
+            rows.append((kind, f"{c.get('status')} {c.get('reason')}: {c.get('message', '')}"))
+    return rows
+
+
+def describe(body: dict[str, Any]) -> str:
+    """``status``'s text: the object's ``namespace/name``, then its rows aligned by rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    meta = body.get("metadata") or {}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for label, value in describe_rows(body):
+        grid.add_row(f"  {label}:", value)
+    out = io.StringIO()
+    # Never wrapped for a narrow (or absent) terminal: tools read this output too.
+    Console(file=out, width=10_000, highlight=False, soft_wrap=True).print(grid)
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    return "\n".join([f"{meta.get('namespace')}/{meta.get('name')}", *lines])

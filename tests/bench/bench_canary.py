@@ -32,6 +32,7 @@ from kubernetes import client, config
 
 from modeldeploy.api.rollout import Analysis
 from modeldeploy.controller.analysis import run_checks
+from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import Target
 from modeldeploy.testing import Assets, ControlPlane
 from modeldeploy.testing.controlplane import REPO_ROOT
@@ -164,7 +165,9 @@ def bench_analysis(bench: Bench, prometheus: str, store: str) -> list[float]:
     times = []
     for _ in range(30):
         start = time.perf_counter()
-        result = run_checks(analysis, target, True, prometheus, 10, datetime.now(UTC))
+        result = run_checks(
+            analysis, target, True, PrometheusClient(prometheus), 10, datetime.now(UTC)
+        )
         times.append(time.perf_counter() - start)
         if not result.passed:
             raise RuntimeError(f"analysis failed: {result.failures}")

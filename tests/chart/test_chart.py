@@ -431,3 +431,29 @@ def test_every_value_is_described_in_the_table() -> None:
         if not any(leaf == d or leaf.startswith(d + ".") for d in described)
     ]  # fmt: skip
     assert undescribed == []
+
+
+def test_prometheus_auth_values_reach_the_operator_as_it_reads_them() -> None:
+    from modeldeploy.controller.config import OperatorConfig
+
+    docs = render("--set", "canary.prometheusAuth.caConfigMap=prom-ca",
+                  "--set", "canary.prometheusAuth.bearerTokenFile=/var/run/secrets/kubernetes.io/serviceaccount/token",
+                  "--set", "canary.prometheusAuth.headers.X-Scope-OrgID=team-a")  # fmt: skip
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = OperatorConfig.from_env(env)
+    assert config.prometheus_bearer_token_file == (
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+    assert config.prometheus_headers == (("X-Scope-OrgID", "team-a"),)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "prometheus-ca")
+    assert config.prometheus_ca_file == f"{mount['mountPath']}/ca.crt"
+    volume = next(v for v in pod["volumes"] if v["name"] == "prometheus-ca")
+    assert volume["configMap"] == {
+        "name": "prom-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    plain = by_kind(render(), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert not any(e["name"].startswith("MODELDEPLOY_PROMETHEUS_") for e in plain["env"]
+                   if e["name"] != "MODELDEPLOY_PROMETHEUS_ADDRESS")  # fmt: skip

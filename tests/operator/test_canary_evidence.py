@@ -24,7 +24,8 @@ import pytest
 import tritonclient.http as httpclient
 import yaml
 
-from modeldeploy.controller.analysis import custom_query, prometheus_value
+from modeldeploy.controller.analysis import custom_query
+from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import Target
 from modeldeploy.testing import Assets
 from modeldeploy.testing.controlplane import REPO_ROOT
@@ -92,7 +93,7 @@ def send(url: str, n: int, dtype: str = "FP32") -> int:
 
 
 def query(prometheus: str, promql: str) -> float | None:
-    return prometheus_value(prometheus, promql, timeout=5)
+    return PrometheusClient(prometheus).value(promql, timeout=5)
 
 
 def eventually(read: Any, seconds: float) -> Any:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from modeldeploy.controller.analysis import prometheus_value
+from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.testing import Cluster, triton
 from modeldeploy.testing.controlplane import REPO_ROOT
 from modeldeploy.testing.processes import LocalStack
@@ -152,8 +152,7 @@ def test_a_triton_canary_that_fails_a_fifth_of_its_requests_is_rolled_back_by_it
     # The numbers came from Triton's own counters, by revision: the canary's failed, stable's
     # (same traffic) did not.
     def failures(revision: str) -> float | None:
-        return prometheus_value(
-            prometheus,
+        return PrometheusClient(prometheus).value(
             f'sum(nv_inference_request_failure{{modeldeploy_revision="{revision}",reason="BACKEND"}})',
             5,
         )

@@ -82,7 +82,7 @@ def test_the_readme_quick_start_reaches_ready_word_for_word(
         assert "training accuracy" in result.stdout
         assert "condition met" in result.stdout
         status = result.stdout[result.stdout.index(f"{NAMESPACE}/digits") :]
-        assert "Ready: True InferenceServiceReady" in status, status
+        assert re.search(r"Ready:\s+True InferenceServiceReady", status), status
         # The model came from the bucket: the source digest is the uploaded file's.
         body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
             "modeldeploy.io", "v1alpha1", NAMESPACE, "modeldeployments", "digits"

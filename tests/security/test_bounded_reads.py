@@ -32,7 +32,9 @@ from modeldeploy.artifacts.manifest import (
     Tensor,
 )
 from modeldeploy.artifacts.store import StoreError
-from modeldeploy.controller.analysis import PROMETHEUS_MAX_BYTES, load_golden, prometheus_value
+from modeldeploy.controller.analysis import load_golden
+from modeldeploy.controller.prometheus_client import MAX_BYTES as PROMETHEUS_MAX_BYTES
+from modeldeploy.controller.prometheus_client import PrometheusClient
 
 MIB = 1024 * 1024
 
@@ -178,13 +180,13 @@ def hostile() -> Iterator[str]:
 def test_a_huge_prometheus_answer_is_cut_off_at_the_cap(hostile: str) -> None:
     Hostile.sent = 0
     with pytest.raises(RuntimeError, match=f"larger than {PROMETHEUS_MAX_BYTES} bytes"):
-        prometheus_value(f"{hostile}/huge", "up", timeout=10)
+        PrometheusClient(f"{hostile}/huge").value("up", timeout=10)
     assert Hostile.sent < 16 * MIB  # the reader hung up; it did not take the 64 MiB
 
 
 def test_what_a_tenants_prometheus_answers_is_not_copied_into_status(hostile: str) -> None:
     with pytest.raises(RuntimeError, match=r"Prometheus answered an error \(bad_data\)") as refused:
-        prometheus_value(hostile, "up", timeout=10)
+        PrometheusClient(hostile).value("up", timeout=10)
     assert "AWS_SECRET" not in str(refused.value)
     assert len(str(refused.value)) < 100
 

@@ -15,6 +15,7 @@ from modeldeploy.controller import metric_sources, naming
 from modeldeploy.controller.analysis import builtin_queries, custom_query, run_checks
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.handlers import merge_patch
+from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import (
     AnalysisResult,
     Artifact,
@@ -337,7 +338,7 @@ def test_analysis_queries_select_the_revisions_and_thresholds_fail_with_numbers(
     assert not result.passed
     assert "no Prometheus is configured" in result.failures[0]
     # Prometheus down says nothing about the canary: no verdict, and no pass either.
-    unreachable = run_checks(spec, target, True, "http://127.0.0.1:9", 1, T0)
+    unreachable = run_checks(spec, target, True, PrometheusClient("http://127.0.0.1:9"), 1, T0)
     assert not unreachable.passed
     assert unreachable.failures == []
     assert "prometheus at http://127.0.0.1:9" in unreachable.inconclusive[0]

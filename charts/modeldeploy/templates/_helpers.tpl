@@ -117,3 +117,10 @@ What the operator does in the namespaces it watches; the same rules go into the 
   verbs: [get]
 {{- end }}
 {{- end -}}
+
+{{/* canary.prometheusAuth.headers as the operator reads them: Name=value,Name=value. */}}
+{{- define "modeldeploy.headers" -}}
+{{- $pairs := list -}}
+{{- range $name, $value := . -}}{{- $pairs = append $pairs (printf "%s=%s" $name $value) -}}{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
+import durationpy
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
@@ -110,13 +111,11 @@ DURATION = r"^([0-9]+(\.[0-9]+)?(us|ms|s|m|h))+$"
 QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[munkMGTPE]|[KMGTPE]i)?$"
 """A non-negative Kubernetes resource quantity such as ``500m``, ``2`` or ``4Gi``."""
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 def duration_seconds(text: str) -> float:
-    """Seconds in a duration string that matched :data:`DURATION`."""
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    """Seconds in a duration string that matched :data:`DURATION` (Go's syntax, parsed by
+    durationpy, as the Kubernetes client parses Go durations)."""
+    return float(durationpy.from_str(text).total_seconds())
 
 
 Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]

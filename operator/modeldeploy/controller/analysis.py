@@ -21,7 +21,6 @@ failed check, and ``rollout.decide`` turns it into the next step or a rollback.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import urllib.error
@@ -39,11 +38,9 @@ from modeldeploy.artifacts.manifest import MANIFEST, parse_manifest
 from modeldeploy.artifacts.store import open_store
 from modeldeploy.controller import metric_sources
 from modeldeploy.controller.metric_sources import MetricSource
+from modeldeploy.controller.prometheus_client import PrometheusClient, promql_string
 from modeldeploy.controller.rollout import AnalysisResult, Target
 
-PROMETHEUS_MAX_BYTES = 1024 * 1024
-"""Most bytes read of one Prometheus answer: one number needs a few hundred."""
-PROMETHEUS_ERROR_TYPES = {"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found"}  # fmt: skip
 log = logging.getLogger(__name__)
 
 
@@ -121,38 +118,6 @@ def live_parity(url: str, model: str, golden: Golden, timeout: float) -> float:
     return agreement.worst
 
 
-def prometheus_value(address: str, query: str, timeout: float) -> float | None:
-    """The single number ``query`` returns now; None for an empty result or NaN."""
-    url = f"{address.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        raw = response.read(PROMETHEUS_MAX_BYTES + 1)
-    if len(raw) > PROMETHEUS_MAX_BYTES:
-        raise RuntimeError(f"the answer is larger than {PROMETHEUS_MAX_BYTES} bytes")
-    try:
-        body = json.loads(raw)
-    except ValueError as err:
-        raise RuntimeError("the answer is not a Prometheus API response") from err
-    if not isinstance(body, dict) or body.get("status") != "success":
-        # The address may be a tenant's, and this message goes into a status every reader of
-        # the namespace sees: the answer's text stays in the operator's log, never in status.
-        found = body if isinstance(body, dict) else {}
-        kind = str(found.get("errorType", "?"))
-        kind = kind if kind in PROMETHEUS_ERROR_TYPES else "unknown"
-        log.warning("Prometheus at %s answered %s: %.500s", address, kind, found.get("error"))
-        raise RuntimeError(f"Prometheus answered an error ({kind}); see the operator's log")
-    data = body.get("data") or {}
-    if data.get("resultType") == "scalar":
-        value = float(data["result"][1])
-    else:
-        results = data["result"]
-        if not results:
-            return None
-        if len(results) > 1:
-            raise RuntimeError(f"query returned {len(results)} series, expected one: {query}")
-        value = float(results[0]["value"][1])
-    return None if math.isnan(value) else value
-
-
 def builtin_queries(source: MetricSource, target: Target) -> dict[str, str]:
     """The PromQL the analysis runs for ``source``, by what it measures."""
     window = f"{target.window_seconds}s"
@@ -176,19 +141,19 @@ def builtin_queries(source: MetricSource, target: Target) -> dict[str, str]:
 
 def custom_query(query: str, target: Target) -> str:
     return (
-        query.replace("{{canary}}", target.canary)
-        .replace("{{stable}}", target.stable)
-        .replace("{{namespace}}", target.namespace)
-        .replace("{{deployment}}", target.deployment)
+        query.replace("{{canary}}", promql_string(target.canary))
+        .replace("{{stable}}", promql_string(target.stable))
+        .replace("{{namespace}}", promql_string(target.namespace))
+        .replace("{{deployment}}", promql_string(target.deployment))
         .replace("{{window}}", f"{target.window_seconds}s")
     )
 
 
-def missing_metrics(address: str, query: str, timeout: float) -> list[str]:
+def missing_metrics(prometheus: PrometheusClient, query: str, timeout: float) -> list[str]:
     """The metric names in ``query`` that have no series at all in Prometheus."""
     missing = []
     for name in metric_names(query):
-        if prometheus_value(address, f"count({{__name__={name!r}}})", timeout) is None:
+        if prometheus.value(f'count({{__name__="{promql_string(name)}"}})', timeout) is None:
             missing.append(name)
     return missing
 
@@ -203,7 +168,7 @@ class _Findings:
 
 
 def _builtin_checks(
-    spec: Analysis, target: Target, prometheus: str, timeout: float, found: _Findings
+    spec: Analysis, target: Target, prometheus: PrometheusClient, timeout: float, found: _Findings
 ) -> None:
     """Requests, error rate and latency from the runtime's own metrics, once there is evidence."""
     source = metric_sources.for_runtime(target.runtime, target.knative)
@@ -211,13 +176,13 @@ def _builtin_checks(
         return
     queries = builtin_queries(source, target)
     canary = metric_sources.selector(target.namespace, target.deployment, target.canary)
-    if not prometheus_value(prometheus, queries["series"], timeout):
+    if not prometheus.value(queries["series"], timeout):
         found.inconclusive.append(
             f"no series for {source.series}{{{canary}}} in Prometheus at {prometheus}: is "
             f"{source.name} scraped? see docs/canary.md#labels"
         )
         return
-    requests = prometheus_value(prometheus, queries["requests"], timeout) or 0.0
+    requests = prometheus.value(queries["requests"], timeout) or 0.0
     found.numbers["requests"] = requests
     if requests < spec.min_requests:
         found.inconclusive.append(
@@ -227,8 +192,8 @@ def _builtin_checks(
         )
         return
     max_rate = DEFAULT_MAX_ERROR_RATE if spec.max_error_rate is None else spec.max_error_rate
-    served = prometheus_value(prometheus, queries["served"], timeout) or 0.0
-    errors = prometheus_value(prometheus, queries["errors"], timeout) or 0.0
+    served = prometheus.value(queries["served"], timeout) or 0.0
+    errors = prometheus.value(queries["errors"], timeout) or 0.0
     rate = errors / served if served else 0.0
     found.numbers["error_rate"] = rate
     if rate > max_rate:
@@ -238,7 +203,7 @@ def _builtin_checks(
     latency_judged = spec.max_p99_latency_ms is not None or spec.max_latency_ratio is not None
     if "p99" not in queries:
         return
-    p99 = prometheus_value(prometheus, queries["p99"], timeout)
+    p99 = prometheus.value(queries["p99"], timeout)
     found.numbers["p99"] = p99
     if p99 is None:
         if latency_judged:  # a threshold nothing measured must not pass
@@ -247,7 +212,7 @@ def _builtin_checks(
     if spec.max_p99_latency_ms is not None and p99 > spec.max_p99_latency_ms:
         found.failures.append(f"p99 latency {p99:.1f} ms > max {spec.max_p99_latency_ms:g} ms")
     if spec.max_latency_ratio is not None:
-        stable_p99 = prometheus_value(prometheus, queries["stable_p99"], timeout)
+        stable_p99 = prometheus.value(queries["stable_p99"], timeout)
         found.numbers["stable_p99"] = stable_p99
         if stable_p99 and p99 / stable_p99 > spec.max_latency_ratio:
             found.failures.append(
@@ -257,7 +222,7 @@ def _builtin_checks(
 
 
 def _client_error_check(
-    prometheus: str,
+    prometheus: PrometheusClient,
     queries: dict[str, str],
     requests: float,
     max_rate: float,
@@ -266,9 +231,9 @@ def _client_error_check(
 ) -> None:
     """A client's malformed requests are no canary errors, but a canary that refuses, as the
     client's fault, what stable accepts on the same traffic has changed its input contract."""
-    canary = (prometheus_value(prometheus, queries["client_errors"], timeout) or 0.0) / requests
-    stable_requests = prometheus_value(prometheus, queries["stable_requests"], timeout) or 0.0
-    stable_errors = prometheus_value(prometheus, queries["stable_client_errors"], timeout) or 0.0
+    canary = (prometheus.value(queries["client_errors"], timeout) or 0.0) / requests
+    stable_requests = prometheus.value(queries["stable_requests"], timeout) or 0.0
+    stable_errors = prometheus.value(queries["stable_client_errors"], timeout) or 0.0
     stable = stable_errors / stable_requests if stable_requests else 0.0
     found.numbers["client_error_rate"] = canary
     found.numbers["stable_client_error_rate"] = stable
@@ -285,11 +250,11 @@ def _client_error_check(
 
 
 def _custom_checks(
-    spec: Analysis, target: Target, prometheus: str, timeout: float, found: _Findings
+    spec: Analysis, target: Target, prometheus: PrometheusClient, timeout: float, found: _Findings
 ) -> None:
     for query in spec.queries or []:
         try:
-            value = prometheus_value(prometheus, custom_query(query.query, target), timeout)
+            value = prometheus.value(custom_query(query.query, target), timeout)
             if value is None:
                 missing = missing_metrics(prometheus, query.query, timeout)
                 found.inconclusive.append(
@@ -308,11 +273,11 @@ def run_checks(
     spec: Analysis,
     target: Target,
     ready: bool,
-    prometheus: str | None,
+    prometheus: PrometheusClient | None,
     timeout: float,
     now: datetime,
 ) -> AnalysisResult:
-    """Every check. Blocking (tritonclient, urllib): async code runs it in a thread."""
+    """Every check. Blocking (tritonclient, requests): async code runs it in a thread."""
     found = _Findings()
     if not ready:
         found.failures.append("canary not ready")

@@ -28,6 +28,17 @@ def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _headers(value: str) -> tuple[tuple[str, str], ...]:
+    """``Name=value,Name=value`` as header pairs."""
+    pairs = []
+    for item in _comma_list(value):
+        name, sep, header = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"prometheus header {item!r}: use Name=value")
+        pairs.append((name.strip(), header.strip()))
+    return tuple(pairs)
+
+
 def egress_rule(entry: str) -> dict[str, Any]:
     """One ``CIDR`` or ``CIDR:port[,port…]`` entry as a NetworkPolicy egress rule (TCP)."""
     match = re.fullmatch(r"(?P<cidr>[^/\s]+/\d{1,3})(?::(?P<ports>[\d,]+))?", entry)
@@ -111,6 +122,25 @@ class OperatorConfig:
     """Prometheus base URLs a spec's ``analysis.prometheus.address`` may name, besides
     ``prometheus_address``; any other address is refused (``PrometheusNotAllowed``)."""
 
+    prometheus_bearer_token_file: str | None = None
+    """A file holding the bearer token sent to Prometheus (read at each query, so a rotated
+    ServiceAccount token is picked up)."""
+
+    prometheus_ca_file: str | None = None
+    """PEM bundle that verifies Prometheus's TLS certificate; default: the system's."""
+
+    prometheus_cert_file: str | None = None
+    """Client certificate (PEM) for Prometheus behind mutual TLS."""
+
+    prometheus_key_file: str | None = None
+    """Its key, when not in the certificate file."""
+
+    prometheus_insecure_skip_verify: bool = False
+    """Do not verify Prometheus's certificate (testing only)."""
+
+    prometheus_headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers for every query, e.g. X-Scope-OrgID for a Mimir or Cortex tenant."""
+
     unconfined_queries: bool = False
     """Allow custom queries whose selectors lack ``namespace="{{namespace}}"`` (for a
     Prometheus behind prom-label-proxy); otherwise they are refused (``QueryNotConfined``)."""
@@ -182,6 +212,15 @@ class OperatorConfig:
             "entrypoint_modules": (entrypoints.ENV, _comma_list),
             "image_pull_secrets": ("MODELDEPLOY_IMAGE_PULL_SECRETS", _comma_list),
             "prometheus_allowed": ("MODELDEPLOY_PROMETHEUS_ALLOWED", _comma_list),
+            "prometheus_bearer_token_file": ("MODELDEPLOY_PROMETHEUS_BEARER_TOKEN_FILE", str),
+            "prometheus_ca_file": ("MODELDEPLOY_PROMETHEUS_CA_FILE", str),
+            "prometheus_cert_file": ("MODELDEPLOY_PROMETHEUS_CERT_FILE", str),
+            "prometheus_key_file": ("MODELDEPLOY_PROMETHEUS_KEY_FILE", str),
+            "prometheus_insecure_skip_verify": (
+                "MODELDEPLOY_PROMETHEUS_INSECURE_SKIP_VERIFY",
+                lambda v: v.lower() in ("1", "true", "yes"),
+            ),
+            "prometheus_headers": ("MODELDEPLOY_PROMETHEUS_HEADERS", _headers),
             "unconfined_queries": (
                 "MODELDEPLOY_UNCONFINED_QUERIES",
                 lambda v: v.lower() in ("1", "true", "yes"),

@@ -20,6 +20,13 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
@@ -78,6 +85,8 @@ class State:
         """With more than one replica: the Lease this replica must hold to write anything."""
         self.elected = asyncio.Event()
         """Set when this replica becomes the leader: the resync then runs at once."""
+        self.prometheus: dict[str, Any] = {}
+        """A client per Prometheus address queried (``prometheus_client.Prometheus``)."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -171,7 +180,8 @@ async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
     from modeldeploy.controller.analysis import run_checks
 
     spec = parse(observed.body).spec.rollout.analysis
-    prometheus = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
+    address = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
+    prometheus = _prometheus(state, address) if address else None
     with metrics.ANALYSIS_SECONDS.time():
         result = await asyncio.to_thread(
             run_checks,
@@ -184,6 +194,24 @@ async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
         )
     metrics.ANALYSES.labels(str(result.passed).lower()).inc()
     return plan(dataclasses.replace(observed, analysis=result), state.config, datetime.now(UTC))
+
+
+def _prometheus(state: State, address: str) -> Any:
+    """The client for ``address``, with the operator's credentials, TLS and headers."""
+    from modeldeploy.controller.prometheus_client import PrometheusAuth, PrometheusClient
+
+    if address not in state.prometheus:
+        config = state.config
+        auth = PrometheusAuth(
+            bearer_token_file=config.prometheus_bearer_token_file,
+            ca_file=config.prometheus_ca_file,
+            cert_file=config.prometheus_cert_file,
+            key_file=config.prometheus_key_file,
+            insecure_skip_verify=config.prometheus_insecure_skip_verify,
+            headers=dict(config.prometheus_headers),
+        )
+        state.prometheus[address] = PrometheusClient(address, auth)
+    return state.prometheus[address]
 
 
 async def converge(
@@ -379,22 +407,36 @@ def _isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
 async def _converge_or_schedule(
     state: State, namespace: str, name: str, logger: Any, runtimes: RuntimeIndex
 ) -> None:
-    """Converge now; on a transient API error, again after 1, 2, 5, 10, 20 and 30 seconds
-    (event handlers are not retried by kopf, and the resync timer is minutes away)."""
-    for delay in (1, 2, 5, 10, 20, 30, None):
-        try:
-            await converge(state, namespace, name, logger, runtimes)
-            return
-        except TransientApiError as err:
-            metrics.RECONCILIATIONS.labels("transient_error").inc()
-            if delay is None:
-                logger.warning(f"giving up until the next resync: {err}")
-                return
-            logger.info(f"retrying in {delay}s: {err}")
-            await asyncio.sleep(delay)
-        except Exception:  # a refused write (422), a bug: counted, then kopf logs it
-            metrics.RECONCILIATIONS.labels("permanent_error").inc()
-            raise
+    """Converge now; on a transient API error, again after a random wait that doubles up to 30
+    seconds, seven tries in all (event handlers are not retried by kopf, and the resync timer is
+    minutes away). The jitter keeps a thousand deployments that failed together (an API server
+    restart) from all coming back in the same second."""
+
+    def counted(retry: RetryCallState) -> None:
+        metrics.RECONCILIATIONS.labels("transient_error").inc()
+        wait = retry.next_action.sleep if retry.next_action else 0
+        logger.info(
+            f"retrying in {wait:.1f}s: {retry.outcome.exception() if retry.outcome else ''}"
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TransientApiError),
+        wait=wait_random_exponential(multiplier=1, max=30),
+        stop=stop_after_attempt(7),
+        before_sleep=counted,
+        sleep=lambda seconds: asyncio.sleep(seconds),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await converge(state, namespace, name, logger, runtimes)
+    except TransientApiError as err:
+        metrics.RECONCILIATIONS.labels("transient_error").inc()
+        logger.warning(f"giving up until the next resync: {err}")
+    except Exception:  # a refused write (422), a bug: counted, then kopf logs it
+        metrics.RECONCILIATIONS.labels("permanent_error").inc()
+        raise
 
 
 def _on_elected(state: State) -> Any:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from modeldeploy.api.serving import DEFAULT_RUNTIME, TRITON_RUNTIME
+from modeldeploy.controller.prometheus_client import promql_string
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,11 @@ def for_runtime(runtime: str, knative: bool) -> MetricSource | None:
 
 
 def selector(namespace: str, deployment: str, revision: str) -> str:
-    """The label matchers of one revision's pods. The values are Kubernetes names and staging
-    hashes (DNS labels and hex), which need no escaping inside PromQL quotes."""
+    """The label matchers of one revision's pods, each value escaped as a PromQL string."""
     return (
-        f'namespace="{namespace}",modeldeploy_deployment="{deployment}",'
-        f'modeldeploy_revision="{revision}"'
+        f'namespace="{promql_string(namespace)}",'
+        f'modeldeploy_deployment="{promql_string(deployment)}",'
+        f'modeldeploy_revision="{promql_string(revision)}"'
     )
 
 

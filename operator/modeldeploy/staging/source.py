@@ -53,6 +53,14 @@ def _limit(variable: str, default: int) -> int:
     return int(os.environ.get(variable) or default)
 
 
+def _refused_by_data_filter(member: tarfile.TarInfo) -> bool:
+    try:
+        tarfile.data_filter(member, "/destination")
+    except tarfile.FilterError:
+        return True
+    return False
+
+
 def check_archive(path: Path) -> None:
     """Refuse an archive with any entry that would be written outside its destination, with
     more entries than ``MODELDEPLOY_ARCHIVE_MAX_ENTRIES`` or more bytes unpacked than
@@ -75,16 +83,9 @@ def check_archive(path: Path) -> None:
                         break
             except tarfile.ReadError as err:  # the data ends before what the headers declare
                 truncated = err
-            bad = [
-                m.name
-                for m in members
-                if _escapes(m.name)
-                or (
-                    (m.issym() or m.islnk())
-                    and _escapes(os.path.join(os.path.dirname(m.name), m.linkname))
-                )
-                or m.isdev()
-            ]
+            # The standard library's "data" filter, which extraction applies too, judges each
+            # entry: absolute or escaping names and links, device files.
+            bad = [m.name for m in members if _refused_by_data_filter(m)]
             sizes = [m.size for m in members]
     if len(sizes) > max_entries:
         raise UnsafeArchiveError(
