@@ -90,9 +90,9 @@ def _unreachable(host: str, err: Exception) -> str:
 def _api(kubeconfig: Path | None, context: str | None) -> tuple[Any, str, str]:
     """The CustomObjectsApi, the default namespace and the server, for one attempt per call: a
     server that does not answer is reported at once, not after retries."""
+    api_client, default_namespace = connect(kubeconfig, context)  # first: says what is missing
     from kubernetes import client
 
-    api_client, default_namespace = connect(kubeconfig, context)
     api_client.configuration.retries = 0
     return client.CustomObjectsApi(api_client), default_namespace, api_client.configuration.host
 

@@ -217,3 +217,18 @@ def test_cli_skips_other_kinds_in_a_bundle_and_still_judges_the_modeldeployments
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(yaml.safe_dump({"metadata": {"name": "x"}}))
     assert run_cli("validate", str(unknown)).returncode == 3
+
+
+def test_without_the_kubernetes_client_a_cluster_verb_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['kubernetes'] = None\n"
+        "from modeldeploy.cli import app\n"
+        "app(['status', 'digits'], prog_name='modeldeploy')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "modeldeploy status: this command needs the Kubernetes client: "
+        "pip install 'modeldeploy[cli]'"
+    )
