@@ -581,16 +581,18 @@ def _fail(verb: str, err: Exception) -> NoReturn:
     raise typer.Exit(code=ExitCode.FAILURE) from err
 
 
-def _print_objects(objects: list[dict[str, Any]], output: Output, single: bool) -> None:
-    """json/yaml of one object, or of a kubectl-style ``List``."""
+def _print_objects(
+    objects: list[dict[str, Any]], output: Output, single: bool, first: bool = True
+) -> None:
+    """json/yaml of one object, or of a kubectl-style ``List``. A watch prints one document per
+    change: YAML ones after the first are separated by ``---``, JSON ones simply follow."""
     doc: Any = objects[0] if single else {"apiVersion": "v1", "kind": "List", "items": objects}
     if output == Output.JSON:
         typer.echo(json.dumps(doc, indent=2))
-    else:
-        typer.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
-        if not single:
-            return
+        return
+    if not first:
         typer.echo("---")
+    typer.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
 
 
 def _rollout_command(
@@ -626,15 +628,15 @@ def status(name: NameArgument, namespace: NamespaceOption = None,
         watch as watch_changes,
     )
 
-    def show(body: dict[str, Any]) -> None:
+    def show(body: dict[str, Any], first: bool = False) -> None:
         if output == Output.TABLE:
             typer.echo(describe(body))
         else:
-            _print_objects([body], output, single=True)
+            _print_objects([body], output, single=True, first=first)
 
     try:
         body = request("status", name, namespace, kubeconfig, context)
-        show(body)
+        show(body, first=True)
         if not watch:
             return
         namespace = body["metadata"]["namespace"]
@@ -692,7 +694,7 @@ def list_(namespace: NamespaceOption = None,
             if output == Output.TABLE:
                 _print_table([body], all_namespaces, header=False)
             else:
-                _print_objects([body], output, single=True)
+                _print_objects([body], output, single=True, first=False)
     except RolloutControlError as err:
         _fail("list", err)
 

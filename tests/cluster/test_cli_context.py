@@ -128,6 +128,8 @@ def test_list_shows_the_contexts_namespace_or_every_one_as_a_table_json_or_yaml(
         assert [i["metadata"]["name"] for i in yaml.safe_load(as_yaml.stdout)["items"]] == ["beta"]
         one = cli("status", "alpha", "-o", "json", "--kubeconfig", str(config))
         assert json.loads(one.stdout)["metadata"]["name"] == "alpha"
+        one_yaml = cli("status", "alpha", "-o", "yaml", "--kubeconfig", str(config))
+        assert yaml.safe_load(one_yaml.stdout)["metadata"]["name"] == "alpha"  # one document
         wide = cli("list", "-A", "--kubeconfig", str(config))
         assert wide.stdout.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     finally:
