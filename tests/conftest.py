@@ -87,9 +87,12 @@ def stack(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
 
     root = tmp_path_factory.mktemp("stack")
     stack = LocalStack(control_plane.kubeconfig, root / "work", root / "pvc")
+    # Forced: a chart test may have left the runtime behind (keepOnUninstall) with other images;
+    # the operator tests need it as this checkout defines it.
     control_plane.kubectl(
-        "apply", "--server-side", "-f", str(REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml")
-    )
+        "apply", "--server-side", "--force-conflicts",
+        "-f", str(REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"),
+    )  # fmt: skip
     build_digits_model(stack.pvc_root / "models" / "digits" / "model.pt")
     stack.executor()
     yield stack

@@ -294,7 +294,12 @@ def test_the_chart_works_as_a_subchart_with_global_values(tmp_path: Path) -> Non
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     deployment = by_kind(docs, "Deployment")[0]
     assert deployment["metadata"]["name"] == "p-serving"
-    assert "--leader-election" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-election" in container["args"]
+    # The parent's global.imageRegistry reaches every image.
+    assert container["image"] == "registry.example.com/modeldeploy/operator:0.1.0"
+    runtime = by_kind(docs, "ClusterServingRuntime")[0]
+    assert runtime["spec"]["containers"][0]["image"].startswith("registry.example.com/")
 
 
 def test_the_chart_installs_as_a_subchart(control_plane: Cluster, tmp_path: Path) -> None:
