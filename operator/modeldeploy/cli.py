@@ -311,9 +311,26 @@ def serve(
         int | None,
         typer.Option(help="ONNX Runtime intra-op threads; default: the container's CPU limit."),
     ] = None,
+    drift_window: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="MODELDEPLOY_DRIFT_WINDOW",
+            help="Drift statistics cover the last this many requests (docs/monitoring.md).",
+        ),
+    ] = 1000,
+    drift_window_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            envvar="MODELDEPLOY_DRIFT_WINDOW_SECONDS",
+            help="... and none older than this.",
+        ),
+    ] = 600.0,
 ) -> None:
     """Serve a staged model over the Open Inference Protocol v2 (REST and gRPC)."""
     from modeldeploy.runtime.artifact import ArtifactError
+    from modeldeploy.runtime.drift import DriftWindow
     from modeldeploy.runtime.requests import Limits
     from modeldeploy.runtime.server import serve as run_server
 
@@ -334,6 +351,7 @@ def serve(
             max_queue_size=max_queue_size,
             request_timeout=None if request_timeout_ms is None else request_timeout_ms / 1000,
             access_log=access_log,
+            drift=DriftWindow(drift_window, drift_window_seconds),
         )
     except ArtifactError as err:
         typer.echo(f"cannot serve: {err}", err=True)

@@ -25,6 +25,8 @@ class MetricFamily:
     kind: Literal["counter", "gauge", "histogram"]
     labels: tuple[str, ...]
     help: str
+    only_when: str | None = None
+    """Exported only under this condition (None: always)."""
 
     def samples(self) -> tuple[str, ...]:
         """The sample names prometheus-client writes for this family."""
@@ -44,6 +46,8 @@ _INPUT_STATISTICS = {
     "min": "Smallest",
     "max": "Largest",
 }
+
+_WITH_REFERENCE = "the artifact carries a reference profile (docs/monitoring.md)"
 
 RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
     MetricFamily(
@@ -99,6 +103,37 @@ RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
             "computed when scraped), for drift alerts.",
         )
         for statistic, text in _INPUT_STATISTICS.items()
+    ),
+    MetricFamily(
+        "modeldeploy_drift_psi",
+        "gauge",
+        (MODEL_LABEL, "input", "channel"),
+        "Population stability index of an input channel's values over the drift window, "
+        "against the artifact's reference profile (0.1: moderate, 0.25: significant shift).",
+        only_when=_WITH_REFERENCE,
+    ),
+    MetricFamily(
+        "modeldeploy_drift_ks",
+        "gauge",
+        (MODEL_LABEL, "input", "channel"),
+        "Kolmogorov-Smirnov statistic (0 to 1) of an input channel's values over the drift "
+        "window, against the reference profile, at its bin edges.",
+        only_when=_WITH_REFERENCE,
+    ),
+    MetricFamily(
+        "modeldeploy_prediction_drift_psi",
+        "gauge",
+        (MODEL_LABEL,),
+        "Population stability index of the top-1 classes answered over the drift window, "
+        "against their shares on the reference.",
+        only_when=_WITH_REFERENCE,
+    ),
+    MetricFamily(
+        "modeldeploy_drift_window_requests",
+        "gauge",
+        (MODEL_LABEL,),
+        "Requests in the drift window now: what the drift statistics stand on.",
+        only_when=_WITH_REFERENCE,
     ),
 )
 """Every family ``modeldeploy serve`` exports (runtime/metrics.py builds them from here)."""
@@ -175,7 +210,8 @@ def render_catalogue() -> str:
         for f in families:
             shown = f"{f.name}_total" if f.kind == "counter" else f.name
             labels = ", ".join(f"`{label}`" for label in f.labels) or "-"
-            lines.append(f"| `{shown}` | {f.kind} | {labels} | {f.help} |")
+            when = f" Only when {f.only_when}." if f.only_when else ""
+            lines.append(f"| `{shown}` | {f.kind} | {labels} | {f.help}{when} |")
         lines.append("")
     lines += [
         "Pods also carry the labels docs/canary.md#labels relabels onto every series "

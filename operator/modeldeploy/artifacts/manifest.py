@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from modeldeploy.artifacts.drift import ReferenceProfile
 from modeldeploy.artifacts.errors import ArtifactError
 
 __all__ = [
@@ -127,6 +128,9 @@ class ArtifactManifest(_Part):
     golden: GoldenRecord = GoldenRecord()
     model: ModelFile
     tools: dict[str, str] = {}
+    reference: ReferenceProfile | None = None
+    """What the model was staged on, in numbers (``artifacts/drift.py``): the runtime measures
+    drift against it. None: drift is not monitored."""
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"

@@ -18,6 +18,7 @@ from modeldeploy.artifacts.golden import agree
 from modeldeploy.runtime import hardware, imaging, metrics, postprocessing
 from modeldeploy.runtime.artifact import Artifact
 from modeldeploy.runtime.batcher import DynamicBatcher
+from modeldeploy.runtime.drift import DriftMonitor, DriftWindow
 from modeldeploy.runtime.errors import (
     DeadlineExceededError,
     InvalidRequestError,
@@ -65,6 +66,7 @@ class OnnxModel(Model):  # type: ignore[misc]
         threads: int | None = None,
         max_queue_size: int | None = None,
         request_timeout: float | None = None,
+        drift: DriftWindow | None = None,
     ) -> None:
         super().__init__(artifact.name)
         self.artifact = artifact
@@ -84,6 +86,14 @@ class OnnxModel(Model):  # type: ignore[misc]
         self.batcher: DynamicBatcher | None = None
         self._current_run: Any = None
         self.stats = metrics.InputStatistics(self.name)
+        reference = artifact.manifest.reference
+        window = drift or DriftWindow()
+        self.drift = (
+            DriftMonitor(self.name, reference, window.requests, window.seconds)
+            if reference is not None
+            else None
+        )
+        """Drift against the artifact's reference profile; None when it has none."""
         pre = artifact.preprocessing or {}
         self.image_input = artifact.inputs[0].name if pre.get("resize") else None
         self.labels = artifact.labels()
@@ -236,6 +246,8 @@ class OnnxModel(Model):  # type: ignore[misc]
         outputs = await self.batcher.infer(arrays)
         for name, array in arrays.items():  # what was served, not what was refused
             self.stats.observe(name, array)
+        if self.drift is not None:
+            self.drift.observe(arrays, outputs[0] if outputs else None)
         named = dict(zip(self._output_names, outputs, strict=True))
         named.update(self._postprocess(named))
         wanted = request.outputs or list(named)

@@ -16,6 +16,7 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
 from modeldeploy.runtime.artifact import Artifact
+from modeldeploy.runtime.drift import DriftWindow
 from modeldeploy.runtime.model import OnnxModel
 from modeldeploy.runtime.requests import Limits
 from modeldeploy.runtime.rest import RestInfer
@@ -72,6 +73,7 @@ def serve(
     max_queue_size: int | None = None,
     request_timeout: float | None = None,
     access_log: bool = False,
+    drift: DriftWindow | None = None,
 ) -> None:
     """Load the artifact at ``path`` and serve it until SIGTERM."""
     from kserve import ModelServer
@@ -85,6 +87,7 @@ def serve(
         threads,
         max_queue_size,
         request_timeout,
+        drift,
     )
     model.load()  # a failed self-test leaves the model registered but not ready
     _add_routes({model.name: model}, limits.max_body)
