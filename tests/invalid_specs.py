@@ -227,6 +227,22 @@ CASES: list[InvalidCase] = [
         "must not contain a '..' path segment",
     ),
     InvalidCase(
+        "reference-uri-leaves-its-claim",
+        _set("monitoring", "reference", value={"uri": "pvc://data/../secrets/x.npz"}),
+        "spec.monitoring.reference.uri",
+        "must not contain a '..' path segment",
+        "spec.monitoring.reference.uri",
+        "must not contain a '..' path segment",
+    ),
+    InvalidCase(
+        "reference-with-too-few-samples",
+        _set("monitoring", "reference", value={"uri": "s3://data/x.npz", "samples": 3}),
+        "spec.monitoring.reference.samples",
+        "Input should be greater than or equal to 16",
+        "spec.monitoring.reference.samples",
+        "should be greater than or equal to 16",
+    ),
+    InvalidCase(
         "min-over-max-replicas",
         _set("serving", "scaling", value={"minReplicas": 5, "maxReplicas": 2}),
         "spec.serving.scaling.minReplicas",

@@ -1,42 +1,43 @@
-"""Drift in a real ``modeldeploy serve`` process: the digits artifact, with a reference profile
-of the training digits in its manifest, served and fed over HTTP with the real tritonclient.
-Held-out digits read as no drift; inverted digits (16 - x) push the input's and the
-predictions' PSI past 0.25 within one window. The profile is built here with the same
-``artifacts.drift`` functions staging will use (issue 19: staging does not build it yet)."""
+"""Drift in a real ``modeldeploy serve`` process: the digits model staged by the real staging
+code with ``spec.monitoring.reference`` naming an .npz of the training digits, so its manifest
+carries their profile; served and fed over HTTP with the real tritonclient. Held-out digits read
+as no drift; inverted digits (16 - x) push the input's and the predictions' PSI past 0.25 within
+one window."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import tritonclient.http as httpclient
 
 from modeldeploy.api.metric_names import RUNTIME_FAMILIES
-from modeldeploy.artifacts.drift import ReferenceProfile, profile_input, profile_predictions
+from modeldeploy.artifacts.drift import ReferenceProfile
+from modeldeploy.staging.stage import stage
 from tests.runtime.server import running
 from tests.runtime.test_runtime import metrics, value
+from tests.staging.conftest import DIGIT_LABELS, deployment
 
 WINDOW = 60
 
 
-def with_reference(artifact: Path, reference: np.ndarray, into: Path) -> Path:
-    """A copy of ``artifact`` whose manifest carries the profile of ``reference``."""
-    copy = into / "with-reference"
-    shutil.copytree(artifact, copy)
-    folder = copy / "digits"
-    manifest = json.loads((folder / "modeldeploy.json").read_text())
-    session = ort.InferenceSession(str(folder / manifest["model"]["file"]))
-    scores = session.run(None, {"image": reference.astype(np.float32)})[0]
-    profile = ReferenceProfile(source="test", samples=len(reference),
-                               inputs=[profile_input("image", reference)],
-                               predictions=profile_predictions(scores))  # fmt: skip
-    manifest["reference"] = profile.model_dump(mode="json", by_alias=True)
-    (folder / "modeldeploy.json").write_text(json.dumps(manifest))
-    return copy
+def staged_with_reference(model: Path, reference: np.ndarray, into: Path) -> Path:
+    """The digits artifact, staged with ``reference`` (saved as an .npz) as its reference."""
+    data = into / "reference.npz"
+    np.savez(data, image=reference)
+    spec = deployment(
+        "digits",
+        f"file://{model}",
+        [{"name": "image", "shape": [1, 8, 8]}],
+        model={"preprocessing": {"scale": 1 / 16},
+               "postprocessing": {"type": "classification",
+                                  "classification": {"labels": DIGIT_LABELS}}},
+        monitoring={"reference": {"uri": f"file://{data}"}},
+    )  # fmt: skip
+    result = stage(spec, str(into / "store"))
+    return Path(result.uri.removeprefix("file://"))
 
 
 def send(client: httpclient.InferenceServerClient, rows: np.ndarray, per_request: int) -> None:
@@ -57,12 +58,17 @@ def drift(found: dict[str, Any]) -> tuple[float, float, float, float]:
 
 
 def test_held_out_digits_do_not_drift_and_inverted_digits_do_within_one_window(
-    digits_artifact: Path, digits_model_file: tuple[Path, Any], tmp_path: Path
+    digits_model_file: tuple[Path, Any], tmp_path: Path
 ) -> None:
     from tests.staging import models
 
     x_train, x_test, _, _ = models.digits()
-    artifact = with_reference(digits_artifact, x_train, tmp_path)
+    artifact = staged_with_reference(digits_model_file[0], x_train, tmp_path)
+    manifest = json.loads((artifact / "digits" / "modeldeploy.json").read_text())
+    profile = ReferenceProfile.model_validate(manifest["reference"])
+    assert profile.samples == len(x_train)
+    assert profile.source.endswith("reference.npz")
+    assert profile.predictions is not None
     with running(artifact, tmp_path, "--drift-window", str(WINDOW)) as server:
         client = httpclient.InferenceServerClient(server.http)
         send(client, x_test[:240], per_request=8)  # 30 requests

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from modeldeploy.artifacts.manifest import read_manifest
 from modeldeploy.staging.stage import StageResult, stage
 from tests.staging import models
 from tests.staging.conftest import deployment, digits_deployment
@@ -114,6 +115,11 @@ def test_int8_static_loses_at_most_one_point(
     after = onnx_accuracy(session(result, "digits"), "image", x_test, y_test)
     assert before >= 0.95  # the model really learned the task
     assert before - after <= 0.01, f"int8 accuracy {after:.4f} vs fp32 {before:.4f}"
+    # Without spec.monitoring.reference, the calibration data is the drift reference.
+    folder = Path(result.uri.removeprefix("file://")) / "digits"
+    reference = read_manifest(folder / "modeldeploy.json").reference
+    assert reference is not None
+    assert (reference.source, reference.samples) == ("calibration", 256)
 
 
 def test_int8_dynamic_on_an_mlp_from_a_state_dict(

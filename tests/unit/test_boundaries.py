@@ -64,3 +64,19 @@ def test_the_staging_steps_that_hold_the_store_never_load_torch() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_operator_loads_no_numpy_until_a_rollout_needs_it() -> None:
+    """numpy (and tritonclient) cost memory in every operator; only the canary analysis needs
+    them, and imports them then. The manifest's drift profile is plain models, not numpy."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, modeldeploy.controller.handlers, modeldeploy.artifacts.manifest; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'tritonclient')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

@@ -21,6 +21,7 @@ def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
     where the source lives) does not, so changing it reuses the artifact."""
     spec = deployment.spec
     batching = spec.serving.batching
+    reference = spec.monitoring.reference
     model = spec.model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"uri"})
     return {
         "model": model,
@@ -38,6 +39,12 @@ def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
             )
             if value != default
         },
+        # Only when set, as above: the profile is part of the artifact.
+        **(
+            {"reference": reference.model_dump(mode="json", by_alias=True)}
+            if reference is not None
+            else {}
+        ),
     }
 
 

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from modeldeploy.api.base import DNS_LABEL, ApiModel, CelRule, nested
 from modeldeploy.api.model import ModelSpec
+from modeldeploy.api.monitoring import MonitoringSpec
 from modeldeploy.api.optimization import OptimizationSpec
 from modeldeploy.api.rollout import RolloutSpec
 from modeldeploy.api.serving import DEFAULT_RUNTIME, TRITON_RUNTIME, DeploymentMode, ServingSpec
@@ -74,6 +75,9 @@ class ModelDeploymentSpec(ApiModel):
 
     rollout: RolloutSpec = nested(RolloutSpec)
     """How a changed model rolls out."""
+
+    monitoring: MonitoringSpec = nested(MonitoringSpec)
+    """What the model's drift is measured against."""
 
     # A threshold on a metric nobody measures would always pass: refuse it instead.
     cel_rules = (

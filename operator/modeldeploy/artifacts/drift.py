@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the manifest (and with it the operator,
+    import numpy as np  # which never computes drift) imports this module for the models alone.
 
 BINS = 10
 """Bins per histogram: deciles of the reference."""
@@ -68,6 +70,8 @@ class Histogram(_Part):
 
     def counts(self, values: np.ndarray) -> np.ndarray:
         """How many of ``values`` fall in each bin."""
+        import numpy as np
+
         inner = np.asarray(self.edges[1:-1], dtype=np.float64)
         index = np.searchsorted(inner, values.reshape(-1).astype(np.float64), side="right")
         return np.bincount(index, minlength=len(self.proportions)).astype(np.float64)
@@ -102,6 +106,8 @@ class ReferenceProfile(_Part):
 def histogram(values: np.ndarray, bins: int = BINS) -> Histogram:
     """Quantile bins of ``values``: each holds about ``1/bins`` of them. Repeated quantiles
     (discrete data, such as pixels) merge into one bin; a constant input gets one bin."""
+    import numpy as np
+
     flat = values.reshape(-1).astype(np.float64)
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
@@ -118,6 +124,7 @@ def histogram(values: np.ndarray, bins: int = BINS) -> Histogram:
 
 def channels(array: np.ndarray) -> list[np.ndarray]:
     """``[N, C, ...]`` with a few channels: one array per channel; otherwise the whole."""
+
     if array.ndim >= 3 and 1 <= array.shape[1] <= MAX_CHANNELS:
         return [array[:, c] for c in range(array.shape[1])]
     return [array]
@@ -125,6 +132,8 @@ def channels(array: np.ndarray) -> list[np.ndarray]:
 
 def profile_input(name: str, array: np.ndarray) -> InputProfile:
     """``array``: the reference's values of one input, batch first."""
+    import numpy as np
+
     per_channel = channels(array.astype(np.float64))
     return InputProfile(
         name=name,
@@ -135,6 +144,8 @@ def profile_input(name: str, array: np.ndarray) -> InputProfile:
 
 def profile_predictions(scores: np.ndarray) -> PredictionProfile | None:
     """``scores``: ``[N, classes]`` answers on the reference; None for another shape."""
+    import numpy as np
+
     if scores.ndim != 2 or not 2 <= scores.shape[1] <= MAX_CLASSES:
         return None
     top = scores.argmax(axis=1)
@@ -145,6 +156,8 @@ def profile_predictions(scores: np.ndarray) -> PredictionProfile | None:
 def psi(expected: Sequence[float], counts: np.ndarray) -> float:
     """The population stability index of live ``counts`` (per bin) against the reference's
     shares; NaN without live data."""
+    import numpy as np
+
     total = float(counts.sum())
     if total == 0:
         return float("nan")
@@ -156,6 +169,8 @@ def psi(expected: Sequence[float], counts: np.ndarray) -> float:
 def ks(expected: Sequence[float], counts: np.ndarray) -> float:
     """The Kolmogorov-Smirnov statistic between the reference's binned distribution and the
     live ``counts``, at the bin edges; NaN without live data."""
+    import numpy as np
+
     total = float(counts.sum())
     if total == 0:
         return float("nan")

@@ -209,7 +209,7 @@ def deployment_document(deployment: ModelDeployment) -> dict[str, Any]:
             mode="json",
             by_alias=True,
             exclude_none=True,
-            include={"model", "optimization", "serving"},
+            include={"model", "optimization", "serving", "monitoring"},
         ),
     }
 

@@ -40,6 +40,8 @@ class StagingPlan(BaseModel):
     """The fetched model, relative to the inputs folder."""
     labels: list[str] | None = None
     calibration: RelativePath | None = None
+    reference: RelativePath | None = None
+    """The fetched ``spec.monitoring.reference`` data, relative to the inputs folder."""
     cache_hit: bool = False
 
     def write(self, inputs: Path) -> None:

@@ -78,15 +78,22 @@ def prepare(
     if quantization is not None and quantization.calibration is not None:
         fetched = source.fetch(quantization.calibration.uri, inputs / "calibration")
         calibration, _ = _inside(inputs, fetched, "calibration")
+    reference = reference_digest = None
+    if spec.monitoring.reference is not None:
+        fetched = source.fetch(spec.monitoring.reference.uri, inputs / "reference")
+        reference, reference_digest = _inside(inputs, fetched, "reference")
     options = artifact_options(deployment)
     if spec.model.code is not None and code_dir is not None:
         options = {**options, "codeDigest": code_digest(code_dir)}
+    if reference_digest is not None:  # other data behind the same URI: another profile
+        options = {**options, "referenceDigest": reference_digest}
     plan = StagingPlan(
         key=content_key(deployment.metadata.name, digest, options),
         digest=digest,
         source=model,
         labels=_labels(deployment, inputs),
         calibration=calibration,
+        reference=reference,
     )
     try:
         found = verified(open_store(destination), plan.key, deployment, plan)

@@ -16,12 +16,14 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from modeldeploy.api.artifact import artifact_options
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.artifacts.drift import ReferenceProfile, profile_input, profile_predictions
 from modeldeploy.artifacts.golden import write_golden
 from modeldeploy.artifacts.manifest import (
     MANIFEST,
@@ -78,6 +80,43 @@ def stage(
         if not plan.cache_hit:
             build(deployment, plan, inputs, staged, code_dir)
         return publish(deployment, plan, staged, destination, owner, started)
+
+
+def reference_profile(
+    deployment: ModelDeployment,
+    plan: StagingPlan,
+    fetched: Path,
+    session: Any,
+    calibration: dict[str, np.ndarray] | None,
+) -> ReferenceProfile | None:
+    """The profile live traffic is measured against (docs/monitoring.md): from
+    ``spec.monitoring.reference``, else from the calibration data, else none (random parity
+    samples describe no real traffic). Inputs in the values the server receives; predictions
+    are the final graph's first output on them."""
+    spec = deployment.spec
+    wanted = spec.monitoring.reference
+    if wanted is not None and plan.reference is not None:
+        try:
+            data = samples.load_calibration(
+                fetched / plan.reference, spec.model.inputs, wanted.samples
+            )
+        except ValueError as err:
+            raise SourceUnavailableError(f"monitoring.reference {wanted.uri}: {err}") from err
+        origin = wanted.uri
+    elif calibration is not None:
+        data, origin = calibration, "calibration"
+    else:
+        return None
+    count = min(len(a) for a in data.values())
+    if count < 2:
+        raise SourceUnavailableError(f"reference data {origin} holds {count} sample(s)")
+    scores = parity.run_onnx(session, data)[0]
+    return ReferenceProfile(
+        source=origin,
+        samples=count,
+        inputs=[profile_input(name, array) for name, array in data.items()],
+        predictions=profile_predictions(scores),
+    )
 
 
 def build(
@@ -195,6 +234,7 @@ def build(
         (model_dir / "labels.txt").write_text("\n".join(labels) + "\n")
     size = (model_dir / "1" / "model.onnx").stat().st_size
     post = model_spec.postprocessing
+    profile = reference_profile(deployment, plan, fetched, session, calibration)
     manifest = ArtifactManifest(
         name=name,
         key=plan.key,
@@ -224,6 +264,7 @@ def build(
         golden=GoldenRecord(
             file="golden.npz", count=golden, atol=opt.parity.atol, rtol=opt.parity.rtol
         ),
+        reference=profile,
         model=ModelFile(
             file="1/model.onnx",
             sha256=sha256_file(model_dir / "1" / "model.onnx"),
