@@ -152,10 +152,12 @@ def test_rendered_objects_pass_a_server_side_dry_run(control_plane: Cluster) -> 
         control_plane.kubectl("create", "namespace", ns)
     variants = [[], [*NAMESPACED[:-2], "--set", f"watchNamespaces={{{team_a},{team_b}}}"]]
     monitors = ["--set", "metrics.serviceMonitor.enabled=true",
-                "--set", "metrics.podMonitor.enabled=true"]  # fmt: skip
+                "--set", "metrics.podMonitor.enabled=true", "--set", "driftAlerts.enabled=true"]  # fmt: skip
     for values in variants:
         docs = render(*values, *monitors, namespace=release, tests=True)
-        assert {"ServiceMonitor", "PodMonitor", "Pod"} <= {d["kind"] for d in docs}
+        assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Pod"} <= {
+            d["kind"] for d in docs
+        }
         result = control_plane.kubectl(
             "apply", "--server-side", "--dry-run=server", "--field-manager=helm-test", "-f", "-",
             input="\n---\n".join(json.dumps(d) for d in docs), check=False,
@@ -462,3 +464,26 @@ def test_prometheus_auth_values_reach_the_operator_as_it_reads_them() -> None:
     plain = by_kind(render(), "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert not any(e["name"].startswith("MODELDEPLOY_PROMETHEUS_") for e in plain["env"]
                    if e["name"] != "MODELDEPLOY_PROMETHEUS_ADDRESS")  # fmt: skip
+
+
+def test_the_drift_alerts_are_rules_prometheus_accepts_on_catalogued_metrics(
+    tmp_path: Path,
+) -> None:
+    from modeldeploy.api.metric_names import RUNTIME_METRICS, metric_names
+
+    assert not by_kind(render(), "PrometheusRule")  # off by default
+    (rule,) = by_kind(render("--set", "driftAlerts.enabled=true",
+                             "--set-json", "driftAlerts.criticalPsi=0.3"), "PrometheusRule")  # fmt: skip
+    groups = rule["spec"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert {r["labels"]["severity"] for r in rules} == {"warning", "critical"}
+    assert any(r["expr"].endswith("> 0.3") for r in rules)
+    for item in rules:
+        assert set(metric_names(item["expr"])) <= RUNTIME_METRICS
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    promtool = Path(Assets.provide().binary("prometheus")).resolve().parent / "promtool"
+    checked = subprocess.run([str(promtool), "check", "rules", str(path)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
