@@ -4,6 +4,8 @@ population (PSI below 0.1); inverted digits are not (PSI above 0.25), on every s
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -87,3 +89,49 @@ def test_a_constant_and_no_data_are_handled() -> None:
     assert np.isnan(ks(constant.proportions, np.zeros(1)))
     with pytest.raises(ValueError, match="no finite values"):
         histogram(np.array([np.nan]))
+
+
+def spec_with(**monitoring: Any) -> Any:
+    from modeldeploy.api.modeldeployment import ModelDeploymentSpec
+
+    return ModelDeploymentSpec.model_validate({
+        "model": {"uri": "s3://m/x.pt", "format": "torchscript",
+                  "inputs": [{"name": "image", "shape": [1, 8, 8]}]},
+        "monitoring": monitoring,
+    })  # fmt: skip
+
+
+def test_the_drifting_condition_names_what_crossed_the_threshold_with_the_numbers() -> None:
+    from modeldeploy.controller.drift import DriftReading, report
+
+    spec = spec_with(reference={"uri": "s3://d/r.npz"}, psiThreshold=0.2)
+    calm, wanted = report(spec, DriftReading({"image/0": 0.031}, 0.012, 40), prometheus=True)
+    assert calm == {"monitored": True, "worstPsi": 0.03, "worstInput": "image/0",
+                    "predictionPsi": 0.01, "windowRequests": 40}  # fmt: skip
+    assert wanted is not None
+    assert (wanted.status, wanted.reason) == (False, "NoDrift")
+    _, wanted = report(spec, DriftReading({"image/0": 0.5}, 0.1, 40), prometheus=True)
+    assert wanted is not None
+    assert (wanted.status, wanted.reason) == (True, "InputDrift")
+    assert wanted.message == (
+        "input image/0 PSI 0.50 > 0.2 over the last 40 requests, against the reference profile"
+    )
+    _, wanted = report(spec, DriftReading({"image/0": 0.05}, 0.9, 40), prometheus=True)
+    assert wanted is not None
+    assert (wanted.status, wanted.reason) == (True, "PredictionDrift")
+
+
+def test_without_reference_data_prometheus_or_requests_nothing_is_claimed() -> None:
+    from modeldeploy.controller.drift import DriftReading, report
+
+    none, wanted = report(spec_with(), DriftReading({"image/0": 9.0}, None, 40), prometheus=True)
+    assert none["monitored"] is False
+    assert "drift is not monitored" in none["message"]
+    assert wanted is None
+    spec = spec_with(reference={"uri": "s3://d/r.npz"})
+    blind, wanted = report(spec, None, prometheus=False)
+    assert "no Prometheus address" in blind["message"]
+    assert wanted is None
+    idle, wanted = report(spec, DriftReading({}, None, 0), prometheus=True)
+    assert "no requests served" in idle["message"]
+    assert wanted is None

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.api.monitoring import MonitoringWindow
 from modeldeploy.api.serving import Batching
 
 
@@ -22,6 +23,7 @@ def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
     spec = deployment.spec
     batching = spec.serving.batching
     reference = spec.monitoring.reference
+    window = spec.monitoring.window
     model = spec.model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"uri"})
     return {
         "model": model,
@@ -39,10 +41,15 @@ def artifact_options(deployment: ModelDeployment) -> dict[str, Any]:
             )
             if value != default
         },
-        # Only when set, as above: the profile is part of the artifact.
+        # Only when set, as above: the profile and its window are part of the artifact.
         **(
             {"reference": reference.model_dump(mode="json", by_alias=True)}
             if reference is not None
+            else {}
+        ),
+        **(
+            {"monitoringWindow": window.model_dump(mode="json", by_alias=True)}
+            if window != MonitoringWindow()
             else {}
         ),
     }

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from modeldeploy.api.base import ApiModel
+from modeldeploy.api.base import ApiModel, Duration, nested
 from modeldeploy.api.model import MODEL_URI, no_dot_dot
 
 
@@ -24,6 +24,17 @@ class ReferenceData(ApiModel):
     cel_rules = (no_dot_dot("uri", "uri"),)
 
 
+class MonitoringWindow(ApiModel):
+    """The live traffic drift is measured on: the last ``requests`` requests, none older than
+    ``duration``."""
+
+    requests: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    """Requests in the window, at most."""
+
+    duration: Duration = "10m"
+    """The oldest request in the window, e.g. 10m or 1h."""
+
+
 class MonitoringSpec(ApiModel):
     """Drift monitoring. Staging builds a reference profile from ``reference`` (or, without it,
     from the quantization's calibration data) into the artifact; the runtime measures live
@@ -32,3 +43,10 @@ class MonitoringSpec(ApiModel):
 
     reference: ReferenceData | None = None
     """Representative inputs; default: the calibration data, when the spec has some."""
+
+    window: MonitoringWindow = nested(MonitoringWindow)
+    """The live traffic the runtime compares with the reference."""
+
+    psi_threshold: Annotated[float, Field(gt=0, le=10)] = 0.25
+    """The Drifting condition turns True when an input's or the predictions' PSI is above this
+    (0.25: the field's usual "significant shift")."""

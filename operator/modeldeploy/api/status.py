@@ -22,6 +22,7 @@ class ConditionType(StrEnum):
     ROLLOUT_PROGRESSING = "RolloutProgressing"
     READY = "Ready"
     DEGRADED = "Degraded"
+    DRIFTING = "Drifting"
 
 
 class ConditionStatus(StrEnum):
@@ -175,6 +176,29 @@ class AnalysisReport(ApiModel):
     with any is not passed."""
 
 
+class MonitoringStatus(ApiModel):
+    """Drift of the stable revision's live traffic against its artifact's reference profile,
+    as the operator last read it from Prometheus (docs/monitoring.md)."""
+
+    monitored: bool = False
+    """Whether drift is measured: the artifact has a reference profile."""
+
+    message: Annotated[str, Field(max_length=1024)] | None = None
+    """Why not, or what is known so far."""
+
+    worst_psi: float | None = None
+    """The highest PSI of an input channel, rounded to 0.01."""
+
+    worst_input: Annotated[str, Field(max_length=300)] | None = None
+    """Which input (and channel) it is, as input/channel."""
+
+    prediction_psi: float | None = None
+    """PSI of the top-1 classes, rounded to 0.01."""
+
+    window_requests: Annotated[int, Field(ge=0)] | None = None
+    """Requests the numbers stand on."""
+
+
 class RolloutStatus(ApiModel):
     """Progress of the current rollout, durable across operator restarts."""
 
@@ -255,3 +279,6 @@ class ModelDeploymentStatus(ApiModel):
 
     precision: Annotated[str, Field(max_length=16)] | None = None
     """Precision of the artifact the stable revision serves (a canary's may differ)."""
+
+    monitoring: MonitoringStatus | None = None
+    """Drift monitoring of the stable revision."""

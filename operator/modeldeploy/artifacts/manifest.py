@@ -108,6 +108,11 @@ class ModelFile(_Part):
     size_bytes: Annotated[int, Field(ge=0)]
 
 
+class DriftWindowRecord(_Part):
+    requests: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    seconds: Annotated[float, Field(gt=0, le=30 * 86400)] = 600.0
+
+
 class ArtifactManifest(_Part):
     """Everything the runtime and the operator need to know about one artifact."""
 
@@ -131,6 +136,8 @@ class ArtifactManifest(_Part):
     reference: ReferenceProfile | None = None
     """What the model was staged on, in numbers (``artifacts/drift.py``): the runtime measures
     drift against it. None: drift is not monitored."""
+    drift_window: DriftWindowRecord = DriftWindowRecord()
+    """The live traffic the runtime compares with the reference."""
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"

@@ -44,6 +44,7 @@ QUIET_REASONS = {
     "InferenceServiceMissing",
     "InferenceServiceNotReady",
     "AsExpected",
+    "NoDrift",
 }
 """States a condition starts in while an earlier step is under way: no Event when a condition
 first shows one of them (the step's own Event says what is happening), only when it falls

@@ -32,6 +32,7 @@ from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
+from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import metrics, naming, rollout
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
@@ -85,6 +86,8 @@ class State:
         """With more than one replica: the Lease this replica must hold to write anything."""
         self.elected = asyncio.Event()
         """Set when this replica becomes the leader: the resync then runs at once."""
+        self.drift: dict[tuple[str, str, str], Any] = {}
+        """Every revision's drift gauges, read once per resync (``controller/drift.py``)."""
         self.prometheus: dict[str, Any] = {}
         """A client per Prometheus address queried (``prometheus_client.Prometheus``)."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -166,7 +169,14 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
     predictor = None
     if standard and (status.get("rollout") or {}).get("phase") == rollout.PROMOTING:
         predictor = await kube.deployment(namespace, naming.predictor_service(name))
-    return Observed(body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor)
+    meta = body["metadata"]
+    reading = drift_report.reading_for(
+        state.drift, meta["namespace"], meta["name"], body.get("status") or {}
+    )
+    return Observed(
+        body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor,
+        drift=reading,
+    )  # fmt: skip
 
 
 async def _plan_with_analysis(state: State, observed: Observed) -> Plan:
@@ -470,7 +480,24 @@ async def resync_forever(state: State, logger: Any) -> None:
         except Exception as err:
             logger.warning(f"resync: cannot list ModelDeployments: {err}")
             continue
+        await _read_drift(state, logger)
         await asyncio.gather(*(one(ns, name) for ns, name in names))
+
+
+async def _read_drift(state: State, logger: Any) -> None:
+    """Every revision's drift from the operator's Prometheus, once per resync; a failed read
+    keeps the last one (drift says nothing about whether Prometheus answers)."""
+    address = state.config.prometheus_address
+    if not address:
+        return
+    try:
+        state.drift = await asyncio.to_thread(
+            drift_report.read_all,
+            _prometheus(state, address),
+            state.config.analysis_timeout_seconds,
+        )
+    except Exception as err:
+        logger.warning(f"resync: cannot read drift from Prometheus at {address}: {err}")
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:

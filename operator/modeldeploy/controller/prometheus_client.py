@@ -69,8 +69,8 @@ class PrometheusClient:
     def __str__(self) -> str:
         return self.address
 
-    def value(self, query: str, timeout: float) -> float | None:
-        """The single number ``query`` returns now; None for an empty result or NaN."""
+    def _data(self, query: str, timeout: float) -> dict[str, Any]:
+        """The ``data`` of a successful instant query, bounded and checked."""
         token = self.auth.token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         with self._session.get(
@@ -96,6 +96,11 @@ class PrometheusClient:
             log.warning("Prometheus at %s answered %s: %.500s", self, kind, found.get("error"))
             raise RuntimeError(f"Prometheus answered an error ({kind}); see the operator's log")
         data = body.get("data") or {}
+        return data if isinstance(data, dict) else {}
+
+    def value(self, query: str, timeout: float) -> float | None:
+        """The single number ``query`` returns now; None for an empty result or NaN."""
+        data = self._data(query, timeout)
         if data.get("resultType") == "scalar":
             value = float(data["result"][1])
         else:
@@ -106,3 +111,16 @@ class PrometheusClient:
                 raise RuntimeError(f"query returned {len(results)} series, expected one: {query}")
             value = float(results[0]["value"][1])
         return None if math.isnan(value) else value
+
+    def vector(self, query: str, timeout: float) -> list[tuple[dict[str, str], float]]:
+        """Every series ``query`` returns now, as (labels, value); NaN values left out."""
+        data = self._data(query, timeout)
+        if data.get("resultType") != "vector":
+            raise RuntimeError(f"query returned {data.get('resultType')}, expected a vector")
+        found = []
+        for series in data.get("result") or []:
+            labels = {str(k): str(v) for k, v in (series.get("metric") or {}).items()}
+            value = float(series["value"][1])
+            if not math.isnan(value):
+                found.append((labels, value))
+        return found

@@ -20,6 +20,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
 from modeldeploy.api.validation import query_problems
+from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import job_state, naming, prometheus_access, rollout, staging_retry
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
@@ -53,6 +54,8 @@ class Observed:
     """Standard mode, while promoting: KServe's Deployment of the stable predictor."""
     analysis: rollout.AnalysisResult | None = None
     """The analysis run for this reconciliation, when ``plan`` asked for one."""
+    drift: drift_report.DriftReading | None = None
+    """The stable revision's drift gauges, from the operator's last read of Prometheus."""
 
 
 @dataclass
@@ -250,6 +253,13 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
             )
         )
         return finish()
+
+    monitoring, drifting = drift_report.report(
+        deployment.spec, observed.drift, bool(config.prometheus_address)
+    )
+    status["monitoring"] = monitoring
+    if drifting is not None:
+        wanted.append(drifting)
 
     runtime = observed.runtime
     if deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD and "url" in status:

@@ -32,11 +32,11 @@ SAMPLE = 1024
 
 @dataclass(frozen=True)
 class DriftWindow:
-    """How much recent traffic the drift statistics cover: the last ``requests`` requests,
-    none older than ``seconds``."""
+    """Overrides of how much recent traffic the drift statistics cover: the last ``requests``
+    requests, none older than ``seconds``; None keeps the manifest's (the spec's window)."""
 
-    requests: int = 1000
-    seconds: float = 600.0
+    requests: int | None = None
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)

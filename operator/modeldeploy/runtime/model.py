@@ -87,9 +87,14 @@ class OnnxModel(Model):  # type: ignore[misc]
         self._current_run: Any = None
         self.stats = metrics.InputStatistics(self.name)
         reference = artifact.manifest.reference
-        window = drift or DriftWindow()
+        window, asked = artifact.manifest.drift_window, drift or DriftWindow()
         self.drift = (
-            DriftMonitor(self.name, reference, window.requests, window.seconds)
+            DriftMonitor(
+                self.name,
+                reference,
+                asked.requests or window.requests,
+                asked.seconds or window.seconds,
+            )
             if reference is not None
             else None
         )

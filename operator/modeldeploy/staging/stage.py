@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modeldeploy.api.artifact import artifact_options
+from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.model import ModelFormat
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.artifacts.drift import ReferenceProfile, profile_input, profile_predictions
@@ -28,6 +29,7 @@ from modeldeploy.artifacts.golden import write_golden
 from modeldeploy.artifacts.manifest import (
     MANIFEST,
     ArtifactManifest,
+    DriftWindowRecord,
     GoldenRecord,
     ModelFile,
     Signature,
@@ -265,6 +267,10 @@ def build(
             file="golden.npz", count=golden, atol=opt.parity.atol, rtol=opt.parity.rtol
         ),
         reference=profile,
+        drift_window=DriftWindowRecord(
+            requests=spec.monitoring.window.requests,
+            seconds=duration_seconds(spec.monitoring.window.duration),
+        ),
         model=ModelFile(
             file="1/model.onnx",
             sha256=sha256_file(model_dir / "1" / "model.onnx"),
