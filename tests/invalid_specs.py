@@ -243,6 +243,16 @@ CASES: list[InvalidCase] = [
         "should be greater than or equal to 16",
     ),
     InvalidCase(
+        "prediction-psi-needs-our-runtime",
+        _merge(
+            serving__runtime="kserve-tritonserver", rollout__analysis={"maxPredictionPsi": 0.25}
+        ),
+        "spec.rollout.analysis.maxPredictionPsi",
+        "maxPredictionPsi needs the runtime that counts answers by class: modeldeploy-onnx",
+        "spec.rollout.analysis.maxPredictionPsi",
+        "maxPredictionPsi needs the runtime that counts answers by class",
+    ),
+    InvalidCase(
         "min-over-max-replicas",
         _set("serving", "scaling", value={"minReplicas": 5, "maxReplicas": 2}),
         "spec.serving.scaling.minReplicas",

@@ -49,7 +49,8 @@ def bad_models(stack: LocalStack) -> dict[str, Path]:
 
     torch.manual_seed(0)
     root = stack.pvc_root / "models"
-    paths = {"slow": root / "slow" / "model.pt", "wide": root / "wide" / "model.pt"}
+    paths = {"slow": root / "slow" / "model.pt", "wide": root / "wide" / "model.pt",
+             "shuffled": root / "shuffled" / "model.pt"}  # fmt: skip
 
     class Slow(nn.Module):
         """Same signature as digits ([N,1,8,8] → [N,10]); 600 chained 2048² matmuls."""
@@ -69,6 +70,23 @@ def bad_models(stack: LocalStack) -> dict[str, Path]:
     paths["slow"].parent.mkdir(parents=True, exist_ok=True)
     torch.jit.trace(Slow().eval(), torch.zeros(1, 1, 8, 8)).save(str(paths["slow"]))
     build_wide_model(paths["wide"])
+
+    class Shuffled(nn.Module):
+        """The digits model with its classes rolled by one: every answer well formed and
+        confident, and the wrong digit's name (labels shuffled in a retraining)."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.roll(self.inner(x), 1, dims=1)
+
+    digits_model = torch.jit.load(str(root / "digits" / "model.pt"))
+    paths["shuffled"].parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.trace(Shuffled(digits_model).eval(), torch.zeros(1, 1, 8, 8)).save(
+        str(paths["shuffled"])
+    )
     return paths
 
 
@@ -201,6 +219,30 @@ def test_bad_canary_is_rolled_back_with_the_reason(
     time.sleep(3)
     assert status(kube)["traffic"]["canary"] == 0
     assert status(kube)["rollout"]["phase"] == "RolledBack"
+
+
+def test_a_canary_whose_classes_are_shuffled_fails_max_prediction_psi(
+    kube: Kube, start_operator, prometheus: str, bad_models: dict[str, Path]
+) -> None:  # type: ignore[no-untyped-def]
+    """It errs nowhere, is fast, and matches its own golden outputs: only the mix of answers,
+    compared with stable's on the same traffic, shows it."""
+    start_operator("--prometheus-address", prometheus, env=ENV_FAST)
+    rollout = canary_spec([{"weight": 50, "pause": "20s"}], maxPredictionPsi=0.25, minRequests=20)
+    first, load = deploy_stable(kube, knative(rollout))
+    try:
+        kube.patch_spec("digits", {"model": {"uri": "pvc://models/shuffled/model.pt"}})
+        seen = walk(kube, {"RolledBack", "Promoted"})
+    finally:
+        load.stop()
+    final = status(kube)
+    assert final["rollout"]["phase"] == "RolledBack", seen
+    assert "prediction PSI" in final["rollout"]["failure"], final["rollout"]
+    analysis = final["rollout"]["analysis"]
+    assert analysis["predictionPsi"] > 0.25
+    assert analysis.get("errorRate", 0) == 0
+    assert analysis.get("parityMaxAbsDiff", 0) < 0.01  # its own goldens: parity passes
+    assert final["revisions"]["stable"] == first["revisions"]["stable"]
+    assert load.outcomes["error"] == 0
 
 
 def first_postprocessing(kube: Kube) -> dict[str, Any]:

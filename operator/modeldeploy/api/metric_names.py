@@ -47,6 +47,9 @@ _INPUT_STATISTICS = {
     "max": "Largest",
 }
 
+MAX_COUNTED_CLASSES = 1000
+"""Answers are counted by class up to this many classes (ImageNet's 1000): one series each."""
+
 _WITH_REFERENCE = "the artifact carries a reference profile (docs/monitoring.md)"
 
 RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
@@ -103,6 +106,14 @@ RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
             "computed when scraped), for drift alerts.",
         )
         for statistic, text in _INPUT_STATISTICS.items()
+    ),
+    MetricFamily(
+        "modeldeploy_predictions",
+        "counter",
+        (MODEL_LABEL, "class"),
+        "Answers by top-1 class (the index into the model's first output): what "
+        "analysis.maxPredictionPsi compares between canary and stable.",
+        only_when=f"the model's first output is [N, classes], 2 to {MAX_COUNTED_CLASSES} classes",
     ),
     MetricFamily(
         "modeldeploy_drift_psi",

@@ -106,6 +106,17 @@ class ModelDeploymentSpec(ApiModel):
                 or measures_latency(s)
             ),
         ),
+        CelRule(
+            cel="!has(self.rollout.analysis.maxPredictionPsi)"
+            f" || self.serving.runtime == '{DEFAULT_RUNTIME}'",
+            message=f"maxPredictionPsi needs the runtime that counts answers by class: "
+            f"{DEFAULT_RUNTIME}",
+            field_path=".rollout.analysis.maxPredictionPsi",
+            holds=lambda s: (
+                s.rollout.analysis.max_prediction_psi is None
+                or s.serving.runtime == DEFAULT_RUNTIME
+            ),
+        ),
     )
 
 

@@ -99,6 +99,12 @@ class Analysis(ApiModel):
     max_latency_ratio: Annotated[float, Field(ge=1, le=100)] | None = None
     """Largest canary p99 latency as a multiple of the stable revision's, e.g. 1.2."""
 
+    max_prediction_psi: Annotated[float, Field(gt=0, le=10)] | None = None
+    """Largest population stability index between the canary's and stable's top-1 classes
+    over the same window (same traffic, so a different mix of answers is the canary's doing;
+    0.25 is the field's usual "significant shift"). For classifiers on the modeldeploy-onnx
+    runtime."""
+
     interval: Duration = "30s"
     """How often metrics are evaluated during a pause."""
 

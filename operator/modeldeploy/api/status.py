@@ -168,6 +168,9 @@ class AnalysisReport(ApiModel):
     stable_client_error_rate: float | None = None
     """The same share for stable over the same window, which the canary's is compared with."""
 
+    prediction_psi: float | None = None
+    """PSI between the canary's and stable's top-1 classes over the same window."""
+
     failures: Annotated[list[str] | None, Field(max_length=32)] = None
     """What failed, one line each."""
 

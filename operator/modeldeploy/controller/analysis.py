@@ -249,6 +249,46 @@ def _client_error_check(
         )
 
 
+def prediction_counts(
+    prometheus: PrometheusClient, target: Target, revision: str, timeout: float
+) -> dict[str, float]:
+    """Answers by top-1 class of one revision over the step's window."""
+    sel = metric_sources.selector(target.namespace, target.deployment, revision)
+    query = (
+        f"sum by (class) (increase(modeldeploy_predictions_total{{{sel}}}"
+        f"[{target.window_seconds}s]))"
+    )
+    return {labels.get("class", ""): value for labels, value in prometheus.vector(query, timeout)}
+
+
+def _prediction_check(
+    spec: Analysis, target: Target, prometheus: PrometheusClient, timeout: float, found: _Findings
+) -> None:
+    """The canary's mix of answers against stable's on the same traffic: a canary whose
+    classes moved (shuffled labels, a broken head) answers differently, though never in error."""
+    from modeldeploy.artifacts.drift import psi
+
+    canary = prediction_counts(prometheus, target, target.canary, timeout)
+    stable = prediction_counts(prometheus, target, target.stable, timeout)
+    answered, baseline = sum(canary.values()), sum(stable.values())
+    if answered < spec.min_requests or baseline < spec.min_requests:
+        found.inconclusive.append(
+            f"prediction PSI: {answered:.0f} canary and {baseline:.0f} stable answers counted, "
+            f"fewer than minRequests {spec.min_requests}"
+        )
+        return
+    classes = sorted({*canary, *stable}, key=lambda c: (len(c), c))
+    expected = [stable.get(c, 0.0) / baseline for c in classes]
+    value = psi(expected, np.array([canary.get(c, 0.0) for c in classes]))
+    found.numbers["prediction_psi"] = value
+    limit = spec.max_prediction_psi
+    if limit is not None and value > limit:
+        found.failures.append(
+            f"prediction PSI {value:.3f} > max {limit:g}: the canary answers other classes "
+            "than stable on the same traffic"
+        )
+
+
 def _custom_checks(
     spec: Analysis, target: Target, prometheus: PrometheusClient, timeout: float, found: _Findings
 ) -> None:
@@ -299,10 +339,17 @@ def run_checks(
     if prometheus:
         try:
             _builtin_checks(spec, target, prometheus, timeout, found)
+            if spec.max_prediction_psi is not None:
+                _prediction_check(spec, target, prometheus, timeout, found)
         except Exception as err:  # Prometheus down says nothing about the canary: no verdict
             found.inconclusive.append(f"prometheus at {prometheus}: {err}")
         _custom_checks(spec, target, prometheus, timeout, found)
-    elif spec.max_p99_latency_ms is not None or spec.queries or spec.max_latency_ratio:
+    elif (
+        spec.max_p99_latency_ms is not None
+        or spec.queries
+        or spec.max_latency_ratio
+        or spec.max_prediction_psi is not None
+    ):
         found.failures.append(
             "metric thresholds are set but no Prometheus is configured "
             "(spec.rollout.analysis.prometheus.address or the operator's --prometheus-address)"
@@ -321,4 +368,5 @@ def run_checks(
         requests=numbers.get("requests"),
         client_error_rate=numbers.get("client_error_rate"),
         stable_client_error_rate=numbers.get("stable_client_error_rate"),
+        prediction_psi=numbers.get("prediction_psi"),
     )

@@ -95,6 +95,7 @@ class AnalysisResult:
     requests: float | None = None
     client_error_rate: float | None = None
     stable_client_error_rate: float | None = None
+    prediction_psi: float | None = None
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": _iso(self.at), "passed": self.passed, "ready": self.ready}
@@ -106,6 +107,7 @@ class AnalysisResult:
             ("requests", self.requests),
             ("clientErrorRate", self.client_error_rate),
             ("stableClientErrorRate", self.stable_client_error_rate),
+            ("predictionPsi", self.prediction_psi),
         ):
             if value is not None:
                 out[key] = round(value, 6)
@@ -133,6 +135,8 @@ class AnalysisResult:
             )
         if self.parity_max_abs_diff is not None:
             parts.append(f"golden max |Δ| {self.parity_max_abs_diff:.3g}")
+        if self.prediction_psi is not None:
+            parts.append(f"prediction PSI {self.prediction_psi:.3f}")
         text = ", ".join(parts) or "no numbers"
         if self.failures:
             text += "; failed: " + "; ".join(self.failures)

@@ -50,6 +50,8 @@ SELF_TEST_ERROR = _gauge("modeldeploy_self_test_max_abs_diff")
 STATISTICS = ("mean", "std", "min", "max")
 INPUT_STATISTICS = {s: _gauge(f"modeldeploy_input_{s}") for s in STATISTICS}
 """One gauge per statistic: a mean and a max cannot be aggregated together."""
+PREDICTIONS = _counter("modeldeploy_predictions")
+"""Answers by top-1 class, for classifiers (what the canary's maxPredictionPsi compares)."""
 DRIFT_PSI = _gauge("modeldeploy_drift_psi")
 DRIFT_KS = _gauge("modeldeploy_drift_ks")
 PREDICTION_DRIFT_PSI = _gauge("modeldeploy_prediction_drift_psi")

@@ -14,6 +14,7 @@ from grpc_interceptor.exceptions import GrpcException
 from kserve import InferOutput, InferResponse, Model
 from kserve import InferRequest as KserveRequest
 
+from modeldeploy.api.metric_names import MAX_COUNTED_CLASSES
 from modeldeploy.artifacts.golden import agree
 from modeldeploy.runtime import hardware, imaging, metrics, postprocessing
 from modeldeploy.runtime.artifact import Artifact
@@ -85,6 +86,8 @@ class OnnxModel(Model):  # type: ignore[misc]
         self.session: Any = None
         self.batcher: DynamicBatcher | None = None
         self._current_run: Any = None
+        self._classes: list[Any] = []
+        """The per-class answer counters, for a classifier (``modeldeploy_predictions``)."""
         self.stats = metrics.InputStatistics(self.name)
         reference = artifact.manifest.reference
         window, asked = artifact.manifest.drift_window, drift or DriftWindow()
@@ -143,6 +146,11 @@ class OnnxModel(Model):  # type: ignore[misc]
             histogram.labels(self.name)
         batcher = self.batcher
         metrics.QUEUED.labels(self.name).set_function(lambda: batcher.waiting)
+        # Answers by class, for a classifier's first output [N, classes]: every class's series
+        # exists from the start at 0, so an increase over a step counts its first answers too.
+        first = self.artifact.outputs[0].shape if self.artifact.outputs else []
+        if len(first) == 2 and 2 <= first[1] <= MAX_COUNTED_CLASSES:
+            self._classes = [metrics.PREDICTIONS.labels(self.name, str(c)) for c in range(first[1])]
         self.ready = self._self_test()
         return bool(self.ready)
 
@@ -253,6 +261,10 @@ class OnnxModel(Model):  # type: ignore[misc]
             self.stats.observe(name, array)
         if self.drift is not None:
             self.drift.observe(arrays, outputs[0] if outputs else None)
+        if self._classes and outputs and outputs[0].ndim == 2:
+            top, counts = np.unique(outputs[0].argmax(axis=1), return_counts=True)
+            for index, count in zip(top.tolist(), counts.tolist(), strict=True):
+                self._classes[index].inc(count)
         named = dict(zip(self._output_names, outputs, strict=True))
         named.update(self._postprocess(named))
         wanted = request.outputs or list(named)
