@@ -140,6 +140,14 @@ RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
         only_when=_WITH_REFERENCE,
     ),
     MetricFamily(
+        "modeldeploy_prediction_drift_ks",
+        "gauge",
+        (MODEL_LABEL,),
+        "Kolmogorov-Smirnov statistic of the top score answered over the drift window, against "
+        "its distribution on the reference.",
+        only_when=_WITH_REFERENCE,
+    ),
+    MetricFamily(
         "modeldeploy_drift_window_requests",
         "gauge",
         (MODEL_LABEL,),

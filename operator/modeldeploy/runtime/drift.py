@@ -8,7 +8,8 @@ request, so the request path pays for a strided copy and an append. The window i
 
 Exported only when the artifact has a reference profile (docs/metrics.md):
 ``modeldeploy_drift_psi`` and ``modeldeploy_drift_ks`` per input and channel,
-``modeldeploy_prediction_drift_psi`` over the top-1 classes, and
+``modeldeploy_prediction_drift_psi`` over the top-1 classes, ``modeldeploy_prediction_drift_ks``
+over the top score, and
 ``modeldeploy_drift_window_requests``, how many requests the numbers stand on.
 """
 
@@ -47,6 +48,7 @@ class _Seen:
     values: dict[tuple[str, int], np.ndarray]
     means: dict[tuple[str, int], np.ndarray]
     top_classes: np.ndarray | None
+    top_scores: np.ndarray | None
 
 
 class DriftMonitor:
@@ -77,6 +79,7 @@ class DriftMonitor:
                 )
         if profile.predictions is not None:
             metrics.PREDICTION_DRIFT_PSI.labels(model).set_function(self.prediction_psi)
+            metrics.PREDICTION_DRIFT_KS.labels(model).set_function(self.score_ks)
         metrics.DRIFT_WINDOW.labels(model).set_function(lambda: float(len(self._window())))
 
     def observe(self, inputs: dict[str, np.ndarray], scores: np.ndarray | None) -> None:
@@ -95,15 +98,15 @@ class DriftMonitor:
                 values[item.name, channel] = flat[:: max(1, flat.size // SAMPLE)].astype(np.float32)
                 means[item.name, channel] = part.reshape(len(part), -1).mean(axis=1)
         predictions = self.profile.predictions
-        top = None
+        top = top_scores = None
         if (
             predictions is not None
             and scores is not None
             and scores.ndim == 2
             and scores.shape[1] == len(predictions.classes)
         ):
-            top = scores.argmax(axis=1)
-        seen = _Seen(self.clock(), values, means, top)
+            top, top_scores = scores.argmax(axis=1), scores.max(axis=1).astype(np.float32)
+        seen = _Seen(self.clock(), values, means, top, top_scores)
         with self._lock:
             self._seen.append(seen)
 
@@ -121,6 +124,16 @@ class DriftMonitor:
         if not live:
             return float("nan")
         return statistic(reference.proportions, reference.counts(np.concatenate(live)))
+
+    def score_ks(self) -> float:
+        """KS of the top scores over the window against the reference's; NaN without data."""
+        predictions = self.profile.predictions
+        assert predictions is not None
+        live = [s.top_scores for s in self._window() if s.top_scores is not None]
+        if not live:
+            return float("nan")
+        reference = predictions.top_score
+        return ks(reference.proportions, reference.counts(np.concatenate(live)))
 
     def prediction_psi(self) -> float:
         """PSI of the top-1 classes over the window against the reference's; NaN without data."""

@@ -55,6 +55,7 @@ PREDICTIONS = _counter("modeldeploy_predictions")
 DRIFT_PSI = _gauge("modeldeploy_drift_psi")
 DRIFT_KS = _gauge("modeldeploy_drift_ks")
 PREDICTION_DRIFT_PSI = _gauge("modeldeploy_prediction_drift_psi")
+PREDICTION_DRIFT_KS = _gauge("modeldeploy_prediction_drift_ks")
 DRIFT_WINDOW = _gauge("modeldeploy_drift_window_requests")
 """Drift against the artifact's reference profile (runtime/drift.py), when it has one."""
 
