@@ -59,7 +59,9 @@ RETRY_AFTER = 1.0
 """What the runtime's 503 says in ``Retry-After``; the second overload run's clients honour it."""
 
 
-def stage_resnet(root: Path, name: str, images: bool = False) -> Path:
+def stage_resnet(
+    root: Path, name: str, images: bool = False, reference: Path | None = None
+) -> Path:
     source = models.save(models.build_resnet18().eval(), root / f"{name}.pt")
     model: dict[str, Any] = {
         "uri": f"file://{source}",
@@ -83,6 +85,11 @@ def stage_resnet(root: Path, name: str, images: bool = False) -> Path:
                 "model": model,
                 "optimization": {"parity": {"samples": 4}},
                 "serving": {"batching": {"maxBatchSize": 32, "maxQueueDelay": "2ms"}},
+                **(
+                    {"monitoring": {"reference": {"uri": f"file://{reference}"}}}
+                    if reference is not None
+                    else {}
+                ),
             },
         }
     )

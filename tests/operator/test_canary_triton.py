@@ -150,14 +150,17 @@ def test_a_triton_canary_that_fails_a_fifth_of_its_requests_is_rolled_back_by_it
     assert "clientErrorRate" not in analysis  # Triton does not count what it refuses early
 
     # The numbers came from Triton's own counters, by revision: the canary's failed, stable's
-    # (same traffic) did not.
+    # (same traffic) did not. The canary's last scrape is read over a range: its target is gone
+    # once it is rolled back, and an instant query would find its series stale. How many failed
+    # depends on how fast this machine served the step, so the rate above is what is judged.
     def failures(revision: str) -> float | None:
         return PrometheusClient(prometheus).value(
-            f'sum(nv_inference_request_failure{{modeldeploy_revision="{revision}",reason="BACKEND"}})',
+            "sum(max_over_time(nv_inference_request_failure"
+            f'{{modeldeploy_revision="{revision}",reason="BACKEND"}}[10m]))',
             5,
         )
 
-    assert (failures(canary) or 0) > 5
+    assert (failures(canary) or 0) > 0
     assert failures(stable) == 0
     assert traffic.outcomes["ok"] > 50
     isvc = kube.isvc("digits")
