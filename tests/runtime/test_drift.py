@@ -48,13 +48,14 @@ def send(client: httpclient.InferenceServerClient, rows: np.ndarray, per_request
         client.infer("digits", [item])
 
 
-def drift(found: dict[str, Any]) -> tuple[float, float, float, float, float]:
+def drift(found: dict[str, Any]) -> tuple[float, float, float, float, float, float]:
     return (
         value(found, "modeldeploy_drift_psi", model_name="digits", input="image", channel="0"),
         value(found, "modeldeploy_drift_ks", model_name="digits", input="image", channel="0"),
         value(found, "modeldeploy_prediction_drift_psi", model_name="digits"),
         value(found, "modeldeploy_drift_window_requests", model_name="digits"),
         value(found, "modeldeploy_prediction_drift_ks", model_name="digits"),
+        value(found, "modeldeploy_drift_mean_psi", model_name="digits", input="image", channel="0"),
     )
 
 
@@ -74,9 +75,10 @@ def test_held_out_digits_do_not_drift_and_inverted_digits_do_within_one_window(
         client = httpclient.InferenceServerClient(server.http)
         send(client, x_test[:240], per_request=8)  # 30 requests
         found = metrics(server)
-        psi, ks, prediction_psi, window, score_ks = drift(found)
+        psi, ks, prediction_psi, window, score_ks, mean_psi = drift(found)
         assert window == 30
         assert score_ks < 0.2
+        assert mean_psi < 0.25  # 30 requests of 8: a few hundred means against deciles
         assert psi < 0.1
         assert ks < 0.1
         assert prediction_psi < 0.1
@@ -86,9 +88,10 @@ def test_held_out_digits_do_not_drift_and_inverted_digits_do_within_one_window(
         assert exported == {s for f in drift_families for s in f.samples()}
 
         send(client, 16 - x_test[: WINDOW * 2], per_request=2)  # a whole window of inverted
-        psi, ks, prediction_psi, window, score_ks = drift(metrics(server))
+        psi, ks, prediction_psi, window, score_ks, mean_psi = drift(metrics(server))
         assert window == WINDOW
         assert score_ks > 0.2  # inverted digits are answered with less confidence
+        assert mean_psi > 1.0  # every inverted image is far brighter than any reference one
         assert psi > 0.25
         assert ks > 0.3
         assert prediction_psi > 0.25

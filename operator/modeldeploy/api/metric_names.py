@@ -132,6 +132,14 @@ RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
         only_when=_WITH_REFERENCE,
     ),
     MetricFamily(
+        "modeldeploy_drift_mean_psi",
+        "gauge",
+        (MODEL_LABEL, "input", "channel"),
+        "Population stability index of the requests' per-sample channel means over the drift "
+        "window, against the reference's: a shift of the whole input (brightness, inversion).",
+        only_when=_WITH_REFERENCE,
+    ),
+    MetricFamily(
         "modeldeploy_prediction_drift_psi",
         "gauge",
         (MODEL_LABEL,),

@@ -7,7 +7,8 @@ request, so the request path pays for a strided copy and an append. The window i
 ``window`` requests, and no older than ``seconds``.
 
 Exported only when the artifact has a reference profile (docs/metrics.md):
-``modeldeploy_drift_psi`` and ``modeldeploy_drift_ks`` per input and channel,
+``modeldeploy_drift_psi`` and ``modeldeploy_drift_ks`` per input and channel (and
+``modeldeploy_drift_mean_psi`` over the per-sample channel means),
 ``modeldeploy_prediction_drift_psi`` over the top-1 classes, ``modeldeploy_prediction_drift_ks``
 over the top score, and
 ``modeldeploy_drift_window_requests``, how many requests the numbers stand on.
@@ -77,6 +78,9 @@ class DriftMonitor:
                 metrics.DRIFT_KS.labels(*labels).set_function(
                     partial(self.input_statistic, item.name, channel, ks)
                 )
+                metrics.DRIFT_MEAN_PSI.labels(*labels).set_function(
+                    partial(self.mean_psi, item.name, channel)
+                )
         if profile.predictions is not None:
             metrics.PREDICTION_DRIFT_PSI.labels(model).set_function(self.prediction_psi)
             metrics.PREDICTION_DRIFT_KS.labels(model).set_function(self.score_ks)
@@ -117,30 +121,37 @@ class DriftMonitor:
                 self._seen.popleft()
             return list(self._seen)
 
+    def _live(self, pick: Callable[[_Seen], np.ndarray | None]) -> np.ndarray | None:
+        """What ``pick`` takes from each request in the window, joined; None without any."""
+        live = [found for seen in self._window() if (found := pick(seen)) is not None]
+        return np.concatenate(live) if live else None
+
     def input_statistic(self, name: str, channel: int, statistic: Callable[..., float]) -> float:
         """PSI or KS of one input channel's values over the window; NaN without data."""
         reference = next(i for i in self.profile.inputs if i.name == name).channels[channel]
-        live = [s.values[name, channel] for s in self._window() if (name, channel) in s.values]
-        if not live:
-            return float("nan")
-        return statistic(reference.proportions, reference.counts(np.concatenate(live)))
+        live = self._live(lambda seen: seen.values.get((name, channel)))
+        return float("nan") if live is None else statistic(reference.proportions,
+                                                           reference.counts(live))  # fmt: skip
+
+    def mean_psi(self, name: str, channel: int) -> float:
+        """PSI of the requests' per-sample channel means (a shift of the whole image, such as
+        brightness or inversion) over the window; NaN without data."""
+        reference = next(i for i in self.profile.inputs if i.name == name).sample_means[channel]
+        live = self._live(lambda seen: seen.means.get((name, channel)))
+        return float("nan") if live is None else psi(reference.proportions, reference.counts(live))
 
     def score_ks(self) -> float:
         """KS of the top scores over the window against the reference's; NaN without data."""
-        predictions = self.profile.predictions
-        assert predictions is not None
-        live = [s.top_scores for s in self._window() if s.top_scores is not None]
-        if not live:
-            return float("nan")
-        reference = predictions.top_score
-        return ks(reference.proportions, reference.counts(np.concatenate(live)))
+        assert self.profile.predictions is not None
+        reference = self.profile.predictions.top_score
+        live = self._live(lambda seen: seen.top_scores)
+        return float("nan") if live is None else ks(reference.proportions, reference.counts(live))
 
     def prediction_psi(self) -> float:
         """PSI of the top-1 classes over the window against the reference's; NaN without data."""
-        predictions = self.profile.predictions
-        assert predictions is not None
-        live = [s.top_classes for s in self._window() if s.top_classes is not None]
-        if not live:
+        assert self.profile.predictions is not None
+        classes = self.profile.predictions.classes
+        live = self._live(lambda seen: seen.top_classes)
+        if live is None:
             return float("nan")
-        counts = np.bincount(np.concatenate(live), minlength=len(predictions.classes))
-        return psi(predictions.classes, counts.astype(np.float64))
+        return psi(classes, np.bincount(live, minlength=len(classes)).astype(np.float64))

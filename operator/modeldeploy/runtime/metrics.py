@@ -54,6 +54,7 @@ PREDICTIONS = _counter("modeldeploy_predictions")
 """Answers by top-1 class, for classifiers (what the canary's maxPredictionPsi compares)."""
 DRIFT_PSI = _gauge("modeldeploy_drift_psi")
 DRIFT_KS = _gauge("modeldeploy_drift_ks")
+DRIFT_MEAN_PSI = _gauge("modeldeploy_drift_mean_psi")
 PREDICTION_DRIFT_PSI = _gauge("modeldeploy_prediction_drift_psi")
 PREDICTION_DRIFT_KS = _gauge("modeldeploy_prediction_drift_ks")
 DRIFT_WINDOW = _gauge("modeldeploy_drift_window_requests")
