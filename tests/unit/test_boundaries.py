@@ -50,33 +50,32 @@ def test_a_layer_imports_only_what_it_may(layer: str) -> None:
     assert crossings == []
 
 
-def test_the_staging_steps_that_hold_the_store_never_load_torch() -> None:
-    """``fetch`` and ``publish`` run with the store's credentials; neither may import the
-    machinery that unpickles models (and both start in a fraction of the time)."""
+def loaded(modules: str, roots: tuple[str, ...]) -> list[str]:
+    """The modules under ``roots`` that importing ``modules`` (comma-separated) loads, in a
+    fresh interpreter."""
+    import ast
     import subprocess
     import sys
 
     probe = (
-        "import sys, modeldeploy.staging.prepare, modeldeploy.staging.publish, modeldeploy.cli; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime')))"
+        f"import sys, {modules}; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
-    assert result.stdout.strip() == "[]"
+    return list(ast.literal_eval(result.stdout))
+
+
+def test_the_staging_steps_that_hold_the_store_never_load_torch() -> None:
+    """``fetch`` and ``publish`` run with the store's credentials; neither may import the
+    machinery that unpickles models (and both start in a fraction of the time)."""
+    modules = "modeldeploy.staging.prepare, modeldeploy.staging.publish, modeldeploy.cli"
+    assert loaded(modules, ("torch", "onnxruntime")) == []
 
 
 def test_the_operator_loads_no_numpy_until_a_rollout_needs_it() -> None:
     """numpy (and tritonclient) cost memory in every operator; only the canary analysis needs
     them, and imports them then. The manifest's drift profile is plain models, not numpy."""
-    import subprocess
-    import sys
-
-    probe = (
-        "import sys, modeldeploy.controller.handlers, modeldeploy.artifacts.manifest; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'tritonclient')))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip() == "[]"
+    modules = "modeldeploy.controller.handlers, modeldeploy.artifacts.manifest"
+    assert loaded(modules, ("numpy", "tritonclient")) == []

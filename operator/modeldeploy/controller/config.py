@@ -28,6 +28,10 @@ def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
 def _headers(value: str) -> tuple[tuple[str, str], ...]:
     """``Name=value,Name=value`` as header pairs."""
     pairs = []
@@ -196,10 +200,7 @@ class OperatorConfig:
             "staging_deadline_seconds": ("MODELDEPLOY_STAGING_DEADLINE_SECONDS", int),
             "staging_backoff_limit": ("MODELDEPLOY_STAGING_BACKOFF_LIMIT", int),
             "staging_retries": ("MODELDEPLOY_STAGING_RETRIES", int),
-            "staging_network_policy": (
-                "MODELDEPLOY_STAGING_NETWORK_POLICY",
-                lambda v: v.lower() in ("1", "true", "yes"),
-            ),
+            "staging_network_policy": ("MODELDEPLOY_STAGING_NETWORK_POLICY", _flag),
             "staging_egress": ("MODELDEPLOY_STAGING_EGRESS", _egress_list),
             "staging_runtime_class": ("MODELDEPLOY_STAGING_RUNTIME_CLASS", str),
             "staging_retry_seconds": ("MODELDEPLOY_STAGING_RETRY_SECONDS", float),
@@ -218,13 +219,10 @@ class OperatorConfig:
             "prometheus_key_file": ("MODELDEPLOY_PROMETHEUS_KEY_FILE", str),
             "prometheus_insecure_skip_verify": (
                 "MODELDEPLOY_PROMETHEUS_INSECURE_SKIP_VERIFY",
-                lambda v: v.lower() in ("1", "true", "yes"),
+                _flag,
             ),
             "prometheus_headers": ("MODELDEPLOY_PROMETHEUS_HEADERS", _headers),
-            "unconfined_queries": (
-                "MODELDEPLOY_UNCONFINED_QUERIES",
-                lambda v: v.lower() in ("1", "true", "yes"),
-            ),
+            "unconfined_queries": ("MODELDEPLOY_UNCONFINED_QUERIES", _flag),
         }
         values: dict[str, object] = {}
         for attr, (var, kind) in names.items():

@@ -211,15 +211,7 @@ def _prometheus(state: State, address: str) -> Any:
     from modeldeploy.controller.prometheus_client import PrometheusAuth, PrometheusClient
 
     if address not in state.prometheus:
-        config = state.config
-        auth = PrometheusAuth(
-            bearer_token_file=config.prometheus_bearer_token_file,
-            ca_file=config.prometheus_ca_file,
-            cert_file=config.prometheus_cert_file,
-            key_file=config.prometheus_key_file,
-            insecure_skip_verify=config.prometheus_insecure_skip_verify,
-            headers=dict(config.prometheus_headers),
-        )
+        auth = PrometheusAuth.from_config(state.config)
         state.prometheus[address] = PrometheusClient(address, auth)
     return state.prometheus[address]
 

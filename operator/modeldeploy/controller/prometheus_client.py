@@ -19,6 +19,8 @@ from typing import Any
 
 import requests
 
+from modeldeploy.controller.config import OperatorConfig
+
 MAX_BYTES = 1024 * 1024
 """Most bytes read of one Prometheus answer: one number needs a few hundred."""
 ERROR_TYPES = {"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found"}  # fmt: skip
@@ -51,6 +53,18 @@ class PrometheusAuth:
             session.cert = (self.cert_file, self.key_file) if self.key_file else self.cert_file
         session.trust_env = False  # no proxy or netrc from the environment changes the target
         return session
+
+    @classmethod
+    def from_config(cls, config: OperatorConfig) -> PrometheusAuth:
+        """The operator's settings (``MODELDEPLOY_PROMETHEUS_*``)."""
+        return cls(
+            bearer_token_file=config.prometheus_bearer_token_file,
+            ca_file=config.prometheus_ca_file,
+            cert_file=config.prometheus_cert_file,
+            key_file=config.prometheus_key_file,
+            insecure_skip_verify=config.prometheus_insecure_skip_verify,
+            headers=dict(config.prometheus_headers),
+        )
 
     def token(self) -> str | None:
         if not self.bearer_token_file:
