@@ -53,7 +53,6 @@ def test_a_layer_imports_only_what_it_may(layer: str) -> None:
 def loaded(modules: str, roots: tuple[str, ...]) -> list[str]:
     """The modules under ``roots`` that importing ``modules`` (comma-separated) loads, in a
     fresh interpreter."""
-    import ast
     import subprocess
     import sys
 
