@@ -614,14 +614,20 @@ def _print_objects(
 
 
 def _rollout_command(
-    action: str, name: str, namespace: str | None, kubeconfig: Path | None, context: str | None
+    verb: str,
+    name: str,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    action: str | None = None,
 ) -> None:
+    """Apply ``action``'s annotations (default: the verb's) and print the result."""
     from modeldeploy.rollout_control import RolloutControlError, describe, request
 
     try:
-        body = request(action, name, namespace, kubeconfig, context)
+        body = request(action or verb, name, namespace, kubeconfig, context)
     except RolloutControlError as err:
-        _fail(action.split()[0], err)
+        _fail(verb, err)
     typer.echo(describe(body))
 
 
@@ -722,11 +728,13 @@ _COLUMNS = ("namespace", "name", "ready", "reason", "phase", "step", "traffic", 
 
 def _print_table(items: list[dict[str, Any]], all_namespaces: bool, header: bool) -> None:
     """kubectl's look: upper-case headers, no borders, columns as wide as their values."""
-    from rich.console import Console
     from rich.table import Table
 
-    from modeldeploy.rollout_control import summary_row
+    from modeldeploy.rollout_control import plain_text, summary_row
 
+    if not items and header:
+        typer.echo("No ModelDeployments found.", err=True)
+        return
     columns = _COLUMNS if all_namespaces else _COLUMNS[1:]
     table = Table(box=None, show_header=header, pad_edge=False, padding=(0, 3, 0, 0))
     for column in columns:
@@ -734,11 +742,7 @@ def _print_table(items: list[dict[str, Any]], all_namespaces: bool, header: bool
     for item in items:
         row = summary_row(item)
         table.add_row(*(row[c] or "-" for c in columns))
-    if not items and header:
-        typer.echo("No ModelDeployments found.", err=True)
-        return
-    # Never wrap or cut a row for a narrow (or absent) terminal: tools read this output too.
-    Console(width=10_000, highlight=False, soft_wrap=True).print(table)
+    typer.echo(plain_text(table))
 
 
 @app.command()
@@ -748,8 +752,8 @@ def promote(name: NameArgument, namespace: NamespaceOption = None,
                                                "promote now.")] = False) -> None:  # fmt: skip
     """End the current step now and go on to the next (promotion after the last), as Argo
     Rollouts' promote; --full promotes now. Annotation modeldeploy.io/promote=step|full."""
-    _rollout_command("promote --full" if full else "promote", name, namespace, kubeconfig,
-                     context)  # fmt: skip
+    _rollout_command("promote", name, namespace, kubeconfig, context,
+                     action="promote-full" if full else None)  # fmt: skip
 
 
 @app.command()

@@ -22,7 +22,7 @@ ANNOTATIONS: dict[str, dict[str, str | None]] = {
     "status": {},
     # As Argo Rollouts' promote: a pause is skipped too, so the pause annotation goes.
     "promote": {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP, naming.PAUSE_ANNOTATION: None},
-    "promote --full": {naming.PROMOTE_ANNOTATION: "full", naming.PAUSE_ANNOTATION: None},
+    "promote-full": {naming.PROMOTE_ANNOTATION: "full", naming.PAUSE_ANNOTATION: None},
     "abort": {naming.ABORT_ANNOTATION: "true"},
     "pause": {naming.PAUSE_ANNOTATION: "true"},
     "resume": {naming.PAUSE_ANNOTATION: None, naming.RESUME_ANNOTATION: "true"},
@@ -306,9 +306,18 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def plain_text(renderable: Any) -> str:
+    """A rich table as plain text lines, never wrapped or cut for a narrow (or absent)
+    terminal: tools read this output too."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=10_000, highlight=False, soft_wrap=True).print(renderable)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+
+
 def describe(body: dict[str, Any]) -> str:
     """``status``'s text: the object's ``namespace/name``, then its rows aligned by rich."""
-    from rich.console import Console
     from rich.table import Table
 
     meta = body.get("metadata") or {}
@@ -317,8 +326,4 @@ def describe(body: dict[str, Any]) -> str:
     grid.add_column()
     for label, value in describe_rows(body):
         grid.add_row(f"  {label}:", value)
-    out = io.StringIO()
-    # Never wrapped for a narrow (or absent) terminal: tools read this output too.
-    Console(file=out, width=10_000, highlight=False, soft_wrap=True).print(grid)
-    lines = [line.rstrip() for line in out.getvalue().splitlines()]
-    return "\n".join([f"{meta.get('namespace')}/{meta.get('name')}", *lines])
+    return f"{meta.get('namespace')}/{meta.get('name')}\n{plain_text(grid)}"
