@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 OUR_PREFIX = "modeldeploy_"
 
@@ -27,6 +27,26 @@ class MetricFamily:
     help: str
     only_when: str | None = None
     """Exported only under this condition (None: always)."""
+
+    def counter(self) -> Any:
+        """The prometheus-client Counter of this family (imported here, not by the base
+        install, which has no prometheus-client)."""
+        from prometheus_client import Counter
+
+        assert self.kind == "counter"
+        return Counter(self.name, self.help, list(self.labels))
+
+    def gauge(self) -> Any:
+        from prometheus_client import Gauge
+
+        assert self.kind == "gauge"
+        return Gauge(self.name, self.help, list(self.labels))
+
+    def histogram(self, buckets: tuple[float, ...]) -> Any:
+        from prometheus_client import Histogram
+
+        assert self.kind == "histogram"
+        return Histogram(self.name, self.help, list(self.labels), buckets=buckets)
 
     def samples(self) -> tuple[str, ...]:
         """The sample names prometheus-client writes for this family."""

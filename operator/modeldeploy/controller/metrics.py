@@ -7,24 +7,19 @@ slowing down or failing. The model servers' traffic metrics are the runtime's, n
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import start_http_server
 
 from modeldeploy.api.metric_names import family
 
 # Names, labels and help come from the catalogue (api/metric_names.py, docs/metrics.md).
-_RECONCILIATIONS = family("modeldeploy_operator_reconciliations")
-RECONCILIATIONS = Counter(_RECONCILIATIONS.name, _RECONCILIATIONS.help, _RECONCILIATIONS.labels)
-_RECONCILE = family("modeldeploy_operator_reconcile_duration_seconds")
-RECONCILE_SECONDS = Histogram(
-    _RECONCILE.name, _RECONCILE.help, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+RECONCILIATIONS = family("modeldeploy_operator_reconciliations").counter()
+RECONCILE_SECONDS = family("modeldeploy_operator_reconcile_duration_seconds").histogram(
+    (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 )
-_ROLLOUTS = family("modeldeploy_operator_rollouts")
-ROLLOUTS = Counter(_ROLLOUTS.name, _ROLLOUTS.help, _ROLLOUTS.labels)
-_ANALYSES = family("modeldeploy_operator_analysis_runs")
-ANALYSES = Counter(_ANALYSES.name, _ANALYSES.help, _ANALYSES.labels)
-_ANALYSIS = family("modeldeploy_operator_analysis_duration_seconds")
-ANALYSIS_SECONDS = Histogram(
-    _ANALYSIS.name, _ANALYSIS.help, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+ROLLOUTS = family("modeldeploy_operator_rollouts").counter()
+ANALYSES = family("modeldeploy_operator_analysis_runs").counter()
+ANALYSIS_SECONDS = family("modeldeploy_operator_analysis_duration_seconds").histogram(
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 )
 
 ENDINGS = {

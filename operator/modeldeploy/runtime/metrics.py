@@ -13,51 +13,34 @@ from collections import deque
 from functools import partial
 
 import numpy as np
-from prometheus_client import Counter, Gauge, Histogram
 
 from modeldeploy.api.metric_names import family
 
-
-def _counter(name: str) -> Counter:
-    f = family(name)
-    return Counter(f.name, f.help, list(f.labels))
-
-
-def _gauge(name: str) -> Gauge:
-    f = family(name)
-    return Gauge(f.name, f.help, list(f.labels))
-
-
-def _histogram(name: str, buckets: tuple[float, ...]) -> Histogram:
-    f = family(name)
-    return Histogram(f.name, f.help, list(f.labels), buckets=buckets)
-
-
 # Names, labels and help come from the catalogue (api/metric_names.py, docs/metrics.md).
-REQUESTS = _counter("modeldeploy_requests")
-LATENCY = _histogram(
-    "modeldeploy_request_latency_seconds",
+REQUESTS = family("modeldeploy_requests").counter()
+LATENCY = family("modeldeploy_request_latency_seconds").histogram(
     (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-BATCH_ROWS = _histogram("modeldeploy_batch_rows", (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
-QUEUE_WAIT = _histogram(
-    "modeldeploy_queue_wait_seconds",
+BATCH_ROWS = family("modeldeploy_batch_rows").histogram(
+    (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+)
+QUEUE_WAIT = family("modeldeploy_queue_wait_seconds").histogram(
     (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
 )
-QUEUED = _gauge("modeldeploy_queued_requests")
-SELF_TEST = _gauge("modeldeploy_self_test_passed")
-SELF_TEST_ERROR = _gauge("modeldeploy_self_test_max_abs_diff")
+QUEUED = family("modeldeploy_queued_requests").gauge()
+SELF_TEST = family("modeldeploy_self_test_passed").gauge()
+SELF_TEST_ERROR = family("modeldeploy_self_test_max_abs_diff").gauge()
 STATISTICS = ("mean", "std", "min", "max")
-INPUT_STATISTICS = {s: _gauge(f"modeldeploy_input_{s}") for s in STATISTICS}
+INPUT_STATISTICS = {s: family(f"modeldeploy_input_{s}").gauge() for s in STATISTICS}
 """One gauge per statistic: a mean and a max cannot be aggregated together."""
-PREDICTIONS = _counter("modeldeploy_predictions")
+PREDICTIONS = family("modeldeploy_predictions").counter()
 """Answers by top-1 class, for classifiers (what the canary's maxPredictionPsi compares)."""
-DRIFT_PSI = _gauge("modeldeploy_drift_psi")
-DRIFT_KS = _gauge("modeldeploy_drift_ks")
-DRIFT_MEAN_PSI = _gauge("modeldeploy_drift_mean_psi")
-PREDICTION_DRIFT_PSI = _gauge("modeldeploy_prediction_drift_psi")
-PREDICTION_DRIFT_KS = _gauge("modeldeploy_prediction_drift_ks")
-DRIFT_WINDOW = _gauge("modeldeploy_drift_window_requests")
+DRIFT_PSI = family("modeldeploy_drift_psi").gauge()
+DRIFT_KS = family("modeldeploy_drift_ks").gauge()
+DRIFT_MEAN_PSI = family("modeldeploy_drift_mean_psi").gauge()
+PREDICTION_DRIFT_PSI = family("modeldeploy_prediction_drift_psi").gauge()
+PREDICTION_DRIFT_KS = family("modeldeploy_prediction_drift_ks").gauge()
+DRIFT_WINDOW = family("modeldeploy_drift_window_requests").gauge()
 """Drift against the artifact's reference profile (runtime/drift.py), when it has one."""
 
 
