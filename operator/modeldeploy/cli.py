@@ -13,6 +13,7 @@ import typer
 import yaml
 
 from modeldeploy import __version__
+from modeldeploy.api import mirror
 from modeldeploy.api.crd import render_yaml
 from modeldeploy.api.reference import render_markdown
 from modeldeploy.api.validation import validate_document
@@ -327,6 +328,21 @@ def serve(
             help="... and none older than this.",
         ),
     ] = 600.0,
+    shadow_config: Annotated[
+        Path,
+        typer.Option(
+            envvar=mirror.CONFIG_ENV,
+            help="The shadow file the operator's ConfigMap mounts: whom to mirror to "
+            "(docs/canary.md#shadow); absent means no shadow.",
+        ),
+    ] = Path(mirror.MOUNT_PATH) / mirror.FILE,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            envvar=mirror.REVISION_ENV,
+            help="The revision this pod serves; only the one the shadow file names mirrors.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a staged model over the Open Inference Protocol v2 (REST and gRPC)."""
     from modeldeploy.runtime.artifact import ArtifactError
@@ -352,6 +368,8 @@ def serve(
             request_timeout=None if request_timeout_ms is None else request_timeout_ms / 1000,
             access_log=access_log,
             drift=DriftWindow(drift_window, drift_window_seconds),
+            shadow_config=shadow_config,
+            revision=revision,
         )
     except ArtifactError as err:
         typer.echo(f"cannot serve: {err}", err=True)

@@ -71,6 +71,7 @@ MAX_COUNTED_CLASSES = 1000
 """Answers are counted by class up to this many classes (ImageNet's 1000): one series each."""
 
 _WITH_REFERENCE = "the artifact carries a reference profile (docs/monitoring.md)"
+_WHILE_SHADOWING = "the pod has mirrored to a shadowed candidate (docs/canary.md#shadow)"
 
 RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
     MetricFamily(
@@ -181,6 +182,35 @@ RUNTIME_FAMILIES: tuple[MetricFamily, ...] = (
         (MODEL_LABEL,),
         "Requests in the drift window now: what the drift statistics stand on.",
         only_when=_WITH_REFERENCE,
+    ),
+    MetricFamily(
+        "modeldeploy_shadow_requests",
+        "counter",
+        (MODEL_LABEL, "candidate", "outcome"),
+        "Requests stable mirrored to a shadowed candidate, by outcome: agree, disagree, error "
+        "(the candidate failed or timed out) or dropped (no room in flight, never sent).",
+        only_when=_WHILE_SHADOWING,
+    ),
+    MetricFamily(
+        "modeldeploy_shadow_abs_diff",
+        "histogram",
+        (MODEL_LABEL, "candidate"),
+        "Largest |candidate - stable| over the elements of each compared answer.",
+        only_when=_WHILE_SHADOWING,
+    ),
+    MetricFamily(
+        "modeldeploy_shadow_max_abs_diff",
+        "gauge",
+        (MODEL_LABEL, "candidate"),
+        "Largest |candidate - stable| seen since the candidate's shadow began.",
+        only_when=_WHILE_SHADOWING,
+    ),
+    MetricFamily(
+        "modeldeploy_shadow_latency_seconds",
+        "histogram",
+        (MODEL_LABEL, "candidate"),
+        "The candidate's answer time to mirrored requests, as stable measured it.",
+        only_when=_WHILE_SHADOWING,
     ),
 )
 """Every family ``modeldeploy serve`` exports (runtime/metrics.py builds them from here)."""

@@ -117,6 +117,13 @@ class ModelDeploymentSpec(ApiModel):
                 or s.serving.runtime == DEFAULT_RUNTIME
             ),
         ),
+        CelRule(
+            cel=f"!has(self.rollout.shadow) || self.serving.runtime == '{DEFAULT_RUNTIME}'",
+            message=f"a shadow phase needs the runtime that mirrors and compares: "
+            f"{DEFAULT_RUNTIME}",
+            field_path=".rollout.shadow",
+            holds=lambda s: s.rollout.shadow is None or s.serving.runtime == DEFAULT_RUNTIME,
+        ),
     )
 
 

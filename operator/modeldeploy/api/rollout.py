@@ -127,6 +127,60 @@ class Analysis(ApiModel):
     """Extra PromQL checks."""
 
 
+class Shadow(ApiModel):
+    """A shadow phase before the canary steps: stable mirrors a sample of its live requests to the
+    candidate, in the dark, and compares the candidate's answers with its own. No client ever
+    gets a candidate's answer, and none waits for one; a candidate that agrees with stable less
+    often than minAgreement fails the rollout before any user traffic moves."""
+
+    percent: Annotated[int, Field(ge=1, le=100)] = 20
+    """Share of stable's requests mirrored to the candidate (1..100). Stable's extra load is at
+    most this share, and requests the mirror has no room for are dropped, never queued."""
+
+    duration: Duration = "10m"
+    """How long the shadow runs and is analysed before the first canary step, e.g. 10m."""
+
+    min_agreement: Annotated[float, Field(ge=0, le=1)] = 0.99
+    """Smallest share of compared requests on which the candidate must agree with stable (0..1).
+    Agreement: every output within atol + rtol·|stable|, and the same top-1 class for a
+    classifier."""
+
+    atol: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    """Absolute tolerance of the comparison; defaults to the candidate artifact's parity atol."""
+
+    rtol: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    """Relative tolerance of the comparison; defaults to the candidate artifact's parity rtol."""
+
+    max_evidence: Annotated[int, Field(ge=0, le=20)] = 5
+    """Disagreements kept as .npz (the input and both answers) in the artifact store, per
+    rollout; 0 keeps none."""
+
+    max_in_flight: Annotated[int, Field(ge=1, le=256)] = 8
+    """Most mirrored requests in flight per stable pod; a request sampled beyond that is dropped
+    (counted, never waited for)."""
+
+    timeout: Duration = "5s"
+    """How long stable waits for the candidate's answer to a mirrored request before counting
+    it an error. The client's request never waits for it."""
+
+    cel_rules = (
+        CelRule(
+            cel="duration(self.duration) <= duration('24h') && duration(self.duration) >= "
+            "duration('1s')",
+            message="duration must be between 1s and 24h",
+            field_path=".duration",
+            holds=lambda s: 1 <= duration_seconds(s.duration) <= 24 * 3600,
+        ),
+        CelRule(
+            cel="duration(self.timeout) <= duration('60s') && duration(self.timeout) >= "
+            "duration('10ms')",
+            message="timeout must be between 10ms and 60s",
+            field_path=".timeout",
+            holds=lambda s: 0.01 <= duration_seconds(s.timeout) <= 60,
+        ),
+    )
+
+
 def _weights_not_increasing(r: RolloutSpec) -> Iterator[tuple[str, str]]:
     for i in range(1, len(r.steps)):
         previous = r.steps[i - 1].weight
@@ -157,8 +211,13 @@ class RolloutSpec(ApiModel):
     ] = Field(default_factory=_default_steps)
     """Canary steps; weights strictly increasing within 1..100. Promotion follows the last step."""
 
+    shadow: Shadow | None = None
+    """A shadow phase before the first step: the candidate answers mirrored live requests in the
+    dark and must agree with stable (docs/canary.md#shadow)."""
+
     analysis: Analysis = nested(Analysis)
-    """Analysis run at every step."""
+    """Analysis run at every step (and its interval, failureLimit, minRequests and maxErrorRate
+    over the shadow phase too)."""
 
     auto_rollback: bool = True
     """On a failed analysis, send all traffic back to stable at once."""
@@ -174,5 +233,11 @@ class RolloutSpec(ApiModel):
             field_path=".steps",
             holds=lambda r: not any(_weights_not_increasing(r)),
             locate=_weights_not_increasing,
+        ),
+        CelRule(
+            cel="!has(self.shadow) || self.strategy == 'canary'",
+            message="a shadow phase needs strategy canary (immediate has no phases)",
+            field_path=".shadow",
+            holds=lambda r: r.shadow is None or r.strategy == Strategy.CANARY,
         ),
     )

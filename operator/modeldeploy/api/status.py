@@ -202,6 +202,47 @@ class MonitoringStatus(ApiModel):
     """Requests the numbers stand on."""
 
 
+class ShadowReport(ApiModel):
+    """The shadow phase: how often the candidate agreed with stable on mirrored live requests."""
+
+    candidate: Annotated[str, Field(max_length=253)]
+    """The revision shadowed."""
+
+    percent: Annotated[int, Field(ge=0, le=100)]
+    """Share of stable's requests mirrored."""
+
+    active: bool = False
+    """Whether stable is told to mirror now (the shadow ConfigMap names this candidate)."""
+
+    started_at: datetime | None = None
+    """When the candidate was ready and mirroring was switched on: the shadow's clock."""
+
+    done: bool = False
+    """The shadow phase passed (or was skipped by a promote): the canary steps follow."""
+
+    agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Share of compared requests on which the candidate agreed with stable."""
+
+    compared: Annotated[float, Field(ge=0)] | None = None
+    """Mirrored requests answered by both and compared, over the analysis window."""
+
+    disagreements: Annotated[float, Field(ge=0)] | None = None
+    errors: Annotated[float, Field(ge=0)] | None = None
+    """Mirrored requests the candidate failed or did not answer in time."""
+
+    dropped: Annotated[float, Field(ge=0)] | None = None
+    """Requests sampled for mirroring that stable had no room to send (never queued)."""
+
+    max_abs_diff: float | None = None
+    """The worst |candidate - stable| over any compared element."""
+
+    candidate_p99_latency_ms: float | None = None
+    """The candidate's p99 latency as stable saw it."""
+
+    evidence: Annotated[list[str] | None, Field(max_length=20)] = None
+    """Where each kept disagreement is (.npz: the request, stable's and the candidate's answer)."""
+
+
 class RolloutStatus(ApiModel):
     """Progress of the current rollout, durable across operator restarts."""
 
@@ -212,7 +253,8 @@ class RolloutStatus(ApiModel):
     """When the current step's weight was confirmed by the traffic status read back."""
 
     phase: Annotated[str, Field(max_length=32)] = ""
-    """Progressing, Paused, Inconclusive, Promoting, Promoted, RolledBack, Aborted or Failed."""
+    """Shadowing, Progressing, Paused, Inconclusive, Promoting, Promoted, RolledBack, Aborted or
+    Failed."""
 
     started_at: datetime | None = None
     """When this rollout began (the canary revision was first applied)."""
@@ -231,6 +273,9 @@ class RolloutStatus(ApiModel):
 
     analysis: AnalysisReport | None = None
     """The last analysis numbers."""
+
+    shadow: ShadowReport | None = None
+    """The shadow phase of this rollout (spec.rollout.shadow), when it has one."""
 
 
 class StagingStatus(ApiModel):

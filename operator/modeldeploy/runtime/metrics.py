@@ -42,6 +42,15 @@ PREDICTION_DRIFT_PSI = family("modeldeploy_prediction_drift_psi").gauge()
 PREDICTION_DRIFT_KS = family("modeldeploy_prediction_drift_ks").gauge()
 DRIFT_WINDOW = family("modeldeploy_drift_window_requests").gauge()
 """Drift against the artifact's reference profile (runtime/drift.py), when it has one."""
+SHADOW_REQUESTS = family("modeldeploy_shadow_requests").counter()
+SHADOW_ABS_DIFF = family("modeldeploy_shadow_abs_diff").histogram(
+    (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 100),
+)
+SHADOW_MAX_ABS_DIFF = family("modeldeploy_shadow_max_abs_diff").gauge()
+SHADOW_LATENCY = family("modeldeploy_shadow_latency_seconds").histogram(
+    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+"""The shadow mirror (runtime/shadow.py), once a shadow has named this pod's revision."""
 
 
 class InputStatistics:

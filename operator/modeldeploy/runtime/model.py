@@ -16,7 +16,7 @@ from kserve import InferRequest as KserveRequest
 
 from modeldeploy.api.metric_names import MAX_COUNTED_CLASSES
 from modeldeploy.artifacts.golden import agree
-from modeldeploy.runtime import hardware, imaging, metrics, postprocessing
+from modeldeploy.runtime import hardware, imaging, metrics, postprocessing, protocol
 from modeldeploy.runtime.artifact import Artifact
 from modeldeploy.runtime.batcher import DynamicBatcher
 from modeldeploy.runtime.drift import DriftMonitor, DriftWindow
@@ -29,16 +29,9 @@ from modeldeploy.runtime.errors import (
 )
 from modeldeploy.runtime.protocol import InferRequest, RequestTensor
 from modeldeploy.runtime.requests import Limits, decode_request
+from modeldeploy.runtime.shadow import ShadowMirror
 
 logger = logging.getLogger("modeldeploy.runtime")
-
-V2_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.float64): "FP64",
-            np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32", np.dtype(np.int8): "INT8",
-            np.dtype(np.uint8): "UINT8", np.dtype(np.bool_): "BOOL"}  # fmt: skip
-
-
-def _datatype(array: np.ndarray) -> str:
-    return "BYTES" if array.dtype == np.object_ else V2_TYPES[array.dtype]
 
 
 def _request_tensor(item: Any) -> RequestTensor:
@@ -68,6 +61,7 @@ class OnnxModel(Model):  # type: ignore[misc]
         max_queue_size: int | None = None,
         request_timeout: float | None = None,
         drift: DriftWindow | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         super().__init__(artifact.name)
         self.artifact = artifact
@@ -102,6 +96,8 @@ class OnnxModel(Model):  # type: ignore[misc]
             else None
         )
         """Drift against the artifact's reference profile; None when it has none."""
+        self.shadow = shadow
+        """Mirrors a sample of what this model serves to a shadowed candidate, when told to."""
         pre = artifact.preprocessing or {}
         self.image_input = artifact.inputs[0].name if pre.get("resize") else None
         self.labels = artifact.labels()
@@ -250,6 +246,7 @@ class OnnxModel(Model):  # type: ignore[misc]
             raise NotReadyError(self.name, self.not_ready_reason)
         limits = replace(self.limits, max_batch=min(self.limits.max_batch, self.max_batch_size))
         arrays = decode_request(request.inputs, self.artifact.inputs, limits, self.image_input)
+        received = dict(arrays)  # as they came, before images are decoded: what a shadow mirrors
         if self.image_input is not None and arrays[self.image_input].dtype == np.object_:
             # Off the event loop: health checks and other requests go on while images decode.
             arrays[self.image_input] = await asyncio.get_running_loop().run_in_executor(
@@ -266,6 +263,8 @@ class OnnxModel(Model):  # type: ignore[misc]
             for index, count in zip(top.tolist(), counts.tolist(), strict=True):
                 self._classes[index].inc(count)
         named = dict(zip(self._output_names, outputs, strict=True))
+        if self.shadow is not None:  # the graph's own outputs: post-processing follows from them
+            self.shadow.offer(received, dict(named))
         named.update(self._postprocess(named))
         wanted = request.outputs or list(named)
         unknown = [w for w in wanted if w not in named]
@@ -273,7 +272,7 @@ class OnnxModel(Model):  # type: ignore[misc]
             raise InvalidRequestError(
                 f"unknown output '{unknown[0]}'; the model returns {', '.join(named)}"
             )
-        return [(name, _datatype(named[name]), named[name]) for name in wanted]
+        return [(name, protocol.datatype(named[name]), named[name]) for name in wanted]
 
     async def predict(
         self, payload: KserveRequest, headers: dict[str, str] | None = None

@@ -86,6 +86,52 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
+def _tensors(items: Any, key: str, body: bytes, length: int) -> list[RequestTensor]:
+    """The tensors listed under ``key`` (``inputs`` of a request, ``outputs`` of an answer),
+    each binary one a view of ``body`` after the ``length``-byte JSON header."""
+    if not isinstance(items, list):
+        raise _malformed(key, "must be a list")
+    view = memoryview(body)
+    offset = length
+    tensors = []
+    kind = key.rstrip("s")
+    for i, item in enumerate(items):
+        where = f"{key}.{i}"
+        item = _object(item, where)
+        name = _string(item.get("name"), f"{where}.name")
+        datatype = _string(item.get("datatype"), f"{where}.datatype").upper()
+        shape = _shape(item.get("shape"), f"{where}.shape")
+        parameters = _parameters(item, where)
+        size = parameters.get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0:
+                raise _malformed(f"{where}.parameters.binary_data_size", "must be a count of bytes")
+            if offset + size > len(body):
+                raise InvalidRequestError(
+                    f"{kind} '{name}': binary data ends before its declared {size} bytes"
+                )
+            tensors.append(RequestTensor(name, datatype, shape, view[offset : offset + size]))
+            offset += size
+            continue
+        if "data" not in item:
+            raise _malformed(f"{where}.data", "Field required")
+        tensors.append(
+            RequestTensor(
+                name,
+                datatype,
+                shape,
+                None,
+                item["data"],
+                parameters.get("content_type") == "base64",
+            )
+        )
+    if offset != len(body):
+        raise InvalidRequestError(
+            f"the body has {len(body) - offset} bytes beyond its declared binary tensors"
+        )
+    return tensors
+
+
 def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     """A v2 request from its REST body. ``header_length`` is the binary extension's
     ``Inference-Header-Content-Length``; without it the whole body is JSON."""
@@ -101,46 +147,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     header = _object(header, "request")
     if "inputs" not in header:
         raise _malformed("inputs", "Field required")
-    items = header["inputs"]
-    if not isinstance(items, list):
-        raise _malformed("inputs", "must be a list")
-    view = memoryview(body)
-    offset = length
-    inputs = []
-    for i, item in enumerate(items):
-        where = f"inputs.{i}"
-        item = _object(item, where)
-        name = _string(item.get("name"), f"{where}.name")
-        datatype = _string(item.get("datatype"), f"{where}.datatype").upper()
-        shape = _shape(item.get("shape"), f"{where}.shape")
-        parameters = _parameters(item, where)
-        size = parameters.get("binary_data_size")
-        if size is not None:
-            if not isinstance(size, int) or size < 0:
-                raise _malformed(f"{where}.parameters.binary_data_size", "must be a count of bytes")
-            if offset + size > len(body):
-                raise InvalidRequestError(
-                    f"input '{name}': binary data ends before its declared {size} bytes"
-                )
-            inputs.append(RequestTensor(name, datatype, shape, view[offset : offset + size]))
-            offset += size
-            continue
-        if "data" not in item:
-            raise _malformed(f"{where}.data", "Field required")
-        inputs.append(
-            RequestTensor(
-                name,
-                datatype,
-                shape,
-                None,
-                item["data"],
-                parameters.get("content_type") == "base64",
-            )
-        )
-    if offset != len(body):
-        raise InvalidRequestError(
-            f"the body has {len(body) - offset} bytes beyond its declared binary tensors"
-        )
+    inputs = _tensors(header["inputs"], "inputs", body, length)
     outputs: list[str] | None = None
     binary: dict[str, bool] = {}
     if header.get("outputs") is not None:
@@ -232,3 +239,78 @@ def encode_response(
     if not chunks:
         return header, None
     return b"".join([header, *chunks]), len(header)
+
+
+NUMERIC = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64,
+           "INT32": np.int32, "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8,
+           "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+           "BOOL": np.bool_}  # fmt: skip
+"""v2 datatypes whose elements are numbers, as numpy reads them."""
+DATATYPES = {np.dtype(dtype): name for name, dtype in NUMERIC.items()}
+
+
+def datatype(array: np.ndarray) -> str:
+    """The v2 datatype of ``array``: BYTES for an object array of bytes."""
+    return "BYTES" if array.dtype == np.object_ else DATATYPES[array.dtype]
+
+
+def encode_request(
+    inputs: list[tuple[str, str, np.ndarray]], outputs: list[str]
+) -> tuple[bytes, int]:
+    """A REST request (binary extension throughout) for ``inputs`` (name, v2 datatype, array),
+    asking for ``outputs`` as binary: the body and its JSON header's length. What the shadow
+    mirror sends; the request's own form (JSON or binary, REST or gRPC) does not matter."""
+    described: list[dict[str, Any]] = []
+    chunks: list[bytes | memoryview] = []
+    for name, datatype, array in inputs:
+        if datatype == "BYTES":
+            chunk: bytes | memoryview = _bytes_binary(array)
+        else:
+            chunk = np.ascontiguousarray(array).data.cast("B")
+        described.append({"name": name, "datatype": datatype, "shape": list(array.shape),
+                          "parameters": {"binary_data_size": len(chunk)}})  # fmt: skip
+        chunks.append(chunk)
+    header = orjson.dumps(
+        {
+            "inputs": described,
+            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs],
+        }
+    )
+    return b"".join([header, *chunks]), len(header)
+
+
+def parse_answer(body: bytes, header_length: int | None) -> dict[str, np.ndarray]:
+    """The numeric outputs of a v2 REST answer, by name (BYTES outputs are left out).
+    ``InvalidRequestError`` when the answer is malformed: a shadow counts it as the candidate's
+    error."""
+    length = len(body) if header_length is None else header_length
+    if not 0 <= length <= len(body):
+        raise InvalidRequestError(f"answer header length {length} is outside {len(body)} bytes")
+    try:
+        header = _object(orjson.loads(memoryview(body)[:length]), "answer")
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequestError(f"the answer's JSON does not parse: {err}") from err
+    found: dict[str, np.ndarray] = {}
+    for tensor in _tensors(header.get("outputs"), "outputs", body, length):
+        dtype = NUMERIC.get(tensor.datatype)
+        if dtype is None:
+            continue
+        count = int(np.prod(tensor.shape)) if tensor.shape else 1
+        array: np.ndarray
+        if tensor.raw is not None:
+            if len(tensor.raw) != count * np.dtype(dtype).itemsize:
+                raise InvalidRequestError(
+                    f"output '{tensor.name}': {len(tensor.raw)} bytes for shape {tensor.shape}"
+                )
+            array = np.frombuffer(tensor.raw, dtype=dtype)
+        else:
+            try:
+                array = np.asarray(tensor.data, dtype=dtype).reshape(-1)
+            except (TypeError, ValueError) as err:
+                raise InvalidRequestError(f"output '{tensor.name}': {err}") from err
+            if array.size != count:
+                raise InvalidRequestError(
+                    f"output '{tensor.name}': {array.size} values for shape {tensor.shape}"
+                )
+        found[tensor.name] = array.reshape(tensor.shape)
+    return found

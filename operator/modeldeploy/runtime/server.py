@@ -13,13 +13,16 @@ import logging
 from pathlib import Path
 
 from fastapi import HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from modeldeploy.runtime.artifact import Artifact
 from modeldeploy.runtime.drift import DriftWindow
 from modeldeploy.runtime.model import OnnxModel
 from modeldeploy.runtime.requests import Limits
 from modeldeploy.runtime.rest import RestInfer
+from modeldeploy.runtime.shadow import ShadowMirror
+
+EVIDENCE_PATH = "/v2/models/{name}/shadow/evidence"
 
 
 def _add_routes(models: dict[str, OnnxModel], max_body: int) -> None:
@@ -55,10 +58,25 @@ def _add_routes(models: dict[str, OnnxModel], max_body: int) -> None:
             return JSONResponse({"ready": False, "models": waiting}, status_code=503)
         return JSONResponse({"ready": True})
 
+    async def evidence(name: str) -> JSONResponse:
+        shadow = model_for(name).shadow
+        kept = shadow.evidence() if shadow is not None else []
+        return JSONResponse({"evidence": [e.describe() for e in kept]})
+
+    async def evidence_file(name: str, evidence_id: str) -> Response:
+        shadow = model_for(name).shadow
+        found = shadow.evidence_file(evidence_id) if shadow is not None else None
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no shadow evidence {evidence_id}")
+        return Response(found.data, media_type="application/octet-stream")
+
     # Routes are matched in order: these go before the ones kserve adds when it starts.
     app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
     app.add_api_route("/v2/models/{name}/ready", ready, methods=["GET"])
     app.add_api_route("/v2/models/{name}/config", config, methods=["GET"])
+    # What the operator collects into the artifact store when a shadowed candidate disagrees.
+    app.add_api_route(EVIDENCE_PATH, evidence, methods=["GET"])
+    app.add_api_route(EVIDENCE_PATH + "/{evidence_id}", evidence_file, methods=["GET"])
 
 
 def serve(
@@ -74,13 +92,21 @@ def serve(
     request_timeout: float | None = None,
     access_log: bool = False,
     drift: DriftWindow | None = None,
+    shadow_config: Path | None = None,
+    revision: str | None = None,
 ) -> None:
-    """Load the artifact at ``path`` and serve it until SIGTERM."""
+    """Load the artifact at ``path`` and serve it until SIGTERM; with ``shadow_config``, mirror
+    to the candidate that file names, when it names ``revision`` as the source."""
     from kserve import ModelServer
 
     limits = limits or Limits()
+    artifact = Artifact.open(path, name)
+    shadow = None
+    if shadow_config is not None:
+        classifier = artifact.postprocessing.get("type") == "classification"
+        shadow = ShadowMirror(artifact.name, shadow_config, revision, classifier)
     model = OnnxModel(
-        Artifact.open(path, name),
+        artifact,
         max_batch_size,
         max_queue_delay,
         limits,
@@ -88,6 +114,7 @@ def serve(
         max_queue_size,
         request_timeout,
         drift,
+        shadow,
     )
     model.load()  # a failed self-test leaves the model registered but not ready
     _add_routes({model.name: model}, limits.max_body)
