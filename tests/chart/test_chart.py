@@ -100,8 +100,13 @@ def test_default_render_is_locked_down() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODELDEPLOY_ARTIFACT_STORE"] == "pvc://modeldeploy-artifacts/artifacts"
     store = next(m for m in container["volumeMounts"] if m["name"] == "artifact-store")
+    # Writable only for a shadow's evidence (.shadow/ under the store), which can be turned off.
     assert store == {"name": "artifact-store", "mountPath": "/mnt/pvc/modeldeploy-artifacts",
-                     "readOnly": True}  # fmt: skip
+                     "readOnly": False}  # fmt: skip
+    read_only = by_kind(render("--set", "artifactStore.operatorWritesEvidence=false"),
+                        "Deployment")[0]["spec"]["template"]["spec"]  # fmt: skip
+    assert read_only["containers"][0]["volumeMounts"][1]["readOnly"] is True
+    assert read_only["volumes"][1]["persistentVolumeClaim"]["readOnly"] is True
     # Cluster-wide: one ClusterRole, no Secret access without a store Secret, no Roles.
     role = by_kind(docs, "ClusterRole")[0]
     assert not by_kind(docs, "Role")

@@ -109,6 +109,10 @@ What the operator does in the namespaces it watches; the same rules go into the 
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+# The shadow ConfigMap of each ModelDeployment (written when a shadow starts or stops), never read.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
 {{- with .Values.artifactStore.secretName }}
 # Only the artifact store's Secret, and only to check that it exists; its data is never kept.
 - apiGroups: [""]

@@ -227,6 +227,8 @@ class ShadowReport(ApiModel):
     """Mirrored requests answered by both and compared, over the analysis window."""
 
     disagreements: Annotated[float, Field(ge=0)] | None = None
+    """Compared requests on which the candidate did not agree."""
+
     errors: Annotated[float, Field(ge=0)] | None = None
     """Mirrored requests the candidate failed or did not answer in time."""
 

@@ -84,6 +84,10 @@ class ArtifactStore(Protocol):
         """Make ``staged`` (a folder) the artifact at ``key``, all or nothing; with ``replace``,
         whatever is at ``key`` now goes (an artifact that failed verification)."""
 
+    def put(self, path: str, data: bytes) -> str:
+        """Write ``data`` at ``path`` under the store (outside every artifact, e.g. a shadow's
+        evidence), whole or not at all; its URI."""
+
     def add_owner(self, key: str, owner: str) -> None:
         """Record that ``owner`` (``namespace.name``) uses the artifact at ``key``."""
 
@@ -159,6 +163,14 @@ class FolderStore:
             raise StoreError(f"cannot write artifact to {self.root}: {err}") from err
         finally:
             shutil.rmtree(discarded, ignore_errors=True)
+
+    def put(self, path: str, data: bytes) -> str:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+        return self.uri(path)
 
     def add_owner(self, key: str, owner: str) -> None:
         marks = self.root / OWNERS / key
@@ -274,6 +286,13 @@ class S3Store:
                 )
         except Exception as err:
             raise StoreError(f"cannot upload artifact to {self.uri(key)}: {err}") from err
+
+    def put(self, path: str, data: bytes) -> str:
+        try:
+            self._client().put_object(Bucket=self.bucket, Key=self._key(path), Body=data)
+        except Exception as err:
+            raise StoreError(f"cannot write {self.uri(path)}: {err}") from err
+        return self.uri(path)
 
     def add_owner(self, key: str, owner: str) -> None:
         try:

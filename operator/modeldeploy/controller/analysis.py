@@ -39,7 +39,8 @@ from modeldeploy.artifacts.store import open_store
 from modeldeploy.controller import metric_sources
 from modeldeploy.controller.metric_sources import MetricSource
 from modeldeploy.controller.prometheus_client import PrometheusClient, promql_string
-from modeldeploy.controller.rollout import AnalysisResult, Target
+from modeldeploy.controller.rollout import AnalysisResult, ShadowResult, Target
+from modeldeploy.controller.shadow_evidence import collect
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +310,84 @@ def _custom_checks(
             found.inconclusive.append(f"query {query.name}: {err}")
 
 
+def shadow_queries(target: Target) -> dict[str, str]:
+    """The PromQL of a shadow phase: what stable's pods counted of their mirrored requests to
+    the candidate over the window."""
+    window = f"{target.window_seconds}s"
+    sel = (
+        metric_sources.selector(target.namespace, target.deployment, target.stable)
+        + f',candidate="{promql_string(target.canary)}"'
+    )
+    return {
+        "outcomes": f"sum by (outcome) (increase(modeldeploy_shadow_requests_total{{{sel}}}"
+        f"[{window}]))",
+        "worst": f"max(max_over_time(modeldeploy_shadow_max_abs_diff{{{sel}}}[{window}]))",
+        "p99": "histogram_quantile(0.99, sum by (le) (rate("
+        f"modeldeploy_shadow_latency_seconds_bucket{{{sel}}}[{window}]))) * 1000",
+    }
+
+
+def _shadow_checks(
+    spec: Analysis, target: Target, prometheus: PrometheusClient, timeout: float, found: _Findings
+) -> ShadowResult:
+    """Agreement and the candidate's error share on mirrored requests, with the numbers; the
+    evidence of disagreements collected into the artifact store."""
+    check = target.shadow
+    assert check is not None
+    queries = shadow_queries(target)
+    counted = {
+        labels.get("outcome", ""): value
+        for labels, value in prometheus.vector(queries["outcomes"], timeout)
+    }
+    agree, disagree = counted.get("agree", 0.0), counted.get("disagree", 0.0)
+    errors, dropped = counted.get("error", 0.0), counted.get("dropped", 0.0)
+    compared, answered = agree + disagree, agree + disagree + errors
+    agreement = agree / compared if compared else None
+    evidence = check.evidence
+    if disagree > 0 and check.stable_url and target.artifact_store:
+        evidence = collect(
+            check.stable_url,
+            target.model,
+            target.artifact_store,
+            target.deployment,
+            target.canary,
+            check.evidence,
+            check.max_evidence,
+            timeout,
+        )
+    result = ShadowResult(
+        agreement=agreement,
+        compared=compared,
+        disagreements=disagree,
+        errors=errors,
+        dropped=dropped,
+        max_abs_diff=prometheus.value(queries["worst"], timeout),
+        candidate_p99_latency_ms=prometheus.value(queries["p99"], timeout),
+        evidence=evidence,
+    )
+    if answered < spec.min_requests:
+        found.inconclusive.append(
+            f"{answered:.0f} mirrored requests answered in the last {target.window_seconds}s "
+            f"({dropped:.0f} dropped), fewer than minRequests {spec.min_requests}: does stable "
+            "get traffic, and has the shadow ConfigMap reached its pods? see "
+            "docs/canary.md#shadow"
+        )
+        return result
+    max_rate = DEFAULT_MAX_ERROR_RATE if spec.max_error_rate is None else spec.max_error_rate
+    if errors / answered > max_rate:
+        found.failures.append(
+            f"the candidate failed {errors / answered:.1%} of {answered:.0f} mirrored requests "
+            f"({dropped:.0f} more dropped), more than maxErrorRate {max_rate:g}"
+        )
+    if agreement is not None and agreement < check.min_agreement:
+        found.failures.append(
+            f"shadow agreement {agreement:.4f} over {compared:.0f} compared requests is below "
+            f"minAgreement {check.min_agreement:g}"
+            + (f" (worst |Δ| {result.max_abs_diff:.3g})" if result.max_abs_diff else "")
+        )
+    return result
+
+
 def run_checks(
     spec: Analysis,
     target: Target,
@@ -336,7 +415,22 @@ def run_checks(
                 )
         except Exception as err:
             found.failures.append(f"live parity: {err}")
-    if prometheus:
+    shadow = None
+    if target.shadow is not None:
+        # The shadow phase is judged on mirrored requests alone: no user traffic reaches the
+        # candidate, so its own request metrics and the custom queries wait for the steps.
+        if prometheus is None:
+            found.failures.append(
+                "a shadow phase is judged from Prometheus, and none is configured "
+                "(spec.rollout.analysis.prometheus.address or the operator's "
+                "--prometheus-address)"
+            )
+        else:
+            try:
+                shadow = _shadow_checks(spec, target, prometheus, timeout, found)
+            except Exception as err:  # Prometheus down says nothing about the candidate
+                found.inconclusive.append(f"prometheus at {prometheus}: {err}")
+    elif prometheus:
         try:
             _builtin_checks(spec, target, prometheus, timeout, found)
             if spec.max_prediction_psi is not None:
@@ -369,4 +463,5 @@ def run_checks(
         client_error_rate=numbers.get("client_error_rate"),
         stable_client_error_rate=numbers.get("stable_client_error_rate"),
         prediction_psi=numbers.get("prediction_psi"),
+        shadow=shadow,
     )

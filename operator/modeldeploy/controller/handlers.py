@@ -261,6 +261,14 @@ async def _converge_locked(
                 return None
             if plural == "inferenceservices":
                 state.isvc_seen[(namespace, obj["metadata"]["name"])] = _isvc_signature(applied)
+        if decided.apply_shadow is not None:
+            try:
+                await kube.apply_config_map(decided.apply_shadow)
+            except ApiException as err:
+                if err.status not in (400, 403, 404, 422):
+                    raise
+                await _report_rejected(state, body, decided.apply_shadow, err)
+                return None
         if decided.delete_canary:
             await kube.delete_inference_service(namespace, naming.canary_name(name))
         if decided.status_changed:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modeldeploy.api import mirror
 from modeldeploy.api.modeldeployment import ModelDeployment
-from modeldeploy.api.serving import DeploymentMode, Probe, Protocol
-from modeldeploy.controller import naming
+from modeldeploy.api.serving import DEFAULT_RUNTIME, DeploymentMode, Probe, Protocol
+from modeldeploy.controller import naming, shadow
 
 API_VERSION = "serving.kserve.io/v1beta1"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -88,6 +89,14 @@ def build_inference_service(
         "livenessProbe": _probe("/v2/health/live", LIVENESS, serving.probes.liveness),
         "startupProbe": _probe(f"/v2/models/{name}/ready", STARTUP, serving.probes.startup),
     }
+    volumes = []
+    if runtime.name == DEFAULT_RUNTIME:
+        # From the first deploy on, so that a shadow starts and stops without restarting stable
+        # (controller/shadow.py); only the revision the ConfigMap names as source mirrors.
+        volumes.append(shadow.shadow_volume(name))
+        model["volumeMounts"] = [dict(shadow.SHADOW_MOUNT)]
+        if revision is not None:
+            model["env"] = [{"name": mirror.REVISION_ENV, "value": revision}]
     if serving.protocol == Protocol.GRPC_V2:
         model["ports"] = [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"}]
     if res.gpu and runtime.gpu_image:
@@ -102,6 +111,8 @@ def build_inference_service(
         # (or whoever gets into its process) cannot act as the namespace's default account.
         "automountServiceAccountToken": False,
     }
+    if volumes:
+        predictor["volumes"] = volumes
     if pull_secrets:
         predictor["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
     if revision is not None:

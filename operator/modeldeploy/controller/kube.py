@@ -247,6 +247,17 @@ class Kube:
         )  # fmt: skip
         return result
 
+    async def apply_config_map(self, obj: dict[str, Any]) -> None:
+        """Server-side apply a ConfigMap (the shadow's), as :meth:`apply` does."""
+        meta = obj["metadata"]
+        await self._run(
+            self.core.patch_namespaced_config_map,
+            meta["name"], meta["namespace"], obj,
+            field_manager=naming.FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )  # fmt: skip
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._run(
             self.custom.patch_namespaced_custom_object_status,

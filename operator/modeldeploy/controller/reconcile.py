@@ -29,6 +29,7 @@ from modeldeploy.controller.job_state import StagingOutcome, StagingSummary, ver
 from modeldeploy.controller.route import build_http_route, route_host
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
+from modeldeploy.controller.shadow import get_mirror_config, get_shadow_config_map
 from modeldeploy.controller.staging_job import build_staging_job, build_staging_network_policy
 
 
@@ -67,6 +68,8 @@ class Plan:
     apply_canary: dict[str, Any] | None = None
     delete_canary: bool = False
     apply_route: dict[str, Any] | None = None
+    apply_shadow: dict[str, Any] | None = None
+    """The shadow ConfigMap, when a shadow starts or stops (controller/shadow.py)."""
     delete_jobs: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     status_changed: bool = False
@@ -424,6 +427,52 @@ def _rollout_degraded(decision: rollout.Decision, digest: str) -> tuple[str, str
     )
 
 
+def _shadow_check(
+    deployment: ModelDeployment, status: dict[str, Any], isvc: dict[str, Any] | None
+) -> rollout.ShadowCheck | None:
+    """What the analysis of a shadow phase needs; None while a step is analysed."""
+    progress = status.get("rollout") or {}
+    spec = deployment.spec.rollout.shadow
+    if progress.get("phase") != rollout.SHADOWING or spec is None:
+        return None
+    return rollout.ShadowCheck(
+        min_agreement=spec.min_agreement,
+        stable_url=((isvc or {}).get("status") or {}).get("url"),
+        max_evidence=spec.max_evidence,
+        evidence=tuple((progress.get("shadow") or {}).get("evidence") or ()),
+    )
+
+
+def _shadow_config_map(
+    deployment: ModelDeployment,
+    meta: dict[str, Any],
+    status: dict[str, Any],
+    decision: rollout.Decision,
+    serving: rollout.Serving,
+) -> dict[str, Any] | None:
+    """The shadow ConfigMap to write when mirroring starts, moves to another candidate or stops;
+    None when nothing changes (it is never rewritten only to stay the same)."""
+    was = (status.get("rollout") or {}).get("shadow") or {}
+    now = (decision.rollout or {}).get("shadow") or {}
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    spec = deployment.spec.rollout.shadow
+    starts = decision.shadow_on and (
+        not was.get("active") or was.get("candidate") != now.get("candidate")
+    )
+    if starts and spec is not None and serving.canary_url:
+        config = get_mirror_config(
+            deployment,
+            spec,
+            str(decision.revisions.get("stable")),
+            str(now.get("candidate")),
+            serving.canary_url,
+        )
+        return get_shadow_config_map(name, namespace, uid, config)
+    if was.get("active") and not decision.shadow_on:
+        return get_shadow_config_map(name, namespace, uid, None)
+    return None
+
+
 def _roll_out(
     observed: Observed,
     deployment: ModelDeployment,
@@ -466,7 +515,8 @@ def _roll_out(
         analysis=observed.analysis,
     )
     if observed.analysis is None and rollout.analysis_due(inputs):
-        started = rollout.parse_time((status.get("rollout") or {}).get("stepStartedAt")) or now
+        period = rollout.clock(inputs)
+        started = period[0] if period is not None else now
         result.analysis = rollout.Target(
             namespace=meta["namespace"],
             deployment=name,
@@ -481,8 +531,10 @@ def _roll_out(
             ),
             runtime=deployment.spec.serving.runtime,
             knative=knative,
+            shadow=_shadow_check(deployment, status, observed.isvc),
         )
     decision = rollout.decide(inputs)
+    result.apply_shadow = _shadow_config_map(deployment, meta, status, decision, serving)
     result.clear_annotations = decision.clear_annotations
     result.requeue_after = decision.requeue_after
     revision_of = {

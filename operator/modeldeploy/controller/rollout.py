@@ -34,6 +34,8 @@ from modeldeploy.api.status import ConditionType
 from modeldeploy.controller import naming
 from modeldeploy.controller.conditions import Transition, Wanted
 
+SHADOWING = "Shadowing"
+"""The shadow phase: the candidate answers mirrored requests in the dark, at 0% of traffic."""
 PROGRESSING = "Progressing"
 PAUSED = "Paused"
 PROMOTING = "Promoting"
@@ -43,7 +45,7 @@ ABORTED = "Aborted"
 FAILED = "Failed"
 INCONCLUSIVE = "Inconclusive"
 """The step ended without evidence either way: traffic held until resume (retry) or abort."""
-ACTIVE = (PROGRESSING, PAUSED, PROMOTING, FAILED, INCONCLUSIVE)
+ACTIVE = (SHADOWING, PROGRESSING, PAUSED, PROMOTING, FAILED, INCONCLUSIVE)
 HOLDING = (PAUSED, FAILED, INCONCLUSIVE)
 """Phases that keep the canary at its step's weight without analysing."""
 
@@ -78,6 +80,51 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class ShadowResult:
+    """What the stable pods counted of their mirrored requests over the shadow's window."""
+
+    agreement: float | None
+    compared: float
+    disagreements: float
+    errors: float
+    dropped: float
+    max_abs_diff: float | None = None
+    candidate_p99_latency_ms: float | None = None
+    evidence: tuple[str, ...] = ()
+    """Every evidence file kept in the artifact store for this candidate so far."""
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "compared": round(self.compared, 3),
+            "disagreements": round(self.disagreements, 3),
+            "errors": round(self.errors, 3),
+            "dropped": round(self.dropped, 3),
+        }
+        for key, value in (
+            ("agreement", self.agreement),
+            ("maxAbsDiff", self.max_abs_diff),
+            ("candidateP99LatencyMs", self.candidate_p99_latency_ms),
+        ):
+            if value is not None:
+                out[key] = round(value, 6)
+        if self.evidence:
+            out["evidence"] = list(self.evidence)
+        return out
+
+    def summary(self) -> str:
+        agreement = "n/a" if self.agreement is None else f"{self.agreement:.4f}"
+        text = (
+            f"shadow agreement {agreement} over {self.compared:.0f} compared, "
+            f"{self.errors:.0f} errors, {self.dropped:.0f} dropped"
+        )
+        if self.max_abs_diff is not None:
+            text += f", worst |Δ| {self.max_abs_diff:.3g}"
+        if self.candidate_p99_latency_ms is not None:
+            text += f", candidate p99 {self.candidate_p99_latency_ms:.1f} ms"
+        return text
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     """One analysis run over a step (see ``analysis.run_checks``)."""
 
@@ -96,6 +143,8 @@ class AnalysisResult:
     client_error_rate: float | None = None
     stable_client_error_rate: float | None = None
     prediction_psi: float | None = None
+    shadow: ShadowResult | None = None
+    """The shadow phase's numbers, when this run judged one."""
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at": _iso(self.at), "passed": self.passed, "ready": self.ready}
@@ -119,7 +168,7 @@ class AnalysisResult:
 
     def summary(self) -> str:
         """One line with every number, for the condition message and ``modeldeploy status``."""
-        parts = []
+        parts = [self.shadow.summary()] if self.shadow is not None else []
         if self.error_rate is not None:
             parts.append(f"error rate {self.error_rate:.4f}")
         if self.requests is not None:
@@ -162,6 +211,20 @@ class Target:
     runtime: str
     """The serving runtime, whose own metrics measure the canary (``metric_sources``)."""
     knative: bool
+    shadow: ShadowCheck | None = None
+    """Set when the run judges a shadow phase rather than a canary step."""
+
+
+@dataclass(frozen=True)
+class ShadowCheck:
+    """What a shadow phase's analysis needs beyond a step's."""
+
+    min_agreement: float
+    stable_url: str | None
+    """Where stable's pods answer: their evidence of disagreements is collected from there."""
+    max_evidence: int
+    evidence: tuple[str, ...]
+    """Evidence already kept for this candidate (status.rollout.shadow.evidence)."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +266,8 @@ class Decision:
     events: list[Transition] = field(default_factory=list)
     clear_annotations: list[str] = field(default_factory=list)
     requeue_after: float | None = None
+    shadow_on: bool = False
+    """Stable should mirror to the canary now (the shadow ConfigMap names it)."""
 
     @property
     def knative_uri(self) -> str:
@@ -220,25 +285,47 @@ def parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def analysis_due(inputs: Inputs) -> bool:
-    """Whether an analysis should run now: the canary is at its step's weight and the last run
-    is an interval old, or the step's pause is over and no run has looked at its end yet."""
+def clock(inputs: Inputs) -> tuple[datetime, float] | None:
+    """When the analysed period in progress started and how long it lasts in seconds: the
+    shadow phase's, or the current step's once its weight reads back; None when no analysed
+    period is running."""
     rollout = inputs.status.get("rollout") or {}
-    revisions = inputs.status.get("revisions") or {}
-    if rollout.get("phase") != PROGRESSING or revisions.get("canary") != inputs.artifact.revision:
-        return False
-    if _control(inputs.annotations) or not inputs.serving.canary_ready:
-        return False
+    phase = rollout.get("phase")
+    if phase == SHADOWING:
+        shadow = rollout.get("shadow") or {}
+        started = parse_time(shadow.get("startedAt"))
+        if started is None or inputs.spec.shadow is None or not shadow.get("active"):
+            return None
+        return started, duration_seconds(inputs.spec.shadow.duration)
+    if phase != PROGRESSING:
+        return None
     started = parse_time(rollout.get("stepStartedAt"))
     step = int(rollout.get("step") or 0)
     if started is None or step >= len(inputs.spec.steps):
-        return False
+        return None
     if inputs.serving.weights[1] != inputs.spec.steps[step].weight:
+        return None
+    return started, duration_seconds(inputs.spec.steps[step].pause)
+
+
+def analysis_due(inputs: Inputs) -> bool:
+    """Whether an analysis should run now: a shadow or a step is being analysed (``clock``), the
+    canary is ready and the last run is an interval old, or the period is over and no run has
+    looked at its end yet."""
+    rollout = inputs.status.get("rollout") or {}
+    revisions = inputs.status.get("revisions") or {}
+    if revisions.get("canary") != inputs.artifact.revision:
         return False
+    if _control(inputs.annotations) or not inputs.serving.canary_ready:
+        return False
+    period = clock(inputs)
+    if period is None:
+        return False
+    started, seconds = period
     last = parse_time((rollout.get("analysis") or {}).get("at"))
     if last is None or last < started:
         return True
-    end = started + timedelta(seconds=duration_seconds(inputs.spec.steps[step].pause))
+    end = started + timedelta(seconds=seconds)
     interval = duration_seconds(inputs.spec.analysis.interval)
     return inputs.now - last >= timedelta(seconds=interval) or (inputs.now >= end > last)
 
@@ -314,12 +401,15 @@ def decide(inputs: Inputs) -> Decision:
         retried = command == "retry" and art.revision == revisions.get("failed")
         revisions = {"stable": stable, "stableUri": d.stable_uri, "canary": art.revision}
         immediate = inputs.spec.strategy == Strategy.IMMEDIATE
+        shadow = inputs.spec.shadow
         rollout = {
-            "phase": PROMOTING if immediate else PROGRESSING,
+            "phase": PROMOTING if immediate else SHADOWING if shadow else PROGRESSING,
             "step": 0,
             "startedAt": _iso(now),
             "failedChecks": 0,
         }
+        if shadow is not None and not immediate:
+            rollout["shadow"] = {"candidate": art.revision, "percent": shadow.percent}
         if retried:
             d.events.append(
                 Transition("Normal", "RolloutRetried", f"retrying revision {art.revision}")
@@ -346,20 +436,33 @@ def decide(inputs: Inputs) -> Decision:
         phase = PROMOTING
         d.events.append(Transition("Normal", "PromoteRequested", "promoted by annotation"))
 
-    if command == "promote-step" and phase in (PROGRESSING, *HOLDING):
+    if command == "promote-step" and phase == SHADOWING:
+        rollout, phase = _end_shadow(d, rollout, "ended by annotation", len(steps))
+    elif command == "promote-step" and phase in (PROGRESSING, *HOLDING):
         rollout, phase = _next_step(d, rollout, step, steps)
         step = int(rollout.get("step") or 0)
 
     if phase == INCONCLUSIVE and command in ("resume", "retry"):
+        shadowing = _shadow_pending(rollout)
         d.events.append(
             Transition(
                 "Normal",
                 "RolloutResumed",
-                f"retrying step {step + 1} after an inconclusive analysis",
+                "retrying the shadow phase after an inconclusive analysis"
+                if shadowing
+                else f"retrying step {step + 1} after an inconclusive analysis",
             )
         )
-        rollout = {**rollout, "phase": PROGRESSING, "stepStartedAt": None, "inconclusive": None}
-        phase = PROGRESSING
+        phase = SHADOWING if shadowing else PROGRESSING
+        rollout = {**rollout, "phase": phase, "stepStartedAt": None, "inconclusive": None}
+        if shadowing:
+            rollout["shadow"] = {**rollout["shadow"], "startedAt": None, "active": False}
+
+    if phase == SHADOWING:
+        shadowed = _shadow(d, inputs, revisions, rollout)
+        if isinstance(shadowed, Decision):
+            return shadowed
+        rollout, phase = shadowed
 
     if phase in (PROGRESSING, PAUSED):
         if paused(inputs.annotations):
@@ -374,23 +477,7 @@ def decide(inputs: Inputs) -> Decision:
     if phase in (PROGRESSING, *HOLDING):
         weight = steps[min(step, len(steps) - 1)].weight
         if not serving.canary_ready:
-            if serving.canary_failed:
-                return _rollback_or_fail(
-                    d, inputs, revisions, rollout, f"canary not ready: {serving.canary_failed}"
-                )
-            started = parse_time(rollout.get("startedAt")) or now
-            deadline = duration_seconds(inputs.spec.progress_deadline)
-            if phase != FAILED and now - started > timedelta(seconds=deadline):
-                return _rollback_or_fail(
-                    d,
-                    inputs,
-                    revisions,
-                    rollout,
-                    f"canary not ready within progressDeadline {inputs.spec.progress_deadline}",
-                )
-            _set_canary_weight(d, inputs, 0)
-            d.requeue_after = 2.0
-            return _finish(d, inputs, revisions, rollout, settled=False)
+            return _wait_for_canary(d, inputs, revisions, rollout)
         _set_canary_weight(d, inputs, weight)
         if phase != PROGRESSING:
             return _finish(d, inputs, revisions, rollout, settled=False)
@@ -458,6 +545,121 @@ def decide(inputs: Inputs) -> Decision:
 
     # Promoting: all traffic to the new artifact, then it becomes stable.
     return _promote(d, inputs, revisions, rollout)
+
+
+def _shadow(
+    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any]
+) -> Decision | tuple[dict[str, Any], str]:
+    """The shadow phase: the canary runs at 0% while stable mirrors to it. A Decision when this
+    reconciliation ends here; the rollout moved on to the steps otherwise."""
+    spec, serving, now = inputs.spec.shadow, inputs.serving, inputs.now
+    steps = inputs.spec.steps
+    if spec is None:  # the spec dropped its shadow mid-phase: the steps follow at once
+        return _end_shadow(d, rollout, "removed from the spec", len(steps))
+    revision = inputs.artifact.revision
+    _set_canary_weight(d, inputs, 0)
+    shadow = {**(rollout.get("shadow") or {}), "candidate": revision, "percent": spec.percent}
+    rollout = {**rollout, "shadow": shadow}
+    if not serving.canary_ready or not serving.canary_url:
+        return _wait_for_canary(d, inputs, revisions, rollout)
+    started = parse_time(shadow.get("startedAt"))
+    if started is None or not shadow.get("active"):
+        started = now
+        shadow.update(startedAt=_iso(now), active=True)
+        rollout["failedChecks"] = 0
+        d.events.append(
+            Transition(
+                "Normal",
+                "ShadowStarted",
+                f"stable mirrors {spec.percent}% of its requests to candidate {revision} for "
+                f"{spec.duration}; no client gets its answers",
+            )
+        )
+    result = inputs.analysis
+    if result is not None and result.at >= started:
+        rollout["analysis"] = result.report()
+        rollout["lastAnalysis"] = result.summary()
+        if result.shadow is not None:
+            shadow.update(result.shadow.report())
+        if result.failures:
+            rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
+            if rollout["failedChecks"] > inputs.spec.analysis.failure_limit:
+                return _rollback_or_fail(
+                    d,
+                    inputs,
+                    revisions,
+                    rollout,
+                    f"shadow phase failed before any user traffic moved: {result.summary()}",
+                )
+    end = started + timedelta(seconds=duration_seconds(spec.duration))
+    report = rollout.get("analysis") or {}
+    last = parse_time(report.get("at"))
+    judged = now >= end and last is not None and last >= end
+    if judged and _only_inconclusive(report):
+        why = "; ".join(report["inconclusive"])
+        rollout = {**rollout, "phase": INCONCLUSIVE, "inconclusive": why}
+        d.events.append(
+            Transition(
+                "Warning",
+                "RolloutInconclusive",
+                f"the shadow phase ended without evidence: {why}; paused (resume retries the "
+                "shadow, abort rolls back)",
+            )
+        )
+        return _finish(d, inputs, revisions, rollout, settled=False)
+    interval = duration_seconds(inputs.spec.analysis.interval)
+    if judged and report.get("passed") and not paused(inputs.annotations):
+        d.events.append(
+            Transition("Normal", "ShadowPassed", f"candidate {revision}: {rollout['lastAnalysis']}")
+        )
+        return _end_shadow(d, rollout, "passed", len(steps))
+    left = (end - now).total_seconds()
+    d.requeue_after = max(0.5, min(interval, left) if left > 0 else interval)
+    return _finish(d, inputs, revisions, rollout, settled=False)
+
+
+def _wait_for_canary(
+    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any]
+) -> Decision:
+    """The canary is not ready (yet): fail when it says it never will be or the progress
+    deadline has passed, else look again soon, with no traffic on it."""
+    if inputs.serving.canary_failed:
+        return _rollback_or_fail(
+            d, inputs, revisions, rollout, f"canary not ready: {inputs.serving.canary_failed}"
+        )
+    started = parse_time(rollout.get("startedAt")) or inputs.now
+    deadline = duration_seconds(inputs.spec.progress_deadline)
+    if rollout.get("phase") != FAILED and inputs.now - started > timedelta(seconds=deadline):
+        return _rollback_or_fail(
+            d,
+            inputs,
+            revisions,
+            rollout,
+            f"canary not ready within progressDeadline {inputs.spec.progress_deadline}",
+        )
+    _set_canary_weight(d, inputs, 0)
+    d.requeue_after = 2.0
+    return _finish(d, inputs, revisions, rollout, settled=False)
+
+
+def _end_shadow(
+    d: Decision, rollout: dict[str, Any], why: str, steps: int
+) -> tuple[dict[str, Any], str]:
+    """The shadow phase is over (passed, or skipped): mirroring stops and step 1 follows."""
+    if why != "passed":
+        d.events.append(
+            Transition("Normal", "ShadowEnded", f"shadow phase {why}; step 1/{steps} next")
+        )
+    shadow = {**(rollout.get("shadow") or {}), "done": True, "active": False}
+    moved = {**rollout, "phase": PROGRESSING, "step": 0, "stepStartedAt": None,
+             "failedChecks": 0, "inconclusive": None, "shadow": shadow}  # fmt: skip
+    return moved, PROGRESSING
+
+
+def _shadow_pending(rollout: dict[str, Any]) -> bool:
+    """Whether this rollout has a shadow phase that has not passed yet."""
+    shadow = rollout.get("shadow") or {}
+    return bool(shadow) and not shadow.get("done")
 
 
 def _next_step(
@@ -583,6 +785,10 @@ def _finish(
     if rollout is not None:
         rollout = {k: v for k, v in rollout.items() if v is not None}
         rollout.setdefault("step", 0)
+    if rollout is not None and rollout.get("shadow"):
+        shadowing = rollout.get("phase") == SHADOWING and bool(rollout["shadow"].get("active"))
+        rollout["shadow"] = {**rollout["shadow"], "active": shadowing}
+        d.shadow_on = shadowing
     d.rollout = rollout
     if failed:
         # Knative: the failed revision stays the latest, at 0%. Standard: it is deleted.
@@ -618,6 +824,24 @@ def _finish(
                 f"{canary_w}%, the analysis could not judge it: "
                 f"{(rollout or {}).get('inconclusive', '')}; "
                 "'modeldeploy resume' retries the step, 'modeldeploy abort' rolls back",
+            )
+        )
+    elif phase == SHADOWING:
+        shadow = (rollout or {}).get("shadow") or {}
+        what = (
+            f"stable mirrors {shadow.get('percent')}% of its requests to candidate "
+            f"{revisions.get('canary')}, which gets no traffic"
+            if shadow.get("active")
+            else f"waiting for candidate {revisions.get('canary')} to be ready"
+        )
+        if shadow.get("active") and paused(inputs.annotations):
+            what += "; paused: the steps wait for resume"
+        d.conditions.append(
+            Wanted(
+                ConditionType.ROLLOUT_PROGRESSING,
+                True,
+                "Shadowing",
+                f"shadow phase: {what}" + (f"; last analysis: {summary}" if summary else ""),
             )
         )
     elif phase in (PROGRESSING, PAUSED):

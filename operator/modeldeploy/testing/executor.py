@@ -57,6 +57,7 @@ from kubernetes.client.rest import ApiException
 
 from modeldeploy.api.serving import TRITON_RUNTIME
 from modeldeploy.testing import triton
+from modeldeploy.api import mirror
 from modeldeploy.testing.containers import Mount, Podman, writable_by_all
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
 from modeldeploy.testing.hook_pods import SELECTOR as HOOK_PODS
@@ -631,6 +632,12 @@ class LocalExecutor:
             command, env = [str(self.bin / "modeldeploy"), "serve", str(path),
                             "--http-port", str(revision.http_port),
                             "--grpc-port", str(revision.grpc_port)], None  # fmt: skip
+            model = isvc["spec"]["predictor"].get("model") or {}
+            predictor_env = {e["name"]: str(e.get("value", "")) for e in model.get("env") or []}
+            shadow = self._shadow_folder(isvc)
+            if shadow is not None:  # a process has no mount namespace: the path is passed instead
+                command += ["--shadow-config", str(shadow / mirror.FILE)]
+            env = predictor_env or None
             if revision.runtime == TRITON_RUNTIME:
                 try:
                     command, env = self._triton(path, meta["namespace"], revision)
@@ -641,7 +648,9 @@ class LocalExecutor:
                     self._publish(isvc)
                     return
             elif (image := self._runtime_image(revision.runtime)) is not None:
-                command, env = self._predictor_container(image, path, meta["namespace"], revision)
+                command, env = self._predictor_container(
+                    image, path, meta["namespace"], revision, predictor_env, shadow
+                )
             with logfile.open("wb") as out:
                 revision.process = subprocess.Popen(
                     command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -681,7 +690,13 @@ class LocalExecutor:
         return dict(containers[0])
 
     def _predictor_container(
-        self, container: dict[str, Any], artifact: Path, namespace: str, revision: Revision
+        self,
+        container: dict[str, Any],
+        artifact: Path,
+        namespace: str,
+        revision: Revision,
+        predictor_env: dict[str, str],
+        shadow: Path | None,
     ) -> tuple[list[str], dict[str, str]]:
         """The predictor pod's container from the runtime's image, as KServe defines it: the
         artifact at /mnt/models (read-only, as the storage initializer leaves it), the
@@ -694,7 +709,10 @@ class LocalExecutor:
             host = volumes / mount["name"]
             writable_by_all(host)
             mounts.append(Mount(host, mount["mountPath"], bool(mount.get("readOnly"))))
+        if shadow is not None:
+            mounts.append(Mount(shadow, mirror.MOUNT_PATH, read_only=True))
         env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+        env.update(predictor_env)  # KServe merges the predictor's model container into it
         publish = {revision.http_port: 8080, revision.grpc_port: 8081}
         revision.container = name
         return self.podman.command(name, {}, container, env, mounts, publish), self.podman.env
@@ -791,6 +809,41 @@ class LocalExecutor:
             temporary.write_text(json.dumps(targets, indent=1))
             os.replace(temporary, self.targets_file)
 
+    # --- ConfigMap volumes of predictor pods ----------------------------------------------------
+
+    def config_map_folder(self, namespace: str, name: str) -> Path:
+        """Where a ConfigMap's keys are files, as the kubelet keeps a configMap volume."""
+        return self.workdir / "configmaps" / namespace / name
+
+    def on_config_map(self, event_type: str, config_map: dict[str, Any]) -> None:
+        """Keep the files of a ConfigMap that predictor pods mount up to date, each one replaced
+        whole (the kubelet swaps a symlink; a reader never sees half a file)."""
+        meta = config_map["metadata"]
+        folder = self.config_map_folder(meta["namespace"], meta["name"])
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {} if event_type == "DELETED" else dict(config_map.get("data") or {})
+        for stale in folder.iterdir():
+            if stale.name not in data:
+                stale.unlink(missing_ok=True)
+        for key, value in data.items():
+            temporary = folder / f".{key}.tmp"
+            temporary.write_text(value)
+            os.replace(temporary, folder / key)
+
+    def _shadow_folder(self, isvc: dict[str, Any]) -> Path | None:
+        """The folder of the configMap volume mounted at the shadow's path, when the predictor
+        mounts one."""
+        predictor = isvc["spec"]["predictor"]
+        mounts = (predictor.get("model") or {}).get("volumeMounts") or []
+        mounted = {m["name"] for m in mounts if m.get("mountPath") == mirror.MOUNT_PATH}
+        for volume in predictor.get("volumes") or []:
+            source = volume.get("configMap")
+            if volume.get("name") in mounted and source:
+                folder = self.config_map_folder(isvc["metadata"]["namespace"], source["name"])
+                folder.mkdir(parents=True, exist_ok=True)
+                return folder
+        return None
+
     # --- garbage collection -------------------------------------------------------------------
 
     def on_modeldeployment_deleted(self, md: dict[str, Any]) -> None:
@@ -844,6 +897,8 @@ class LocalExecutor:
             (self.custom.list_cluster_custom_object, self._modeldeployment_event, MD, {}),
             (self.core.list_pod_for_all_namespaces, self.hook_pods.on_pod, (),
              {"label_selector": HOOK_PODS}),
+            (self.core.list_config_map_for_all_namespaces, self.on_config_map, (),
+             {"label_selector": f"{MANAGED},modeldeploy.io/role=shadow"}),
         ]  # fmt: skip
         threads = [
             threading.Thread(target=self._watch, args=(fn, handle, *args), kwargs=kw, daemon=True)
