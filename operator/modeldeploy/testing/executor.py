@@ -55,9 +55,9 @@ from urllib.parse import urlparse
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from modeldeploy.api import mirror
 from modeldeploy.api.serving import TRITON_RUNTIME
 from modeldeploy.testing import triton
-from modeldeploy.api import mirror
 from modeldeploy.testing.containers import Mount, Podman, writable_by_all
 from modeldeploy.testing.controlplane import _die_with_parent, free_port
 from modeldeploy.testing.hook_pods import SELECTOR as HOOK_PODS
