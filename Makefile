@@ -79,13 +79,14 @@ envtest-down: install ## Stop the control plane that envtest-up started
 demo: install envtest ## Control plane + operator + local executor: stage, serve and query examples/digits-cpu.yaml (DEMO_EXIT=1 exits)
 	$(BIN)/python -m modeldeploy.demo
 
-bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton; drift's cost; operator; canary
+bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton; drift's and a shadow's cost; operator; canary
 	$(BIN)/python -m tests.bench.bench_foundation
 	$(BIN)/python -m tests.bench.bench_operator
 	$(BIN)/python -m tests.bench.bench_canary
 	$(BIN)/python -m tests.bench.bench_staging
 	$(BIN)/python -m tests.bench.bench_runtime
 	$(BIN)/python -m tests.bench.bench_drift
+	$(BIN)/python -m tests.bench.bench_shadow
 
 bench-gpu: install ## GPU benchmark: stage the bundle into .gpu/, dry-run it on this CPU, print the device calls (docs/benchmarks.md#gpu)
 	$(BIN)/python -m tests.bench.gpu_bundle .gpu

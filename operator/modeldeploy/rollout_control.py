@@ -284,6 +284,10 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(
         ("traffic", f"stable {traffic.get('stable', 100)}%, canary {traffic.get('canary', 0)}%")
     )
+    shadow = rollout.get("shadow")
+    if shadow:
+        rows.append(("shadow", shadow_text(shadow)))
+        rows.extend(("evidence", uri) for uri in shadow.get("evidence") or [])
     analysis = rollout.get("analysis")
     if analysis:
         verdict = "passed" if analysis.get("passed") else "FAILED"
@@ -304,6 +308,29 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         if c:
             rows.append((kind, f"{c.get('status')} {c.get('reason')}: {c.get('message', '')}"))
     return rows
+
+
+def shadow_text(shadow: dict[str, Any]) -> str:
+    """One line for the shadow phase: where it is and its numbers."""
+    where = (
+        "passed"
+        if shadow.get("done")
+        else "mirroring"
+        if shadow.get("active")
+        else "off"
+        if shadow.get("startedAt")
+        else "waiting for the candidate"
+    )
+    text = f"{where}, {shadow.get('percent')}% of stable's requests to {shadow.get('candidate')}"
+    if shadow.get("agreement") is not None:
+        text += f"; agreement {shadow['agreement']:.4f} over {shadow.get('compared', 0):.0f}"
+    if shadow.get("errors"):
+        text += f", {shadow['errors']:.0f} errors"
+    if shadow.get("dropped"):
+        text += f", {shadow['dropped']:.0f} dropped"
+    if shadow.get("maxAbsDiff") is not None:
+        text += f", worst |Δ| {shadow['maxAbsDiff']:.3g}"
+    return text
 
 
 def plain_text(renderable: Any) -> str:

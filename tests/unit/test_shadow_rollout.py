@@ -32,6 +32,7 @@ from modeldeploy.controller.rollout import (
 )
 from modeldeploy.controller.shadow import get_mirror_config, get_shadow_config_map
 from modeldeploy.controller.shadow_evidence import check_evidence
+from modeldeploy.rollout_control import describe
 from modeldeploy.runtime.shadow import compare, evidence_npz
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -289,3 +290,32 @@ def test_evidence_is_accepted_only_as_the_runtime_writes_it() -> None:
         check_evidence(bomb.getvalue())
     with pytest.raises(ValueError, match="not shadow evidence"):
         check_evidence(json.dumps({"evidence": []}).encode())
+
+
+def test_status_shows_the_shadow_its_numbers_and_where_the_evidence_is() -> None:
+    body = {
+        "metadata": {"namespace": "team", "name": "digits"},
+        "spec": {"rollout": {"steps": [{"weight": 10}]}},
+        "status": {
+            "revisions": {"stable": "aaa", "canary": "bbb"},
+            "rollout": {
+                "phase": "RolledBack",
+                "shadow": {
+                    "candidate": "bbb",
+                    "percent": 20,
+                    "startedAt": "2026-11-30T12:00:00Z",
+                    "agreement": 0.62,
+                    "compared": 400,
+                    "errors": 3,
+                    "maxAbsDiff": 2.5,
+                    "evidence": ["pvc://s/team/.shadow/digits/bbb/0123456789abcdef.npz"],
+                },
+            },
+        },
+    }
+    text = describe(body)
+    assert (
+        "shadow:    off, 20% of stable's requests to bbb; agreement 0.6200 over 400, 3 errors, worst |Δ| 2.5"
+        in text
+    )
+    assert "evidence:  pvc://s/team/.shadow/digits/bbb/0123456789abcdef.npz" in text
