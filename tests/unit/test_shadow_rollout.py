@@ -265,6 +265,8 @@ def test_agreement_means_within_tolerance_and_the_same_top_class() -> None:
     assert "top-1 class differs on 1 of 2" in result.why
     assert compare(stable, flipped, 0.2, 0, classifier=False).agree
     assert not compare(stable, {"out": stable["out"][:1]}, 1, 1, classifier=False).agree
+    nan = {"out": np.full((2, 2), np.nan, dtype=np.float32)}
+    assert not compare(stable, nan, 1e6, 1e6, classifier=False).agree  # NaN never agrees
     assert compare(stable, {"out": stable["out"] * 2}, 0, 0, False).max_abs_diff == pytest.approx(
         0.9, rel=1e-6
     )

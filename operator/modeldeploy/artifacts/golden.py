@@ -111,8 +111,11 @@ def agree(
             failures.append(f"output {name!r} has shape {shape}, {of} {list(expected.shape)}")
             continue
         diff = np.abs(served.astype(np.float64) - expected.astype(np.float64))
-        worst = max(worst, float(diff.max(initial=0.0)))
-        if (excess(served, expected, atol, rtol) > 0).any():
+        largest = float(diff.max(initial=0.0))
+        if math.isfinite(largest):
+            worst = max(worst, largest)
+        # NaN compares false with everything: without this, a NaN answer would pass.
+        if not math.isfinite(largest) or (excess(served, expected, atol, rtol) > 0).any():
             failures.append(
                 f"output {name!r}: max |Δ| {float(diff.max()):.6g} exceeds atol {atol:g} + "
                 f"rtol {rtol:g}·|{of}|"

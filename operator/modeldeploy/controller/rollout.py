@@ -498,38 +498,19 @@ def decide(inputs: Inputs) -> Decision:
                     f"analysing for {steps[step].pause}",
                 )
             )
-        result = inputs.analysis
-        if result is not None and result.at >= started_at:
-            rollout["analysis"] = result.report()
-            rollout["lastAnalysis"] = result.summary()
-            if result.failures:
-                rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
-                if rollout["failedChecks"] > inputs.spec.analysis.failure_limit:
-                    return _rollback_or_fail(
-                        d,
-                        inputs,
-                        revisions,
-                        rollout,
-                        f"analysis failed at step {step + 1} ({weight}%): {result.summary()}",
-                    )
+        failed = _take_analysis(
+            d, inputs, revisions, rollout, started_at, f"analysis failed at step {step + 1} "
+            f"({weight}%)"
+        )  # fmt: skip
+        if failed is not None:
+            return failed
         end = started_at + timedelta(seconds=duration_seconds(steps[step].pause))
         report = rollout.get("analysis") or {}
-        last = parse_time(report.get("at"))
-        last_passed = bool(report.get("passed"))
-        if now >= end and last is not None and last >= end and _only_inconclusive(report):
+        judged = _judged_at_end(report, now, end)
+        if judged and _only_inconclusive(report):
             # No evidence either way at the step's end: neither promote nor roll back.
-            why = "; ".join(report["inconclusive"])
-            rollout = {**rollout, "phase": INCONCLUSIVE, "inconclusive": why}
-            d.events.append(
-                Transition(
-                    "Warning",
-                    "RolloutInconclusive",
-                    f"step {step + 1} ({weight}%) ended without evidence: {why}; "
-                    "paused (resume retries the step, abort rolls back)",
-                )
-            )
-            return _finish(d, inputs, revisions, rollout, settled=False)
-        if now >= end and last is not None and last >= end and last_passed:
+            return _inconclusive(d, inputs, revisions, rollout, f"step {step + 1} ({weight}%)")
+        if judged and report.get("passed"):
             if step + 1 < len(steps):
                 rollout.update(step=step + 1, stepStartedAt=None, failedChecks=0)
                 _set_canary_weight(d, inputs, steps[step + 1].weight)
@@ -575,38 +556,16 @@ def _shadow(
                 f"{spec.duration}; no client gets its answers",
             )
         )
-    result = inputs.analysis
-    if result is not None and result.at >= started:
-        rollout["analysis"] = result.report()
-        rollout["lastAnalysis"] = result.summary()
-        if result.shadow is not None:
-            shadow.update(result.shadow.report())
-        if result.failures:
-            rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
-            if rollout["failedChecks"] > inputs.spec.analysis.failure_limit:
-                return _rollback_or_fail(
-                    d,
-                    inputs,
-                    revisions,
-                    rollout,
-                    f"shadow phase failed before any user traffic moved: {result.summary()}",
-                )
+    failed = _take_analysis(
+        d, inputs, revisions, rollout, started, "shadow phase failed before any user traffic moved"
+    )
+    if failed is not None:
+        return failed
     end = started + timedelta(seconds=duration_seconds(spec.duration))
     report = rollout.get("analysis") or {}
-    last = parse_time(report.get("at"))
-    judged = now >= end and last is not None and last >= end
+    judged = _judged_at_end(report, now, end)
     if judged and _only_inconclusive(report):
-        why = "; ".join(report["inconclusive"])
-        rollout = {**rollout, "phase": INCONCLUSIVE, "inconclusive": why}
-        d.events.append(
-            Transition(
-                "Warning",
-                "RolloutInconclusive",
-                f"the shadow phase ended without evidence: {why}; paused (resume retries the "
-                "shadow, abort rolls back)",
-            )
-        )
-        return _finish(d, inputs, revisions, rollout, settled=False)
+        return _inconclusive(d, inputs, revisions, rollout, "the shadow phase")
     interval = duration_seconds(inputs.spec.analysis.interval)
     if judged and report.get("passed") and not paused(inputs.annotations):
         d.events.append(
@@ -615,6 +574,54 @@ def _shadow(
         return _end_shadow(d, rollout, "passed", len(steps))
     left = (end - now).total_seconds()
     d.requeue_after = max(0.5, min(interval, left) if left > 0 else interval)
+    return _finish(d, inputs, revisions, rollout, settled=False)
+
+
+def _take_analysis(
+    d: Decision,
+    inputs: Inputs,
+    revisions: dict[str, Any],
+    rollout: dict[str, Any],
+    started: datetime,
+    where: str,
+) -> Decision | None:
+    """Record the analysis run during the period that began at ``started`` (a step's or the
+    shadow's) into ``rollout``; the rollback, or the hold, once its failures pass failureLimit."""
+    result = inputs.analysis
+    if result is None or result.at < started:
+        return None
+    rollout["analysis"] = result.report()
+    rollout["lastAnalysis"] = result.summary()
+    if result.shadow is not None and rollout.get("shadow") is not None:
+        rollout["shadow"].update(result.shadow.report())
+    if not result.failures:
+        return None
+    rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
+    if rollout["failedChecks"] <= inputs.spec.analysis.failure_limit:
+        return None
+    return _rollback_or_fail(d, inputs, revisions, rollout, f"{where}: {result.summary()}")
+
+
+def _judged_at_end(report: dict[str, Any], now: datetime, end: datetime) -> bool:
+    """The period is over and an analysis has looked at its end."""
+    last = parse_time(report.get("at"))
+    return now >= end and last is not None and last >= end
+
+
+def _inconclusive(
+    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any], what: str
+) -> Decision:
+    """``what`` (a step, the shadow) ended without evidence either way: it holds until a person
+    resumes (the period again, with a fresh clock) or aborts."""
+    why = "; ".join((rollout.get("analysis") or {}).get("inconclusive") or [])
+    rollout = {**rollout, "phase": INCONCLUSIVE, "inconclusive": why}
+    d.events.append(
+        Transition(
+            "Warning",
+            "RolloutInconclusive",
+            f"{what} ended without evidence: {why}; paused (resume retries it, abort rolls back)",
+        )
+    )
     return _finish(d, inputs, revisions, rollout, settled=False)
 
 

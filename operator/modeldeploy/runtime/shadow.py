@@ -41,7 +41,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from modeldeploy.api import mirror
-from modeldeploy.artifacts.golden import excess
+from modeldeploy.artifacts.golden import agree
 from modeldeploy.runtime import metrics, protocol
 
 logger = logging.getLogger("modeldeploy.runtime")
@@ -78,28 +78,20 @@ def compare(
 ) -> Comparison:
     """Every output of stable's answer against the candidate's: within ``atol + rtol·|stable|``
     element by element and, for a classifier, the same top-1 class for every row."""
-    worst: float | None = None
-    reasons = []
-    for name, mine in stable.items():
-        theirs = candidate.get(name)
-        if theirs is None or theirs.shape != mine.shape:
-            shape = None if theirs is None else list(theirs.shape)
-            reasons.append(f"output {name!r}: candidate shape {shape}, stable {list(mine.shape)}")
-            continue
-        diff = np.abs(theirs.astype(np.float64) - mine.astype(np.float64))
-        largest = float(diff.max(initial=0.0))
-        worst = largest if worst is None else max(worst, largest)
-        if not math.isfinite(largest) or (excess(theirs, mine, atol, rtol) > 0).any():
-            reasons.append(
-                f"output {name!r}: max |Δ| {largest:.6g} > atol {atol:g} + rtol {rtol:g}"
-            )
-        if classifier and mine.ndim == 2 and mine.shape[1] >= 2:
-            moved = int((mine.argmax(axis=1) != theirs.argmax(axis=1)).sum())
-            if moved:
-                reasons.append(f"output {name!r}: top-1 class differs on {moved} of {len(mine)}")
-    if worst is not None and not math.isfinite(worst):
-        worst = None
-    return Comparison(not reasons, worst, "; ".join(reasons))
+    agreement = agree(candidate, stable, atol, rtol, of="stable")
+    reasons = list(agreement.failures)
+    compared = [name for name, mine in stable.items()
+                if name in candidate and candidate[name].shape == mine.shape]  # fmt: skip
+    if classifier:
+        for name in compared:
+            mine = stable[name]
+            if mine.ndim == 2 and mine.shape[1] >= 2:
+                moved = int((mine.argmax(axis=1) != candidate[name].argmax(axis=1)).sum())
+                if moved:
+                    reasons.append(
+                        f"output {name!r}: top-1 class differs on {moved} of {len(mine)}"
+                    )
+    return Comparison(not reasons, agreement.worst if compared else None, "; ".join(reasons))
 
 
 @dataclass(frozen=True)
