@@ -106,6 +106,34 @@ def test_operator_shaped_isvc_is_accepted_intact(
     assert [t["percent"] for t in traffic] == [10, 90]
 
 
+def test_the_builders_isvc_with_its_shadow_volume_and_revision_env_is_accepted_intact(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    import yaml
+
+    from modeldeploy.api.validation import parse
+    from modeldeploy.controller.inference_service import (
+        ServingRuntimeRef,
+        build_inference_service,
+    )
+    from modeldeploy.testing.controlplane import REPO_ROOT
+
+    doc = yaml.safe_load((REPO_ROOT / "examples" / "resnet50-gpu-canary.yaml").read_text())
+    doc["metadata"]["namespace"] = namespace
+    sent = build_inference_service(
+        parse(doc), "0b5e8f3c-0000-4000-8000-000000000000", "s3://artifacts/resnet50-ab12",
+        ServingRuntimeRef("modeldeploy-onnx", "ClusterServingRuntime"), revision="ab12cd34ef",
+    )  # fmt: skip
+    sent["metadata"].pop("ownerReferences")  # no owner object exists in this test
+    stored = isvc_api(api_client).create_namespaced_custom_object(
+        *ISVC[:2], namespace, ISVC[2], sent, field_validation="Strict"
+    )
+    predictor = stored["spec"]["predictor"]
+    assert predictor == sent["spec"]["predictor"]
+    assert predictor["volumes"][0]["configMap"] == {"name": "resnet50-shadow", "optional": True}
+    assert predictor["model"]["env"] == [{"name": "MODELDEPLOY_REVISION", "value": "ab12cd34ef"}]
+
+
 def test_server_side_apply_keeps_fields_other_managers_own(
     api_client: client.ApiClient, namespace: str, control_plane: Any
 ) -> None:

@@ -204,6 +204,7 @@ def test_a_hung_candidate_never_delays_a_client_and_excess_mirrors_are_dropped(
     digits_model_file: tuple[Path, Any],
 ) -> None:  # fmt: skip
     rows = held_out(digits_model_file, 40)
+    without_shadow = send(stable, rows)  # the same requests, no shadow: the clients' baseline
     with running(candidates["fp16"], tmp_path) as candidate:
         os.kill(candidate.process.pid, signal.SIGSTOP)  # accepts connections, answers nothing
         try:
@@ -219,8 +220,10 @@ def test_a_hung_candidate_never_delays_a_client_and_excess_mirrors_are_dropped(
     assert counted["error"] + counted["dropped"] == len(rows), counted
     assert 4 <= counted["error"] <= 4 * (1 + int(sum(latencies) / 3)), counted
     assert counted["dropped"] > 0, counted
-    # No client waited for the shadow: each answer came well inside the mirror's 3s timeout.
-    assert max(latencies) < 3, max(latencies)
+    # No client waited for the shadow: had one waited, it would have waited the mirror's 3 s
+    # timeout; every answer came well inside it (numbers with the shadow off for comparison).
+    p99 = {"off": np.percentile(without_shadow, 99), "on": np.percentile(latencies, 99)}
+    assert max(latencies) < 3, (max(latencies), p99)
 
 
 def test_the_shadow_switches_on_and_off_with_the_file_and_only_the_named_source_mirrors(
