@@ -519,6 +519,24 @@ def test_someone_elses_inference_service_under_our_name_is_left_alone() -> None:
     assert "belongs to no owner (made by hand?)" in ready["message"]
 
 
+def test_someone_elses_config_map_under_the_shadow_s_name_is_never_taken_over() -> None:
+    body = body_of(example())
+    theirs = {"metadata": {"name": "digits-shadow", "namespace": "demo", "ownerReferences": [
+        {"kind": "Deployment", "name": "their-app", "uid": "9", "controller": True}]}}  # fmt: skip
+    result = plan(
+        observed(body, isvc=ready_isvc("s3://ours"), shadow_config_map=theirs), CONFIG, NOW
+    )
+    assert result.apply_shadow is None
+    assert result.apply_isvc is None
+    ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
+    assert ready["reason"] == "NameConflict"
+    assert "ConfigMap demo/digits-shadow belongs to Deployment their-app" in ready["message"]
+    ours = {"metadata": {"name": "digits-shadow", "namespace": "demo",
+                         "ownerReferences": [{"uid": UID, "kind": "ModelDeployment"}]}}  # fmt: skip
+    fine = plan(observed(body, isvc=ready_isvc("s3://ours"), shadow_config_map=ours), CONFIG, NOW)
+    assert {c["type"]: c for c in fine.status["conditions"]}["Ready"]["reason"] != "NameConflict"
+
+
 def test_plan_deletes_jobs_of_specs_no_longer_wanted() -> None:
     deployment = example()
     stale = build_staging_job(deployment, UID, CONFIG)

@@ -109,10 +109,11 @@ What the operator does in the namespaces it watches; the same rules go into the 
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
-# The shadow ConfigMap of each ModelDeployment (written when a shadow starts or stops), never read.
+# The shadow ConfigMap of each ModelDeployment, written when a shadow starts or stops; get only
+# for its metadata (whose it is: another's under that name is never taken over).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
 {{- with .Values.artifactStore.secretName }}
 # Only the artifact store's Secret, and only to check that it exists; its data is never kept.
 - apiGroups: [""]

@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from modeldeploy.api.artifact import staging_hash
+from modeldeploy.api.mirror import config_map_name
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ConditionType
@@ -166,6 +167,13 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
         # Only a rollout creates these; a deployment that never had one costs no extra reads.
         canary = await kube.inference_service(namespace, naming.canary_name(name))
         route = await kube.http_route(namespace, naming.route_name(name))
+    shadow_config_map = None
+    if (
+        status.get("rollout")
+        and deployment is not None
+        and (deployment.spec.rollout.shadow is not None or (status["rollout"] or {}).get("shadow"))
+    ):  # read before it is first written: someone else's under that name is never taken over
+        shadow_config_map = await kube.config_map_metadata(namespace, config_map_name(name))
     predictor = None
     if standard and (status.get("rollout") or {}).get("phase") == rollout.PROMOTING:
         predictor = await kube.deployment(namespace, naming.predictor_service(name))
@@ -175,7 +183,7 @@ async def _observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -
     )
     return Observed(
         body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor,
-        drift=reading,
+        drift=reading, shadow_config_map=shadow_config_map,
     )  # fmt: skip
 
 

@@ -200,6 +200,14 @@ class Kube:
         )  # fmt: skip
         return found
 
+    async def config_map_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ConfigMap's metadata (who owns it), never its data."""
+        found: dict[str, Any] | None = await self._maybe(
+            self.core.read_namespaced_config_map, name, namespace,
+            _headers={"Accept": METADATA_ONLY},
+        )  # fmt: skip
+        return found
+
     async def post_event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = body["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

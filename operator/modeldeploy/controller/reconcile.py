@@ -57,6 +57,8 @@ class Observed:
     """The analysis run for this reconciliation, when ``plan`` asked for one."""
     drift: drift_report.DriftReading | None = None
     """The stable revision's drift gauges, from the operator's last read of Prometheus."""
+    shadow_config_map: dict[str, Any] | None = None
+    """The shadow ConfigMap's metadata, read during a rollout of a deployment with a shadow."""
 
 
 @dataclass
@@ -108,6 +110,7 @@ def name_conflicts(observed: Observed, uid: str) -> list[str]:
         ("InferenceService", observed.isvc),
         ("InferenceService", observed.canary_isvc),
         ("HTTPRoute", observed.route),
+        ("ConfigMap", observed.shadow_config_map),
     ):
         owner = foreign_owner(obj, uid)
         if owner is not None and obj is not None:  # the second half is for mypy
