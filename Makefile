@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: compat lock help install test test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
+.PHONY: compat lock help install test test-fast test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
 
 help: ## List the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,9 @@ envtest: ## Provide kube-apiserver, etcd, kubectl, helm, versitygw (S3), prometh
 
 test: install envtest ## Run every test (unit tests and tests against a real kube-apiserver + etcd)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install envtest ## Everything that needs neither the control plane nor PyTorch, in under a minute
+	$(BIN)/pytest -m "not cluster and not staging and not slow and not gpu and not images" $(PYTEST_ARGS)
 
 test-unit: install ## Run only the tests that need no control plane
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -19,10 +19,25 @@ if TYPE_CHECKING:
     from tests.operator.conftest import Kube
 
 
+TORCH_FIXTURES = frozenset({
+    "stack",  # builds the demo's digits model with PyTorch
+    "digits_data", "digits_cnn", "digits_mlp", "files",  # tests/staging/conftest.py
+    "digits_model_file", "digits_artifact", "image_artifact", "runtime", "broken_artifact",
+    "dtypes_artifact", "slow_artifact",  # tests/runtime/conftest.py: staged by the real staging
+})  # fmt: skip
+"""Fixtures that train, trace or stage a model: a test using any of them needs PyTorch."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by need, read from what each test uses (its whole fixture closure): ``cluster``
+    for the control plane, ``staging`` for PyTorch. Modules whose tests stage models in their
+    own bodies say so themselves (``pytestmark``). ``make test-fast`` runs what needs neither."""
     for item in items:
-        if "tests/cluster/" in item.nodeid:
+        needs = set(getattr(item, "fixturenames", ()))
+        if "control_plane" in needs:
             item.add_marker(pytest.mark.cluster)
+        if needs & TORCH_FIXTURES:
+            item.add_marker(pytest.mark.staging)
 
 
 @pytest.fixture(scope="session")

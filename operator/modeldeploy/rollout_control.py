@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
+from modeldeploy.api.status import RolloutPhase
 from modeldeploy.controller import naming
 
 ANNOTATIONS: dict[str, dict[str, str | None]] = {
@@ -214,7 +215,10 @@ def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-FINISHED_PHASES = ("Promoted", "RolledBack", "Aborted", "Failed")
+ENDED_BADLY = (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED, RolloutPhase.FAILED)
+FINISHED_PHASES = (RolloutPhase.PROMOTED, *ENDED_BADLY)
+AT_A_STEP = (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED, RolloutPhase.INCONCLUSIVE)
+"""Phases in which the rollout stands at one of its steps (a shadow has none)."""
 
 
 def finished(body: dict[str, Any]) -> tuple[bool, bool]:
@@ -226,7 +230,7 @@ def finished(body: dict[str, Any]) -> tuple[bool, bool]:
     ready = _ready_condition(status)
     current = status.get("observedGeneration") in (None, generation)
     phase = (status.get("rollout") or {}).get("phase")
-    if phase in ("RolledBack", "Aborted", "Failed") and current:
+    if phase in ENDED_BADLY and current:
         return True, False
     if ready.get("status") == "True" and current and phase in (None, *FINISHED_PHASES):
         return True, True
@@ -242,7 +246,7 @@ def summary_row(body: dict[str, Any]) -> dict[str, str]:
     steps = ((body.get("spec") or {}).get("rollout") or {}).get("steps") or []
     step = (
         f"{int(rollout.get('step') or 0) + 1}/{len(steps)}"
-        if steps and rollout.get("phase") in ("Progressing", "Paused", "Inconclusive")
+        if steps and rollout.get("phase") in AT_A_STEP
         else ""
     )
     return {
@@ -276,7 +280,7 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("failed", f"{revisions['failed']}  (no traffic until the spec changes)"))
     phase = rollout.get("phase") or "-"
     step = int(rollout.get("step") or 0)
-    if spec_steps and phase in ("Progressing", "Paused", "Failed", "Inconclusive"):
+    if spec_steps and phase in (*AT_A_STEP, RolloutPhase.FAILED) and not _shadow_pending(rollout):
         weight = spec_steps[min(step, len(spec_steps) - 1)].get("weight")
         rows.append(("phase", f"{phase}, step {step + 1}/{len(spec_steps)} (target {weight}%)"))
     else:
@@ -308,6 +312,11 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         if c:
             rows.append((kind, f"{c.get('status')} {c.get('reason')}: {c.get('message', '')}"))
     return rows
+
+
+def _shadow_pending(rollout: dict[str, Any]) -> bool:
+    shadow = rollout.get("shadow") or {}
+    return bool(shadow) and not shadow.get("done")
 
 
 def shadow_text(shadow: dict[str, Any]) -> str:

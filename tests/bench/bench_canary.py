@@ -160,14 +160,13 @@ def bench_analysis(bench: Bench, prometheus: str, store: str) -> list[float]:
     url = next(t["url"] for t in isvc["status"]["components"]["predictor"]["traffic"]
                if t.get("tag") == "latest")  # fmt: skip
     target = Target(NS, "digits", "digits", status["revisions"]["canary"],
-                    status["revisions"]["stable"], url, store, status["artifact"]["key"], 30)  # fmt: skip
+                    status["revisions"]["stable"], url, store, status["artifact"]["key"], 30,
+                    "modeldeploy-onnx", True)  # fmt: skip
     analysis = Analysis.model_validate({"maxP99LatencyMs": 1000, "maxLatencyRatio": 10})
     times = []
     for _ in range(30):
         start = time.perf_counter()
-        result = run_checks(
-            analysis, target, True, PrometheusClient(prometheus), 10, datetime.now(UTC)
-        )
+        result = run_checks(analysis, target, PrometheusClient(prometheus), 10, datetime.now(UTC))
         times.append(time.perf_counter() - start)
         if not result.passed:
             raise RuntimeError(f"analysis failed: {result.failures}")

@@ -14,11 +14,13 @@ PyTorch. Figures only; nothing here asserts a speed.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from kubernetes import client, config, watch
 
 from modeldeploy.testing import Assets, ControlPlane
 from modeldeploy.testing.controlplane import REPO_ROOT
+from modeldeploy.testing.executor import USER_AGENT as EXECUTOR_AGENT
 from modeldeploy.testing.processes import LocalStack
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
@@ -90,8 +93,59 @@ def bench_latency(api: client.ApiClient, namespace: str) -> list[float]:
 
 
 def _deployed(obj: dict[str, Any]) -> bool:
+    return _condition_true(obj, "Deployed")
+
+
+def _condition_true(obj: dict[str, Any], kind: str) -> bool:
     conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Deployed" and c["status"] == "True" for c in conditions)
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
+
+
+def wait_all_ready(api: client.ApiClient, namespace: str, count: int, timeout: float) -> int:
+    """Until every ModelDeployment in ``namespace`` is Ready=True (listed every 2 s); how many."""
+    custom = client.CustomObjectsApi(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        items = custom.list_namespaced_custom_object(*MD[:2], namespace, MD[2])["items"]
+        ready = sum(_condition_true(i, "Ready") for i in items)
+        if ready >= count or time.monotonic() > deadline:
+            return ready
+        time.sleep(2)
+
+
+OPERATOR_AGENTS = ("modeldeploy-operator/", "kopf/")
+"""The operator's two API clients: ours, and kopf's (its watches, and its own patches)."""
+
+
+def writes(audit_log: Path, namespace: str) -> Counter[tuple[str, str, str]]:
+    """Writes in ``namespace`` by (client, verb, resource), from the API server's audit log:
+    every create, update, patch and delete it completed, with the caller's user agent."""
+    counted: Counter[tuple[str, str, str]] = Counter()
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if event.get("stage") != "ResponseComplete" or ref.get("namespace") != namespace:
+            continue
+        agent = str(event.get("userAgent", ""))
+        who = ("operator" if agent.startswith(OPERATOR_AGENTS)
+               else "executor" if agent.startswith(EXECUTOR_AGENT) else "other")  # fmt: skip
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource")
+                                              else "")  # fmt: skip
+        counted[(who, str(event.get("verb")), resource)] += 1
+    return counted
+
+
+def write_table(counted: Counter[tuple[str, str, str]], n: int) -> list[str]:
+    lines = [
+        "| client | verb | resource | writes per ModelDeployment |",
+        "| --- | --- | --- | --- |",
+    ]
+    for (who, verb, resource), count in sorted(counted.items()):
+        lines.append(f"| {who} | {verb} | {resource} | {count / n:.2f} |")
+    for who in ("operator", "executor"):
+        total = sum(c for (w, _, _), c in counted.items() if w == who)
+        lines.append(f"| **{who}, all** | | | **{total / n:.2f}** |")
+    return lines
 
 
 def bench_scale(api: client.ApiClient, namespace: str) -> tuple[float, int]:
@@ -146,11 +200,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu(operator: Any, executor: Any, plane: ControlPlane) -> dict[str, float]:
+    return {
+        "operator": _cpu_seconds(operator.process.pid),
+        "executor": _cpu_seconds(executor.process.pid),
+        **{n: _cpu_seconds(p.pid) for n, p in plane.processes.items()},
+    }
+
+
 def main() -> None:
     extra_env = dict(e.split("=", 1) for e in os.environ.get("BENCH_OPERATOR_ENV", "").split() if e)
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         work = Path(tmp)
-        plane = ControlPlane(work / "plane", Assets.provide())
+        plane = ControlPlane(work / "plane", Assets.provide(), audit=True)
         plane.start()
         stack = LocalStack(plane.kubeconfig, work / "processes", work / "pvc")
         try:
@@ -163,24 +225,22 @@ def main() -> None:
             api = config.new_client_from_config(config_file=str(plane.kubeconfig))
             api.configuration.connection_pool_maxsize = 32
 
+            cpu_start = _cpu(operator, executor, plane)
             latencies = bench_latency(api, "latency")
+            ready_small = wait_all_ready(api, "latency", LATENCY_N, 120)
+            cpu_small = _cpu(operator, executor, plane)
             after_latency = _peak_rss_mb(operator.process.pid)
-            cpu_before = {
-                "operator": _cpu_seconds(operator.process.pid),
-                "executor": _cpu_seconds(executor.process.pid),
-                **{n: _cpu_seconds(p.pid) for n, p in plane.processes.items()},
-            }
             total, deployed = bench_scale(api, "scale")
+            cpu_deployed = _cpu(operator, executor, plane)
+            ready_large = wait_all_ready(api, "scale", SCALE_N, 300)
+            time.sleep(3)  # the audit log is written in batches
+            cpu_large = _cpu(operator, executor, plane)
             peak = _peak_rss_mb(operator.process.pid)
-            cpu = {
-                "operator": _cpu_seconds(operator.process.pid),
-                "executor": _cpu_seconds(executor.process.pid),
-                **{n: _cpu_seconds(p.pid) for n, p in plane.processes.items()},
-            }
+            small, large = writes(plane.audit_log, "latency"), writes(plane.audit_log, "scale")
         finally:
             stack.stop()
             plane.stop()
-    used = ", ".join(f"{n} {cpu[n] - cpu_before[n]:.0f} s" for n in cpu)
+    used = ", ".join(f"{n} {cpu_deployed[n] - cpu_small[n]:.0f} s" for n in cpu_deployed)
     print(f"machine: {os.cpu_count()} CPUs, shared by every process below and this benchmark")
     print("benchmark                                                   value")
     print(
@@ -195,6 +255,12 @@ def main() -> None:
     print(
         f"operator peak RSS (VmHWM) after the {LATENCY_N} / after the {SCALE_N}       {after_latency:.0f} MB / {peak:.0f} MB"
     )
+    for n, ready, before, after in ((LATENCY_N, ready_small, cpu_start, cpu_small),
+                                    (SCALE_N, ready_large, cpu_small, cpu_large)):  # fmt: skip
+        per = {k: (after[k] - before[k]) / n * 1000 for k in ("operator", "kube-apiserver")}
+        print(f"\n{n} ModelDeployments ({ready} Ready): CPU per ModelDeployment, apply → Ready: "
+              f"operator {per['operator']:.1f} ms, kube-apiserver {per['kube-apiserver']:.1f} ms")  # fmt: skip
+        print("\n".join(write_table(small if n == LATENCY_N else large, n)))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import torch
 from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.bench import gpu_bundle, gpu_models, gpu_transfer
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 # What the GPU machine's image does not have (its list is in the device tool's KINDS.md), and
 # the parts of ours that would pull them in. The benchmark must not import any of them.
 ABSENT_THERE = (

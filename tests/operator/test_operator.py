@@ -135,11 +135,12 @@ def test_apply_stages_deploys_and_serves(
     answers = [infer_png(isvc["status"]["url"], "digits", i) for i in range(10)]
     assert sum(top == truth for top, truth in answers) >= 8, answers
 
-    # The finished Job is cleaned up once its result is in the status; events tell the story.
-    kube.wait("the staging Job to go", lambda: not kube.jobs("digits"))
-    for reason in ("StagingStarted", "Staged", "InferenceServiceApplied", "InferenceServiceReady"):
-        kube.wait(f"a {reason} event", lambda r=reason: ("Normal", r) in kube.events("digits"))
-    assert not [e for e in kube.events("digits") if e[0] == "Warning"]
+    # The finished Job is left to the TTL controller (none runs here), never deleted by the
+    # operator; and the happy path posts no Event: its story is the conditions above.
+    (job,) = kube.jobs("digits")
+    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    assert any(c["type"] == "Complete" for c in job["status"]["conditions"])
+    assert kube.events("digits") == []
 
 
 def test_gpu_deployment_gets_limits_selector_tolerations(kube: Kube, start_operator) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,8 @@ from tests.security.plans import refused_before_anything
 from tests.staging.conftest import deployment
 from tests.unit.test_controller import CONFIG, NOW, body_of, example, observed
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 SHELL = "os:system"
 
 

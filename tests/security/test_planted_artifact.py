@@ -10,11 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from modeldeploy.staging.stage import stage
 from modeldeploy.testing.controlplane import REPO_ROOT, free_port
 from tests.runtime import graphs
 from tests.runtime.server import running
 from tests.staging.conftest import deployment
+
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
 
 
 def staged_dtypes(root: Path) -> Path:

@@ -17,6 +17,8 @@ from modeldeploy.staging.stage import stage
 from tests.runtime import graphs
 from tests.staging.conftest import deployment
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 
 def onnx_spec(uri: str):  # type: ignore[no-untyped-def]
     return deployment(

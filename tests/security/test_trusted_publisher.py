@@ -29,6 +29,8 @@ from modeldeploy.testing.controlplane import REPO_ROOT
 from modeldeploy.testing.demo_model import build_digits_model
 from tests.runtime import graphs
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 TRUSTED_ONLY = ("MODELDEPLOY_ARTIFACT_STORE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 

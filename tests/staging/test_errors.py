@@ -25,6 +25,8 @@ from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.staging import models
 from tests.staging.conftest import deployment, digits_deployment
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 
 def assert_nothing_published(store: Path) -> None:
     """No artifact folder at all, complete-looking or not."""

@@ -17,6 +17,8 @@ from modeldeploy.staging.stage import StageResult, stage
 from tests.staging import models
 from tests.staging.conftest import deployment, digits_deployment
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 
 def artifact(result: StageResult, name: str) -> Path:
     return Path(result.uri.removeprefix("file://")) / name

@@ -16,6 +16,8 @@ from modeldeploy.staging.errors import SourceUnavailableError
 from modeldeploy.staging.stage import stage
 from tests.staging.conftest import digits_deployment
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 
 def manifest_of(result: Any) -> Any:
     return read_manifest(Path(result.uri.removeprefix("file://")) / "digits" / "modeldeploy.json")

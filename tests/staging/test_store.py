@@ -22,6 +22,8 @@ from modeldeploy.testing.controlplane import REPO_ROOT
 from modeldeploy.testing.s3 import S3Server
 from tests.staging.conftest import digits_deployment
 
+pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
+
 
 def test_second_run_is_a_cache_hit_and_converts_nothing(files: Path, tmp_path: Path) -> None:
     spec = digits_deployment(f"file://{files / 'cnn.pt'}")

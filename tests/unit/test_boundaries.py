@@ -76,5 +76,5 @@ def test_the_staging_steps_that_hold_the_store_never_load_torch() -> None:
 def test_the_operator_loads_no_numpy_until_a_rollout_needs_it() -> None:
     """numpy (and tritonclient) cost memory in every operator; only the canary analysis needs
     them, and imports them then. The manifest's drift profile is plain models, not numpy."""
-    modules = "modeldeploy.controller.handlers, modeldeploy.artifacts.manifest"
+    modules = "modeldeploy.controller.handlers, modeldeploy.controller.engine, modeldeploy.artifacts.manifest"
     assert loaded(modules, ("numpy", "tritonclient")) == []

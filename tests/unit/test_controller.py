@@ -356,6 +356,28 @@ def test_conditions_keep_transition_time_and_report_changes() -> None:
     assert events[0].type == "Warning"
 
 
+def test_the_happy_path_posts_no_event_and_a_recovery_does() -> None:
+    """Each Event is a write: the way to Ready is in the status, only warnings and the end of
+    one are posted."""
+    steps = [
+        [Wanted(ConditionType.ARTIFACT_READY, None, "StagingStarted"),
+         Wanted(ConditionType.READY, False, "InferenceServiceMissing")],
+        [Wanted(ConditionType.ARTIFACT_READY, True, "Staged"),
+         Wanted(ConditionType.DEPLOYED, True, "InferenceServiceApplied"),
+         Wanted(ConditionType.READY, False, "InferenceServiceNotReady")],
+        [Wanted(ConditionType.READY, True, "InferenceServiceReady")],
+    ]  # fmt: skip
+    conditions: list[dict[str, Any]] | None = None
+    for wanted in steps:
+        conditions, events = merge(conditions, wanted, 1, NOW)
+        assert events == [], wanted
+    broken, events = merge(conditions, [Wanted(ConditionType.READY, False, "RevisionFailed")], 1,
+                           NOW)  # fmt: skip
+    assert [(e.type, e.reason) for e in events] == [("Warning", "RevisionFailed")]
+    _, events = merge(broken, [Wanted(ConditionType.READY, True, "InferenceServiceReady")], 1, NOW)
+    assert [(e.type, e.reason) for e in events] == [("Normal", "InferenceServiceReady")]
+
+
 # --- the plan ----------------------------------------------------------------------------------
 
 
@@ -406,7 +428,8 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     assert done.status["artifact"]["stagingHash"] == staging_hash(deployment, STORE)
     assert done.apply_isvc is not None
     assert done.apply_isvc["spec"]["predictor"]["model"]["storageUri"] == SUMMARY["uri"]
-    assert done.delete_jobs == [created["metadata"]["name"]]
+    assert done.delete_jobs == []  # finished: the TTL controller's, not a write of ours
+    assert created["spec"]["ttlSecondsAfterFinished"] == 600
 
     body["status"] = done.status
     ready_isvc_url = ready_isvc(SUMMARY["uri"])["status"]["url"]

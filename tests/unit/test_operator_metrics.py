@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from modeldeploy.controller import handlers
+from modeldeploy.controller import engine
 from modeldeploy.controller.kube import TransientApiError
 
 
@@ -26,10 +26,10 @@ def test_a_permanent_error_is_counted_and_still_raised(monkeypatch: pytest.Monke
     async def refused(*_: Any) -> None:
         raise ValueError("422 Unprocessable Entity")
 
-    monkeypatch.setattr(handlers, "converge", refused)
+    monkeypatch.setattr(engine, "converge", refused)
     before = count("permanent_error")
     with pytest.raises(ValueError, match="422"):
-        asyncio.run(handlers._converge_or_schedule(None, "ns", "md", logging.getLogger(), None))  # type: ignore[arg-type]
+        asyncio.run(engine.converge_or_schedule(None, "ns", "md", logging.getLogger(), None))  # type: ignore[arg-type]
     assert count("permanent_error") == before + 1
 
 
@@ -44,10 +44,10 @@ def test_a_transient_error_is_counted_as_such_and_retried(monkeypatch: pytest.Mo
     async def no_wait(_: float) -> None:
         return None
 
-    monkeypatch.setattr(handlers, "converge", flaky)
-    monkeypatch.setattr(handlers.asyncio, "sleep", no_wait)
+    monkeypatch.setattr(engine, "converge", flaky)
+    monkeypatch.setattr(engine.asyncio, "sleep", no_wait)
     transient, permanent = count("transient_error"), count("permanent_error")
-    asyncio.run(handlers._converge_or_schedule(None, "ns", "md", logging.getLogger(), None))  # type: ignore[arg-type]
+    asyncio.run(engine.converge_or_schedule(None, "ns", "md", logging.getLogger(), None))  # type: ignore[arg-type]
     assert len(calls) == 2
     assert count("transient_error") == transient + 1
     assert count("permanent_error") == permanent

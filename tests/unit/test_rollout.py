@@ -14,7 +14,6 @@ from modeldeploy.api.rollout import RolloutSpec
 from modeldeploy.controller import metric_sources, naming
 from modeldeploy.controller.analysis import builtin_queries, custom_query, run_checks
 from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.handlers import merge_patch
 from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import (
     AnalysisResult,
@@ -27,6 +26,7 @@ from modeldeploy.controller.rollout import (
 )
 from modeldeploy.controller.route import build_http_route, route_weights
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
+from modeldeploy.controller.status_patch import merge_patch
 from modeldeploy.rollout_control import describe
 from modeldeploy.runtime.errors import Outcome
 
@@ -334,11 +334,11 @@ def test_analysis_queries_select_the_revisions_and_thresholds_fail_with_numbers(
         f'x{{r="{NEW.revision}",ns="ml"}}[90s]'
     )
     spec = SPEC.analysis.model_copy(update={"max_p99_latency_ms": 50.0, "live_parity": False})
-    result = run_checks(spec, target, ready=True, prometheus=None, timeout=1, now=T0)
+    result = run_checks(spec, target, prometheus=None, timeout=1, now=T0)
     assert not result.passed
     assert "no Prometheus is configured" in result.failures[0]
     # Prometheus down says nothing about the canary: no verdict, and no pass either.
-    unreachable = run_checks(spec, target, True, PrometheusClient("http://127.0.0.1:9"), 1, T0)
+    unreachable = run_checks(spec, target, PrometheusClient("http://127.0.0.1:9"), 1, T0)
     assert not unreachable.passed
     assert unreachable.failures == []
     assert "prometheus at http://127.0.0.1:9" in unreachable.inconclusive[0]

@@ -202,6 +202,42 @@ class MonitoringStatus(ApiModel):
     """Requests the numbers stand on."""
 
 
+class RolloutPhase(StrEnum):
+    """Where a rollout is (``status.rollout.phase``)."""
+
+    SHADOWING = "Shadowing"
+    """The candidate answers mirrored requests in the dark, at 0% of traffic."""
+    PROGRESSING = "Progressing"
+    """A canary step: the canary at its weight, analysed over the step's pause."""
+    PAUSED = "Paused"
+    """Held at the step's weight by the pause annotation."""
+    INCONCLUSIVE = "Inconclusive"
+    """The step or the shadow ended without evidence either way: held until resume or abort."""
+    PROMOTING = "Promoting"
+    """All traffic moves to the new revision, which then becomes stable."""
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    FAILED = "Failed"
+    """The analysis failed with autoRollback off: the weights are held until abort or promote."""
+
+    @property
+    def active(self) -> bool:
+        """The rollout is under way (its canary exists and may hold traffic)."""
+        return self in ACTIVE_PHASES
+
+    @property
+    def finished(self) -> bool:
+        return not self.active
+
+
+ACTIVE_PHASES = frozenset({RolloutPhase.SHADOWING, RolloutPhase.PROGRESSING, RolloutPhase.PAUSED,
+                           RolloutPhase.PROMOTING, RolloutPhase.FAILED,
+                           RolloutPhase.INCONCLUSIVE})  # fmt: skip
+HOLDING_PHASES = frozenset({RolloutPhase.PAUSED, RolloutPhase.FAILED, RolloutPhase.INCONCLUSIVE})
+"""Phases that keep the canary at its step's weight without analysing."""
+
+
 class ShadowReport(ApiModel):
     """The shadow phase: how often the candidate agreed with stable on mirrored live requests."""
 
@@ -254,7 +290,7 @@ class RolloutStatus(ApiModel):
     step_started_at: datetime | None = None
     """When the current step's weight was confirmed by the traffic status read back."""
 
-    phase: Annotated[str, Field(max_length=32)] = ""
+    phase: RolloutPhase | None = None
     """Shadowing, Progressing, Paused, Inconclusive, Promoting, Promoted, RolledBack, Aborted or
     Failed."""
 

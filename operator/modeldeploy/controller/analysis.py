@@ -1,11 +1,11 @@
-"""One analysis run of a canary step: readiness, live golden parity, Prometheus metrics.
+"""One analysis run of a canary step or a shadow phase: live golden parity, Prometheus metrics.
 
 This is the rollout's only I/O besides the API server, kept apart from the pure ``rollout``
 module. All checks run every time; the result carries every number measured and one line per
 failed check, and ``rollout.decide`` turns it into the next step or a rollback.
 
-- **Readiness**: the canary's readiness as KServe reports it. Our runtime turns ready only after
-  its start-up self-test on the golden samples passed, so this includes that test.
+- **Readiness** is not a check: a run is only asked for a ready canary (``rollout.analysis_due``).
+  Our runtime turns ready only after its start-up self-test on the golden samples passed.
 - **Live golden parity**: the artifact's golden inputs, read from the artifact store (plain
   arrays, never unpickled), are sent to the canary's own URL with ``tritonclient`` and the
   answers compared with the stored outputs within the tolerance staging recorded. This checks
@@ -391,16 +391,14 @@ def _shadow_checks(
 def run_checks(
     spec: Analysis,
     target: Target,
-    ready: bool,
     prometheus: PrometheusClient | None,
     timeout: float,
     now: datetime,
 ) -> AnalysisResult:
     """Every check. Blocking (tritonclient, requests): async code runs it in a thread."""
     found = _Findings()
-    if not ready:
-        found.failures.append("canary not ready")
-    if spec.live_parity and ready:
+    # Only ever asked for a ready canary (``rollout.analysis_due``): readiness is not a check.
+    if spec.live_parity:
         try:
             golden = (
                 load_golden(target.artifact_store, target.artifact_key, target.model)
@@ -452,7 +450,7 @@ def run_checks(
     return AnalysisResult(
         at=now,
         passed=not found.failures and not found.inconclusive,
-        ready=ready,
+        ready=True,
         failures=found.failures,
         inconclusive=found.inconclusive,
         error_rate=numbers.get("error_rate"),

@@ -46,9 +46,7 @@ QUIET_REASONS = {
     "AsExpected",
     "NoDrift",
 }
-"""States a condition starts in while an earlier step is under way: no Event when a condition
-first shows one of them (the step's own Event says what is happening), only when it falls
-back to one from another status."""
+"""States a condition starts in while an earlier step is under way: never warned of."""
 
 GOOD_WHEN_TRUE = {
     ConditionType.ARTIFACT_READY,
@@ -57,6 +55,24 @@ GOOD_WHEN_TRUE = {
 }
 GOOD_ENDINGS = {"NoRollout", "Promoted"}
 """RolloutProgressing=False reasons that are not a problem (the others are a failed rollout)."""
+
+
+def _good(want: Wanted) -> bool:
+    """Whether ``want`` is a state no one needs warning of."""
+    if want.status is None or want.reason in QUIET_REASONS:
+        return True
+    if want.type == ConditionType.ROLLOUT_PROGRESSING:
+        return want.status is True or want.reason in GOOD_ENDINGS
+    return (want.status is True) == (want.type in GOOD_WHEN_TRUE)
+
+
+def _was_bad(condition: dict[str, Any]) -> bool:
+    """Whether a stored condition is a state that was warned of."""
+    status = {"True": True, "False": False}.get(str(condition.get("status")))
+    kind = next((t for t in ConditionType if t.value == condition.get("type")), None)
+    if kind is None:
+        return False
+    return not _good(Wanted(kind, status, str(condition.get("reason") or "")))
 
 
 def merge(
@@ -86,16 +102,12 @@ def merge(
             ),
             "observedGeneration": generation,
         }
-        quiet = want.reason in QUIET_REASONS and (
-            before is None or before.get("status") == want.status_text
-        )
         moved = changed or (before is not None and before.get("reason") != want.reason)
-        if moved and not quiet:
-            good = (want.status is True) == (want.type in GOOD_WHEN_TRUE)
-            if want.status is None:
-                good = True
-            if want.type == ConditionType.ROLLOUT_PROGRESSING:
-                good = want.status is True or want.reason in GOOD_ENDINGS
+        good = _good(want)
+        # Every Warning is posted. A good state is posted only when it ends a Warning one (a
+        # recovery): the way there on the happy path (staging, staged, applied, ready) is in
+        # the status and the printer columns, and an Event each cost a write apiece.
+        if moved and (not good or (before is not None and _was_bad(before))):
             transitions.append(
                 Transition("Normal" if good else "Warning", want.reason, want.message)
             )

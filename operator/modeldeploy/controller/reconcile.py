@@ -25,10 +25,15 @@ from modeldeploy.controller import job_state, naming, prometheus_access, rollout
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
-from modeldeploy.controller.job_state import StagingOutcome, StagingSummary, verified_summary
+from modeldeploy.controller.job_state import (
+    StagingOutcome,
+    StagingSummary,
+    job_phase,
+    verified_summary,
+)
 from modeldeploy.controller.route import build_http_route, route_host
 from modeldeploy.controller.runtimes import Blocker
-from modeldeploy.controller.serving_state import knative_serving, standard_serving
+from modeldeploy.controller.serving_state import isvc_readiness, knative_serving, standard_serving
 from modeldeploy.controller.shadow import get_mirror_config, get_shadow_config_map
 from modeldeploy.controller.staging_job import build_staging_job, build_staging_network_policy
 
@@ -59,6 +64,10 @@ class Observed:
     """The stable revision's drift gauges, from the operator's last read of Prometheus."""
     shadow_config_map: dict[str, Any] | None = None
     """The shadow ConfigMap's metadata, read during a rollout of a deployment with a shadow."""
+    deployment: ModelDeployment | None = None
+    """The body parsed, once, by whoever observed it; None to have ``plan`` parse it."""
+    invalid: str | None = None
+    """Why the body does not parse, when the observer found it does not."""
 
 
 @dataclass
@@ -90,6 +99,26 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         metadata=ObjectMeta(name=meta["name"], namespace=meta.get("namespace")),
         spec=ModelDeploymentSpec.model_validate(body.get("spec") or {}),
     )
+
+
+def rejected_status(
+    body: dict[str, Any], obj: dict[str, Any], why: str, now: datetime
+) -> tuple[dict[str, Any], list[Transition]]:
+    """The status patch, and its Events, when the API server refused ``obj`` (``why``: its
+    status code and answer): Deployed and Ready False, reason ``<Kind>Rejected``."""
+    meta = body["metadata"]
+    kind = obj.get("kind", "object")
+    message = f"the API server refused {kind} {obj['metadata']['name']}: {why}"
+    conditions, events = merge(
+        (body.get("status") or {}).get("conditions"),
+        [
+            Wanted(ConditionType.DEPLOYED, False, f"{kind}Rejected", message),
+            Wanted(ConditionType.READY, False, f"{kind}Rejected", message),
+        ],
+        int(meta.get("generation") or 0),
+        now,
+    )
+    return {"conditions": conditions}, events
 
 
 def foreign_owner(obj: dict[str, Any] | None, uid: str) -> str | None:
@@ -139,22 +168,6 @@ def local_sources(spec: ModelDeploymentSpec) -> list[str]:
     return [field for field, uri in uris.items() if uri and uri.startswith("file://")]
 
 
-def _isvc_ready(isvc: dict[str, Any] | None) -> tuple[bool, str, str]:
-    if isvc is None:
-        return False, "InferenceServiceMissing", "no InferenceService yet"
-    status = isvc.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            if cond.get("status") == "True":
-                return True, "InferenceServiceReady", f"serving at {status.get('url', '?')}"
-            return (
-                False,
-                str(cond.get("reason") or "InferenceServiceNotReady"),
-                str(cond.get("message") or "the InferenceService is not ready"),
-            )
-    return False, "InferenceServiceNotReady", "KServe has not reported readiness yet"
-
-
 def _artifact_status(summary: StagingSummary, digest: str) -> dict[str, Any]:
     artifact: dict[str, Any] = {
         "uri": summary.uri,
@@ -181,7 +194,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     conflicts = name_conflicts(observed, str(meta.get("uid", "")))
     # Someone else's InferenceService under our name is not ours to read, overwrite or delete.
     isvc = None if conflicts else observed.isvc
-    serving_ok, isvc_reason, isvc_message = _isvc_ready(isvc)
+    serving_ok, isvc_reason, isvc_message = isvc_readiness(isvc)
     if isvc is not None and (isvc.get("status") or {}).get("url"):
         status["url"] = isvc["status"]["url"]
 
@@ -196,12 +209,14 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         return result
 
     blocker: Blocker | None
-    deployment: ModelDeployment | None
-    try:
-        deployment = parse(body)
-    except ValidationError as err:
-        blocker = Blocker("InvalidSpec", str(err).replace("\n", " ")[:2000])
-        deployment = None
+    deployment, invalid = observed.deployment, observed.invalid
+    if deployment is None and invalid is None:
+        try:
+            deployment = parse(body)
+        except ValidationError as err:
+            invalid = str(err)
+    if deployment is None:
+        blocker = Blocker("InvalidSpec", str(invalid).replace("\n", " ")[:2000])
     else:
         blocker = observed.runtime if isinstance(observed.runtime, Blocker) else None
         if blocker is None and (queries := list(query_problems(deployment.spec))):
@@ -344,10 +359,11 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                 f"({artifact['sizeBytes']} bytes) at {artifact['uri']}",
             )
         )
-    # Finished Jobs whose result is recorded, and Jobs for specs no longer wanted, go.
+    # A Job still running for a spec no longer wanted is stopped; finished Jobs are left to the
+    # TTL controller (ttlSecondsAfterFinished): deleting them would be a write per staging.
     for other in observed.jobs:
         name = other["metadata"]["name"]
-        if name != job_name or current:
+        if (name != job_name or current) and job_phase(other) == "Running":
             result.delete_jobs.append(name)
 
     decision: rollout.Decision | None = None

@@ -30,24 +30,21 @@ from typing import Any
 
 from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.rollout import RolloutSpec, Strategy
-from modeldeploy.api.status import ConditionType
+from modeldeploy.api.status import ACTIVE_PHASES, HOLDING_PHASES, ConditionType, RolloutPhase
 from modeldeploy.controller import naming
 from modeldeploy.controller.conditions import Transition, Wanted
 
-SHADOWING = "Shadowing"
-"""The shadow phase: the candidate answers mirrored requests in the dark, at 0% of traffic."""
-PROGRESSING = "Progressing"
-PAUSED = "Paused"
-PROMOTING = "Promoting"
-PROMOTED = "Promoted"
-ROLLED_BACK = "RolledBack"
-ABORTED = "Aborted"
-FAILED = "Failed"
-INCONCLUSIVE = "Inconclusive"
-"""The step ended without evidence either way: traffic held until resume (retry) or abort."""
-ACTIVE = (SHADOWING, PROGRESSING, PAUSED, PROMOTING, FAILED, INCONCLUSIVE)
-HOLDING = (PAUSED, FAILED, INCONCLUSIVE)
-"""Phases that keep the canary at its step's weight without analysing."""
+SHADOWING = RolloutPhase.SHADOWING
+PROGRESSING = RolloutPhase.PROGRESSING
+PAUSED = RolloutPhase.PAUSED
+PROMOTING = RolloutPhase.PROMOTING
+PROMOTED = RolloutPhase.PROMOTED
+ROLLED_BACK = RolloutPhase.ROLLED_BACK
+ABORTED = RolloutPhase.ABORTED
+FAILED = RolloutPhase.FAILED
+INCONCLUSIVE = RolloutPhase.INCONCLUSIVE
+ACTIVE = tuple(ACTIVE_PHASES)
+HOLDING = tuple(HOLDING_PHASES)
 
 FAILED_REVISION_REASONS = {"RevisionFailed", "RevisionMissing", "ContainerCrashing"}
 """Ready=False reasons that mean the revision will not come up by waiting."""
@@ -352,6 +349,17 @@ def _restarts_failed(command: str | None) -> bool:
     """Whether ``command`` rolls a failed or aborted revision out again (a full promote sends
     it straight to 100%; a retry starts at the first step)."""
     return command in ("promote", "retry")
+
+
+def command_pending(body: dict[str, Any]) -> bool:
+    """A rollout command annotation not yet acted on: promote, abort, retry or resume present,
+    or pause set or cleared without the phase following (the event filter's question: our own
+    status patches come back as events, and only these need a reconciliation)."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    if any(a in annotations for a in COMMANDS.values()):
+        return True
+    phase = ((body.get("status") or {}).get("rollout") or {}).get("phase")
+    return (phase == PAUSED) != paused(annotations) and phase in (PROGRESSING, PAUSED)
 
 
 def paused(annotations: dict[str, str]) -> bool:

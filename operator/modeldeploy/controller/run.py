@@ -12,7 +12,8 @@ import kopf
 
 from modeldeploy.controller import metrics
 from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.handlers import State, register
+from modeldeploy.controller.engine import State
+from modeldeploy.controller.handlers import register
 from modeldeploy.controller.kube import Kube, load_client
 from modeldeploy.controller.leader import LeaderElection, Timing
 

@@ -25,7 +25,26 @@ def _current(isvc: dict[str, Any]) -> bool:
     return bool(status.get("observedGeneration") == isvc.get("metadata", {}).get("generation"))
 
 
-def _condition(isvc: dict[str, Any], kind: str) -> dict[str, Any]:
+def isvc_readiness(isvc: dict[str, Any] | None) -> tuple[bool, str, str]:
+    """(ready, reason, message) of an InferenceService, from KServe's Ready condition: the one
+    place its readiness is read."""
+    if isvc is None:
+        return False, "InferenceServiceMissing", "no InferenceService yet"
+    ready = condition(isvc, "Ready")
+    if not ready:
+        return False, "InferenceServiceNotReady", "KServe has not reported readiness yet"
+    if ready.get("status") == "True":
+        url = (isvc.get("status") or {}).get("url", "?")
+        return True, "InferenceServiceReady", f"serving at {url}"
+    return (
+        False,
+        str(ready.get("reason") or "InferenceServiceNotReady"),
+        str(ready.get("message") or "the InferenceService is not ready"),
+    )
+
+
+def condition(isvc: dict[str, Any], kind: str) -> dict[str, Any]:
+    """KServe's condition ``kind`` of an InferenceService; {} when it has none."""
     found: dict[str, Any] = next(
         (c for c in (isvc.get("status") or {}).get("conditions") or [] if c.get("type") == kind),
         {},
@@ -34,9 +53,9 @@ def _condition(isvc: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _failure(isvc: dict[str, Any], kind: str) -> str | None:
-    condition = _condition(isvc, kind)
-    if condition.get("status") == "False" and condition.get("reason") in FAILED_REVISION_REASONS:
-        return f"{condition['reason']}: {condition.get('message', '')}"[:2000]
+    found = condition(isvc, kind)
+    if found.get("status") == "False" and found.get("reason") in FAILED_REVISION_REASONS:
+        return f"{found['reason']}: {found.get('message', '')}"[:2000]
     return None
 
 
@@ -76,7 +95,7 @@ def _ready_on(isvc: dict[str, Any] | None, uri: str | None) -> bool:
         and uri is not None
         and _current(isvc)
         and _storage_uri(isvc) == uri
-        and _condition(isvc, "Ready").get("status") == "True"
+        and isvc_readiness(isvc)[0]
     )
 
 

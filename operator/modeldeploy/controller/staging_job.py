@@ -29,6 +29,11 @@ ATTEMPT_ANNOTATION = "modeldeploy.io/attempt"
 RUN_AS = 1000
 
 
+FINISHED_TTL_SECONDS = 600
+"""How long a finished staging or clean-up Job (and its pod's logs) stays before the TTL
+controller deletes it."""
+
+
 def _claims(deployment: ModelDeployment, config: OperatorConfig) -> dict[str, bool]:
     """PVC claim name → whether the Job writes to it, for every pvc:// URI it touches."""
     spec = deployment.spec
@@ -78,6 +83,9 @@ def _job(
     spec: dict[str, Any] = {
         "backoffLimit": config.staging_backoff_limit,
         "activeDeadlineSeconds": config.staging_deadline_seconds,
+        # The TTL controller deletes a finished Job (the operator records its result at once and
+        # never deletes one itself): one write less per staging, and its logs stay a while.
+        "ttlSecondsAfterFinished": FINISHED_TTL_SECONDS,
         "template": {
             "metadata": {"labels": dict(labels)},
             "spec": {
@@ -406,6 +414,6 @@ def build_cleanup_job(
     )
     # The owner is being deleted; the Job must outlive the finalizer, so it is not owned.
     del job["metadata"]["ownerReferences"]
-    job["spec"]["ttlSecondsAfterFinished"] = 600
+    job["spec"]["ttlSecondsAfterFinished"] = FINISHED_TTL_SECONDS
     job["spec"]["backoffLimit"] = 3
     return job

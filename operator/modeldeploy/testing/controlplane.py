@@ -284,6 +284,9 @@ class ControlPlane(Cluster):
     workdir: Path
     assets: Assets
     detached: bool = False
+    audit: bool = False
+    """Log every write (create, update, patch, delete) with its user agent to ``audit.log``:
+    how ``bench_operator`` counts the writes each client makes."""
     etcd_port: int = 0
     apiserver_port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -371,8 +374,27 @@ class ControlPlane(Cluster):
                 "--disable-admission-plugins=ServiceAccount",
                 "--enable-priority-and-fairness=false",
                 "--v=1",
+                *self._audit_args(),
             ],
         )
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(json.dumps({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata",
+                       "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+                      {"level": "None"}],
+        }))  # fmt: skip
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json", "--audit-log-mode=batch",
+                "--audit-log-maxsize=0"]  # fmt: skip
 
     def _ssl_context(self) -> ssl.SSLContext:
         certs = self.workdir / "pki"

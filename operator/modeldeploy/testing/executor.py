@@ -66,6 +66,9 @@ from modeldeploy.testing.processes import stop_group
 from modeldeploy.testing.router import WeightedRouter
 
 log = logging.getLogger("executor")
+USER_AGENT = "modeldeploy-local-executor"
+"""Its writes, as KServe's, the kubelet's and the Job controller's, are told apart from the
+operator's in the API server's audit log (``bench_operator``)."""
 MANAGED = "app.kubernetes.io/managed-by=modeldeploy"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
@@ -211,6 +214,7 @@ class LocalExecutor:
         containers: bool = True,
     ) -> None:
         self.api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api.user_agent = USER_AGENT
         self.api.configuration.connection_pool_maxsize = 32
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)

@@ -1,0 +1,482 @@
+"""The reconcile engine: read the world for one ModelDeployment, ask ``reconcile.plan``, carry
+the plan out; requeue a rollout's next look, retry transient API errors, resync every object
+now and then, post Events, release a deleted deployment's artifacts.
+
+Every path to a write goes through ``converge``, which only the leader runs. Convergence of one
+object is serialised by a lock, and the objects it creates have deterministic names, so
+concurrent or repeated runs cannot create anything twice. No decision is made here: what to
+write is ``plan``'s (and ``rejected_status``'s), this module only does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from modeldeploy.api.artifact import staging_hash
+from modeldeploy.api.mirror import config_map_name
+from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.api.serving import DeploymentMode
+from modeldeploy.controller import drift as drift_report
+from modeldeploy.controller import metrics, naming, rollout
+from modeldeploy.controller.conditions import Transition
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.job_state import (
+    StagingOutcome,
+    job_phase,
+    staging_outcome,
+    termination_message,
+)
+from modeldeploy.controller.kube import Kube, TransientApiError
+from modeldeploy.controller.leader import LeaderElection
+from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
+from modeldeploy.controller.runtimes import Blocker, resolve_runtime
+from modeldeploy.controller.serving_state import condition
+from modeldeploy.controller.staging_job import build_cleanup_job
+from modeldeploy.controller.status_patch import merge_patch
+
+
+class State:
+    """What the handlers share, kept in kopf's memo."""
+
+    def __init__(
+        self, config: OperatorConfig, kube: Kube, namespaces: list[str] | None = None
+    ) -> None:
+        self.config = config
+        self.kube = kube
+        self.namespaces = namespaces
+        """The namespaces the operator watches; None for all."""
+        self.runtimes: Any = None
+        """The runtime indices, captured from the first handler call (kopf passes indices only
+        to handlers), for the resync loop."""
+        self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.requeues: dict[tuple[str, str], asyncio.Task[None]] = {}
+        """A rollout's next look, per object (its step clock and analysis interval)."""
+        self.posting: set[asyncio.Task[None]] = set()
+        """Events being posted (kept referenced until done)."""
+        self.election: LeaderElection | None = None
+        """With more than one replica: the Lease this replica must hold to write anything."""
+        self.elected = asyncio.Event()
+        """Set when this replica becomes the leader: the resync then runs at once."""
+        self.drift: dict[tuple[str, str, str], Any] = {}
+        """Every revision's drift gauges, read once per resync (``controller/drift.py``)."""
+        self.prometheus: dict[str, Any] = {}
+        """A client per Prometheus address queried (``prometheus_client.Prometheus``)."""
+        self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+        """The last InferenceService state acted on, so that events that change nothing we
+        read (our own apply coming back, KServe touching other fields) cost no reconcile."""
+
+
+def leading(state: State) -> bool:
+    """Whether this replica may write: it runs alone, or holds the Lease."""
+    return state.election is None or state.election.leading()
+
+
+RuntimeIndex = Any
+"""kopf.Index of (namespace or None, name) → the parts of a (Cluster)ServingRuntime we read."""
+
+
+def _lookup(index: RuntimeIndex, namespace: str | None, name: str) -> dict[str, Any] | None:
+    found = index.get((namespace, name)) if index is not None else None
+    return next(iter(found), None) if found is not None else None
+
+
+async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -> Observed:
+    kube, config = state.kube, state.config
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    runtime: Any
+    outcome: StagingOutcome | None = None
+    deployment: ModelDeployment | None
+    invalid = None
+    try:
+        deployment = parse(body)
+    except ValidationError as err:
+        runtime = Blocker("InvalidSpec", "spec does not parse")
+        deployment, invalid = None, str(err)
+    if deployment is not None:
+        wanted = deployment.spec.serving.runtime
+        runtime = resolve_runtime(
+            deployment,
+            _lookup(runtimes, namespace, wanted),
+            _lookup(runtimes, None, wanted),
+            config,
+        )
+    secret = config.artifact_store_secret
+    missing = secret if secret and not await kube.secret_exists(namespace, secret) else None
+    jobs = await kube.jobs(namespace, name, naming.STAGING)
+    if deployment is not None:
+        store = config.tenant_store(namespace)
+        current = naming.staging_job_name(name, staging_hash(deployment, store))
+        for job in jobs:
+            if job["metadata"]["name"] == current:
+                message = None
+                if job_phase(job) != "Running":
+                    pods = await kube.job_pods(namespace, current)
+                    message = termination_message(pods)
+                outcome = staging_outcome(job, message)
+    isvc = await kube.inference_service(namespace, name)
+    canary = route = None
+    status = body.get("status") or {}
+    standard = (
+        deployment is not None
+        and deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD
+    )
+    if standard and (status.get("rollout") or (status.get("revisions") or {}).get("canary")):
+        # Only a rollout creates these; a deployment that never had one costs no extra reads.
+        canary = await kube.inference_service(namespace, naming.canary_name(name))
+        route = await kube.http_route(namespace, naming.route_name(name))
+    shadow_config_map = None
+    if (
+        status.get("rollout")
+        and deployment is not None
+        and (deployment.spec.rollout.shadow is not None or (status["rollout"] or {}).get("shadow"))
+    ):  # read before it is first written: someone else's under that name is never taken over
+        shadow_config_map = await kube.config_map_metadata(namespace, config_map_name(name))
+    predictor = None
+    if standard and (status.get("rollout") or {}).get("phase") == rollout.PROMOTING:
+        predictor = await kube.deployment(namespace, naming.predictor_service(name))
+    meta = body["metadata"]
+    reading = drift_report.reading_for(
+        state.drift, meta["namespace"], meta["name"], body.get("status") or {}
+    )
+    return Observed(
+        body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor,
+        drift=reading, shadow_config_map=shadow_config_map, deployment=deployment,
+        invalid=invalid,
+    )  # fmt: skip
+
+
+async def plan_with_analysis(state: State, observed: Observed) -> Plan:
+    """Plan; when the plan asks for an analysis, run it and plan again with its numbers."""
+    decided = plan(observed, state.config, datetime.now(UTC))
+    target = decided.analysis
+    if target is None:
+        return decided
+    # Imported here: numpy and tritonclient cost memory in every operator, and only a rollout
+    # in progress needs them.
+    from modeldeploy.controller.analysis import run_checks
+
+    assert observed.deployment is not None  # a plan that asks for an analysis parsed it
+    spec = observed.deployment.spec.rollout.analysis
+    address = spec.prometheus.address if spec.prometheus else state.config.prometheus_address
+    prometheus = _prometheus(state, address) if address else None
+    with metrics.ANALYSIS_SECONDS.time():
+        result = await asyncio.to_thread(
+            run_checks,
+            spec,
+            target,
+            prometheus,
+            state.config.analysis_timeout_seconds,
+            datetime.now(UTC),
+        )
+    metrics.ANALYSES.labels(str(result.passed).lower()).inc()
+    return plan(dataclasses.replace(observed, analysis=result), state.config, datetime.now(UTC))
+
+
+def _prometheus(state: State, address: str) -> Any:
+    """The client for ``address``, with the operator's credentials, TLS and headers."""
+    from modeldeploy.controller.prometheus_client import PrometheusAuth, PrometheusClient
+
+    if address not in state.prometheus:
+        auth = PrometheusAuth.from_config(state.config)
+        state.prometheus[address] = PrometheusClient(address, auth)
+    return state.prometheus[address]
+
+
+async def converge(
+    state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
+) -> None:
+    """Make the world match one ModelDeployment. Safe to call any time, any number of times.
+    Only the leader does: every event, resync and requeue comes through here."""
+    if not leading(state):
+        return
+    with metrics.RECONCILE_SECONDS.time():
+        requeue = await _converge_locked(state, namespace, name, logger, runtimes)
+    metrics.RECONCILIATIONS.labels("ok").inc()
+    _requeue(state, namespace, name, requeue, logger, runtimes)
+
+
+async def _converge_locked(
+    state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
+) -> float | None:
+    """One reconciliation under the object's lock; when to look again, if a rollout needs it."""
+    kube = state.kube
+    async with state.locks[(namespace, name)]:
+        body = await kube.modeldeployment(namespace, name)
+        if body is None:
+            return None
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if meta.get("deletionTimestamp"):
+            return await _release_artifacts(state, body, logger)
+        if naming.FINALIZER not in finalizers:
+            # Before anything reaches the store: the artifacts are released when it is deleted.
+            await kube.set_finalizers(
+                namespace, name, [*finalizers, naming.FINALIZER], meta["resourceVersion"]
+            )
+        observed = await observe(state, body, runtimes)
+        decided = await plan_with_analysis(state, observed)
+        if decided.create_network_policy is not None:
+            await kube.create_network_policy(decided.create_network_policy)
+        if decided.create_job is not None and await kube.create_job(decided.create_job):
+            logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
+        applies = [
+            (decided.apply_canary, "inferenceservices"),
+            (decided.apply_isvc, "inferenceservices"),
+            (decided.apply_route, "httproutes"),
+        ]
+        for obj, plural in applies:
+            if obj is None:
+                continue
+            try:
+                applied = await kube.apply(obj, plural)
+            except ApiException as err:
+                if err.status not in (400, 403, 404, 422):
+                    raise
+                await _report_rejected(state, body, obj, err)
+                return None
+            if plural == "inferenceservices":
+                state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
+        if decided.apply_shadow is not None:
+            try:
+                await kube.apply_config_map(decided.apply_shadow)
+            except ApiException as err:
+                if err.status not in (400, 403, 404, 422):
+                    raise
+                await _report_rejected(state, body, decided.apply_shadow, err)
+                return None
+        if decided.delete_canary:
+            await kube.delete_inference_service(namespace, naming.canary_name(name))
+        if decided.status_changed:
+            await kube.patch_status(
+                namespace, name, merge_patch(body.get("status") or {}, decided.status)
+            )
+        if decided.clear_annotations:
+            await kube.remove_annotations(namespace, name, decided.clear_annotations)
+        _post_soon(state, body, decided.events)
+        for job in decided.delete_jobs:
+            await kube.delete_job(namespace, job)
+        for event in decided.events:
+            if event.reason in metrics.ENDINGS:
+                metrics.ROLLOUTS.labels(metrics.ENDINGS[event.reason]).inc()
+    return decided.requeue_after
+
+
+def _requeue(
+    state: State,
+    namespace: str,
+    name: str,
+    delay: float | None,
+    logger: Any,
+    runtimes: RuntimeIndex,
+) -> None:
+    """Converge again after ``delay`` seconds (one pending look per object; a newer one
+    replaces it). The delay comes from the status, so a restarted operator schedules the same
+    look on its first reconciliation."""
+    key = (namespace, name)
+    pending = state.requeues.pop(key, None)
+    if pending is not None and pending is not asyncio.current_task():
+        pending.cancel()
+    if delay is None:
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        if state.requeues.get(key) is asyncio.current_task():
+            del state.requeues[key]
+        await converge_or_schedule(state, namespace, name, logger, runtimes)
+
+    state.requeues[key] = asyncio.create_task(later(), name=f"requeue {namespace}/{name}")
+
+
+async def _report_rejected(
+    state: State, body: dict[str, Any], obj: dict[str, Any], err: ApiException
+) -> None:
+    """The API server (KServe's or the Gateway API's schema, an admission webhook, a missing
+    CRD, RBAC) refused an object we apply: say so in the status (``rejected_status``)."""
+    meta = body["metadata"]
+    status, events = rejected_status(
+        body, obj, f"{err.status} {err.body or err.reason}", datetime.now(UTC)
+    )
+    await state.kube.patch_status(meta["namespace"], meta["name"], status)
+    _post_soon(state, body, events)
+
+
+def _post_soon(state: State, body: dict[str, Any], events: list[Transition]) -> None:
+    """Post in the background: a reconciliation does not wait for its Events."""
+    if not events:
+        return
+    task = asyncio.create_task(_post(state.kube, body, events))
+    state.posting.add(task)
+    task.add_done_callback(state.posting.discard)
+
+
+async def _post(kube: Kube, body: dict[str, Any], events: list[Transition]) -> None:
+    """Condition transitions and rollout steps as Kubernetes Events on the ModelDeployment.
+
+    Posted through the API directly rather than with ``kopf.event``: these come from the resync
+    loop and a rollout's timed looks too, outside any kopf handler, where kopf cannot post."""
+    for event in events:
+        try:
+            await kube.post_event(body, event.type, event.reason, event.message)
+        except Exception as err:  # an Event is a courtesy; the status has the same facts
+            logging.getLogger(__name__).warning(f"cannot post Event {event.reason}: {err}")
+
+
+def isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
+    """What of an InferenceService the ModelDeployment's status depends on."""
+    status = isvc.get("status") or {}
+    ready, latest = condition(isvc, "Ready"), condition(isvc, "LatestDeploymentReady")
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    return (
+        isvc.get("metadata", {}).get("generation"),
+        status.get("observedGeneration"),
+        status.get("url"),
+        ready.get("status"),
+        ready.get("reason"),
+        ready.get("message"),
+        latest.get("status"),
+        predictor.get("latestReadyRevision"),
+        predictor.get("latestCreatedRevision"),
+        tuple(
+            (t.get("revisionName"), t.get("percent"), t.get("tag"))
+            for t in predictor.get("traffic") or []
+        ),
+    )
+
+
+async def converge_or_schedule(
+    state: State, namespace: str, name: str, logger: Any, runtimes: RuntimeIndex
+) -> None:
+    """Converge now; on a transient API error, again after a random wait that doubles up to 30
+    seconds, seven tries in all (event handlers are not retried by kopf, and the resync timer is
+    minutes away). The jitter keeps a thousand deployments that failed together (an API server
+    restart) from all coming back in the same second."""
+
+    def counted(retry: RetryCallState) -> None:
+        metrics.RECONCILIATIONS.labels("transient_error").inc()
+        wait = retry.next_action.sleep if retry.next_action else 0
+        logger.info(
+            f"retrying in {wait:.1f}s: {retry.outcome.exception() if retry.outcome else ''}"
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TransientApiError),
+        wait=wait_random_exponential(multiplier=1, max=30),
+        stop=stop_after_attempt(7),
+        before_sleep=counted,
+        sleep=lambda seconds: asyncio.sleep(seconds),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await converge(state, namespace, name, logger, runtimes)
+    except TransientApiError as err:
+        metrics.RECONCILIATIONS.labels("transient_error").inc()
+        logger.warning(f"giving up until the next resync: {err}")
+    except Exception:  # a refused write (422), a bug: counted, then kopf logs it
+        metrics.RECONCILIATIONS.labels("permanent_error").inc()
+        raise
+
+
+def on_elected(state: State) -> Any:
+    async def elected() -> None:
+        state.elected.set()
+
+    return elected
+
+
+async def resync_forever(state: State, logger: Any) -> None:
+    """Every ``resync_seconds``, converge every ModelDeployment, whatever events were missed
+    or failed. One loop for all objects, a few at a time: a kopf timer per object would cost a
+    task and its bookkeeping per object (measured: about 50 MB per thousand)."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(namespace: str, name: str) -> None:
+        async with limit:
+            try:
+                await converge(state, namespace, name, logger, state.runtimes)
+            except Exception as err:
+                logger.warning(f"resync of {namespace}/{name} failed: {err}")
+
+    while True:
+        with contextlib.suppress(TimeoutError):  # elected: resync now, events were skipped
+            await asyncio.wait_for(state.elected.wait(), state.config.resync_seconds)
+        state.elected.clear()
+        if state.runtimes is None or not leading(state):
+            continue
+        try:
+            names = await state.kube.modeldeployment_names(state.namespaces)
+        except Exception as err:
+            logger.warning(f"resync: cannot list ModelDeployments: {err}")
+            continue
+        await _read_drift(state, logger)
+        await asyncio.gather(*(one(ns, name) for ns, name in names))
+
+
+async def _read_drift(state: State, logger: Any) -> None:
+    """Every revision's drift from the operator's Prometheus, once per resync; a failed read
+    keeps the last one (drift says nothing about whether Prometheus answers)."""
+    address = state.config.prometheus_address
+    if not address:
+        return
+    try:
+        state.drift = await asyncio.to_thread(
+            drift_report.read_all,
+            _prometheus(state, address),
+            state.config.analysis_timeout_seconds,
+        )
+    except Exception as err:
+        logger.warning(f"resync: cannot read drift from Prometheus at {address}: {err}")
+
+
+RELEASE_POLL_SECONDS = 1.0
+"""How soon a deleted ModelDeployment's clean-up Job is looked at again."""
+
+
+async def _release_artifacts(state: State, body: dict[str, Any], logger: Any) -> float | None:
+    """A deleted ModelDeployment: remove the artifacts only it used (a Job, like staging: the
+    operator never writes the store's artifacts itself), then its finalizer, so the API server
+    deletes it; children go by owner references. Level-based like the rest: each look moves
+    it on, and says when to look again."""
+    kube = state.kube
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    finalizers = list(meta.get("finalizers") or [])
+    if naming.FINALIZER not in finalizers:
+        return None
+    if (body.get("status") or {}).get("artifact"):
+        job_name = naming.cleanup_job_name(name, meta["uid"])
+        job = await kube.job(namespace, job_name)
+        if job is None:
+            await kube.create_job(build_cleanup_job(parse(body), meta["uid"], state.config))
+            return RELEASE_POLL_SECONDS
+        phase = job_phase(job)
+        if phase == "Running":
+            return RELEASE_POLL_SECONDS
+        if phase == "Failed":
+            _post_soon(state, body, [Transition(
+                "Warning", "ArtifactsNotReleased",
+                f"Job {job_name} failed; artifacts stay in {state.config.tenant_store(namespace)}",
+            )])  # fmt: skip
+    finalizers.remove(naming.FINALIZER)
+    await kube.set_finalizers(namespace, name, finalizers, meta["resourceVersion"])
+    logger.info(f"released the artifacts of {namespace}/{name}")
+    return None
