@@ -265,6 +265,10 @@ class Decision:
     requeue_after: float | None = None
     shadow_on: bool = False
     """Stable should mirror to the canary now (the shadow ConfigMap names it)."""
+    settled: bool = False
+    """No canary any more: all traffic on stable (recorded by ``_finish``)."""
+    failed: bool = False
+    """The canary revision failed or was aborted: it gets no traffic."""
 
     @property
     def knative_uri(self) -> str:
@@ -367,8 +371,8 @@ def paused(annotations: dict[str, str]) -> bool:
     return annotations.get(naming.PAUSE_ANNOTATION, "").lower() in ("true", "1", "yes")
 
 
-def decide(inputs: Inputs) -> Decision:
-    """The traffic and rollout status for ``inputs``; see the module docstring."""
+def _transition(inputs: Inputs) -> Decision:
+    """The next rollout state and its Events (every path ends in ``_finish``)."""
     status, art, serving, now = inputs.status, inputs.artifact, inputs.serving, inputs.now
     revisions: dict[str, Any] = dict(status.get("revisions") or {})
     rollout: dict[str, Any] = dict(status.get("rollout") or {})
@@ -677,6 +681,16 @@ def _shadow_pending(rollout: dict[str, Any]) -> bool:
     return bool(shadow) and not shadow.get("done")
 
 
+def decide(inputs: Inputs) -> Decision:
+    """The rollout status, the traffic and the conditions for ``inputs``: a transition
+    (state, inputs → state, events), then the traffic and the conditions that state implies.
+    See the module docstring."""
+    d = _transition(inputs)
+    _traffic(d, inputs)
+    d.conditions.extend(_conditions(d, inputs))
+    return d
+
+
 def _next_step(
     d: Decision, rollout: dict[str, Any], step: int, steps: list[Any]
 ) -> tuple[dict[str, Any], str]:
@@ -795,7 +809,8 @@ def _finish(
     settled: bool,
     failed: bool = False,
 ) -> Decision:
-    serving = inputs.serving
+    """Where every transition ends: the new state, and whether the rollout is settled (no
+    canary any more) or failed; ``decide`` then derives the traffic and the conditions."""
     d.revisions = {k: v for k, v in revisions.items() if v is not None}
     if rollout is not None:
         rollout = {k: v for k, v in rollout.items() if v is not None}
@@ -805,40 +820,60 @@ def _finish(
         rollout["shadow"] = {**rollout["shadow"], "active": shadowing}
         d.shadow_on = shadowing
     d.rollout = rollout
-    if failed:
+    d.settled, d.failed = settled, failed
+    return d
+
+
+def _traffic(d: Decision, inputs: Inputs) -> None:
+    """What the serving layer is told, from the state ``_finish`` recorded: a failed revision
+    gets nothing, a settled rollout leaves stable alone, and the traffic as read back."""
+    serving = inputs.serving
+    if d.failed:
         # Knative: the failed revision stays the latest, at 0%. Standard: it is deleted.
         d.canary_percent = 0 if inputs.knative else None
         d.canary_isvc, d.canary_weight = False, 0
         d.route = not inputs.knative
-    elif settled and inputs.knative:
+    elif d.settled and inputs.knative:
         # Back on (or first on) stable: hold the old rolled-out revision until the latest one
         # serves the stable artifact, so a failed canary revision never gets traffic meanwhile.
         d.canary_uri = None
         if serving.exists and serving.latest_ready_uri != d.stable_uri:
             d.canary_percent = 0
-    elif settled:
+    elif d.settled:
         d.canary_isvc, d.canary_weight = False, 0
     if not inputs.knative:
         # Standard mode always has the route, from the first deployment on: its host is the one
         # that splits traffic, and so the status URL clients follow (docs/canary.md#urls).
         d.route = True
     # Settled: no canary any more, whatever share the revision had while it was one.
-    stable_w, canary_w = (100, 0) if settled else serving.weights
+    stable_w, canary_w = (100, 0) if d.settled else serving.weights
     d.traffic = {"stable": stable_w, "canary": canary_w, "split": f"{stable_w}/{canary_w}"}
+
+
+def _conditions(d: Decision, inputs: Inputs) -> list[Wanted]:
+    """RolloutProgressing, as the state and the traffic read back say."""
+    rollout, revisions = d.rollout, d.revisions
+    canary_w = d.traffic["canary"]
+    conditions: list[Wanted] = []
     phase = (rollout or {}).get("phase", "")
     step = int((rollout or {}).get("step") or 0)
     steps = inputs.spec.steps
     summary = (rollout or {}).get("lastAnalysis") or ""
     if phase == INCONCLUSIVE:
-        d.conditions.append(
+        conditions.append(
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
                 "Inconclusive",
-                f"step {step + 1}/{len(steps)}: canary {revisions.get('canary')} held at "
+                (
+                    "shadow phase"
+                    if _shadow_pending(rollout or {})
+                    else f"step {step + 1}/{len(steps)}"
+                )
+                + f": canary {revisions.get('canary')} held at "
                 f"{canary_w}%, the analysis could not judge it: "
                 f"{(rollout or {}).get('inconclusive', '')}; "
-                "'modeldeploy resume' retries the step, 'modeldeploy abort' rolls back",
+                "'modeldeploy resume' retries it, 'modeldeploy abort' rolls back",
             )
         )
     elif phase == SHADOWING:
@@ -851,7 +886,7 @@ def _finish(
         )
         if shadow.get("active") and paused(inputs.annotations):
             what += "; paused: the steps wait for resume"
-        d.conditions.append(
+        conditions.append(
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
@@ -860,7 +895,7 @@ def _finish(
             )
         )
     elif phase in (PROGRESSING, PAUSED):
-        d.conditions.append(
+        conditions.append(
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
@@ -871,7 +906,7 @@ def _finish(
             )
         )
     elif phase == PROMOTING:
-        d.conditions.append(
+        conditions.append(
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
@@ -881,11 +916,11 @@ def _finish(
         )
     elif phase in (ROLLED_BACK, ABORTED, FAILED):
         reason = {ROLLED_BACK: "RolledBack", ABORTED: "Aborted", FAILED: "RolloutFailed"}[phase]
-        d.conditions.append(
+        conditions.append(
             Wanted(ConditionType.ROLLOUT_PROGRESSING, False, reason, rollout_failure(rollout))
         )
     else:
-        d.conditions.append(
+        conditions.append(
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 False,
@@ -893,7 +928,7 @@ def _finish(
                 f"revision {revisions.get('stable')} is stable",
             )
         )
-    return d
+    return conditions
 
 
 def rollout_failure(rollout: dict[str, Any] | None) -> str:
