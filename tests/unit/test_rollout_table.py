@@ -54,7 +54,7 @@ INPUTS: dict[str, Any] = {
         {},
         AnalysisResult(END, False, True, inconclusive=["0"]),
         None,
-    ),  # fmt: skip
+    ),
     "the canary cannot start": ({}, None, "RevisionFailed: crash"),
 }
 P = RolloutPhase
