@@ -460,6 +460,18 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     assert again.events == []
     assert again.create_job is None
     assert again.apply_isvc == serving.apply_isvc  # the same apply: a no-op on the server
+    # What is already there, with KServe's additions, is not sent again at all.
+    live = copy.deepcopy(serving.apply_isvc)
+    assert live is not None
+    live["spec"]["predictor"]["model"]["name"] = "kserve-container"  # a default KServe adds
+    live["status"] = ready_isvc(SUMMARY["uri"])["status"]
+    quiet = plan(observed(copy.deepcopy(body), isvc=live, route=serving.apply_route), CONFIG, NOW)
+    assert (quiet.apply_isvc, quiet.apply_route) == (None, None)
+    assert not quiet.status_changed
+    live["spec"]["predictor"]["minReplicas"] = 3  # someone scaled it by hand: ours again
+    drifted = plan(observed(copy.deepcopy(body), isvc=live, route=serving.apply_route), CONFIG,
+                   NOW)  # fmt: skip
+    assert drifted.apply_isvc == serving.apply_isvc
 
 
 def test_plan_keeps_the_old_artifact_serving_when_staging_fails() -> None:

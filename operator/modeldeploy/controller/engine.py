@@ -77,6 +77,8 @@ class State:
         """Every revision's drift gauges, read once per resync (``controller/drift.py``)."""
         self.prometheus: dict[str, Any] = {}
         """A client per Prometheus address queried (``prometheus_client.Prometheus``)."""
+        self.staging_policies: set[str] = set()
+        """Namespaces whose staging NetworkPolicy this operator has made or found."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -137,10 +139,13 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         deployment is not None
         and deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD
     )
-    if standard and (status.get("rollout") or (status.get("revisions") or {}).get("canary")):
-        # Only a rollout creates these; a deployment that never had one costs no extra reads.
-        canary = await kube.inference_service(namespace, naming.canary_name(name))
+    if standard:
+        # Read, not written blind: an unchanged route is not applied again (``plan``), and one
+        # under our name that another owns is reported, never taken over.
         route = await kube.http_route(namespace, naming.route_name(name))
+    if standard and (status.get("rollout") or (status.get("revisions") or {}).get("canary")):
+        # Only a rollout creates it; a deployment that never had one costs no extra read.
+        canary = await kube.inference_service(namespace, naming.canary_name(name))
     shadow_config_map = None
     if (
         status.get("rollout")
@@ -232,8 +237,10 @@ async def _converge_locked(
             )
         observed = await observe(state, body, runtimes)
         decided = await plan_with_analysis(state, observed)
-        if decided.create_network_policy is not None:
+        if decided.create_network_policy is not None and namespace not in state.staging_policies:
+            # Once per namespace (one policy for all its staging pods), before the first Job.
             await kube.create_network_policy(decided.create_network_policy)
+            state.staging_policies.add(namespace)
         if decided.create_job is not None and await kube.create_job(decided.create_job):
             logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
         applies = [

@@ -45,6 +45,8 @@ ANNOTATION_PREFIX = "modeldeploy.io"
 """kopf keeps its handler progress and last-handled spec in annotations under this prefix."""
 
 STAGING = "staging"
+STAGING_POLICY = "modeldeploy-staging"
+"""The NetworkPolicy of every staging pod in a namespace."""
 STABLE = "stable"
 CANARY = "canary"
 CLEANUP = "cleanup"
@@ -53,11 +55,6 @@ STAGE_CONTAINER = "stage"
 FETCH_CONTAINER = "fetch"
 PUBLISH_CONTAINER = "publish"
 """The staging Job's steps that run only our code, before and after ``stage``."""
-
-
-def staging_policy_name(deployment: str) -> str:
-    """The NetworkPolicy of a ModelDeployment's staging pods."""
-    return f"{deployment}-staging"[:253]
 
 
 def staging_job_name(deployment: str, staging_hash: str) -> str:

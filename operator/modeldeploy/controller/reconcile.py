@@ -121,6 +121,18 @@ def rejected_status(
     return {"conditions": conditions}, events
 
 
+def applied(live: Any, wanted: Any) -> bool:
+    """Whether ``live`` already holds every field of ``wanted`` with the same value (maps by
+    key, lists whole): applying ``wanted`` again would change nothing, so it is not sent.
+    Fields others added (KServe's defaults, status) do not matter; one of ours that a webhook
+    changed does, and the apply goes out as before."""
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(
+            applied(live.get(k), v) for k, v in wanted.items() if k != "status"
+        )
+    return bool(live == wanted)
+
+
 def foreign_owner(obj: dict[str, Any] | None, uid: str) -> str | None:
     """Who owns ``obj``, when it exists and our ModelDeployment (``uid``) does not."""
     if obj is None:
@@ -199,6 +211,12 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         status["url"] = isvc["status"]["url"]
 
     def finish() -> Plan:
+        # An unchanged object is not applied again: a server-side apply that changes nothing
+        # still costs the API server a write's work, and every watcher an event.
+        for attr, live in (("apply_isvc", observed.isvc), ("apply_canary", observed.canary_isvc),
+                           ("apply_route", observed.route)):  # fmt: skip
+            if applied(live, getattr(result, attr)):
+                setattr(result, attr, None)
         conditions, events = merge(old_status.get("conditions"), wanted, generation, now)
         status["conditions"] = conditions
         if serving_ok and "traffic" not in status:
@@ -306,9 +324,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
         attempt = staging_retry.attempt_to_make(old_status, digest)
         result.create_job = build_staging_job(deployment, meta["uid"], config, attempt)
         if config.staging_network_policy:
-            result.create_network_policy = build_staging_network_policy(
-                deployment, meta["uid"], config
-            )
+            result.create_network_policy = build_staging_network_policy(meta["namespace"], config)
         wanted.append(
             Wanted(ConditionType.ARTIFACT_READY, None, "StagingStarted", f"created Job {job_name}")
         )

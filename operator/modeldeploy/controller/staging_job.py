@@ -229,24 +229,25 @@ DNS_EGRESS = {
 """Name lookups go to the cluster DNS (CoreDNS and kube-dns both carry k8s-app: kube-dns)."""
 
 
-def build_staging_network_policy(
-    deployment: ModelDeployment, uid: str, config: OperatorConfig
-) -> dict[str, Any]:
-    """A NetworkPolicy for ``deployment``'s staging pods: no ingress at all, and egress to the
-    cluster DNS and the operator's ``staging_egress`` only. The pod runs the tenant's pickle;
-    it needs the source and the store, and nothing else in or out of the cluster."""
-    name = deployment.metadata.name
+def build_staging_network_policy(namespace: str, config: OperatorConfig) -> dict[str, Any]:
+    """The NetworkPolicy of every staging pod in ``namespace``: no ingress at all, and egress to
+    the cluster DNS and the operator's ``staging_egress`` only. A staging pod runs the tenant's
+    pickle; it needs the source and the store, and nothing else in or out of the cluster.
+
+    One per namespace, not one per ModelDeployment: the rules are the operator's, the same for
+    every staging pod, and one object made once costs one write where one per deployment cost
+    a write for each."""
+    selector = {naming.MANAGED_BY: naming.MANAGER, naming.ROLE_LABEL: naming.STAGING}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
-            "name": naming.staging_policy_name(name),
-            "namespace": deployment.metadata.namespace or "default",
-            "labels": naming.labels(name, naming.STAGING),
-            "ownerReferences": [naming.owner_reference(name, uid)],
+            "name": naming.STAGING_POLICY,
+            "namespace": namespace,
+            "labels": {naming.MANAGED_BY: naming.MANAGER},
         },
         "spec": {
-            "podSelector": {"matchLabels": naming.labels(name, naming.STAGING)},
+            "podSelector": {"matchLabels": selector},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": [DNS_EGRESS, *(egress_rule(e) for e in config.staging_egress)],
