@@ -122,11 +122,15 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
     secret = config.artifact_store_secret
     missing = secret if secret and not await kube.secret_exists(namespace, secret) else None
     jobs = await kube.jobs(namespace, name, naming.STAGING)
+    recorded = ((body.get("status") or {}).get("artifact") or {}).get("stagingHash")
     if deployment is not None:
         store = config.tenant_store(namespace)
-        current = naming.staging_job_name(name, staging_hash(deployment, store))
+        digest = staging_hash(deployment, store)
+        current = naming.staging_job_name(name, digest)
         for job in jobs:
-            if job["metadata"]["name"] == current:
+            # A result already in the status is not read again: the finished Job stays until
+            # its TTL, and its pods need no listing on every later reconcile.
+            if job["metadata"]["name"] == current and recorded != digest:
                 message = None
                 if job_phase(job) != "Running":
                     pods = await kube.job_pods(namespace, current)
