@@ -121,11 +121,18 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         )
     secret = config.artifact_store_secret
     missing = secret if secret and not await kube.secret_exists(namespace, secret) else None
-    jobs = await kube.jobs(namespace, name, naming.STAGING)
     recorded = ((body.get("status") or {}).get("artifact") or {}).get("stagingHash")
-    if deployment is not None:
-        store = config.tenant_store(namespace)
-        digest = staging_hash(deployment, store)
+    digest = (
+        staging_hash(deployment, config.tenant_store(namespace)) if deployment is not None else None
+    )
+    # The staging Jobs matter until the current spec's artifact is recorded; after that, the
+    # finished ones are the TTL controller's, and listing them on every reconcile is waste.
+    jobs = (
+        await kube.jobs(namespace, name, naming.STAGING)
+        if digest is None or recorded != digest
+        else []
+    )
+    if digest is not None:
         current = naming.staging_job_name(name, digest)
         for job in jobs:
             # A result already in the status is not read again: the finished Job stays until

@@ -47,6 +47,21 @@ class _Runtimes:
 OWNED = {naming.MANAGED_BY: naming.MANAGER}
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):  # type: ignore[misc]
+    """No change handlers (create, update, delete) are registered, so kopf never needs an
+    object's "essence": building one deep-copied and diffed every body on every watch event, a
+    tenth of the operator's CPU in the 1 000 ModelDeployment benchmark. An empty one does."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 def _state(memo: Any) -> State:
     state: State = memo.state
     return state
@@ -87,6 +102,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # No kopf change handlers (create/update/delete): kopf keeps no finalizer, diff-base or
         # progress annotations on the objects, which a level-based reconcile needs none of. The
         # finalizer is ours (``_converge_locked``, ``_release_artifacts``).
+        settings.persistence.diffbase_storage = _NoDiffBase()
         # The resources are known; no cluster-wide watch on CRDs and namespaces (least privilege:
         # the Helm chart's RBAC grants none).
         settings.scanning.disabled = True

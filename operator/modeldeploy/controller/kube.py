@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
@@ -86,7 +86,7 @@ class Kube:
             if _retryable(err):
                 raise TransientApiError(f"{getattr(fn, '__name__', fn)}: {err}") from err
             raise
-        return json.loads(data) if data else None
+        return orjson.loads(data) if data else None
 
     async def _maybe(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
