@@ -15,6 +15,8 @@ import pytest
 from modeldeploy.testing import Assets, ControlPlane, ControlPlaneError
 from modeldeploy.testing.controlplane import REPO_ROOT
 
+pytestmark = pytest.mark.cluster  # starts control planes of its own
+
 
 def alive(pid: int) -> bool:
     try:
