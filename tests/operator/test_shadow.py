@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,12 @@ import pytest
 from kubernetes import client
 
 from modeldeploy.api import mirror
-from modeldeploy.runtime import protocol
 from modeldeploy.testing.demo_model import digits
 from modeldeploy.testing.load import Load
 from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
 from tests.operator.rollouts import ENV_FAST, canary_spec, knative, status, walk
-from tests.runtime.server import running
+from tests.runtime.server import replay, running
 
 GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
 
@@ -146,16 +144,6 @@ def route_recorder(api_client: client.ApiClient, namespace: str) -> Iterator[lis
     yield seen
     stop.set()
     thread.join()
-
-
-def replay(url: str, body: bytes, header_length: int) -> dict[str, np.ndarray]:
-    request = urllib.request.Request(
-        f"{url}/v2/models/digits/infer", data=body, method="POST",
-        headers={"Inference-Header-Content-Length": str(header_length)},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        length = reply.headers.get("Inference-Header-Content-Length")
-        return protocol.parse_answer(reply.read(), int(length) if length else None)
 
 
 def test_a_candidate_with_the_wrong_mean_is_caught_in_the_dark_and_its_evidence_reproduces_it(

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modeldeploy.testing.controlplane import REPO_ROOT, free_port
 from modeldeploy.testing.processes import stop_group
@@ -79,3 +80,17 @@ def running(
 def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """SIGTERM the server's process group, SIGKILL it if it is still there after ``grace``."""
     stop_group(process, grace)
+
+
+def replay(url: str, body: bytes, header_length: int, model: str = "digits") -> dict[str, Any]:
+    """POST a v2 REST body as is (a shadow's evidence keeps one) to ``url``; the numeric
+    outputs of the answer."""
+    from modeldeploy.runtime import protocol
+
+    request = urllib.request.Request(
+        f"{url}/v2/models/{model}/infer", data=body, method="POST",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        length = reply.headers.get("Inference-Header-Content-Length")
+        return protocol.parse_answer(reply.read(), int(length) if length else None)
