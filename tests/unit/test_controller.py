@@ -468,6 +468,17 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     quiet = plan(observed(copy.deepcopy(body), isvc=live, route=serving.apply_route), CONFIG, NOW)
     assert (quiet.apply_isvc, quiet.apply_route) == (None, None)
     assert not quiet.status_changed
+    # A field our last apply set and this one drops (a promotion's canaryTrafficPercent) is
+    # removed only by applying: the managedFields say it is ours.
+    live["metadata"]["managedFields"] = [{
+        "manager": "modeldeploy-operator", "operation": "Apply",
+        "fieldsV1": {"f:spec": {"f:predictor": {"f:canaryTrafficPercent": {}, "f:model": {}}}},
+    }]  # fmt: skip
+    live["spec"]["predictor"]["canaryTrafficPercent"] = 60
+    promoted = plan(observed(copy.deepcopy(body), isvc=live, route=serving.apply_route), CONFIG,
+                    NOW)  # fmt: skip
+    assert promoted.apply_isvc == serving.apply_isvc
+    del live["spec"]["predictor"]["canaryTrafficPercent"], live["metadata"]["managedFields"]
     live["spec"]["predictor"]["minReplicas"] = 3  # someone scaled it by hand: ours again
     drifted = plan(observed(copy.deepcopy(body), isvc=live, route=serving.apply_route), CONFIG,
                    NOW)  # fmt: skip

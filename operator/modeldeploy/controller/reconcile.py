@@ -122,15 +122,47 @@ def rejected_status(
 
 
 def applied(live: Any, wanted: Any) -> bool:
-    """Whether ``live`` already holds every field of ``wanted`` with the same value (maps by
-    key, lists whole): applying ``wanted`` again would change nothing, so it is not sent.
-    Fields others added (KServe's defaults, status) do not matter; one of ours that a webhook
-    changed does, and the apply goes out as before."""
+    """Whether applying ``wanted`` (server-side, as the operator's field manager) would change
+    nothing on ``live``, so that it need not be sent: ``live`` holds every field of ``wanted``
+    with the same value (maps by key, lists whole), and ``wanted`` drops none of the fields the
+    operator's last apply set (which the apply would remove, e.g. ``canaryTrafficPercent`` at a
+    promotion), as ``live``'s managedFields record them. Fields others added (KServe's
+    defaults, status) do not matter; one of ours that a webhook changed does."""
+    if wanted is None or live is None:
+        return live is None and wanted is None
+    owned = next(
+        (m.get("fieldsV1") for m in (live.get("metadata") or {}).get("managedFields") or []
+         if m.get("manager") == naming.FIELD_MANAGER and m.get("operation") == "Apply"),
+        None,
+    )  # fmt: skip
+    return _holds(live, wanted) and not _dropped(owned or {}, wanted)
+
+
+def _holds(live: Any, wanted: Any) -> bool:
     if isinstance(wanted, dict):
         return isinstance(live, dict) and all(
-            applied(live.get(k), v) for k, v in wanted.items() if k != "status"
+            _holds(live.get(k), v) for k, v in wanted.items() if k != "status"
         )
     return bool(live == wanted)
+
+
+def _dropped(owned: dict[str, Any], wanted: Any) -> bool:
+    """Whether a field in ``owned`` (a managedFields ``fieldsV1`` tree: ``f:<name>`` per map
+    key) is missing from ``wanted``. Lists are compared whole by ``_holds``, so their items
+    (``k:``, ``v:``, ``i:`` keys) are not walked."""
+    for key, below in owned.items():
+        if not key.startswith("f:"):
+            continue
+        name = key[2:]
+        if not isinstance(wanted, dict) or name not in wanted:
+            return True
+        if (
+            isinstance(below, dict)
+            and isinstance(wanted[name], dict)
+            and _dropped(below, wanted[name])
+        ):
+            return True
+    return False
 
 
 def foreign_owner(obj: dict[str, Any] | None, uid: str) -> str | None:
