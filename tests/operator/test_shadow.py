@@ -237,4 +237,5 @@ def test_a_candidate_that_dies_in_the_shadow_fails_on_its_error_share_and_no_cli
     assert all(weight == 0 for _, _, weight in seen), seen
     # Every client request was answered while the shadow's requests failed.
     assert load.outcomes["error"] == 0
-    assert load.outcomes["ok"] > 100
+    # At least as many as the mirrored requests the failure stands on (minRequests, 10).
+    assert load.outcomes["ok"] >= 10
