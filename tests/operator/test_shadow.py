@@ -29,6 +29,7 @@ import pytest
 from kubernetes import client
 
 from modeldeploy.api import mirror
+from modeldeploy.runtime.shadow import compare
 from modeldeploy.testing.demo_model import digits
 from modeldeploy.testing.load import Load
 from modeldeploy.testing.processes import LocalStack
@@ -196,8 +197,12 @@ def test_a_candidate_with_the_wrong_mean_is_caught_in_the_dark_and_its_evidence_
     with running(candidate_artifact, tmp_path) as candidate:
         for name, array in replay(f"http://{candidate.http}", body, header).items():
             np.testing.assert_array_equal(array, kept[f"candidate/{name}"])
-    first_output = next(f for f in kept.files if f.startswith("stable/")).removeprefix("stable/")
-    assert np.abs(kept[f"candidate/{first_output}"] - kept[f"stable/{first_output}"]).max() > 0.01
+    # And the two kept answers disagree as the shadow judged them: beyond the candidate's parity
+    # tolerances (1e-3, 1e-3), or another top-1 class.
+    outputs = [f.removeprefix("stable/") for f in kept.files if f.startswith("stable/")]
+    verdict = compare({n: kept[f"stable/{n}"] for n in outputs},
+                      {n: kept[f"candidate/{n}"] for n in outputs}, 1e-3, 1e-3, classifier=True)  # fmt: skip
+    assert not verdict.agree, verdict
 
 
 def _kill_listener(url: str) -> None:
