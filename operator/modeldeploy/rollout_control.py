@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
-from modeldeploy.api.status import RolloutPhase
+from modeldeploy.api.status import RolloutPhase, shadow_pending
 from modeldeploy.controller import naming
 
 ANNOTATIONS: dict[str, dict[str, str | None]] = {
@@ -280,7 +280,7 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("failed", f"{revisions['failed']}  (no traffic until the spec changes)"))
     phase = rollout.get("phase") or "-"
     step = int(rollout.get("step") or 0)
-    if spec_steps and phase in (*AT_A_STEP, RolloutPhase.FAILED) and not _shadow_pending(rollout):
+    if spec_steps and phase in (*AT_A_STEP, RolloutPhase.FAILED) and not shadow_pending(rollout):
         weight = spec_steps[min(step, len(spec_steps) - 1)].get("weight")
         rows.append(("phase", f"{phase}, step {step + 1}/{len(spec_steps)} (target {weight}%)"))
     else:
@@ -312,11 +312,6 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         if c:
             rows.append((kind, f"{c.get('status')} {c.get('reason')}: {c.get('message', '')}"))
     return rows
-
-
-def _shadow_pending(rollout: dict[str, Any]) -> bool:
-    shadow = rollout.get("shadow") or {}
-    return bool(shadow) and not shadow.get("done")
 
 
 def shadow_text(shadow: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -236,6 +236,12 @@ ACTIVE_PHASES = frozenset({RolloutPhase.SHADOWING, RolloutPhase.PROGRESSING, Rol
                            RolloutPhase.INCONCLUSIVE})  # fmt: skip
 HOLDING_PHASES = frozenset({RolloutPhase.PAUSED, RolloutPhase.FAILED, RolloutPhase.INCONCLUSIVE})
 """Phases that keep the canary at its step's weight without analysing."""
+
+
+def shadow_pending(rollout: dict[str, Any]) -> bool:
+    """Whether a stored ``status.rollout`` has a shadow phase that has not passed yet."""
+    shadow = rollout.get("shadow") or {}
+    return bool(shadow) and not shadow.get("done")
 
 
 class ShadowReport(ApiModel):

@@ -30,7 +30,13 @@ from typing import Any
 
 from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.rollout import RolloutSpec, Strategy
-from modeldeploy.api.status import ACTIVE_PHASES, HOLDING_PHASES, ConditionType, RolloutPhase
+from modeldeploy.api.status import (
+    ACTIVE_PHASES,
+    HOLDING_PHASES,
+    ConditionType,
+    RolloutPhase,
+    shadow_pending,
+)
 from modeldeploy.controller import naming
 from modeldeploy.controller.conditions import Transition, Wanted
 
@@ -455,7 +461,7 @@ def _transition(inputs: Inputs) -> Decision:
         step = int(rollout.get("step") or 0)
 
     if phase == INCONCLUSIVE and command in ("resume", "retry"):
-        shadowing = _shadow_pending(rollout)
+        shadowing = shadow_pending(rollout)
         d.events.append(
             Transition(
                 "Normal",
@@ -675,12 +681,6 @@ def _end_shadow(
     return moved, PROGRESSING
 
 
-def _shadow_pending(rollout: dict[str, Any]) -> bool:
-    """Whether this rollout has a shadow phase that has not passed yet."""
-    shadow = rollout.get("shadow") or {}
-    return bool(shadow) and not shadow.get("done")
-
-
 def decide(inputs: Inputs) -> Decision:
     """The rollout status, the traffic and the conditions for ``inputs``: a transition
     (state, inputs → state, events), then the traffic and the conditions that state implies.
@@ -867,7 +867,7 @@ def _conditions(d: Decision, inputs: Inputs) -> list[Wanted]:
                 "Inconclusive",
                 (
                     "shadow phase"
-                    if _shadow_pending(rollout or {})
+                    if shadow_pending(rollout or {})
                     else f"step {step + 1}/{len(steps)}"
                 )
                 + f": canary {revisions.get('canary')} held at "

@@ -312,8 +312,3 @@ class ShadowMirror:
 
     def evidence_file(self, evidence_id: str) -> Evidence | None:
         return next((e for e in self._evidence if e.id == evidence_id), None)
-
-    async def wait_idle(self) -> None:
-        """Until every mirrored request out now has finished (tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
