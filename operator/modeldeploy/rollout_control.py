@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
-from modeldeploy.api.status import RolloutPhase, shadow_pending
+from modeldeploy.api.status import RolloutPhase, RolloutStatus, shadow_pending
 from modeldeploy.controller import naming
 
 ANNOTATIONS: dict[str, dict[str, str | None]] = {
@@ -280,7 +282,11 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("failed", f"{revisions['failed']}  (no traffic until the spec changes)"))
     phase = rollout.get("phase") or "-"
     step = int(rollout.get("step") or 0)
-    if spec_steps and phase in (*AT_A_STEP, RolloutPhase.FAILED) and not shadow_pending(rollout):
+    if (
+        spec_steps
+        and phase in (*AT_A_STEP, RolloutPhase.FAILED)
+        and not shadow_pending(_typed(rollout))
+    ):
         weight = spec_steps[min(step, len(spec_steps) - 1)].get("weight")
         rows.append(("phase", f"{phase}, step {step + 1}/{len(spec_steps)} (target {weight}%)"))
     else:
@@ -312,6 +318,15 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         if c:
             rows.append((kind, f"{c.get('status')} {c.get('reason')}: {c.get('message', '')}"))
     return rows
+
+
+def _typed(rollout: dict[str, Any]) -> RolloutStatus | None:
+    """``status.rollout`` as the operator's model, or None when it has none or one this CLI's
+    version does not know (the rows then show the stored values as they are)."""
+    try:
+        return RolloutStatus.model_validate(rollout) if rollout else None
+    except ValidationError:
+        return None
 
 
 def shadow_text(shadow: dict[str, Any]) -> str:

@@ -37,12 +37,15 @@ MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 LATENCY_N = int(os.environ.get("BENCH_LATENCY_N", "100"))
 SCALE_N = int(os.environ.get("BENCH_SCALE_N", "1000"))
+MODE = os.environ.get("BENCH_DEPLOYMENT_MODE", "Standard")
+"""The example's deployment mode (Standard) or Knative, which has no HTTPRoute to write."""
 
 
 def _spec() -> dict[str, Any]:
     spec: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples" / "digits-cpu.yaml").read_text())[
         "spec"
     ]
+    spec.setdefault("serving", {})["deploymentMode"] = MODE
     return spec
 
 
@@ -242,6 +245,7 @@ def main() -> None:
             plane.stop()
     used = ", ".join(f"{n} {cpu_deployed[n] - cpu_small[n]:.0f} s" for n in cpu_deployed)
     print(f"machine: {os.cpu_count()} CPUs, shared by every process below and this benchmark")
+    print(f"deployment mode: {MODE}")
     print("benchmark                                                   value")
     print(
         f"apply → InferenceService (n={len(latencies)} of {LATENCY_N})             "

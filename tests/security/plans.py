@@ -10,6 +10,6 @@ def refused_before_anything(result: Any) -> dict[str, Any]:
     assert result.create_job is None
     assert result.create_network_policy is None
     assert result.apply_isvc is None
-    ready: dict[str, Any] = {c["type"]: c for c in result.status["conditions"]}["Ready"]
+    ready: dict[str, Any] = {c["type"]: c for c in result.status.wire()["conditions"]}["Ready"]
     assert ready["status"] == "False"
     return ready

@@ -30,7 +30,7 @@ def with_analysis(**analysis: Any) -> dict[str, Any]:
 
 
 def ready_of(result: Any) -> dict[str, Any]:
-    return {c["type"]: c for c in result.status["conditions"]}["Ready"]
+    return {c["type"]: c for c in result.status.wire()["conditions"]}["Ready"]
 
 
 def test_a_metadata_endpoint_as_prometheus_is_refused_before_anything_exists() -> None:

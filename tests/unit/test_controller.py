@@ -336,23 +336,23 @@ def test_the_summary_of_a_success_is_read_from_publish_and_a_failure_from_the_fa
 
 def test_conditions_keep_transition_time_and_report_changes() -> None:
     first, events = merge(None, [Wanted(ConditionType.READY, False, "Staging", "wait")], 1, NOW)
-    assert first[0]["lastTransitionTime"] == "2026-11-23T12:00:00Z"
+    assert first[0].wire()["lastTransitionTime"] == "2026-11-23T12:00:00Z"
     assert [(e.type, e.reason) for e in events] == [("Warning", "Staging")]
     later = NOW + timedelta(minutes=5)
     same, events = merge(first, [Wanted(ConditionType.READY, False, "Staging", "still")], 2, later)
-    assert same[0]["lastTransitionTime"] == "2026-11-23T12:00:00Z"
+    assert same[0].wire()["lastTransitionTime"] == "2026-11-23T12:00:00Z"
     assert events == []
-    assert same[0]["observedGeneration"] == 2
-    assert same[0]["message"] == "still"
+    assert same[0].wire()["observedGeneration"] == 2
+    assert same[0].wire()["message"] == "still"
     flipped, events = merge(
         same, [Wanted(ConditionType.READY, True, "InferenceServiceReady")], 2, later
     )
-    assert flipped[0]["lastTransitionTime"] == "2026-11-23T12:05:00Z"
+    assert flipped[0].wire()["lastTransitionTime"] == "2026-11-23T12:05:00Z"
     assert [(e.type, e.reason) for e in events] == [("Normal", "InferenceServiceReady")]
     degraded, events = merge(
         flipped, [Wanted(ConditionType.DEGRADED, True, "ParityCheckFailed")], 2, later
     )
-    assert [c["type"] for c in degraded] == ["Ready", "Degraded"]
+    assert [c.type for c in degraded] == ["Ready", "Degraded"]
     assert events[0].type == "Warning"
 
 
@@ -407,9 +407,9 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     first = plan(observed(body), CONFIG, NOW)
     assert first.create_job is not None
     assert first.apply_isvc is None
-    assert first.status["conditions"][0]["reason"] == "StagingStarted"
+    assert first.status.wire()["conditions"][0]["reason"] == "StagingStarted"
 
-    body["status"] = first.status
+    body["status"] = first.status.wire()
     created = first.create_job
     running = plan(
         observed(body, jobs=[created], outcome=staging_outcome(job(active=1), None)), CONFIG, NOW
@@ -417,40 +417,40 @@ def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:
     assert running.create_job is None
     assert running.delete_jobs == []
 
-    body["status"] = running.status
+    body["status"] = running.status.wire()
     done_job = {**created, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     done = plan(
         observed(body, jobs=[done_job], outcome=staging_outcome(done_job, json.dumps(SUMMARY))),
         CONFIG,
         NOW,
     )
-    assert done.status["artifact"]["uri"] == SUMMARY["uri"]
-    assert done.status["artifact"]["stagingHash"] == staging_hash(deployment, STORE)
+    assert done.status.wire()["artifact"]["uri"] == SUMMARY["uri"]
+    assert done.status.wire()["artifact"]["stagingHash"] == staging_hash(deployment, STORE)
     assert done.apply_isvc is not None
     assert done.apply_isvc["spec"]["predictor"]["model"]["storageUri"] == SUMMARY["uri"]
     assert done.delete_jobs == []  # finished: the TTL controller's, not a write of ours
     assert created["spec"]["ttlSecondsAfterFinished"] == 600
 
-    body["status"] = done.status
+    body["status"] = done.status.wire()
     ready_isvc_url = ready_isvc(SUMMARY["uri"])["status"]["url"]
     serving = plan(observed(body, isvc=ready_isvc(SUMMARY["uri"])), CONFIG, NOW)
     # Standard mode: the route that splits traffic exists from the first deployment, and its
     # host, not the InferenceService's (stable only), is the URL clients get.
     assert serving.apply_route is not None
     assert serving.apply_route["spec"]["hostnames"] == ["digits.demo.example.com"]
-    assert serving.status["url"] == "http://digits.demo.example.com"
-    ready = next(c for c in serving.status["conditions"] if c["type"] == "Ready")
+    assert serving.status.wire()["url"] == "http://digits.demo.example.com"
+    ready = next(c for c in serving.status.wire()["conditions"] if c["type"] == "Ready")
     assert ready["message"] == (
         "serving at http://digits.demo.example.com through Gateway kserve/kserve-ingress-gateway "
         f"(the InferenceService alone: {ready_isvc_url})"
     )
-    assert {c["type"]: c["status"] for c in serving.status["conditions"]} == {
+    assert {c["type"]: c["status"] for c in serving.status.wire()["conditions"]} == {
         "ArtifactReady": "True", "Deployed": "True", "RolloutProgressing": "False", "Ready": "True",
         "Degraded": "False"}  # fmt: skip
-    assert serving.status["revisions"] == {
+    assert serving.status.wire()["revisions"] == {
         "stable": staging_hash(deployment, STORE), "stableUri": SUMMARY["uri"]}  # fmt: skip
 
-    body["status"] = serving.status
+    body["status"] = serving.status.wire()
     again = plan(
         observed(copy.deepcopy(body), isvc=ready_isvc(SUMMARY["uri"])),
         CONFIG,
@@ -500,8 +500,8 @@ def test_plan_keeps_the_old_artifact_serving_when_staging_fails() -> None:
     assert result.apply_isvc is None
     assert result.create_job is None
     assert result.delete_jobs == []
-    assert result.status["artifact"] == status["artifact"]
-    conditions = {c["type"]: c for c in result.status["conditions"]}
+    assert result.status.wire()["artifact"] == {**status["artifact"], "cacheHit": False}
+    conditions = {c["type"]: c for c in result.status.wire()["conditions"]}
     assert conditions["ArtifactReady"]["reason"] == "ParityCheckFailed"
     assert conditions["Degraded"]["status"] == "True"
     assert "max |Δ| 0.2" in conditions["Degraded"]["message"]
@@ -517,10 +517,10 @@ def test_plan_with_a_blocker_creates_nothing() -> None:
     assert result.create_job is None
     assert result.apply_isvc is None
     assert result.delete_jobs == []
-    conditions = {c["type"]: c for c in result.status["conditions"]}
+    conditions = {c["type"]: c for c in result.status.wire()["conditions"]}
     assert conditions["Ready"]["reason"] == "RuntimeNotFound"
     missing = plan(observed(body, secret_missing="creds"), CONFIG, NOW)
-    assert {c["type"]: c["reason"] for c in missing.status["conditions"]}[
+    assert {c["type"]: c["reason"] for c in missing.status.wire()["conditions"]}[
         "Ready"
     ] == "SecretNotFound"
     assert missing.create_job is None
@@ -535,7 +535,7 @@ def test_plan_refuses_a_custom_query_on_a_metric_the_runtime_does_not_export() -
     result = plan(observed(body), CONFIG, NOW)
     assert result.create_job is None
     assert result.apply_isvc is None
-    ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
+    ready = {c["type"]: c for c in result.status.wire()["conditions"]}["Ready"]
     assert ready["reason"] == "InvalidSpec"
     assert ready["message"].startswith(
         "spec.rollout.analysis.queries[0].query: metric modeldeploy_input_median is not exported"
@@ -551,17 +551,17 @@ def test_someone_elses_inference_service_under_our_name_is_left_alone() -> None:
     assert result.apply_isvc is None
     assert result.apply_route is None
     assert not result.delete_canary
-    conditions = {c["type"]: c for c in result.status["conditions"]}
+    conditions = {c["type"]: c for c in result.status.wire()["conditions"]}
     assert conditions["Ready"]["reason"] == "NameConflict"
     assert conditions["Ready"]["message"].startswith(
         "InferenceService demo/digits belongs to Notebook their-notebook"
     )
     assert conditions["Deployed"]["status"] == "False"  # nothing of ours serves
-    assert "url" not in result.status  # their URL is not ours to advertise
+    assert "url" not in result.status.wire()  # their URL is not ours to advertise
     by_hand = ready_isvc("s3://theirs/model")
     del by_hand["metadata"]["ownerReferences"]
     refused = plan(observed(body, isvc=by_hand), CONFIG, NOW)
-    ready = {c["type"]: c for c in refused.status["conditions"]}["Ready"]
+    ready = {c["type"]: c for c in refused.status.wire()["conditions"]}["Ready"]
     assert "belongs to no owner (made by hand?)" in ready["message"]
 
 
@@ -574,13 +574,15 @@ def test_someone_elses_config_map_under_the_shadow_s_name_is_never_taken_over() 
     )
     assert result.apply_shadow is None
     assert result.apply_isvc is None
-    ready = {c["type"]: c for c in result.status["conditions"]}["Ready"]
+    ready = {c["type"]: c for c in result.status.wire()["conditions"]}["Ready"]
     assert ready["reason"] == "NameConflict"
     assert "ConfigMap demo/digits-shadow belongs to Deployment their-app" in ready["message"]
     ours = {"metadata": {"name": "digits-shadow", "namespace": "demo",
                          "ownerReferences": [{"uid": UID, "kind": "ModelDeployment"}]}}  # fmt: skip
     fine = plan(observed(body, isvc=ready_isvc("s3://ours"), shadow_config_map=ours), CONFIG, NOW)
-    assert {c["type"]: c for c in fine.status["conditions"]}["Ready"]["reason"] != "NameConflict"
+    assert {c["type"]: c for c in fine.status.wire()["conditions"]}["Ready"][
+        "reason"
+    ] != "NameConflict"
 
 
 def test_plan_deletes_jobs_of_specs_no_longer_wanted() -> None:
@@ -639,7 +641,7 @@ def test_pull_secrets_reach_every_staging_job_and_predictor_pod() -> None:
     first = plan(observed(body), config, NOW)
     assert first.create_job is not None
     assert first.create_job["spec"]["template"]["spec"]["imagePullSecrets"] == wanted
-    body["status"] = first.status
+    body["status"] = first.status.wire()
     done_job = {
         **first.create_job,
         "status": {"conditions": [{"type": "Complete", "status": "True"}]},

@@ -106,7 +106,7 @@ def test_the_drifting_condition_names_what_crossed_the_threshold_with_the_number
 
     spec = spec_with(reference={"uri": "s3://d/r.npz"}, psiThreshold=0.2)
     calm, wanted = report(spec, DriftReading({"image/0": 0.031}, 0.012, 40), prometheus=True)
-    assert calm == {"monitored": True, "worstPsi": 0.03, "worstInput": "image/0",
+    assert calm.wire() == {"monitored": True, "worstPsi": 0.03, "worstInput": "image/0",
                     "predictionPsi": 0.01, "windowRequests": 40}  # fmt: skip
     assert wanted is not None
     assert (wanted.status, wanted.reason) == (False, "NoDrift")
@@ -125,13 +125,13 @@ def test_without_reference_data_prometheus_or_requests_nothing_is_claimed() -> N
     from modeldeploy.controller.drift import DriftReading, report
 
     none, wanted = report(spec_with(), DriftReading({"image/0": 9.0}, None, 40), prometheus=True)
-    assert none["monitored"] is False
-    assert "drift is not monitored" in none["message"]
+    assert none.monitored is False
+    assert "drift is not monitored" in str(none.message)
     assert wanted is None
     spec = spec_with(reference={"uri": "s3://d/r.npz"})
     blind, wanted = report(spec, None, prometheus=False)
-    assert "no Prometheus address" in blind["message"]
+    assert "no Prometheus address" in str(blind.message)
     assert wanted is None
     idle, wanted = report(spec, DriftReading({}, None, 0), prometheus=True)
-    assert "no requests served" in idle["message"]
+    assert "no requests served" in str(idle.message)
     assert wanted is None

@@ -11,6 +11,7 @@ import pytest
 
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.rollout import RolloutSpec
+from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import metric_sources, naming
 from modeldeploy.controller.analysis import builtin_queries, custom_query, run_checks
 from modeldeploy.controller.config import OperatorConfig
@@ -49,20 +50,28 @@ def inputs(
     spec: RolloutSpec = SPEC,
     knative: bool = True,
 ) -> Inputs:
-    return Inputs(spec, knative, NEW, status, serving, annotations or {}, now, analysis)
+    return Inputs(spec, knative, NEW, stored(status), serving, annotations or {}, now, analysis)
 
 
 def canary(weight: int, ready: bool = True) -> Serving:
     return Serving((100 - weight, weight), canary_ready=ready, canary_url="http://c", exists=True)
 
 
-def step(decision: Any) -> dict[str, Any]:
-    return {"revisions": decision.revisions, "rollout": decision.rollout}
+def stored(status: dict[str, Any] | ModelDeploymentStatus) -> ModelDeploymentStatus:
+    """A status as the API server would hand it back (the wire form, parsed)."""
+    if isinstance(status, ModelDeploymentStatus):
+        status = status.wire()
+    return ModelDeploymentStatus.model_validate(status)
+
+
+def step(decision: Any) -> ModelDeploymentStatus:
+    """The status the decision writes, as the next reconciliation reads it back."""
+    return stored(ModelDeploymentStatus(revisions=decision.revisions, rollout=decision.rollout))
 
 
 def test_first_deployment_has_no_rollout() -> None:
-    d = decide(Inputs(SPEC, True, NEW, {}, Serving((100, 0)), {}, T0))
-    assert d.revisions == {"stable": NEW.revision, "stableUri": NEW.uri}
+    d = decide(Inputs(SPEC, True, NEW, stored({}), Serving((100, 0)), {}, T0))
+    assert d.revisions.wire() == {"stable": NEW.revision, "stableUri": NEW.uri}
     assert d.canary_percent is None
     assert d.knative_uri == NEW.uri
     assert d.rollout is None
@@ -72,42 +81,42 @@ def test_a_new_artifact_walks_the_steps_with_analysis_then_promotes() -> None:
     # Start: the canary revision is applied at 0% until it is ready.
     d = decide(inputs({"revisions": SERVING_STABLE}, canary(0, ready=False)))
     assert d.rollout is not None
-    assert d.rollout["phase"] == "Progressing"
-    assert d.revisions["canary"] == NEW.revision
+    assert d.rollout.phase == "Progressing"
+    assert d.revisions.canary == NEW.revision
     assert (d.knative_uri, d.canary_percent) == (NEW.uri, 0)
     assert [e.reason for e in d.events] == ["RolloutStarted"]
     # Ready: the step's weight is set; its clock starts only once the weight is read back.
     d = decide(inputs(step(d), canary(0), T0 + timedelta(seconds=5)))
     assert d.canary_percent == 10
-    assert "stepStartedAt" not in d.rollout  # type: ignore[operator]
+    assert d.rollout.step_started_at is None
     d = decide(inputs(step(d), canary(10), T0 + timedelta(seconds=6)))
-    assert d.rollout["stepStartedAt"] == "2026-11-23T12:00:06Z"  # type: ignore[index]
+    assert d.rollout.step_started_at == T0 + timedelta(seconds=6)
     assert [e.reason for e in d.events] == ["CanaryStep"]
     started = T0 + timedelta(seconds=6)
     # Analysis is due at once, then every interval, and once more at the pause's end.
     assert analysis_due(inputs(step(d), canary(10), started))
     ok = AnalysisResult(at=started, passed=True, ready=True, error_rate=0.0, requests=12)
     d = decide(inputs(step(d), canary(10), started, analysis=ok))
-    assert d.rollout["analysis"]["requests"] == 12  # type: ignore[index]
+    assert d.rollout.analysis.requests == 12
     assert not analysis_due(inputs(step(d), canary(10), started + timedelta(seconds=10)))
     assert analysis_due(inputs(step(d), canary(10), started + timedelta(seconds=20)))
     end = started + timedelta(minutes=1)
     late = AnalysisResult(at=end, passed=True, ready=True)
     d = decide(inputs(step(d), canary(10), end, analysis=late))
-    assert d.rollout["step"] == 1  # type: ignore[index]
+    assert d.rollout.step == 1
     assert d.canary_percent == 50
     # Step 2, then Promoting: no canaryTrafficPercent; then Promoted once all traffic is on it.
     d = decide(inputs(step(d), canary(50), end))
     second = end
     final = AnalysisResult(at=second + timedelta(minutes=1), passed=True, ready=True)
     d = decide(inputs(step(d), canary(50), second + timedelta(minutes=1), analysis=final))
-    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.rollout.phase == "Promoting"
     assert d.canary_percent is None
     promoted = Serving((0, 100), canary_ready=True, stable_settled_on=NEW.uri, exists=True)
     d = decide(inputs(step(d), promoted, second + timedelta(minutes=1, seconds=2)))
-    assert d.rollout["phase"] == "Promoted"  # type: ignore[index]
-    assert d.revisions == {"stable": NEW.revision, "stableUri": NEW.uri}
-    assert d.traffic == {"stable": 100, "canary": 0, "split": "100/0"}
+    assert d.rollout.phase == "Promoted"
+    assert d.revisions.wire() == {"stable": NEW.revision, "stableUri": NEW.uri}
+    assert d.traffic.wire() == {"stable": 100, "canary": 0, "split": "100/0"}
     assert [e.reason for e in d.events] == ["RolloutPromoted"]
 
 
@@ -123,21 +132,21 @@ def test_failures_within_the_limit_hold_then_roll_back_with_the_numbers() -> Non
     bad = AnalysisResult(at=T0 + timedelta(seconds=1), passed=False, ready=True, error_rate=0.3,
                          failures=["error rate 0.3000 > max 0.01"])  # fmt: skip
     d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=1), analysis=bad))
-    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert d.rollout["failedChecks"] == 1  # type: ignore[index]  # failureLimit 1 tolerates one
+    assert d.rollout.phase == "Progressing"
+    assert d.rollout.failed_checks == 1  # failureLimit 1 tolerates one
     bad2 = AnalysisResult(at=T0 + timedelta(seconds=21), passed=False, ready=True, error_rate=0.4,
                           failures=["error rate 0.4000 > max 0.01"])  # fmt: skip
     d = decide(inputs(step(d), canary(10), T0 + timedelta(seconds=21), analysis=bad2))
-    assert d.rollout["phase"] == "RolledBack"  # type: ignore[index]
-    assert "error rate 0.4000" in d.rollout["failure"]  # type: ignore[index]
-    assert d.revisions == {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri}
+    assert d.rollout.phase == "RolledBack"
+    assert "error rate 0.4000" in d.rollout.failure
+    assert d.revisions.wire() == {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri}
     assert (d.knative_uri, d.canary_percent) == (NEW.uri, 0)
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "RolloutRolledBack")]
     # Later looks keep it at 0% while the spec is unchanged, with no new Events.
     again = decide(inputs(step(d), canary(0), T0 + timedelta(minutes=5)))
     assert again.canary_percent == 0
     assert again.events == []
-    assert again.rollout["phase"] == "RolledBack"  # type: ignore[index]
+    assert again.rollout.phase == "RolledBack"
 
 
 def test_without_auto_rollback_a_failure_holds_the_weights() -> None:
@@ -146,39 +155,39 @@ def test_without_auto_rollback_a_failure_holds_the_weights() -> None:
     state = progressing()
     state["rollout"]["failedChecks"] = 1
     d = decide(inputs(state, canary(10), T0, analysis=bad, spec=spec))
-    assert d.rollout["phase"] == "Failed"  # type: ignore[index]
+    assert d.rollout.phase == "Failed"
     assert d.canary_percent == 10
     assert [e.reason for e in d.events] == ["RolloutFailed"]
     aborted = decide(inputs(step(d), canary(10), T0, {naming.ABORT_ANNOTATION: "true"}, spec=spec))
-    assert aborted.rollout["phase"] == "Aborted"  # type: ignore[index]
+    assert aborted.rollout.phase == "Aborted"
     assert aborted.clear_annotations == [naming.ABORT_ANNOTATION]
 
 
 def test_a_canary_that_cannot_start_fails_at_once_or_at_the_deadline() -> None:
     broken = Serving((100, 0), canary_failed="RevisionFailed: self-test failed", exists=True)
     d = decide(inputs(progressing(), broken))
-    assert d.rollout["phase"] == "RolledBack"  # type: ignore[index]
-    assert "self-test failed" in d.rollout["failure"]  # type: ignore[index]
+    assert d.rollout.phase == "RolledBack"
+    assert "self-test failed" in d.rollout.failure
     slow = decide(inputs(progressing(), canary(0, ready=False), T0 + timedelta(minutes=29)))
-    assert slow.rollout["phase"] == "Progressing"  # type: ignore[index]
+    assert slow.rollout.phase == "Progressing"
     late = decide(inputs(progressing(), canary(0, ready=False), T0 + timedelta(minutes=31)))
-    assert "progressDeadline" in late.rollout["failure"]  # type: ignore[index]
+    assert "progressDeadline" in late.rollout.failure
 
 
 def test_pause_freezes_and_resume_restarts_the_step() -> None:
     paused = {naming.PAUSE_ANNOTATION: "true"}
     d = decide(inputs(progressing(), canary(10), T0 + timedelta(hours=1), paused))
-    assert d.rollout["phase"] == "Paused"  # type: ignore[index]
+    assert d.rollout.phase == "Paused"
     assert d.canary_percent == 10
     assert not analysis_due(inputs(step(d), canary(10), T0 + timedelta(hours=2), paused))
     resumed = decide(inputs(step(d), canary(10), T0 + timedelta(hours=2)))
-    assert resumed.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert resumed.rollout["stepStartedAt"] == "2026-11-23T14:00:00Z"  # type: ignore[index]
+    assert resumed.rollout.phase == "Progressing"
+    assert resumed.rollout.step_started_at == T0 + timedelta(hours=2)
 
 
 def test_promote_annotation_skips_the_steps_and_is_cleared() -> None:
     d = decide(inputs(progressing(), canary(10), T0, {naming.PROMOTE_ANNOTATION: ""}))
-    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.rollout.phase == "Promoting"
     assert d.clear_annotations == [naming.PROMOTE_ANNOTATION]
     assert d.canary_percent is None
 
@@ -186,15 +195,15 @@ def test_promote_annotation_skips_the_steps_and_is_cleared() -> None:
 def test_promote_step_ends_the_current_step_and_the_last_one_promotes() -> None:
     step_promote = {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP}
     d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=5), step_promote))
-    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert d.rollout["step"] == 1  # type: ignore[index]
-    assert "stepStartedAt" not in d.rollout  # type: ignore[operator]
+    assert d.rollout.phase == "Progressing"
+    assert d.rollout.step == 1
+    assert d.rollout.step_started_at is None
     assert d.canary_percent == 50  # the next step's weight, not promotion
     assert d.clear_annotations == [naming.PROMOTE_ANNOTATION]
     assert [e.message for e in d.events] == ["step 1 ended by annotation; step 2/2 next"]
     # On the last step, the same command promotes.
     d = decide(inputs(progressing(1), canary(50), T0 + timedelta(seconds=5), step_promote))
-    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.rollout.phase == "Promoting"
     assert d.canary_percent is None
 
 
@@ -203,9 +212,9 @@ def test_promote_step_moves_an_inconclusive_step_on() -> None:
     state["rollout"].update(phase="Inconclusive", inconclusive="no canary requests")
     step_promote = {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP}
     d = decide(inputs(state, canary(10), T0, step_promote))
-    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert d.rollout["step"] == 1  # type: ignore[index]
-    assert "inconclusive" not in d.rollout  # type: ignore[operator]
+    assert d.rollout.phase == "Progressing"
+    assert d.rollout.step == 1
+    assert d.rollout.inconclusive is None
 
 
 def test_retry_rolls_a_failed_revision_out_again_from_the_first_step() -> None:
@@ -215,19 +224,19 @@ def test_retry_rolls_a_failed_revision_out_again_from_the_first_step() -> None:
     }
     # Without a command the failed revision gets no traffic, however often it is reconciled.
     held = decide(inputs(failed, canary(0), T0))
-    assert held.revisions["failed"] == NEW.revision
+    assert held.revisions.failed == NEW.revision
     assert held.canary_percent == 0
     # A one-step promote does not bring it back either: only retry or promote --full do.
     stepped = decide(
         inputs(failed, canary(0), T0, {naming.PROMOTE_ANNOTATION: naming.PROMOTE_STEP})
     )
-    assert stepped.revisions["failed"] == NEW.revision
+    assert stepped.revisions.failed == NEW.revision
     d = decide(inputs(failed, canary(0), T0, {naming.RETRY_ANNOTATION: "true"}))
-    assert d.revisions["canary"] == NEW.revision
-    assert "failed" not in d.revisions
-    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert d.rollout["step"] == 0  # type: ignore[index]
-    assert "failure" not in d.rollout  # type: ignore[operator]
+    assert d.revisions.canary == NEW.revision
+    assert d.revisions.failed is None
+    assert d.rollout.phase == "Progressing"
+    assert d.rollout.step == 0
+    assert d.rollout.failure is None
     assert [e.reason for e in d.events] == ["RolloutRetried", "RolloutStarted"]
     assert d.clear_annotations == [naming.RETRY_ANNOTATION]
 
@@ -235,10 +244,10 @@ def test_retry_rolls_a_failed_revision_out_again_from_the_first_step() -> None:
 def test_spec_back_on_stable_holds_the_old_revision_until_the_new_one_is_ready() -> None:
     failed = {"revisions": {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri},
               "rollout": {"phase": "RolledBack"}}  # fmt: skip
-    back = Inputs(SPEC, True, STABLE, failed, Serving((100, 0), exists=True), {}, T0)
+    back = Inputs(SPEC, True, STABLE, stored(failed), Serving((100, 0), exists=True), {}, T0)
     d = decide(back)
     assert (d.knative_uri, d.canary_percent) == (STABLE.uri, 0)  # not the failed revision
-    assert d.revisions == SERVING_STABLE
+    assert d.revisions.wire() == SERVING_STABLE
     settled = Serving((100, 0), latest_ready_uri=STABLE.uri, stable_settled_on=STABLE.uri,
                       exists=True)  # fmt: skip
     d = decide(Inputs(SPEC, True, STABLE, step(d), settled, {}, T0))
@@ -252,11 +261,11 @@ def test_standard_mode_uses_a_canary_service_and_route_and_promotes_through_it()
     state = progressing(1)
     done = AnalysisResult(at=T0 + timedelta(minutes=1), passed=True, ready=True)
     d = decide(inputs(state, canary(50), T0 + timedelta(minutes=1), analysis=done, knative=False))
-    assert d.rollout["phase"] == "Promoting"  # type: ignore[index]
+    assert d.rollout.phase == "Promoting"
     assert (d.stable_uri, d.canary_weight, d.canary_isvc) == (NEW.uri, 100, True)
     rolled = Serving((0, 100), canary_ready=True, stable_settled_on=NEW.uri, exists=True)
     d = decide(inputs(step(d), rolled, knative=False))
-    assert d.rollout["phase"] == "Promoted"  # type: ignore[index]
+    assert d.rollout.phase == "Promoted"
     assert (d.canary_isvc, d.route, d.canary_weight) == (False, True, 0)
 
 
@@ -389,39 +398,39 @@ def test_a_step_that_ends_without_evidence_pauses_inconclusive_until_resume_or_a
                                         "minRequests 10"])  # fmt: skip
     # Before the step's end, too little evidence is no failure: the step goes on.
     d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=10), analysis=thin))
-    assert d.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert d.rollout["failedChecks"] == 0  # type: ignore[index]
-    assert d.rollout["analysis"]["inconclusive"] == thin.inconclusive  # type: ignore[index]
+    assert d.rollout.phase == "Progressing"
+    assert d.rollout.failed_checks == 0
+    assert d.rollout.analysis.inconclusive == thin.inconclusive
     # At the end, with still no evidence: paused, neither promoted nor rolled back.
     end = T0 + timedelta(minutes=1)
     late = AnalysisResult(at=end, passed=False, ready=True, requests=4,
                           inconclusive=["4 canary requests ..."])  # fmt: skip
     d = decide(inputs(step(d), canary(10), end, analysis=late))
-    assert d.rollout["phase"] == "Inconclusive"  # type: ignore[index]
-    assert d.rollout["step"] == 0  # type: ignore[index]
+    assert d.rollout.phase == "Inconclusive"
+    assert d.rollout.step == 0
     assert d.canary_percent == 10
-    assert "4 canary requests" in d.rollout["inconclusive"]  # type: ignore[index]
+    assert "4 canary requests" in d.rollout.inconclusive
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "RolloutInconclusive")]
     progressing_condition = d.conditions[-1]
     assert progressing_condition.reason == "Inconclusive"
     assert "modeldeploy resume" in progressing_condition.message
     # Time alone changes nothing, and no analysis runs while it waits.
     held = decide(inputs(step(d), canary(10), end + timedelta(hours=1)))
-    assert held.rollout["phase"] == "Inconclusive"  # type: ignore[index]
+    assert held.rollout.phase == "Inconclusive"
     assert held.events == []
     assert not analysis_due(inputs(step(held), canary(10), end + timedelta(hours=1)))
     # resume retries the step from a fresh clock; the annotation is cleared.
     retry = {naming.RESUME_ANNOTATION: "true"}
     later = end + timedelta(hours=2)
     resumed = decide(inputs(step(held), canary(10), later, retry))
-    assert resumed.rollout["phase"] == "Progressing"  # type: ignore[index]
-    assert resumed.rollout["stepStartedAt"] == "2026-11-23T14:01:00Z"  # type: ignore[index]
-    assert "inconclusive" not in resumed.rollout  # type: ignore[operator]
+    assert resumed.rollout.phase == "Progressing"
+    assert resumed.rollout.step_started_at == T0 + timedelta(hours=2, minutes=1)
+    assert resumed.rollout.inconclusive is None
     assert resumed.clear_annotations == [naming.RESUME_ANNOTATION]
     assert "RolloutResumed" in [e.reason for e in resumed.events]
     # abort rolls an inconclusive step back.
     aborted = decide(inputs(step(held), canary(10), later, {naming.ABORT_ANNOTATION: "true"}))
-    assert aborted.rollout["phase"] == "Aborted"  # type: ignore[index]
+    assert aborted.rollout.phase == "Aborted"
     assert aborted.canary_percent == 0
 
 
@@ -430,7 +439,7 @@ def test_a_failure_found_beside_missing_evidence_still_counts() -> None:
                            failures=["live parity: output max |Δ| 1 > atol"],
                            inconclusive=["query q: no data"])  # fmt: skip
     d = decide(inputs(progressing(), canary(10), T0 + timedelta(seconds=1), analysis=mixed))
-    assert d.rollout["failedChecks"] == 1  # type: ignore[index]
+    assert d.rollout.failed_checks == 1
 
 
 @pytest.mark.parametrize(
@@ -456,10 +465,12 @@ def test_status_command_prints_step_weights_and_numbers() -> None:
         "status": {**progressing(1), "traffic": {"stable": 50, "canary": 50}},
     }  # fmt: skip
     body["status"]["rollout"].update(
-        phase="Paused", analysis={"at": "t", "passed": True}, lastAnalysis="error rate 0.0000"
+        phase="Paused",
+        analysis={"at": "2026-11-23T12:01:00Z", "passed": True, "ready": True},
+        lastAnalysis="error rate 0.0000",
     )
     text = describe(body)
     assert "Paused, step 2/2 (target 50%)" in text
     assert "stable 50%, canary 50%" in text
-    assert "passed at t: error rate 0.0000" in text
+    assert "passed at 2026-11-23T12:01:00Z: error rate 0.0000" in text
     assert "modeldeploy.io/pause=true" in text

@@ -13,6 +13,7 @@ import pytest
 from modeldeploy.api.rollout import RolloutSpec
 from modeldeploy.api.status import RolloutPhase
 from modeldeploy.controller.rollout import AnalysisResult, Artifact, Inputs, Serving, decide
+from tests.unit.test_rollout import stored
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 END = T0 + timedelta(minutes=1)
@@ -99,11 +100,11 @@ def test_each_phase_moves_on_each_input_as_the_table_says(phase: RolloutPhase, g
     serving = at_weight(phase)
     if failure is not None:
         serving = Serving((100, 0), canary_ready=False, canary_failed=failure, exists=True)
-    d = decide(Inputs(SPEC, True, NEW, state(phase), serving, annotations, END, analysis))
+    d = decide(Inputs(SPEC, True, NEW, stored(state(phase)), serving, annotations, END, analysis))
     assert d.rollout is not None
-    assert d.rollout["phase"] == TABLE[phase][given], (d.rollout, [e.reason for e in d.events])
+    assert d.rollout.phase == TABLE[phase][given], (d.rollout, [e.reason for e in d.events])
     # Whatever the cell, a failed or aborted revision gets no traffic, and the shadow mirrors
     # only while its phase is Shadowing.
-    if d.rollout["phase"] in (P.ABORTED, P.ROLLED_BACK):
+    if d.rollout.phase in (P.ABORTED, P.ROLLED_BACK):
         assert (d.failed, d.canary_percent) == (True, 0)
-    assert d.shadow_on == (d.rollout["phase"] == P.SHADOWING and d.rollout["shadow"]["active"])
+    assert d.shadow_on == (d.rollout.phase == P.SHADOWING and d.rollout.shadow.active)

@@ -17,6 +17,7 @@ import pytest
 from modeldeploy.api import mirror
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.api.rollout import RolloutSpec
+from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.api.validation import validate_document
 from modeldeploy.controller.analysis import shadow_queries
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
@@ -34,6 +35,7 @@ from modeldeploy.controller.shadow import get_mirror_config, get_shadow_config_m
 from modeldeploy.controller.shadow_evidence import check_evidence
 from modeldeploy.rollout_control import describe
 from modeldeploy.runtime.shadow import compare, evidence_npz
+from tests.unit.test_rollout import step, stored
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 STABLE = Artifact("aaaaaaaaaa", "pvc://a/digits-old")
@@ -47,14 +49,14 @@ SERVING_STABLE = {"stable": STABLE.revision, "stableUri": STABLE.uri}
 
 
 def inputs(
-    state: dict[str, Any],
+    state: dict[str, Any] | ModelDeploymentStatus,
     serving: Serving,
     now: datetime,
     annotations: dict[str, str] | None = None,
     analysis: AnalysisResult | None = None,
     knative: bool = False,
 ) -> Inputs:
-    return Inputs(SPEC, knative, NEW, state, serving, annotations or {}, now, analysis)
+    return Inputs(SPEC, knative, NEW, stored(state), serving, annotations or {}, now, analysis)
 
 
 def candidate(ready: bool = True, weight: int = 0) -> Serving:
@@ -62,8 +64,8 @@ def candidate(ready: bool = True, weight: int = 0) -> Serving:
                    exists=True)  # fmt: skip
 
 
-def state(decision: Any) -> dict[str, Any]:
-    return {"revisions": decision.revisions, "rollout": decision.rollout}
+def state(decision: Any) -> ModelDeploymentStatus:
+    return step(decision)
 
 
 def shadow_numbers(agreement: float, compared: float = 400, errors: float = 0) -> ShadowResult:
@@ -74,7 +76,7 @@ def shadowing() -> tuple[Any, datetime]:
     """A rollout whose shadow has just started: the decision and when."""
     d = decide(inputs({"revisions": SERVING_STABLE}, candidate(ready=False), T0))
     assert d.rollout is not None
-    assert d.rollout["phase"] == "Shadowing"
+    assert d.rollout.phase == "Shadowing"
     assert not d.shadow_on  # nothing to mirror to until the candidate is ready
     started = T0 + timedelta(seconds=20)
     d = decide(inputs(state(d), candidate(), started))
@@ -85,15 +87,16 @@ def test_a_rollout_with_a_shadow_starts_dark_and_mirrors_only_once_the_candidate
     d = decide(inputs({"revisions": SERVING_STABLE}, candidate(ready=False), T0))
     assert d.rollout is not None
     assert (d.canary_isvc, d.canary_weight) == (True, 0)  # deployed, with no traffic
-    assert d.rollout["shadow"] == {"candidate": NEW.revision, "percent": 20, "active": False}
+    assert d.rollout.shadow.wire() == {"candidate": NEW.revision, "percent": 20, "active": False,
+                                      "done": False}  # fmt: skip
     assert [e.reason for e in d.events] == ["RolloutStarted"]
     assert d.conditions[-1].reason == "Shadowing"
     assert "waiting for candidate" in d.conditions[-1].message
     d, started = shadowing()
     assert d.shadow_on
     assert d.canary_weight == 0
-    assert d.rollout["shadow"]["active"] is True
-    assert d.rollout["shadow"]["startedAt"] == "2026-11-30T12:00:20Z"
+    assert d.rollout.shadow.active is True
+    assert d.rollout.shadow.started_at == T0 + timedelta(seconds=20)
     assert [e.reason for e in d.events] == ["ShadowStarted"]
     assert "20% of its requests" in d.conditions[-1].message
     assert analysis_due(inputs(state(d), candidate(), started))
@@ -103,18 +106,18 @@ def test_a_shadow_that_agrees_to_its_end_hands_over_to_the_first_canary_step() -
     d, started = shadowing()
     ok = AnalysisResult(at=started, passed=True, ready=True, shadow=shadow_numbers(0.998))
     d = decide(inputs(state(d), candidate(), started, analysis=ok))
-    assert d.rollout["phase"] == "Shadowing"
-    assert d.rollout["shadow"]["agreement"] == 0.998
+    assert d.rollout.phase == "Shadowing"
+    assert d.rollout.shadow.agreement == 0.998
     assert d.requeue_after == 30
     end = started + timedelta(minutes=5)
     assert not analysis_due(inputs(state(d), candidate(), started + timedelta(seconds=10)))
     assert analysis_due(inputs(state(d), candidate(), end))
     last = AnalysisResult(at=end, passed=True, ready=True, shadow=shadow_numbers(0.995))
     d = decide(inputs(state(d), candidate(), end, analysis=last))
-    assert d.rollout["phase"] == "Progressing"
-    assert d.rollout["step"] == 0
-    assert d.rollout["shadow"]["done"] is True
-    assert d.rollout["shadow"]["active"] is False
+    assert d.rollout.phase == "Progressing"
+    assert d.rollout.step == 0
+    assert d.rollout.shadow.done is True
+    assert d.rollout.shadow.active is False
     assert not d.shadow_on  # mirroring stops as the canary gets real traffic
     assert d.canary_weight == 10
     assert [e.reason for e in d.events] == ["ShadowPassed"]
@@ -129,15 +132,15 @@ def test_a_shadow_below_min_agreement_rolls_back_before_any_user_traffic_moves()
         shadow=shadow_numbers(0.62),
     )  # fmt: skip
     d = decide(inputs(state(d), candidate(), bad.at, analysis=bad))
-    assert d.rollout["phase"] == "RolledBack"
-    assert d.revisions["failed"] == NEW.revision
-    assert "before any user traffic moved" in d.rollout["failure"]
-    assert "0.6200" in d.rollout["failure"]
+    assert d.rollout.phase == "RolledBack"
+    assert d.revisions.failed == NEW.revision
+    assert "before any user traffic moved" in d.rollout.failure
+    assert "0.6200" in d.rollout.failure
     assert (d.canary_isvc, d.canary_weight) == (False, 0)
-    assert d.traffic["canary"] == 0
+    assert d.traffic.canary == 0
     assert not d.shadow_on
-    assert d.rollout["shadow"]["active"] is False
-    assert d.rollout["shadow"]["agreement"] == 0.62
+    assert d.rollout.shadow.active is False
+    assert d.rollout.shadow.agreement == 0.62
 
 
 def test_a_shadow_without_evidence_pauses_and_resume_runs_it_again() -> None:
@@ -146,13 +149,13 @@ def test_a_shadow_without_evidence_pauses_and_resume_runs_it_again() -> None:
     empty = AnalysisResult(at=end, passed=False, ready=True,
                            inconclusive=["3 mirrored requests answered"])  # fmt: skip
     d = decide(inputs(state(d), candidate(), end, analysis=empty))
-    assert d.rollout["phase"] == "Inconclusive"
+    assert d.rollout.phase == "Inconclusive"
     assert not d.shadow_on
     assert d.canary_weight == 0
     later = end + timedelta(minutes=1)
     d = decide(inputs(state(d), candidate(), later, {"modeldeploy.io/resume": "true"}))
-    assert d.rollout["phase"] == "Shadowing"
-    assert d.rollout["shadow"]["startedAt"] == "2026-11-30T12:06:20Z"  # a fresh clock
+    assert d.rollout.phase == "Shadowing"
+    assert d.rollout.shadow.started_at == T0 + timedelta(minutes=6, seconds=20)  # a fresh clock
     assert d.shadow_on
     assert [e.reason for e in d.events] == ["RolloutResumed", "ShadowStarted"]
 
@@ -161,14 +164,14 @@ def test_promote_ends_the_shadow_early_and_pause_holds_it_at_its_end() -> None:
     d, started = shadowing()
     promoted = decide(inputs(state(d), candidate(), started, {"modeldeploy.io/promote": "step"}))
     assert promoted.rollout is not None
-    assert promoted.rollout["phase"] == "Progressing"
-    assert promoted.rollout["shadow"]["done"] is True
+    assert promoted.rollout.phase == "Progressing"
+    assert promoted.rollout.shadow.done is True
     assert "ShadowEnded" in [e.reason for e in promoted.events]
     end = started + timedelta(minutes=5)
     ok = AnalysisResult(at=end, passed=True, ready=True, shadow=shadow_numbers(1.0))
     held = decide(inputs(state(d), candidate(), end, {"modeldeploy.io/pause": "true"}, ok))
     assert held.rollout is not None
-    assert held.rollout["phase"] == "Shadowing"
+    assert held.rollout.phase == "Shadowing"
     assert "paused" in held.conditions[-1].message
 
 
@@ -177,8 +180,8 @@ def test_a_candidate_that_never_gets_ready_fails_the_shadow_at_the_progress_dead
     late = T0 + timedelta(minutes=31)
     d = decide(inputs(state(d), candidate(ready=False), late))
     assert d.rollout is not None
-    assert d.rollout["phase"] == "RolledBack"
-    assert "progressDeadline" in d.rollout["failure"]
+    assert d.rollout.phase == "RolledBack"
+    assert "progressDeadline" in d.rollout.failure
 
 
 def test_a_shadow_needs_the_canary_strategy_and_the_runtime_that_mirrors() -> None:

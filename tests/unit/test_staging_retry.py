@@ -34,7 +34,7 @@ def failed_job(attempt: int, failed_at: Any) -> tuple[dict[str, Any], dict[str, 
 
 
 def ready_of(result: Any) -> dict[str, Any]:
-    return {c["type"]: c for c in result.status["conditions"]}["ArtifactReady"]
+    return {c["type"]: c for c in result.status.wire()["conditions"]}["ArtifactReady"]
 
 
 UNREACHABLE = StagingOutcome(
@@ -60,10 +60,10 @@ def test_an_unreachable_source_is_retried_after_a_wait_that_doubles() -> None:
     due = plan(observed(body, jobs=[job], outcome=UNREACHABLE), CONFIG, NOW + timedelta(seconds=61))
     assert due.delete_jobs == [name]
     digest = staging_hash(example(), STORE)
-    assert due.status["staging"] == {"stagingHash": digest, "attempt": 2}
+    assert due.status.wire()["staging"] == {"stagingHash": digest, "attempt": 2}
     assert ready_of(due)["message"].endswith("; making attempt 2 of 3 now")
     # Next time round, with the Job gone, attempt 2 is made.
-    body["status"] = due.status
+    body["status"] = due.status.wire()
     again = plan(observed(body), CONFIG, NOW + timedelta(seconds=62))
     assert again.create_job is not None
     assert again.create_job["metadata"]["name"] == name
@@ -96,4 +96,4 @@ def test_a_job_made_before_attempts_were_counted_is_the_first() -> None:
     result = plan(
         observed(body, jobs=[job], outcome=UNREACHABLE), CONFIG, NOW + timedelta(seconds=61)
     )
-    assert result.status["staging"]["attempt"] == 2
+    assert result.status.wire()["staging"]["attempt"] == 2

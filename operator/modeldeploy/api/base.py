@@ -86,6 +86,10 @@ class ApiModel(BaseModel):
     #: Cross-field rules on this object: emitted into the CRD and checked by ``validate``.
     cel_rules: ClassVar[tuple[CelRule, ...]] = ()
 
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, JSON types, unset fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
 
 def nested(model: type[ApiModel]) -> Any:
     """A sub-object that is always present, with every default filled in.

@@ -167,4 +167,4 @@ class ModelDeployment(ApiModel):
 
     def to_manifest(self) -> dict[str, Any]:
         """The object as it is written to YAML or sent to the API server."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self.wire()

@@ -238,10 +238,9 @@ HOLDING_PHASES = frozenset({RolloutPhase.PAUSED, RolloutPhase.FAILED, RolloutPha
 """Phases that keep the canary at its step's weight without analysing."""
 
 
-def shadow_pending(rollout: dict[str, Any]) -> bool:
-    """Whether a stored ``status.rollout`` has a shadow phase that has not passed yet."""
-    shadow = rollout.get("shadow") or {}
-    return bool(shadow) and not shadow.get("done")
+def shadow_pending(rollout: RolloutStatus | None) -> bool:
+    """Whether ``status.rollout`` has a shadow phase that has not passed yet."""
+    return rollout is not None and rollout.shadow is not None and not rollout.shadow.done
 
 
 class ShadowReport(ApiModel):
@@ -374,3 +373,17 @@ class ModelDeploymentStatus(ApiModel):
 
     monitoring: MonitoringStatus | None = None
     """Drift monitoring of the stable revision."""
+
+    @classmethod
+    def read(cls, body: dict[str, Any]) -> ModelDeploymentStatus:
+        """The status of a ModelDeployment as the API server returned it (empty when unset).
+        The CRD's schema is generated from these models and prunes what it does not know, so
+        a stored status always parses."""
+        return cls.model_validate(body.get("status") or {})
+
+
+def observed_generation(body: dict[str, Any]) -> int | None:
+    """``status.observedGeneration`` of a raw ModelDeployment, without parsing the rest (the
+    event filter's question, asked of every event)."""
+    value = (body.get("status") or {}).get("observedGeneration")
+    return int(value) if value is not None else None

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from modeldeploy.api.status import ConditionType
+from modeldeploy.api.status import Condition, ConditionStatus, ConditionType
 
 ORDER = [c.value for c in ConditionType]
 
@@ -25,8 +24,12 @@ class Wanted:
     message: str = ""
 
     @property
-    def status_text(self) -> str:
-        return {True: "True", False: "False", None: "Unknown"}[self.status]
+    def status_value(self) -> ConditionStatus:
+        return {
+            True: ConditionStatus.TRUE,
+            False: ConditionStatus.FALSE,
+            None: ConditionStatus.UNKNOWN,
+        }[self.status]
 
 
 @dataclass(frozen=True)
@@ -66,43 +69,43 @@ def _good(want: Wanted) -> bool:
     return (want.status is True) == (want.type in GOOD_WHEN_TRUE)
 
 
-def _was_bad(condition: dict[str, Any]) -> bool:
+def _was_bad(condition: Condition) -> bool:
     """Whether a stored condition is a state that was warned of."""
-    status = {"True": True, "False": False}.get(str(condition.get("status")))
-    kind = next((t for t in ConditionType if t.value == condition.get("type")), None)
+    status = {ConditionStatus.TRUE: True, ConditionStatus.FALSE: False}.get(condition.status)
+    kind = next((t for t in ConditionType if t.value == condition.type), None)
     if kind is None:
         return False
-    return not _good(Wanted(kind, status, str(condition.get("reason") or "")))
+    return not _good(Wanted(kind, status, condition.reason))
 
 
 def merge(
-    previous: list[dict[str, Any]] | None,
+    previous: list[Condition] | None,
     wanted: list[Wanted],
     generation: int,
     now: datetime,
-) -> tuple[list[dict[str, Any]], list[Transition]]:
+) -> tuple[list[Condition], list[Transition]]:
     """The new conditions list and the transitions between ``previous`` and it."""
-    old = {c["type"]: c for c in previous or []}
-    result: dict[str, dict[str, Any]] = {
-        t: c for t, c in old.items() if t not in {w.type.value for w in wanted}
-    }
+    old = {c.type: c for c in previous or []}
+    result = {t: c for t, c in old.items() if t not in {w.type.value for w in wanted}}
     transitions = []
     for want in wanted:
         before = old.get(want.type.value)
-        changed = before is None or before.get("status") != want.status_text
-        result[want.type.value] = {
-            "type": want.type.value,
-            "status": want.status_text,
-            "reason": want.reason,
-            "message": want.message[:32768],
-            "lastTransitionTime": (
-                now.strftime("%Y-%m-%dT%H:%M:%SZ")
-                if changed or before is None
-                else before["lastTransitionTime"]
+        changed = before is None or before.status != want.status_value
+        result[want.type.value] = Condition(
+            type=want.type.value,
+            status=want.status_value,
+            reason=want.reason,
+            message=want.message[:32768],
+            # Whole seconds, as metav1.Time: a stored time reads back equal, so an unchanged
+            # condition is not written again.
+            last_transition_time=(
+                now.replace(microsecond=0)
+                if before is None or changed
+                else before.last_transition_time
             ),
-            "observedGeneration": generation,
-        }
-        moved = changed or (before is not None and before.get("reason") != want.reason)
+            observed_generation=generation,
+        )
+        moved = changed or (before is not None and before.reason != want.reason)
         good = _good(want)
         # Every Warning is posted. A good state is posted only when it ends a Warning one (a
         # recovery): the way there on the happy path (staging, staged, applied, ready) is in
@@ -111,7 +114,5 @@ def merge(
             transitions.append(
                 Transition("Normal" if good else "Warning", want.reason, want.message)
             )
-    ordered = sorted(
-        result.values(), key=lambda c: ORDER.index(c["type"]) if c["type"] in ORDER else 99
-    )
+    ordered = sorted(result.values(), key=lambda c: ORDER.index(c.type) if c.type in ORDER else 99)
     return ordered, transitions

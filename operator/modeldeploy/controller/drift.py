@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from modeldeploy.api.modeldeployment import ModelDeploymentSpec
-from modeldeploy.api.status import ConditionType
+from modeldeploy.api.status import ConditionType, ModelDeploymentStatus, MonitoringStatus
 from modeldeploy.controller.conditions import Wanted
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ def read_all(prometheus: PrometheusClient, timeout: float) -> dict[Key, DriftRea
 
 
 def reading_for(
-    readings: dict[Key, DriftReading], namespace: str, name: str, status: dict[str, Any]
+    readings: dict[Key, DriftReading], namespace: str, name: str, status: ModelDeploymentStatus
 ) -> DriftReading | None:
     """The stable revision's reading, when there is one."""
-    stable = (status.get("revisions") or {}).get("stable")
+    stable = status.revisions.stable if status.revisions else None
     return readings.get((namespace, name, stable)) if stable else None
 
 
@@ -84,31 +84,32 @@ def _rounded(value: float | None) -> float | None:
 
 def report(
     spec: ModelDeploymentSpec, reading: DriftReading | None, prometheus: bool
-) -> tuple[dict[str, Any], Wanted | None]:
+) -> tuple[MonitoringStatus, Wanted | None]:
     """``status.monitoring`` and the Drifting condition (None: no condition, nothing measured
     yet) for a deployment serving ``spec`` whose stable revision reads ``reading``."""
     if not has_reference(spec):
-        return {
-            "monitored": False,
-            "message": "no reference data (spec.monitoring.reference or calibration data): "
+        return MonitoringStatus(
+            monitored=False,
+            message="no reference data (spec.monitoring.reference or calibration data): "
             "drift is not monitored",
-        }, None
+        ), None
     if not prometheus:
-        return {
-            "monitored": True,
-            "message": "the operator has no Prometheus address to read drift from",
-        }, None
+        return MonitoringStatus(
+            monitored=True, message="the operator has no Prometheus address to read drift from"
+        ), None
     if reading is None or reading.window_requests == 0:
-        return {"monitored": True, "message": "no drift measured yet: no requests served"}, None
+        return MonitoringStatus(
+            monitored=True, message="no drift measured yet: no requests served"
+        ), None
     threshold = spec.monitoring.psi_threshold
     worst_input, worst = max(reading.inputs.items(), key=lambda kv: kv[1], default=(None, None))
-    status = {
-        "monitored": True,
-        "worstPsi": _rounded(worst),
-        "worstInput": worst_input,
-        "predictionPsi": _rounded(reading.prediction_psi),
-        "windowRequests": reading.window_requests,
-    }
+    status = MonitoringStatus(
+        monitored=True,
+        worst_psi=_rounded(worst),
+        worst_input=worst_input,
+        prediction_psi=_rounded(reading.prediction_psi),
+        window_requests=reading.window_requests,
+    )
     over = []
     if worst is not None and worst > threshold:
         over.append(f"input {worst_input} PSI {worst:.2f}")
@@ -118,13 +119,9 @@ def report(
     if over:
         reason = "InputDrift" if worst is not None and worst > threshold else "PredictionDrift"
         message = f"{'; '.join(over)} > {threshold:g} {numbers}, against the reference profile"
-        return {k: v for k, v in status.items() if v is not None}, Wanted(
-            ConditionType.DRIFTING, True, reason, message
-        )
+        return status, Wanted(ConditionType.DRIFTING, True, reason, message)
     summary = [f"worst input PSI {worst:.2f} ({worst_input})" if worst is not None else ""]
     if reading.prediction_psi is not None:
         summary.append(f"predictions PSI {reading.prediction_psi:.2f}")
     message = f"{', '.join(s for s in summary if s)} <= {threshold:g} {numbers}"
-    return {k: v for k, v in status.items() if v is not None}, Wanted(
-        ConditionType.DRIFTING, False, "NoDrift", message
-    )
+    return status, Wanted(ConditionType.DRIFTING, False, "NoDrift", message)

@@ -32,6 +32,7 @@ from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.mirror import config_map_name
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
+from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import metrics, naming, rollout
 from modeldeploy.controller.conditions import Transition
@@ -79,6 +80,10 @@ class State:
         """A client per Prometheus address queried (``prometheus_client.Prometheus``)."""
         self.staging_policies: set[str] = set()
         """Namespaces whose staging NetworkPolicy this operator has made or found."""
+        self.own_writes: dict[tuple[str, str], str] = {}
+        """The resourceVersion our finalizer patch produced, per object. That patch was made
+        on exactly the object the reconciliation read (a precondition says so), which then
+        went on with it, so its event has nothing new and costs no second reconcile."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -121,7 +126,8 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         )
     secret = config.artifact_store_secret
     missing = secret if secret and not await kube.secret_exists(namespace, secret) else None
-    recorded = ((body.get("status") or {}).get("artifact") or {}).get("stagingHash")
+    status = ModelDeploymentStatus.read(body)
+    recorded = status.artifact.staging_hash if status.artifact else None
     digest = (
         staging_hash(deployment, config.tenant_store(namespace)) if deployment is not None else None
     )
@@ -145,7 +151,6 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
                 outcome = staging_outcome(job, message)
     isvc = await kube.inference_service(namespace, name)
     canary = route = None
-    status = body.get("status") or {}
     standard = (
         deployment is not None
         and deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD
@@ -154,27 +159,24 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         # Read, not written blind: an unchanged route is not applied again (``plan``), and one
         # under our name that another owns is reported, never taken over.
         route = await kube.http_route(namespace, naming.route_name(name))
-    if standard and (status.get("rollout") or (status.get("revisions") or {}).get("canary")):
+    if standard and (status.rollout or (status.revisions and status.revisions.canary)):
         # Only a rollout creates it; a deployment that never had one costs no extra read.
         canary = await kube.inference_service(namespace, naming.canary_name(name))
     shadow_config_map = None
     if (
-        status.get("rollout")
+        status.rollout
         and deployment is not None
-        and (deployment.spec.rollout.shadow is not None or (status["rollout"] or {}).get("shadow"))
+        and (deployment.spec.rollout.shadow is not None or status.rollout.shadow)
     ):  # read before it is first written: someone else's under that name is never taken over
         shadow_config_map = await kube.config_map_metadata(namespace, config_map_name(name))
     predictor = None
-    if standard and (status.get("rollout") or {}).get("phase") == rollout.PROMOTING:
+    if standard and status.rollout and status.rollout.phase == rollout.PROMOTING:
         predictor = await kube.deployment(namespace, naming.predictor_service(name))
-    meta = body["metadata"]
-    reading = drift_report.reading_for(
-        state.drift, meta["namespace"], meta["name"], body.get("status") or {}
-    )
+    reading = drift_report.reading_for(state.drift, namespace, name, status)
     return Observed(
         body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor,
         drift=reading, shadow_config_map=shadow_config_map, deployment=deployment,
-        invalid=invalid,
+        invalid=invalid, status=status, staging_hash=digest,
     )  # fmt: skip
 
 
@@ -243,7 +245,7 @@ async def _converge_locked(
             return await _release_artifacts(state, body, logger)
         if naming.FINALIZER not in finalizers:
             # Before anything reaches the store: the artifacts are released when it is deleted.
-            await kube.set_finalizers(
+            state.own_writes[(namespace, name)] = await kube.set_finalizers(
                 namespace, name, [*finalizers, naming.FINALIZER], meta["resourceVersion"]
             )
         observed = await observe(state, body, runtimes)
@@ -283,7 +285,7 @@ async def _converge_locked(
             await kube.delete_inference_service(namespace, naming.canary_name(name))
         if decided.status_changed:
             await kube.patch_status(
-                namespace, name, merge_patch(body.get("status") or {}, decided.status)
+                namespace, name, merge_patch(body.get("status") or {}, decided.status.wire())
             )
         if decided.clear_annotations:
             await kube.remove_annotations(namespace, name, decided.clear_annotations)
@@ -329,10 +331,12 @@ async def _report_rejected(
     """The API server (KServe's or the Gateway API's schema, an admission webhook, a missing
     CRD, RBAC) refused an object we apply: say so in the status (``rejected_status``)."""
     meta = body["metadata"]
-    status, events = rejected_status(
+    conditions, events = rejected_status(
         body, obj, f"{err.status} {err.body or err.reason}", datetime.now(UTC)
     )
-    await state.kube.patch_status(meta["namespace"], meta["name"], status)
+    await state.kube.patch_status(
+        meta["namespace"], meta["name"], {"conditions": [c.wire() for c in conditions]}
+    )
     _post_soon(state, body, events)
 
 
@@ -480,7 +484,7 @@ async def _release_artifacts(state: State, body: dict[str, Any], logger: Any) ->
     finalizers = list(meta.get("finalizers") or [])
     if naming.FINALIZER not in finalizers:
         return None
-    if (body.get("status") or {}).get("artifact"):
+    if ModelDeploymentStatus.read(body).artifact is not None:
         job_name = naming.cleanup_job_name(name, meta["uid"])
         job = await kube.job(namespace, job_name)
         if job is None:

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
+from modeldeploy.api.status import observed_generation
 from modeldeploy.controller import naming, rollout
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.engine import (
@@ -154,21 +155,27 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         """Level-based: any ModelDeployment whose current generation has not been acted on (or
         that the operator sees for the first time since it started) is converged. The events
-        our own status patches cause are skipped: they change nothing to act on. A deletion
+        our own status and finalizer patches cause are skipped: they change nothing to act on
+        (``State.own_writes``). A deletion
         is converged too: the artifacts are released, then the finalizer removed."""
+        state = _state(memo)
         if event.get("type") == "DELETED":
+            state.own_writes.pop((namespace, name), None)
             return
-        status = body.get("status") or {}
+        meta = body.get("metadata", {})
         first_sight = event.get("type") in (None, "ADDED")
         if (
             not first_sight
-            and not body.get("metadata", {}).get("deletionTimestamp")
-            and status.get("observedGeneration") == body["metadata"].get("generation")
+            and not meta.get("deletionTimestamp")
+            and (
+                observed_generation(body) == meta.get("generation")
+                or state.own_writes.get((namespace, name)) == meta.get("resourceVersion")
+            )
             and not rollout.command_pending(body)
         ):
             return
         await converge_or_schedule(
-            _state(memo), namespace, name, logger, runtimes_of({**kwargs, "memo": memo})
+            state, namespace, name, logger, runtimes_of({**kwargs, "memo": memo})
         )
 
     async def converge_owner(

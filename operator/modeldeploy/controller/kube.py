@@ -242,15 +242,17 @@ class Kube:
 
     async def set_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> None:
+    ) -> str:
         """Replace the finalizers, if the object is still at ``resource_version`` (else 409:
-        someone else changed them meanwhile, and the next reconciliation looks again)."""
-        await self._run(
+        someone else changed them meanwhile, and the next reconciliation looks again); the
+        object's resourceVersion after the change."""
+        patched = await self._run(
             self.custom.patch_namespaced_custom_object,
             GROUP, VERSION, namespace, PLURAL, name,
             {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
             _content_type="application/merge-patch+json",
         )  # fmt: skip
+        return str(((patched or {}).get("metadata") or {}).get("resourceVersion") or "")
 
     async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
         """Drop one-shot command annotations (promote, abort) once acted on."""

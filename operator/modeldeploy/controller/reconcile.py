@@ -8,6 +8,7 @@ it returns no changes the second time; the handlers only carry its result out.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,15 @@ from modeldeploy.api import entrypoints
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.serving import DeploymentMode
-from modeldeploy.api.status import ConditionType
+from modeldeploy.api.status import (
+    ArtifactStatus,
+    Condition,
+    ConditionType,
+    ModelDeploymentStatus,
+    ParityReport,
+    StagingStatus,
+    Traffic,
+)
 from modeldeploy.api.validation import query_problems
 from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import job_state, naming, prometheus_access, rollout, staging_retry
@@ -68,6 +77,12 @@ class Observed:
     """The body parsed, once, by whoever observed it; None to have ``plan`` parse it."""
     invalid: str | None = None
     """Why the body does not parse, when the observer found it does not."""
+    status: ModelDeploymentStatus | None = None
+    """The status as stored, parsed once by whoever observed it; None to have ``plan`` parse
+    it."""
+    staging_hash: str | None = None
+    """The staging hash of ``deployment``, when the observer computed it (it costs a dump of the
+    spec); None to have ``plan`` compute it."""
 
 
 @dataclass
@@ -82,7 +97,8 @@ class Plan:
     apply_shadow: dict[str, Any] | None = None
     """The shadow ConfigMap, when a shadow starts or stops (controller/shadow.py)."""
     delete_jobs: list[str] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
+    status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
+    """The status to write (``wire()`` turns it into what the API server stores)."""
     status_changed: bool = False
     events: list[Transition] = field(default_factory=list)
     clear_annotations: list[str] = field(default_factory=list)
@@ -103,14 +119,14 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
 
 def rejected_status(
     body: dict[str, Any], obj: dict[str, Any], why: str, now: datetime
-) -> tuple[dict[str, Any], list[Transition]]:
-    """The status patch, and its Events, when the API server refused ``obj`` (``why``: its
-    status code and answer): Deployed and Ready False, reason ``<Kind>Rejected``."""
+) -> tuple[list[Condition], list[Transition]]:
+    """The conditions to write, and their Events, when the API server refused ``obj`` (``why``:
+    its status code and answer): Deployed and Ready False, reason ``<Kind>Rejected``."""
     meta = body["metadata"]
     kind = obj.get("kind", "object")
     message = f"the API server refused {kind} {obj['metadata']['name']}: {why}"
-    conditions, events = merge(
-        (body.get("status") or {}).get("conditions"),
+    return merge(
+        ModelDeploymentStatus.read(body).conditions,
         [
             Wanted(ConditionType.DEPLOYED, False, f"{kind}Rejected", message),
             Wanted(ConditionType.READY, False, f"{kind}Rejected", message),
@@ -118,7 +134,6 @@ def rejected_status(
         int(meta.get("generation") or 0),
         now,
     )
-    return {"conditions": conditions}, events
 
 
 def applied(live: Any, wanted: Any) -> bool:
@@ -212,27 +227,31 @@ def local_sources(spec: ModelDeploymentSpec) -> list[str]:
     return [field for field, uri in uris.items() if uri and uri.startswith("file://")]
 
 
-def _artifact_status(summary: StagingSummary, digest: str) -> dict[str, Any]:
-    artifact: dict[str, Any] = {
-        "uri": summary.uri,
-        "key": summary.key,
-        "stagingHash": digest,
-        "digest": summary.digest,
-        "precision": summary.precision.value,
-        "sizeBytes": summary.sizeBytes,
-        "cacheHit": summary.cacheHit,
-    }
+def _artifact_status(summary: StagingSummary, digest: str) -> ArtifactStatus:
+    parity = None
     if summary.parity is not None:
-        artifact["parity"] = summary.parity.model_dump(exclude_none=True)
-    return artifact
+        # The summary's wire names are the status's; a report missing a number is not kept.
+        with contextlib.suppress(ValidationError):
+            parity = ParityReport.model_validate(summary.parity.model_dump(exclude_none=True))
+    return ArtifactStatus(
+        uri=summary.uri,
+        key=summary.key,
+        staging_hash=digest,
+        digest=summary.digest,
+        precision=summary.precision.value,
+        size_bytes=summary.sizeBytes,
+        cache_hit=summary.cacheHit,
+        parity=parity,
+    )
 
 
 def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     body = observed.body
     meta = body["metadata"]
     generation = int(meta.get("generation") or 0)
-    old_status: dict[str, Any] = dict(body.get("status") or {})
-    status: dict[str, Any] = {**old_status, "observedGeneration": generation}
+    stored = observed.status if observed.status is not None else ModelDeploymentStatus.read(body)
+    status = stored.model_copy(deep=True)
+    status.observed_generation = generation
     result = Plan()
     wanted: list[Wanted] = []
     conflicts = name_conflicts(observed, str(meta.get("uid", "")))
@@ -240,7 +259,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     isvc = None if conflicts else observed.isvc
     serving_ok, isvc_reason, isvc_message = isvc_readiness(isvc)
     if isvc is not None and (isvc.get("status") or {}).get("url"):
-        status["url"] = isvc["status"]["url"]
+        status.url = isvc["status"]["url"]
 
     def finish() -> Plan:
         # An unchanged object is not applied again: a server-side apply that changes nothing
@@ -249,12 +268,12 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                            ("apply_route", observed.route)):  # fmt: skip
             if applied(live, getattr(result, attr)):
                 setattr(result, attr, None)
-        conditions, events = merge(old_status.get("conditions"), wanted, generation, now)
-        status["conditions"] = conditions
-        if serving_ok and "traffic" not in status:
-            status["traffic"] = {"stable": 100, "canary": 0, "split": "100/0"}
+        status.conditions, events = merge(stored.conditions, wanted, generation, now)
+        if serving_ok and status.traffic is None:
+            status.traffic = Traffic()
         result.status = status
-        result.status_changed = status != old_status
+        # Compared as stored: the raw body, not a parse of it, is what a patch would change.
+        result.status_changed = status.wire() != (body.get("status") or {})
         result.events = [*events, *result.events]
         return result
 
@@ -328,32 +347,32 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     monitoring, drifting = drift_report.report(
         deployment.spec, observed.drift, bool(config.prometheus_address)
     )
-    status["monitoring"] = monitoring
+    status.monitoring = monitoring
     if drifting is not None:
         wanted.append(drifting)
 
     runtime = observed.runtime
-    if deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD and "url" in status:
+    if deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD and status.url:
         # Standard mode's route (kept from the first deployment on) is what splits traffic; the
         # InferenceService's own URL reaches stable only, so clients get the route's host.
-        isvc_url = status["url"]
-        status["url"] = f"http://{route_host(deployment, config)}"
+        isvc_url = status.url
+        status.url = f"http://{route_host(deployment, config)}"
         if serving_ok:
             isvc_message = (
-                f"serving at {status['url']} through Gateway {config.gateway} "
+                f"serving at {status.url} through Gateway {config.gateway} "
                 f"(the InferenceService alone: {isvc_url})"
             )
     assert isinstance(runtime, ServingRuntimeRef)
     store = config.tenant_store(meta["namespace"])
-    digest = staging_hash(deployment, store)
+    digest = observed.staging_hash or staging_hash(deployment, store)
     job_name = naming.staging_job_name(deployment.metadata.name, digest)
-    artifact = old_status.get("artifact")
-    current = artifact is not None and artifact.get("stagingHash") == digest
+    artifact = stored.artifact
+    current = artifact is not None and artifact.staging_hash == digest
     job = next((j for j in observed.jobs if j["metadata"]["name"] == job_name), None)
     staging_failed: StagingOutcome | None = None
 
     if not current and job is None:
-        attempt = staging_retry.attempt_to_make(old_status, digest)
+        attempt = staging_retry.attempt_to_make(stored.staging, digest)
         result.create_job = build_staging_job(deployment, meta["uid"], config, attempt)
         if config.staging_network_policy:
             result.create_network_policy = build_staging_network_policy(meta["namespace"], config)
@@ -374,8 +393,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
                     Wanted(ConditionType.ARTIFACT_READY, False, job_state.INVALID, checked)
                 )
             else:
-                artifact = _artifact_status(checked, digest)
-                status["artifact"] = artifact
+                artifact = status.artifact = _artifact_status(checked, digest)
                 current = True
         else:
             staging_failed = outcome
@@ -385,7 +403,7 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
             if retry is not None and now >= retry.at:
                 # The next reconcile makes the Job again, as attempt retry.attempt.
                 result.delete_jobs.append(job_name)
-                status["staging"] = {"stagingHash": digest, "attempt": retry.attempt}
+                status.staging = StagingStatus(staging_hash=digest, attempt=retry.attempt)
                 message += f"; making attempt {retry.attempt} of {retry.of} now"
             elif retry is not None:
                 result.requeue_after = (retry.at - now).total_seconds()
@@ -396,15 +414,14 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
             wanted.append(Wanted(ConditionType.ARTIFACT_READY, False, outcome.reason, message))
     if current:
         assert artifact is not None
-        if old_status.get("staging") is not None:
-            status["staging"] = None  # no attempts left to count (null deletes it in a merge patch)
+        status.staging = None  # no attempts left to count
         wanted.append(
             Wanted(
                 ConditionType.ARTIFACT_READY,
                 True,
-                "CacheHit" if artifact.get("cacheHit") else "Staged",
-                f"{artifact['precision']} artifact {artifact.get('key') or artifact['uri']} "
-                f"({artifact['sizeBytes']} bytes) at {artifact['uri']}",
+                "CacheHit" if artifact.cache_hit else "Staged",
+                f"{artifact.precision} artifact {artifact.key or artifact.uri} "
+                f"({artifact.size_bytes} bytes) at {artifact.uri}",
             )
         )
     # A Job still running for a spec no longer wanted is stopped; finished Jobs are left to the
@@ -417,24 +434,25 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
     decision: rollout.Decision | None = None
     if current:
         assert artifact is not None
-        decision = _roll_out(observed, deployment, artifact, digest, runtime, config, now, result)
+        decision = _roll_out(
+            observed, stored, deployment, artifact, digest, runtime, config, now, result
+        )
         wanted.extend(decision.conditions)
         result.events.extend(decision.events)
 
-        status["revisions"] = decision.revisions
-        status["traffic"] = decision.traffic
-        if decision.revisions.get("stable") == digest:
+        status.revisions, status.traffic = decision.revisions, decision.traffic
+        if decision.revisions.stable == digest:
             # What serves, for the Precision column: a canary's precision is not stable's.
-            status["precision"] = artifact["precision"]
+            status.precision = artifact.precision
         if decision.rollout is not None:
-            status["rollout"] = decision.rollout
+            status.rollout = decision.rollout
         wanted.append(
             Wanted(
                 ConditionType.DEPLOYED,
                 True,
                 "InferenceServiceApplied",
-                f"stable revision {decision.revisions.get('stable')} serves "
-                f"{decision.revisions.get('stableUri')}",
+                f"stable revision {decision.revisions.stable} serves "
+                f"{decision.revisions.stable_uri}",
             )
         )
     elif isvc is not None:
@@ -479,8 +497,8 @@ def plan(observed: Observed, config: OperatorConfig, now: datetime) -> Plan:
 
 def _rollout_degraded(decision: rollout.Decision, digest: str) -> tuple[str, str] | None:
     """(reason, message) while the current spec's rollout has failed: stable keeps serving."""
-    phase = (decision.rollout or {}).get("phase")
-    mine = digest in (decision.revisions.get("failed"), decision.revisions.get("canary"))
+    phase = decision.rollout.phase if decision.rollout else None
+    mine = digest in (decision.revisions.failed, decision.revisions.canary)
     if not mine or phase not in (rollout.ROLLED_BACK, rollout.ABORTED, rollout.FAILED):
         return None
     reason = {
@@ -489,61 +507,59 @@ def _rollout_degraded(decision: rollout.Decision, digest: str) -> tuple[str, str
         rollout.FAILED: "RolloutFailed",
     }[phase]
     return reason, (
-        f"revision {digest} gets no traffic; stable {decision.revisions.get('stable')} serves: "
+        f"revision {digest} gets no traffic; stable {decision.revisions.stable} serves: "
         + rollout.rollout_failure(decision.rollout)
     )
 
 
 def _shadow_check(
-    deployment: ModelDeployment, status: dict[str, Any], isvc: dict[str, Any] | None
+    deployment: ModelDeployment, status: ModelDeploymentStatus, isvc: dict[str, Any] | None
 ) -> rollout.ShadowCheck | None:
     """What the analysis of a shadow phase needs; None while a step is analysed."""
-    progress = status.get("rollout") or {}
+    progress = status.rollout
     spec = deployment.spec.rollout.shadow
-    if progress.get("phase") != rollout.SHADOWING or spec is None:
+    if progress is None or progress.phase != rollout.SHADOWING or spec is None:
         return None
     return rollout.ShadowCheck(
         min_agreement=spec.min_agreement,
         stable_url=((isvc or {}).get("status") or {}).get("url"),
         max_evidence=spec.max_evidence,
-        evidence=tuple((progress.get("shadow") or {}).get("evidence") or ()),
+        evidence=tuple((progress.shadow.evidence if progress.shadow else None) or ()),
     )
 
 
 def _shadow_config_map(
     deployment: ModelDeployment,
     meta: dict[str, Any],
-    status: dict[str, Any],
+    status: ModelDeploymentStatus,
     decision: rollout.Decision,
     serving: rollout.Serving,
 ) -> dict[str, Any] | None:
     """The shadow ConfigMap to write when mirroring starts, moves to another candidate or stops;
     None when nothing changes (it is never rewritten only to stay the same)."""
-    was = (status.get("rollout") or {}).get("shadow") or {}
-    now = (decision.rollout or {}).get("shadow") or {}
+    was = status.rollout.shadow if status.rollout else None
+    now = decision.rollout.shadow if decision.rollout else None
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     spec = deployment.spec.rollout.shadow
+    was_active = was is not None and was.active
     starts = decision.shadow_on and (
-        not was.get("active") or was.get("candidate") != now.get("candidate")
+        not was_active or was is None or now is None or was.candidate != now.candidate
     )
-    if starts and spec is not None and serving.canary_url:
+    if starts and spec is not None and now is not None and serving.canary_url:
         config = get_mirror_config(
-            deployment,
-            spec,
-            str(decision.revisions.get("stable")),
-            str(now.get("candidate")),
-            serving.canary_url,
+            deployment, spec, str(decision.revisions.stable), now.candidate, serving.canary_url
         )
         return get_shadow_config_map(name, namespace, uid, config)
-    if was.get("active") and not decision.shadow_on:
+    if was_active and not decision.shadow_on:
         return get_shadow_config_map(name, namespace, uid, None)
     return None
 
 
 def _roll_out(
     observed: Observed,
+    status: ModelDeploymentStatus,
     deployment: ModelDeployment,
-    artifact: dict[str, Any],
+    artifact: ArtifactStatus,
     digest: str,
     runtime: ServingRuntimeRef,
     config: OperatorConfig,
@@ -551,14 +567,13 @@ def _roll_out(
     result: Plan,
 ) -> rollout.Decision:
     """Decide the traffic (``rollout.decide``) and build the objects that carry it."""
-    body = observed.body
-    meta = body["metadata"]
-    status = body.get("status") or {}
-    revisions = status.get("revisions") or {}
+    meta = observed.body["metadata"]
+    stored = status.revisions
+    stable, stable_uri = (stored.stable, stored.stable_uri) if stored else (None, None)
     name = deployment.metadata.name
     knative = deployment.spec.serving.deployment_mode == DeploymentMode.KNATIVE
-    canary_uri = artifact["uri"] if digest != revisions.get("stable") else None
-    revision_of = {revisions.get("stableUri"): revisions.get("stable"), artifact["uri"]: digest}
+    canary_uri = artifact.uri if digest != stable else None
+    revision_of = {stable_uri: stable, artifact.uri: digest}
     if knative:
         serving = knative_serving(observed.isvc, canary_uri)
     else:
@@ -574,7 +589,7 @@ def _roll_out(
     inputs = rollout.Inputs(
         spec=deployment.spec.rollout,
         knative=knative,
-        artifact=rollout.Artifact(digest, artifact["uri"]),
+        artifact=rollout.Artifact(digest, artifact.uri),
         status=status,
         serving=serving,
         annotations=dict(meta.get("annotations") or {}),
@@ -589,10 +604,10 @@ def _roll_out(
             deployment=name,
             model=name,
             canary=digest,
-            stable=str(revisions.get("stable")),
+            stable=str(stable),
             canary_url=serving.canary_url,
             artifact_store=config.tenant_store(meta["namespace"]),
-            artifact_key=artifact.get("key"),
+            artifact_key=artifact.key,
             window_seconds=int(
                 max(config.metrics_min_window_seconds, (now - started).total_seconds())
             ),
@@ -605,8 +620,8 @@ def _roll_out(
     result.clear_annotations = decision.clear_annotations
     result.requeue_after = decision.requeue_after
     revision_of = {
-        decision.revisions.get("stableUri"): decision.revisions.get("stable"),
-        artifact["uri"]: digest,
+        decision.revisions.stable_uri: decision.revisions.stable,
+        artifact.uri: digest,
     }  # after the decision: a promotion makes the new artifact the stable one
     uid = meta["uid"]
     if knative:
@@ -633,7 +648,7 @@ def _roll_out(
         result.apply_canary = build_inference_service(
             deployment,
             uid,
-            artifact["uri"],
+            artifact.uri,
             runtime,
             digest,
             isvc_name=naming.canary_name(name),

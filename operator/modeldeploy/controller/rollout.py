@@ -33,8 +33,14 @@ from modeldeploy.api.rollout import RolloutSpec, Strategy
 from modeldeploy.api.status import (
     ACTIVE_PHASES,
     HOLDING_PHASES,
+    AnalysisReport,
     ConditionType,
+    ModelDeploymentStatus,
+    Revisions,
     RolloutPhase,
+    RolloutStatus,
+    ShadowReport,
+    Traffic,
     shadow_pending,
 )
 from modeldeploy.controller import naming
@@ -51,9 +57,14 @@ FAILED = RolloutPhase.FAILED
 INCONCLUSIVE = RolloutPhase.INCONCLUSIVE
 ACTIVE = tuple(ACTIVE_PHASES)
 HOLDING = tuple(HOLDING_PHASES)
+ENDED_BADLY = {ROLLED_BACK: "RolledBack", ABORTED: "Aborted", FAILED: "RolloutFailed"}
+"""Phases of a rollout that failed, with their RolloutProgressing reason."""
 
 FAILED_REVISION_REASONS = {"RevisionFailed", "RevisionMissing", "ContainerCrashing"}
 """Ready=False reasons that mean the revision will not come up by waiting."""
+
+MESSAGE_LIMIT = 4000
+"""A failure or an inconclusive reason is cut to this (the CRD allows 4096 characters)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,10 @@ class Serving:
     """Whether anything serves yet (an InferenceService exists)."""
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 @dataclass(frozen=True)
 class ShadowResult:
     """What the stable pods counted of their mirrored requests over the shadow's window."""
@@ -96,8 +111,9 @@ class ShadowResult:
     evidence: tuple[str, ...] = ()
     """Every evidence file kept in the artifact store for this candidate so far."""
 
-    def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def applied_to(self, shadow: ShadowReport) -> ShadowReport:
+        """``shadow`` with these numbers (a number not measured keeps its last value)."""
+        numbers: dict[str, Any] = {
             "compared": round(self.compared, 3),
             "disagreements": round(self.disagreements, 3),
             "errors": round(self.errors, 3),
@@ -105,14 +121,14 @@ class ShadowResult:
         }
         for key, value in (
             ("agreement", self.agreement),
-            ("maxAbsDiff", self.max_abs_diff),
-            ("candidateP99LatencyMs", self.candidate_p99_latency_ms),
+            ("max_abs_diff", self.max_abs_diff),
+            ("candidate_p99_latency_ms", self.candidate_p99_latency_ms),
         ):
             if value is not None:
-                out[key] = round(value, 6)
+                numbers[key] = round(value, 6)
         if self.evidence:
-            out["evidence"] = list(self.evidence)
-        return out
+            numbers["evidence"] = list(self.evidence)
+        return shadow.model_copy(update=numbers)
 
     def summary(self) -> str:
         agreement = "n/a" if self.agreement is None else f"{self.agreement:.4f}"
@@ -149,25 +165,23 @@ class AnalysisResult:
     shadow: ShadowResult | None = None
     """The shadow phase's numbers, when this run judged one."""
 
-    def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"at": _iso(self.at), "passed": self.passed, "ready": self.ready}
-        for key, value in (
-            ("errorRate", self.error_rate),
-            ("p99LatencyMs", self.p99_latency_ms),
-            ("stableP99LatencyMs", self.stable_p99_latency_ms),
-            ("parityMaxAbsDiff", self.parity_max_abs_diff),
-            ("requests", self.requests),
-            ("clientErrorRate", self.client_error_rate),
-            ("stableClientErrorRate", self.stable_client_error_rate),
-            ("predictionPsi", self.prediction_psi),
-        ):
-            if value is not None:
-                out[key] = round(value, 6)
-        if self.failures:
-            out["failures"] = self.failures[:32]
-        if self.inconclusive:
-            out["inconclusive"] = self.inconclusive[:32]
-        return out
+    def report(self) -> AnalysisReport:
+        """The numbers as ``status.rollout.analysis`` keeps them."""
+        return AnalysisReport(
+            at=stamp(self.at),
+            passed=self.passed,
+            ready=self.ready,
+            error_rate=_rounded(self.error_rate),
+            p99_latency_ms=_rounded(self.p99_latency_ms),
+            stable_p99_latency_ms=_rounded(self.stable_p99_latency_ms),
+            parity_max_abs_diff=_rounded(self.parity_max_abs_diff),
+            requests=_rounded(self.requests),
+            client_error_rate=_rounded(self.client_error_rate),
+            stable_client_error_rate=_rounded(self.stable_client_error_rate),
+            prediction_psi=_rounded(self.prediction_psi),
+            failures=self.failures[:32] or None,
+            inconclusive=self.inconclusive[:32] or None,
+        )
 
     def summary(self) -> str:
         """One line with every number, for the condition message and ``modeldeploy status``."""
@@ -194,7 +208,7 @@ class AnalysisResult:
             text += "; failed: " + "; ".join(self.failures)
         if self.inconclusive:
             text += "; inconclusive: " + "; ".join(self.inconclusive)
-        return text[:4000]
+        return text[:MESSAGE_LIMIT]
 
 
 @dataclass(frozen=True)
@@ -238,7 +252,7 @@ class Inputs:
     knative: bool
     artifact: Artifact
     """The artifact staged from the current spec."""
-    status: dict[str, Any]
+    status: ModelDeploymentStatus
     """The ModelDeployment's status as stored."""
     serving: Serving
     annotations: dict[str, str]
@@ -262,9 +276,10 @@ class Decision:
     """Standard: whether the canary InferenceService should exist."""
     route: bool = False
     """Standard: whether the HTTPRoute should exist."""
-    revisions: dict[str, Any] = field(default_factory=dict)
-    rollout: dict[str, Any] | None = None
-    traffic: dict[str, Any] = field(default_factory=dict)
+    revisions: Revisions = field(default_factory=Revisions)
+    rollout: RolloutStatus | None = None
+    """The rollout's new state; None leaves the stored one (there has never been a rollout)."""
+    traffic: Traffic = field(default_factory=Traffic)
     conditions: list[Wanted] = field(default_factory=list)
     events: list[Transition] = field(default_factory=list)
     clear_annotations: list[str] = field(default_factory=list)
@@ -281,33 +296,29 @@ class Decision:
         return self.canary_uri or self.stable_uri
 
 
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A status timestamp (RFC 3339) as a datetime; None when absent."""
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+def stamp(when: datetime) -> datetime:
+    """``when`` in whole seconds, as the status stores times (metav1.Time): a time written and
+    read back compares equal, so an unchanged rollout is not written again."""
+    return when.replace(microsecond=0)
 
 
 def clock(inputs: Inputs) -> tuple[datetime, float] | None:
     """When the analysed period in progress started and how long it lasts in seconds: the
     shadow phase's, or the current step's once its weight reads back; None when no analysed
     period is running."""
-    rollout = inputs.status.get("rollout") or {}
-    phase = rollout.get("phase")
-    if phase == SHADOWING:
-        shadow = rollout.get("shadow") or {}
-        started = parse_time(shadow.get("startedAt"))
-        if started is None or inputs.spec.shadow is None or not shadow.get("active"):
-            return None
-        return started, duration_seconds(inputs.spec.shadow.duration)
-    if phase != PROGRESSING:
+    rollout = inputs.status.rollout
+    if rollout is None:
         return None
-    started = parse_time(rollout.get("stepStartedAt"))
-    step = int(rollout.get("step") or 0)
+    if rollout.phase == SHADOWING:
+        shadow = rollout.shadow
+        if shadow is None or shadow.started_at is None or not shadow.active:
+            return None
+        if inputs.spec.shadow is None:
+            return None
+        return shadow.started_at, duration_seconds(inputs.spec.shadow.duration)
+    if rollout.phase != PROGRESSING:
+        return None
+    started, step = rollout.step_started_at, rollout.step
     if started is None or step >= len(inputs.spec.steps):
         return None
     if inputs.serving.weights[1] != inputs.spec.steps[step].weight:
@@ -319,9 +330,8 @@ def analysis_due(inputs: Inputs) -> bool:
     """Whether an analysis should run now: a shadow or a step is being analysed (``clock``), the
     canary is ready and the last run is an interval old, or the period is over and no run has
     looked at its end yet."""
-    rollout = inputs.status.get("rollout") or {}
-    revisions = inputs.status.get("revisions") or {}
-    if revisions.get("canary") != inputs.artifact.revision:
+    rollout, revisions = inputs.status.rollout, inputs.status.revisions
+    if rollout is None or revisions is None or revisions.canary != inputs.artifact.revision:
         return False
     if _control(inputs.annotations) or not inputs.serving.canary_ready:
         return False
@@ -329,7 +339,7 @@ def analysis_due(inputs: Inputs) -> bool:
     if period is None:
         return False
     started, seconds = period
-    last = parse_time((rollout.get("analysis") or {}).get("at"))
+    last = rollout.analysis.at if rollout.analysis is not None else None
     if last is None or last < started:
         return True
     end = started + timedelta(seconds=seconds)
@@ -363,8 +373,9 @@ def _restarts_failed(command: str | None) -> bool:
 
 def command_pending(body: dict[str, Any]) -> bool:
     """A rollout command annotation not yet acted on: promote, abort, retry or resume present,
-    or pause set or cleared without the phase following (the event filter's question: our own
-    status patches come back as events, and only these need a reconciliation)."""
+    or pause set or cleared without the phase following (the event filter's question, asked of
+    every event: our own status patches come back as events, and only these need a
+    reconciliation; it reads the raw body, which is cheaper than parsing it)."""
     annotations = body.get("metadata", {}).get("annotations") or {}
     if any(a in annotations for a in COMMANDS.values()):
         return True
@@ -378,56 +389,57 @@ def paused(annotations: dict[str, str]) -> bool:
 
 
 def _transition(inputs: Inputs) -> Decision:
-    """The next rollout state and its Events (every path ends in ``_finish``)."""
+    """The next rollout state and its Events (every path ends in ``_finish``). Works on copies
+    of the stored state: ``inputs`` is never changed."""
     status, art, serving, now = inputs.status, inputs.artifact, inputs.serving, inputs.now
-    revisions: dict[str, Any] = dict(status.get("revisions") or {})
-    rollout: dict[str, Any] = dict(status.get("rollout") or {})
-    d = Decision(stable_uri=revisions.get("stableUri") or art.uri)
+    revisions = status.revisions.model_copy() if status.revisions else Revisions()
+    rollout = status.rollout.model_copy(deep=True) if status.rollout else None
+    d = Decision(stable_uri=revisions.stable_uri or art.uri)
     command = _control(inputs.annotations)
     if command:
         # The winner and every command it overrides: a promote next to an abort is moot.
         d.clear_annotations = [a for a in COMMANDS.values() if a in inputs.annotations]
 
-    stable = revisions.get("stable")
+    stable = revisions.stable
     if stable is None or not serving.exists:
         # First deployment: nothing serves, so there is nothing to protect.
-        revisions = {"stable": art.revision, "stableUri": art.uri}
         d.stable_uri = art.uri
-        return _finish(d, inputs, revisions, None, settled=True)
+        return _finish(d, Revisions(stable=art.revision, stable_uri=art.uri), None, settled=True)
 
     if art.revision == stable:
         # The spec is (back) on the stable artifact: any canary is abandoned, traffic all stable.
-        if revisions.get("canary"):
+        if revisions.canary:
             d.events.append(
                 Transition(
                     "Normal",
                     "CanaryAbandoned",
                     f"the spec is back on stable revision {stable}; canary "
-                    f"{revisions['canary']} gets no traffic",
+                    f"{revisions.canary} gets no traffic",
                 )
             )
-        revisions = {"stable": stable, "stableUri": d.stable_uri}
-        return _finish(d, inputs, revisions, _ended(rollout), settled=True)
+        revisions = Revisions(stable=stable, stable_uri=d.stable_uri)
+        return _finish(d, revisions, _ended(rollout), settled=True)
 
-    if art.revision == revisions.get("failed") and not _restarts_failed(command):
+    if art.revision == revisions.failed and not _restarts_failed(command):
         # This revision's rollout failed or was aborted: it gets no traffic until the spec moves.
-        d.canary_uri = revisions.get("canaryUri")
-        return _finish(d, inputs, revisions, rollout, settled=False, failed=True)
+        d.canary_uri = revisions.canary_uri
+        return _finish(d, revisions, rollout, settled=False, failed=True)
 
-    if revisions.get("canary") != art.revision or rollout.get("phase") not in ACTIVE:
+    if revisions.canary != art.revision or rollout is None or rollout.phase not in ACTIVE:
         # A new rollout (a newer spec replaces a canary in flight).
-        retried = command == "retry" and art.revision == revisions.get("failed")
-        revisions = {"stable": stable, "stableUri": d.stable_uri, "canary": art.revision}
+        retried = command == "retry" and art.revision == revisions.failed
+        revisions = Revisions(stable=stable, stable_uri=d.stable_uri, canary=art.revision)
         immediate = inputs.spec.strategy == Strategy.IMMEDIATE
         shadow = inputs.spec.shadow
-        rollout = {
-            "phase": PROMOTING if immediate else SHADOWING if shadow else PROGRESSING,
-            "step": 0,
-            "startedAt": _iso(now),
-            "failedChecks": 0,
-        }
-        if shadow is not None and not immediate:
-            rollout["shadow"] = {"candidate": art.revision, "percent": shadow.percent}
+        rollout = RolloutStatus(
+            phase=PROMOTING if immediate else SHADOWING if shadow else PROGRESSING,
+            started_at=stamp(now),
+            shadow=(
+                ShadowReport(candidate=art.revision, percent=shadow.percent)
+                if shadow is not None and not immediate
+                else None
+            ),
+        )
         if retried:
             d.events.append(
                 Transition("Normal", "RolloutRetried", f"retrying revision {art.revision}")
@@ -440,25 +452,22 @@ def _transition(inputs: Inputs) -> Decision:
                 f"({art.uri}); stable {stable} keeps the traffic until it is ready",
             )
         )
-    revisions["canaryUri"] = art.uri
-    revisions.pop("failed", None)
+    revisions.canary_uri, revisions.failed = art.uri, None
     d.canary_uri = art.uri
-    phase = rollout.get("phase")
-    step = int(rollout.get("step") or 0)
-    steps = inputs.spec.steps
+    phase, step, steps = rollout.phase, rollout.step, inputs.spec.steps
 
     if command == "abort":
         return _rollback(d, inputs, revisions, rollout, ABORTED, "aborted by annotation")
     if command == "promote" and phase != PROMOTING:
-        rollout = {**rollout, "phase": PROMOTING, "inconclusive": None}
+        rollout.phase, rollout.inconclusive = PROMOTING, None
         phase = PROMOTING
         d.events.append(Transition("Normal", "PromoteRequested", "promoted by annotation"))
 
     if command == "promote-step" and phase == SHADOWING:
-        rollout, phase = _end_shadow(d, rollout, "ended by annotation", len(steps))
+        phase = _end_shadow(d, rollout, "ended by annotation", len(steps))
     elif command == "promote-step" and phase in (PROGRESSING, *HOLDING):
-        rollout, phase = _next_step(d, rollout, step, steps)
-        step = int(rollout.get("step") or 0)
+        phase = _next_step(d, rollout, step, steps)
+        step = rollout.step
 
     if phase == INCONCLUSIVE and command in ("resume", "retry"):
         shadowing = shadow_pending(rollout)
@@ -472,25 +481,25 @@ def _transition(inputs: Inputs) -> Decision:
             )
         )
         phase = SHADOWING if shadowing else PROGRESSING
-        rollout = {**rollout, "phase": phase, "stepStartedAt": None, "inconclusive": None}
-        if shadowing:
-            rollout["shadow"] = {**rollout["shadow"], "startedAt": None, "active": False}
+        rollout.phase, rollout.step_started_at, rollout.inconclusive = phase, None, None
+        if shadowing and rollout.shadow is not None:
+            rollout.shadow.started_at, rollout.shadow.active = None, False
 
     if phase == SHADOWING:
         shadowed = _shadow(d, inputs, revisions, rollout)
         if isinstance(shadowed, Decision):
             return shadowed
-        rollout, phase = shadowed
+        phase = shadowed
 
     if phase in (PROGRESSING, PAUSED):
         if paused(inputs.annotations):
             if phase != PAUSED:
                 d.events.append(Transition("Normal", "RolloutPaused", f"paused at step {step}"))
-            rollout = {**rollout, "phase": PAUSED}
+            rollout.phase = PAUSED
         elif phase == PAUSED:
             d.events.append(Transition("Normal", "RolloutResumed", f"resumed at step {step}"))
-            rollout = {**rollout, "phase": PROGRESSING, "stepStartedAt": None}
-        phase = rollout["phase"]
+            rollout.phase, rollout.step_started_at = PROGRESSING, None
+        phase = rollout.phase
 
     if phase in (PROGRESSING, *HOLDING):
         weight = steps[min(step, len(steps) - 1)].weight
@@ -498,16 +507,15 @@ def _transition(inputs: Inputs) -> Decision:
             return _wait_for_canary(d, inputs, revisions, rollout)
         _set_canary_weight(d, inputs, weight)
         if phase != PROGRESSING:
-            return _finish(d, inputs, revisions, rollout, settled=False)
+            return _finish(d, revisions, rollout, settled=False)
         if serving.weights[1] != weight:
-            rollout["stepStartedAt"] = None
+            rollout.step_started_at = None
             d.requeue_after = 1.0
-            return _finish(d, inputs, revisions, rollout, settled=False)
-        started_at = parse_time(rollout.get("stepStartedAt"))
+            return _finish(d, revisions, rollout, settled=False)
+        started_at = rollout.step_started_at
         if started_at is None:
-            started_at = now
-            rollout["stepStartedAt"] = _iso(now)
-            rollout["failedChecks"] = 0
+            started_at = rollout.step_started_at = stamp(now)
+            rollout.failed_checks = 0
             d.events.append(
                 Transition(
                     "Normal",
@@ -523,49 +531,48 @@ def _transition(inputs: Inputs) -> Decision:
         if failed is not None:
             return failed
         end = started_at + timedelta(seconds=duration_seconds(steps[step].pause))
-        report = rollout.get("analysis") or {}
-        judged = _judged_at_end(report, now, end)
-        if judged and _only_inconclusive(report):
+        report = _judged_at_end(rollout.analysis, now, end)
+        if report is not None and _only_inconclusive(report):
             # No evidence either way at the step's end: neither promote nor roll back.
-            return _inconclusive(d, inputs, revisions, rollout, f"step {step + 1} ({weight}%)")
-        if judged and report.get("passed"):
+            return _inconclusive(d, revisions, rollout, f"step {step + 1} ({weight}%)")
+        if report is not None and report.passed:
             if step + 1 < len(steps):
-                rollout.update(step=step + 1, stepStartedAt=None, failedChecks=0)
+                rollout.step, rollout.step_started_at, rollout.failed_checks = step + 1, None, 0
                 _set_canary_weight(d, inputs, steps[step + 1].weight)
                 d.requeue_after = 1.0
-                return _finish(d, inputs, revisions, rollout, settled=False)
-            rollout["phase"] = PROMOTING
-            phase = PROMOTING
+                return _finish(d, revisions, rollout, settled=False)
+            rollout.phase = phase = PROMOTING
         else:
             interval = duration_seconds(inputs.spec.analysis.interval)
             left = (end - now).total_seconds()
             d.requeue_after = max(0.5, min(interval, left) if left > 0 else 0.5)
-            return _finish(d, inputs, revisions, rollout, settled=False)
+            return _finish(d, revisions, rollout, settled=False)
 
     # Promoting: all traffic to the new artifact, then it becomes stable.
     return _promote(d, inputs, revisions, rollout)
 
 
 def _shadow(
-    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any]
-) -> Decision | tuple[dict[str, Any], str]:
+    d: Decision, inputs: Inputs, revisions: Revisions, rollout: RolloutStatus
+) -> Decision | RolloutPhase:
     """The shadow phase: the canary runs at 0% while stable mirrors to it. A Decision when this
-    reconciliation ends here; the rollout moved on to the steps otherwise."""
+    reconciliation ends here; the phase the rollout moved on to otherwise."""
     spec, serving, now = inputs.spec.shadow, inputs.serving, inputs.now
     steps = inputs.spec.steps
     if spec is None:  # the spec dropped its shadow mid-phase: the steps follow at once
         return _end_shadow(d, rollout, "removed from the spec", len(steps))
     revision = inputs.artifact.revision
     _set_canary_weight(d, inputs, 0)
-    shadow = {**(rollout.get("shadow") or {}), "candidate": revision, "percent": spec.percent}
-    rollout = {**rollout, "shadow": shadow}
+    shadow = rollout.shadow or ShadowReport(candidate=revision, percent=spec.percent)
+    shadow.candidate, shadow.percent = revision, spec.percent
+    rollout.shadow = shadow
     if not serving.canary_ready or not serving.canary_url:
         return _wait_for_canary(d, inputs, revisions, rollout)
-    started = parse_time(shadow.get("startedAt"))
-    if started is None or not shadow.get("active"):
-        started = now
-        shadow.update(startedAt=_iso(now), active=True)
-        rollout["failedChecks"] = 0
+    started = shadow.started_at
+    if started is None or not shadow.active:
+        started = shadow.started_at = stamp(now)
+        shadow.active = True
+        rollout.failed_checks = 0
         d.events.append(
             Transition(
                 "Normal",
@@ -580,26 +587,25 @@ def _shadow(
     if failed is not None:
         return failed
     end = started + timedelta(seconds=duration_seconds(spec.duration))
-    report = rollout.get("analysis") or {}
-    judged = _judged_at_end(report, now, end)
-    if judged and _only_inconclusive(report):
-        return _inconclusive(d, inputs, revisions, rollout, "the shadow phase")
+    report = _judged_at_end(rollout.analysis, now, end)
+    if report is not None and _only_inconclusive(report):
+        return _inconclusive(d, revisions, rollout, "the shadow phase")
     interval = duration_seconds(inputs.spec.analysis.interval)
-    if judged and report.get("passed") and not paused(inputs.annotations):
+    if report is not None and report.passed and not paused(inputs.annotations):
         d.events.append(
-            Transition("Normal", "ShadowPassed", f"candidate {revision}: {rollout['lastAnalysis']}")
+            Transition("Normal", "ShadowPassed", f"candidate {revision}: {rollout.last_analysis}")
         )
         return _end_shadow(d, rollout, "passed", len(steps))
     left = (end - now).total_seconds()
     d.requeue_after = max(0.5, min(interval, left) if left > 0 else interval)
-    return _finish(d, inputs, revisions, rollout, settled=False)
+    return _finish(d, revisions, rollout, settled=False)
 
 
 def _take_analysis(
     d: Decision,
     inputs: Inputs,
-    revisions: dict[str, Any],
-    rollout: dict[str, Any],
+    revisions: Revisions,
+    rollout: RolloutStatus,
     started: datetime,
     where: str,
 ) -> Decision | None:
@@ -608,31 +614,32 @@ def _take_analysis(
     result = inputs.analysis
     if result is None or result.at < started:
         return None
-    rollout["analysis"] = result.report()
-    rollout["lastAnalysis"] = result.summary()
-    if result.shadow is not None and rollout.get("shadow") is not None:
-        rollout["shadow"].update(result.shadow.report())
+    rollout.analysis = result.report()
+    rollout.last_analysis = result.summary()
+    if result.shadow is not None and rollout.shadow is not None:
+        rollout.shadow = result.shadow.applied_to(rollout.shadow)
     if not result.failures:
         return None
-    rollout["failedChecks"] = int(rollout.get("failedChecks") or 0) + 1
-    if rollout["failedChecks"] <= inputs.spec.analysis.failure_limit:
+    rollout.failed_checks += 1
+    if rollout.failed_checks <= inputs.spec.analysis.failure_limit:
         return None
     return _rollback_or_fail(d, inputs, revisions, rollout, f"{where}: {result.summary()}")
 
 
-def _judged_at_end(report: dict[str, Any], now: datetime, end: datetime) -> bool:
-    """The period is over and an analysis has looked at its end."""
-    last = parse_time(report.get("at"))
-    return now >= end and last is not None and last >= end
+def _judged_at_end(
+    report: AnalysisReport | None, now: datetime, end: datetime
+) -> AnalysisReport | None:
+    """The last analysis, when the period is over and that analysis has looked at its end."""
+    if report is not None and now >= end and report.at >= end:
+        return report
+    return None
 
 
-def _inconclusive(
-    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any], what: str
-) -> Decision:
+def _inconclusive(d: Decision, revisions: Revisions, rollout: RolloutStatus, what: str) -> Decision:
     """``what`` (a step, the shadow) ended without evidence either way: it holds until a person
     resumes (the period again, with a fresh clock) or aborts."""
-    why = "; ".join((rollout.get("analysis") or {}).get("inconclusive") or [])
-    rollout = {**rollout, "phase": INCONCLUSIVE, "inconclusive": why}
+    why = "; ".join((rollout.analysis.inconclusive or []) if rollout.analysis else [])
+    rollout.phase, rollout.inconclusive = INCONCLUSIVE, why[:MESSAGE_LIMIT]
     d.events.append(
         Transition(
             "Warning",
@@ -640,11 +647,11 @@ def _inconclusive(
             f"{what} ended without evidence: {why}; paused (resume retries it, abort rolls back)",
         )
     )
-    return _finish(d, inputs, revisions, rollout, settled=False)
+    return _finish(d, revisions, rollout, settled=False)
 
 
 def _wait_for_canary(
-    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any]
+    d: Decision, inputs: Inputs, revisions: Revisions, rollout: RolloutStatus
 ) -> Decision:
     """The canary is not ready (yet): fail when it says it never will be or the progress
     deadline has passed, else look again soon, with no traffic on it."""
@@ -652,9 +659,9 @@ def _wait_for_canary(
         return _rollback_or_fail(
             d, inputs, revisions, rollout, f"canary not ready: {inputs.serving.canary_failed}"
         )
-    started = parse_time(rollout.get("startedAt")) or inputs.now
+    started = rollout.started_at or inputs.now
     deadline = duration_seconds(inputs.spec.progress_deadline)
-    if rollout.get("phase") != FAILED and inputs.now - started > timedelta(seconds=deadline):
+    if rollout.phase != FAILED and inputs.now - started > timedelta(seconds=deadline):
         return _rollback_or_fail(
             d,
             inputs,
@@ -664,21 +671,20 @@ def _wait_for_canary(
         )
     _set_canary_weight(d, inputs, 0)
     d.requeue_after = 2.0
-    return _finish(d, inputs, revisions, rollout, settled=False)
+    return _finish(d, revisions, rollout, settled=False)
 
 
-def _end_shadow(
-    d: Decision, rollout: dict[str, Any], why: str, steps: int
-) -> tuple[dict[str, Any], str]:
+def _end_shadow(d: Decision, rollout: RolloutStatus, why: str, steps: int) -> RolloutPhase:
     """The shadow phase is over (passed, or skipped): mirroring stops and step 1 follows."""
     if why != "passed":
         d.events.append(
             Transition("Normal", "ShadowEnded", f"shadow phase {why}; step 1/{steps} next")
         )
-    shadow = {**(rollout.get("shadow") or {}), "done": True, "active": False}
-    moved = {**rollout, "phase": PROGRESSING, "step": 0, "stepStartedAt": None,
-             "failedChecks": 0, "inconclusive": None, "shadow": shadow}  # fmt: skip
-    return moved, PROGRESSING
+    if rollout.shadow is not None:
+        rollout.shadow.done, rollout.shadow.active = True, False
+    rollout.phase, rollout.step, rollout.step_started_at = PROGRESSING, 0, None
+    rollout.failed_checks, rollout.inconclusive = 0, None
+    return PROGRESSING
 
 
 def decide(inputs: Inputs) -> Decision:
@@ -691,13 +697,12 @@ def decide(inputs: Inputs) -> Decision:
     return d
 
 
-def _next_step(
-    d: Decision, rollout: dict[str, Any], step: int, steps: list[Any]
-) -> tuple[dict[str, Any], str]:
+def _next_step(d: Decision, rollout: RolloutStatus, step: int, steps: list[Any]) -> RolloutPhase:
     """``promote`` without ``--full``: the current step ends now, as if its pause had passed
     with the analysis passing; after the last step, promotion. A paused, failed-but-holding or
     inconclusive step moves on too, as Argo Rollouts' promote skips a pause."""
-    moved = {**rollout, "inconclusive": None, "failure": None, "failedChecks": 0}
+    rollout.inconclusive, rollout.failure, rollout.failed_checks = None, None, 0
+    rollout.step_started_at = None
     if step + 1 < len(steps):
         d.events.append(
             Transition(
@@ -706,16 +711,18 @@ def _next_step(
                 f"step {step + 1} ended by annotation; step {step + 2}/{len(steps)} next",
             )
         )
-        return {**moved, "phase": PROGRESSING, "step": step + 1, "stepStartedAt": None}, PROGRESSING
+        rollout.phase, rollout.step = PROGRESSING, step + 1
+        return PROGRESSING
     d.events.append(
         Transition("Normal", "PromoteRequested", "last step ended by annotation; promoting")
     )
-    return {**moved, "phase": PROMOTING, "stepStartedAt": None}, PROMOTING
+    rollout.phase = PROMOTING
+    return PROMOTING
 
 
-def _only_inconclusive(report: dict[str, Any]) -> bool:
+def _only_inconclusive(report: AnalysisReport) -> bool:
     """An analysis report that could not judge, and found nothing wrong."""
-    return bool(report.get("inconclusive")) and not report.get("failures")
+    return bool(report.inconclusive) and not report.failures
 
 
 def _set_canary_weight(d: Decision, inputs: Inputs, weight: int) -> None:
@@ -725,19 +732,17 @@ def _set_canary_weight(d: Decision, inputs: Inputs, weight: int) -> None:
         d.canary_isvc, d.route, d.canary_weight = True, True, weight
 
 
-def _promote(
-    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any]
-) -> Decision:
+def _promote(d: Decision, inputs: Inputs, revisions: Revisions, rollout: RolloutStatus) -> Decision:
     art = inputs.artifact
     if inputs.serving.stable_settled_on == art.uri:
-        revisions = {"stable": art.revision, "stableUri": art.uri}
-        rollout = {**rollout, "phase": PROMOTED, "stepStartedAt": None}
+        rollout.phase, rollout.step_started_at = PROMOTED, None
         d.stable_uri, d.canary_uri = art.uri, None
         d.events.append(
             Transition("Normal", "RolloutPromoted", f"revision {art.revision} is stable")
         )
-        return _finish(d, inputs, revisions, rollout, settled=True)
-    rollout = {**rollout, "phase": PROMOTING}
+        revisions = Revisions(stable=art.revision, stable_uri=art.uri)
+        return _finish(d, revisions, rollout, settled=True)
+    rollout.phase = PROMOTING
     if inputs.knative:
         # No canaryTrafficPercent: the latest revision takes all traffic once ready.
         d.canary_percent = None if inputs.serving.canary_ready else 0
@@ -748,78 +753,70 @@ def _promote(
         d.canary_isvc = d.route = True
         d.canary_weight = 100 if inputs.serving.canary_ready else 0
     d.requeue_after = 1.0
-    return _finish(d, inputs, revisions, rollout, settled=False)
+    return _finish(d, revisions, rollout, settled=False)
 
 
 def _rollback_or_fail(
-    d: Decision, inputs: Inputs, revisions: dict[str, Any], rollout: dict[str, Any], why: str
+    d: Decision, inputs: Inputs, revisions: Revisions, rollout: RolloutStatus, why: str
 ) -> Decision:
     if inputs.spec.auto_rollback:
         return _rollback(d, inputs, revisions, rollout, ROLLED_BACK, why)
-    if rollout.get("phase") != FAILED:
+    if rollout.phase != FAILED:
         d.events.append(
             Transition("Warning", "RolloutFailed", why + "; holding (autoRollback is off)")
         )
-    rollout = {**rollout, "phase": FAILED, "failure": why}
-    return _finish(d, inputs, revisions, rollout, settled=False)
+    rollout.phase, rollout.failure = FAILED, why[:MESSAGE_LIMIT]
+    return _finish(d, revisions, rollout, settled=False)
 
 
 def _rollback(
     d: Decision,
     inputs: Inputs,
-    revisions: dict[str, Any],
-    rollout: dict[str, Any],
-    phase: str,
+    revisions: Revisions,
+    rollout: RolloutStatus,
+    phase: RolloutPhase,
     why: str,
 ) -> Decision:
     """All traffic to stable at once; the revision is marked failed."""
-    revisions = {
-        "stable": revisions["stable"],
-        "stableUri": revisions.get("stableUri"),
-        "failed": inputs.artifact.revision,
-        "canaryUri": inputs.artifact.uri,
-    }
-    rollout = {**rollout, "phase": phase, "failure": why, "stepStartedAt": None}
-    rollout["inconclusive"] = None
+    revisions = Revisions(
+        stable=revisions.stable,
+        stable_uri=revisions.stable_uri,
+        failed=inputs.artifact.revision,
+        canary_uri=inputs.artifact.uri,
+    )
+    rollout.phase, rollout.failure, rollout.step_started_at = phase, why[:MESSAGE_LIMIT], None
+    rollout.inconclusive = None
     d.canary_uri = inputs.artifact.uri
     d.events.append(
         Transition(
             "Warning",
             "RolloutRolledBack" if phase == ROLLED_BACK else "RolloutAborted",
             f"revision {inputs.artifact.revision}: {why}; all traffic back on stable "
-            f"{revisions['stable']}",
+            f"{revisions.stable}",
         )
     )
-    return _finish(d, inputs, revisions, rollout, settled=False, failed=True)
+    return _finish(d, revisions, rollout, settled=False, failed=True)
 
 
-def _ended(rollout: dict[str, Any]) -> dict[str, Any] | None:
-    if not rollout:
-        return None
-    if rollout.get("phase") in ACTIVE:
-        return {**rollout, "phase": ABORTED, "failure": "the spec went back to stable"}
+def _ended(rollout: RolloutStatus | None) -> RolloutStatus | None:
+    if rollout is not None and rollout.phase in ACTIVE:
+        rollout.phase, rollout.failure = ABORTED, "the spec went back to stable"
     return rollout
 
 
 def _finish(
     d: Decision,
-    inputs: Inputs,
-    revisions: dict[str, Any],
-    rollout: dict[str, Any] | None,
+    revisions: Revisions,
+    rollout: RolloutStatus | None,
     settled: bool,
     failed: bool = False,
 ) -> Decision:
     """Where every transition ends: the new state, and whether the rollout is settled (no
     canary any more) or failed; ``decide`` then derives the traffic and the conditions."""
-    d.revisions = {k: v for k, v in revisions.items() if v is not None}
-    if rollout is not None:
-        rollout = {k: v for k, v in rollout.items() if v is not None}
-        rollout.setdefault("step", 0)
-    if rollout is not None and rollout.get("shadow"):
-        shadowing = rollout.get("phase") == SHADOWING and bool(rollout["shadow"].get("active"))
-        rollout["shadow"] = {**rollout["shadow"], "active": shadowing}
-        d.shadow_on = shadowing
-    d.rollout = rollout
+    if rollout is not None and rollout.shadow is not None:
+        shadowing = rollout.phase == SHADOWING and rollout.shadow.active
+        rollout.shadow.active = d.shadow_on = shadowing
+    d.revisions, d.rollout = revisions, rollout
     d.settled, d.failed = settled, failed
     return d
 
@@ -847,95 +844,89 @@ def _traffic(d: Decision, inputs: Inputs) -> None:
         d.route = True
     # Settled: no canary any more, whatever share the revision had while it was one.
     stable_w, canary_w = (100, 0) if d.settled else serving.weights
-    d.traffic = {"stable": stable_w, "canary": canary_w, "split": f"{stable_w}/{canary_w}"}
+    d.traffic = Traffic(stable=stable_w, canary=canary_w, split=f"{stable_w}/{canary_w}")
 
 
 def _conditions(d: Decision, inputs: Inputs) -> list[Wanted]:
     """RolloutProgressing, as the state and the traffic read back say."""
-    rollout, revisions = d.rollout, d.revisions
-    canary_w = d.traffic["canary"]
-    conditions: list[Wanted] = []
-    phase = (rollout or {}).get("phase", "")
-    step = int((rollout or {}).get("step") or 0)
-    steps = inputs.spec.steps
-    summary = (rollout or {}).get("lastAnalysis") or ""
+    rollout, revisions = d.rollout or RolloutStatus(), d.revisions
+    canary_w = d.traffic.canary
+    phase, step, steps = rollout.phase, rollout.step, inputs.spec.steps
+    summary = rollout.last_analysis
     if phase == INCONCLUSIVE:
-        conditions.append(
+        where = "shadow phase" if shadow_pending(rollout) else f"step {step + 1}/{len(steps)}"
+        return [
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
                 "Inconclusive",
-                (
-                    "shadow phase"
-                    if shadow_pending(rollout or {})
-                    else f"step {step + 1}/{len(steps)}"
-                )
-                + f": canary {revisions.get('canary')} held at "
-                f"{canary_w}%, the analysis could not judge it: "
-                f"{(rollout or {}).get('inconclusive', '')}; "
+                f"{where}: canary {revisions.canary} held at {canary_w}%, the analysis could "
+                f"not judge it: {rollout.inconclusive or ''}; "
                 "'modeldeploy resume' retries it, 'modeldeploy abort' rolls back",
             )
-        )
-    elif phase == SHADOWING:
-        shadow = (rollout or {}).get("shadow") or {}
+        ]
+    if phase == SHADOWING:
+        shadow = rollout.shadow
+        active = shadow is not None and shadow.active
         what = (
-            f"stable mirrors {shadow.get('percent')}% of its requests to candidate "
-            f"{revisions.get('canary')}, which gets no traffic"
-            if shadow.get("active")
-            else f"waiting for candidate {revisions.get('canary')} to be ready"
+            f"stable mirrors {shadow.percent if shadow else 0}% of its requests to candidate "
+            f"{revisions.canary}, which gets no traffic"
+            if active
+            else f"waiting for candidate {revisions.canary} to be ready"
         )
-        if shadow.get("active") and paused(inputs.annotations):
+        if active and paused(inputs.annotations):
             what += "; paused: the steps wait for resume"
-        conditions.append(
+        return [
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
                 "Shadowing",
                 f"shadow phase: {what}" + (f"; last analysis: {summary}" if summary else ""),
             )
-        )
-    elif phase in (PROGRESSING, PAUSED):
-        conditions.append(
+        ]
+    if phase in (PROGRESSING, PAUSED):
+        return [
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
                 "Paused" if phase == PAUSED else "CanaryAnalysis",
-                f"step {step + 1}/{len(steps)}: canary {revisions.get('canary')} "
+                f"step {step + 1}/{len(steps)}: canary {revisions.canary} "
                 f"{canary_w}% (target {steps[min(step, len(steps) - 1)].weight}%)"
                 + (f"; last analysis: {summary}" if summary else ""),
             )
-        )
-    elif phase == PROMOTING:
-        conditions.append(
+        ]
+    if phase == PROMOTING:
+        return [
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 True,
                 "Promoting",
-                f"revision {revisions.get('canary')} takes all traffic",
+                f"revision {revisions.canary} takes all traffic",
             )
-        )
-    elif phase in (ROLLED_BACK, ABORTED, FAILED):
-        reason = {ROLLED_BACK: "RolledBack", ABORTED: "Aborted", FAILED: "RolloutFailed"}[phase]
-        conditions.append(
-            Wanted(ConditionType.ROLLOUT_PROGRESSING, False, reason, rollout_failure(rollout))
-        )
-    else:
-        conditions.append(
+        ]
+    if phase is not None and phase in ENDED_BADLY:
+        return [
             Wanted(
                 ConditionType.ROLLOUT_PROGRESSING,
                 False,
-                "Promoted" if phase == PROMOTED else "NoRollout",
-                f"revision {revisions.get('stable')} is stable",
+                ENDED_BADLY[phase],
+                rollout_failure(rollout),
             )
+        ]
+    return [
+        Wanted(
+            ConditionType.ROLLOUT_PROGRESSING,
+            False,
+            "Promoted" if phase == PROMOTED else "NoRollout",
+            f"revision {revisions.stable} is stable",
         )
-    return conditions
+    ]
 
 
-def rollout_failure(rollout: dict[str, Any] | None) -> str:
+def rollout_failure(rollout: RolloutStatus | None) -> str:
     """The message of a failed rollout: why, with the numbers."""
-    rollout = rollout or {}
-    why = str(rollout.get("failure") or "rollout failed")
-    numbers = rollout.get("lastAnalysis")
+    why = (rollout.failure if rollout else None) or "rollout failed"
+    numbers = rollout.last_analysis if rollout else ""
     if numbers and numbers not in why:
         why += f" (last analysis: {numbers})"
-    return why[:4000]
+    return why[:MESSAGE_LIMIT]

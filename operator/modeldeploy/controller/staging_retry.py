@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from modeldeploy.api.status import StagingStatus
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.staging_job import job_attempt
 
@@ -47,10 +48,9 @@ def next_retry(job: dict[str, Any], reason: str, config: OperatorConfig) -> Retr
     return Retry(attempt + 1, total, failed + wait)
 
 
-def attempt_to_make(status: dict[str, Any], staging_hash: str) -> int:
+def attempt_to_make(staging: StagingStatus | None, staging_hash: str) -> int:
     """Which attempt a new staging Job for ``staging_hash`` is: a retry recorded in the status
     for the same hash, or the first."""
-    staging = status.get("staging") or {}
-    if staging.get("stagingHash") == staging_hash:
-        return int(staging.get("attempt") or 1)
+    if staging is not None and staging.staging_hash == staging_hash:
+        return staging.attempt
     return 1
