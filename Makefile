@@ -74,13 +74,13 @@ compat: install envtest ## Regenerate docs/install.md's table of the versions th
 	$(BIN)/python hack/compat.py
 
 envtest-up: install envtest ## Start a control plane for use by hand; prints KUBECONFIG
-	$(BIN)/python -m modeldeploy.testing up
+	$(BIN)/python -m tests.support up
 
 envtest-down: install ## Stop the control plane that envtest-up started
-	$(BIN)/python -m modeldeploy.testing down
+	$(BIN)/python -m tests.support down
 
 demo: install envtest ## Control plane + operator + local executor: stage, serve and query examples/digits-cpu.yaml (DEMO_EXIT=1 exits)
-	$(BIN)/python -m modeldeploy.demo
+	$(BIN)/python -m tests.support.demo
 
 bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton; drift's and a shadow's cost; operator; canary
 	$(BIN)/python -m tests.bench.bench_foundation
@@ -99,6 +99,6 @@ bench-gpu: install ## GPU benchmark: stage the bundle into .gpu/, dry-run it on 
 	@echo "Now make the device calls printed above, in order; docs/benchmarks.md#gpu"
 
 clean: ## Remove the virtual environment, caches and the built control plane
-	-$(BIN)/python -m modeldeploy.testing down 2>/dev/null
+	-$(BIN)/python -m tests.support down 2>/dev/null
 	rm -rf $(VENV) .cache .gpu .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from modeldeploy.testing import Assets, Cluster, ControlPlane, ControlPlaneError, ExistingCluster
+from tests.support import Assets, Cluster, ControlPlane, ControlPlaneError, ExistingCluster
 
 if TYPE_CHECKING:
     from kubernetes import client
 
-    from modeldeploy.testing.processes import LocalStack
     from tests.operator.conftest import Kube
+    from tests.support.processes import LocalStack
 
 
 TORCH_FIXTURES = frozenset({
@@ -96,9 +96,9 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def stack(control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    from modeldeploy.testing.controlplane import REPO_ROOT
-    from modeldeploy.testing.demo_model import build_digits_model
-    from modeldeploy.testing.processes import LocalStack
+    from tests.support.controlplane import REPO_ROOT
+    from tests.support.demo_model import build_digits_model
+    from tests.support.processes import LocalStack
 
     root = tmp_path_factory.mktemp("stack")
     stack = LocalStack(control_plane.kubeconfig, root / "work", root / "pvc")

@@ -87,7 +87,7 @@ declare -A tags=(
 record=$cache/built.json
 [[ -f $record ]] || echo '{}' >"$record"
 # What the images are built from: the test cluster runs only images built from the tree as it is.
-source_digest=$(python3 "$root/operator/modeldeploy/testing/image_source.py" "$root")
+source_digest=$(python3 "$root/tests/support/image_source.py" "$root")
 for name in ${IMAGES:-operator runtime staging runtime-cuda}; do
   # The CUDA image's public base is NVIDIA's; the local base has no CUDA, so it is built, not run.
   log "building ${tags[$name]} (${files[$name]})"

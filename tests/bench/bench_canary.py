@@ -23,6 +23,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,19 @@ from modeldeploy.api.rollout import Analysis
 from modeldeploy.controller.analysis import run_checks
 from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import Target
-from modeldeploy.testing import Assets, ControlPlane
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.demo_model import build_digits_model, build_wide_model
-from modeldeploy.testing.load import Load
-from modeldeploy.testing.processes import LocalStack
-from modeldeploy.testing.prometheus import Prometheus
+from tests.bench.bench_operator import audited_writes, client_of, resource_of
+from tests.support import Assets, ControlPlane
+from tests.support.controlplane import REPO_ROOT
+from tests.support.demo_model import build_digits_model, build_wide_model
+from tests.support.load import Load
+from tests.support.processes import LocalStack
+from tests.support.prometheus import Prometheus
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 NS = "bench"
 PAUSE_S = 5
+STEPS = 2
 
 
 class Bench:
@@ -106,7 +109,14 @@ def new_artifact(bench: Bench, n: int) -> None:
     bench.patch("digits", {"spec": {"optimization": {"parity": {"atol": 0.001 + n * 1e-5}}}})
 
 
-def bench_rollout(bench: Bench) -> float:
+def _now() -> str:
+    """Now as the audit log's stageTimestamp writes it (RFC 3339, microseconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def bench_rollout(bench: Bench) -> tuple[float, str, str]:
+    """The overhead, and when the spec changed and when Promoted was seen (audit log times)."""
+    since = _now()
     new_artifact(bench, 1)
     staged = bench.wait(
         "the canary to be staged",
@@ -114,7 +124,29 @@ def bench_rollout(bench: Bench) -> float:
         every=0.05,
     )
     promoted = bench.wait("Promoted", lambda: bench.phase() == "Promoted", every=0.05)
-    return promoted - staged - 2 * PAUSE_S
+    return promoted - staged - 2 * PAUSE_S, since, _now()
+
+
+TRANSITION_KEYS = {"phase", "step", "stepStartedAt"}
+
+
+def rollout_writes(audit_log: Path, since: str, until: str) -> Counter[str]:
+    """The operator's writes from the spec change to Promoted, by what they are. A status patch
+    that moves the rollout (phase, step, step clock, revisions, artifact) is a transition; one
+    that only records an analysis run's numbers (and the condition message quoting them) is
+    not."""
+    counted: Counter[str] = Counter()
+    for event in audited_writes(audit_log, NS, since, until):
+        if client_of(event) != "operator":
+            continue
+        what = f"{event.get('verb')} {resource_of(event)}"
+        if resource_of(event) == "modeldeployments/status":
+            status = (event.get("requestObject") or {}).get("status") or {}
+            moved = TRANSITION_KEYS & set(status.get("rollout") or {}) or {
+                "revisions", "artifact"} & set(status)  # fmt: skip
+            what += " (a transition)" if moved else " (analysis numbers only)"
+        counted[what] += 1
+    return counted
 
 
 def bench_abort(bench: Bench, n: int) -> float:
@@ -177,7 +209,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp:
         work = Path(tmp)
         assets = Assets.provide()
-        plane = ControlPlane(work / "plane", assets)
+        plane = ControlPlane(work / "plane", assets, audit=True)
         plane.start()
         stack = LocalStack(plane.kubeconfig, work / "processes", work / "pvc")
         prom = None
@@ -206,7 +238,9 @@ def main() -> None:
             bench.wait("Ready", lambda: bench.status("digits").get("url")
                        and bench.phase() in ("", "Promoted"), every=0.1)  # fmt: skip
             load = Load(bench.status("digits")["url"])
-            overhead = bench_rollout(bench)
+            overhead, since, until = bench_rollout(bench)
+            time.sleep(3)  # the audit log is written in batches
+            written = rollout_writes(plane.audit_log, since, until)
             aborts = [bench_abort(bench, n) for n in (2, 3, 4)]
             os.environ["MODELDEPLOY_PVC_ROOT"] = str(
                 stack.pvc_root
@@ -234,6 +268,11 @@ def main() -> None:
         f"p50 {statistics.median(analysis) * 1000:.0f} ms, p95 {ordered[int(0.95 * (len(ordered) - 1))] * 1000:.0f} ms"
     )
     print(f"client requests during all of it: {dict(load.outcomes) if load else {}}")
+    print(f"\nthe operator's writes from the spec change to Promoted ({STEPS} steps, analysis every"
+          f" 1 s over {PAUSE_S} s pauses):")  # fmt: skip
+    print("| write | count | per step |\n| --- | --- | --- |")
+    for what, count in sorted(written.items()):
+        print(f"| {what} | {count} | {count / STEPS:.1f} |")
 
 
 if __name__ == "__main__":

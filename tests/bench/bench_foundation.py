@@ -14,7 +14,7 @@ import yaml
 
 from modeldeploy.api.crd import render_yaml
 from modeldeploy.api.validation import validate_document
-from modeldeploy.testing import Assets, ControlPlane
+from tests.support import Assets, ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
 STARTS = 3

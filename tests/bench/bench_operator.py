@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
-from modeldeploy.testing import Assets, ControlPlane
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.executor import USER_AGENT as EXECUTOR_AGENT
-from modeldeploy.testing.processes import LocalStack
+from tests.support import Assets, ControlPlane
+from tests.support.controlplane import REPO_ROOT
+from tests.support.executor import USER_AGENT as EXECUTOR_AGENT
+from tests.support.processes import LocalStack
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -120,21 +120,42 @@ OPERATOR_AGENTS = ("modeldeploy-operator/", "kopf/")
 """The operator's two API clients: ours, and kopf's (its watches, and its own patches)."""
 
 
-def writes(audit_log: Path, namespace: str) -> Counter[tuple[str, str, str]]:
-    """Writes in ``namespace`` by (client, verb, resource), from the API server's audit log:
-    every create, update, patch and delete it completed, with the caller's user agent."""
-    counted: Counter[tuple[str, str, str]] = Counter()
+def audited_writes(
+    audit_log: Path, namespace: str, since: str = "", until: str = "~"
+) -> list[dict[str, Any]]:
+    """The writes in ``namespace`` the API server completed, from its audit log, between two
+    RFC 3339 times (``stageTimestamp``; the strings sort as the times do)."""
+    found = []
     for line in audit_log.read_text().splitlines():
         event = json.loads(line)
         ref = event.get("objectRef") or {}
         if event.get("stage") != "ResponseComplete" or ref.get("namespace") != namespace:
             continue
-        agent = str(event.get("userAgent", ""))
-        who = ("operator" if agent.startswith(OPERATOR_AGENTS)
-               else "executor" if agent.startswith(EXECUTOR_AGENT) else "other")  # fmt: skip
-        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource")
-                                              else "")  # fmt: skip
-        counted[(who, str(event.get("verb")), resource)] += 1
+        if since <= str(event.get("stageTimestamp", "")) <= until:
+            found.append(event)
+    return found
+
+
+def client_of(event: dict[str, Any]) -> str:
+    """operator, executor or other, by the caller's user agent."""
+    agent = str(event.get("userAgent", ""))
+    return ("operator" if agent.startswith(OPERATOR_AGENTS)
+            else "executor" if agent.startswith(EXECUTOR_AGENT) else "other")  # fmt: skip
+
+
+def resource_of(event: dict[str, Any]) -> str:
+    ref = event.get("objectRef") or {}
+    return str(ref.get("resource", "")) + (
+        f"/{ref['subresource']}" if ref.get("subresource") else ""
+    )
+
+
+def writes(audit_log: Path, namespace: str) -> Counter[tuple[str, str, str]]:
+    """Writes in ``namespace`` by (client, verb, resource), from the API server's audit log:
+    every create, update, patch and delete it completed, with the caller's user agent."""
+    counted: Counter[tuple[str, str, str]] = Counter()
+    for event in audited_writes(audit_log, namespace):
+        counted[(client_of(event), str(event.get("verb")), resource_of(event))] += 1
     return counted
 
 

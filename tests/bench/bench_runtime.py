@@ -46,9 +46,9 @@ from tritonclient.utils import InferenceServerException
 from modeldeploy.api.validation import parse
 from modeldeploy.runtime.hardware import cpu_limit
 from modeldeploy.staging.stage import stage
-from modeldeploy.testing.controlplane import REPO_ROOT, free_port
 from tests.runtime.server import stop
 from tests.staging import models
+from tests.support.controlplane import REPO_ROOT, free_port
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "8"))
 WARM_UP = 1.5

@@ -1,4 +1,4 @@
-"""Triton Inference Server for the runtime benchmark: ``modeldeploy.testing.triton`` (see there
+"""Triton Inference Server for the runtime benchmark: ``tests.support.triton`` (see there
 for what is real and what stands in) serving the benchmark's staged ResNet-18, with the dynamic
 batching its ``config.pbtxt`` asks for."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.testing import triton
-from modeldeploy.testing.controlplane import free_port
+from tests.support import triton
+from tests.support.controlplane import free_port
 
 UnavailableError = triton.UnavailableError
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldeploy.testing import Assets, Cluster
-from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.cluster.kube import kserve_candidate
+from tests.support import Assets, Cluster
+from tests.support.controlplane import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 NAMESPACED = ["--set", "watchNamespaces={team-a,team-b}", "--set", "replicas=2",

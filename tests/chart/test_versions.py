@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from modeldeploy.controller.config import DEFAULT_STAGING_IMAGE
-from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.support.controlplane import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 

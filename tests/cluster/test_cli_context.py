@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from modeldeploy.testing import Cluster
-from modeldeploy.testing.controlplane import REPO_ROOT, Assets, free_port
+from tests.support import Cluster
+from tests.support.controlplane import REPO_ROOT, Assets, free_port
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

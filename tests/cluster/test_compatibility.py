@@ -7,8 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from modeldeploy.testing import Assets
-from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.support import Assets
+from tests.support.controlplane import REPO_ROOT
 
 
 def test_the_documented_tested_versions_are_the_ones_this_run_uses() -> None:

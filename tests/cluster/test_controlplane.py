@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy.testing import Assets, ControlPlane, ControlPlaneError
-from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.support import Assets, ControlPlane, ControlPlaneError
+from tests.support.controlplane import REPO_ROOT
 
 pytestmark = pytest.mark.cluster  # starts control planes of its own
 
@@ -75,7 +75,7 @@ def test_processes_die_with_a_killed_owner(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path\n"
-            "from modeldeploy.testing import Assets, ControlPlane\n"
+            "from tests.support import Assets, ControlPlane\n"
             "p = ControlPlane(Path(sys.argv[1]), Assets.provide()); p.start()\n"
             "print(*[x.pid for x in p.processes.values()], flush=True); time.sleep(600)\n",
             str(tmp_path),
@@ -94,7 +94,7 @@ def test_processes_die_with_a_killed_owner(tmp_path: Path) -> None:
 
 def test_envtest_up_and_down_for_people(tmp_path: Path) -> None:
     state = tmp_path / "cluster"
-    run = [sys.executable, "-m", "modeldeploy.testing"]
+    run = [sys.executable, "-m", "tests.support"]
     up = subprocess.run(
         [*run, "up", "--dir", str(state)], capture_output=True, text=True, cwd=REPO_ROOT
     )

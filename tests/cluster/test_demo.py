@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.support.controlplane import REPO_ROOT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.staging]  # make demo: both, for real
 
 
 def test_demo_deploys_serves_and_refuses() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "modeldeploy.demo"],
+        [sys.executable, "-m", "tests.support.demo"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

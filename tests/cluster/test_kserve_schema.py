@@ -116,7 +116,7 @@ def test_the_builders_isvc_with_its_shadow_volume_and_revision_env_is_accepted_i
         ServingRuntimeRef,
         build_inference_service,
     )
-    from modeldeploy.testing.controlplane import REPO_ROOT
+    from tests.support.controlplane import REPO_ROOT
 
     doc = yaml.safe_load((REPO_ROOT / "examples" / "resnet50-gpu-canary.yaml").read_text())
     doc["metadata"]["namespace"] = namespace

@@ -8,8 +8,8 @@ import yaml
 from kubernetes import client
 
 from modeldeploy.api.serving import DEFAULT_RUNTIME
-from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.cluster.kube import kserve_candidate
+from tests.support.controlplane import REPO_ROOT
 
 RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
 

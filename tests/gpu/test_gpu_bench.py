@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.bench import gpu_bundle, gpu_models, gpu_transfer
+from tests.support.controlplane import REPO_ROOT
 
 pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
 
@@ -37,7 +37,7 @@ ABSENT_THERE = (
     "modeldeploy.api",
     "modeldeploy.staging",
     "modeldeploy.controller",
-    "modeldeploy.testing",
+    "tests.support",
 )
 
 BLOCKER = f"""

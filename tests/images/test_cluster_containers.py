@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.testing.demo_model import digit_png
 from tests.images.test_images import image, podman
 from tests.operator.conftest import Kube, digits_spec
+from tests.support.demo_model import digit_png
 
 if os.environ.get("MODELDEPLOY_EXECUTOR_CONTAINERS") == "0":
     pytest.skip(

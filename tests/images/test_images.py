@@ -28,10 +28,10 @@ import pytest
 import yaml
 
 from modeldeploy import __version__
-from modeldeploy.testing.controlplane import REPO_ROOT, free_port
-from modeldeploy.testing.demo_model import build_digits_model, digit_png
-from modeldeploy.testing.image_source import built_from_here
 from tests.runtime import graphs
+from tests.support.controlplane import REPO_ROOT, free_port
+from tests.support.demo_model import build_digits_model, digit_png
+from tests.support.image_source import built_from_here
 
 BUILT = REPO_ROOT / ".cache" / "images" / "built.json"
 CONF = REPO_ROOT / "hack" / "images" / "containers.conf"

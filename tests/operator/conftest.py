@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modeldeploy.testing import Assets
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.processes import LocalStack
-from modeldeploy.testing.prometheus import Prometheus
+from tests.support import Assets
+from tests.support.controlplane import REPO_ROOT
+from tests.support.processes import LocalStack
+from tests.support.prometheus import Prometheus
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
-from modeldeploy.testing.load import Load
-from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
+from tests.support.load import Load
+from tests.support.processes import LocalStack
 
 ENV_FAST = {"MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5", "MODELDEPLOY_RESYNC_SECONDS": "5"}
 

@@ -24,8 +24,6 @@ import numpy as np
 import pytest
 from kubernetes import client
 
-from modeldeploy.testing.demo_model import build_wide_model
-from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
 from tests.operator.rollouts import (
     ENV_FAST,
@@ -37,6 +35,8 @@ from tests.operator.rollouts import (
     status,
     walk,
 )
+from tests.support.demo_model import build_wide_model
+from tests.support.processes import LocalStack
 
 GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
 

@@ -27,10 +27,6 @@ import yaml
 from modeldeploy.controller.analysis import custom_query
 from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import Target
-from modeldeploy.testing import Assets
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.processes import LocalStack
-from modeldeploy.testing.prometheus import Prometheus
 from tests.operator.conftest import Kube
 from tests.operator.rollouts import (
     ENV_FAST,
@@ -41,6 +37,10 @@ from tests.operator.rollouts import (
     phase,
     status,
 )
+from tests.support import Assets
+from tests.support.controlplane import REPO_ROOT
+from tests.support.processes import LocalStack
+from tests.support.prometheus import Prometheus
 
 
 class StableOnlyTargets:

@@ -2,7 +2,7 @@
 
 The operator as a real process, KServe's own ``kserve-tritonserver`` ClusterServingRuntime (from
 the KServe module ``make envtest`` reads the CRDs from), and real ``tritonserver`` processes for
-stable and canary (``modeldeploy.testing.triton``: the staged graph under Triton's Python
+stable and canary (``tests.support.triton``: the staged graph under Triton's Python
 backend, the only backend the wheel ships). A real Prometheus scrapes Triton's metrics port.
 
 The canary is a model with a real bug: for inputs whose first pixel is 0, it indexes out of its
@@ -26,11 +26,11 @@ import pytest
 import tritonclient.http as httpclient
 
 from modeldeploy.controller.prometheus_client import PrometheusClient
-from modeldeploy.testing import Cluster, triton
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
 from tests.operator.rollouts import ENV_FAST, canary_spec, status, walk
+from tests.support import Cluster, triton
+from tests.support.controlplane import REPO_ROOT
+from tests.support.processes import LocalStack
 
 TRITON = "kserve-tritonserver"
 

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from modeldeploy.testing import Cluster
-from modeldeploy.testing.controlplane import free_port
-from modeldeploy.testing.processes import LocalStack
 from tests.chart.test_chart import CHART, helm
 from tests.operator.conftest import Kube, digits_spec
+from tests.support import Cluster
+from tests.support.controlplane import free_port
+from tests.support.processes import LocalStack
 
 STORE_SECRET = "store-creds"
 

@@ -12,8 +12,8 @@ from typing import Any
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.staging_job import CODE_DIR, build_staging_job
-from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
+from tests.support.processes import LocalStack
 
 FACTORY = """
 from torch import nn

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import tritonclient.http as httpclient
 
-from modeldeploy.testing.demo_model import digits
-from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
 from tests.operator.rollouts import ENV_FAST, status
+from tests.support.demo_model import digits
+from tests.support.processes import LocalStack
 
 WINDOW = 40
 

@@ -9,8 +9,8 @@ import urllib.request
 
 from kubernetes import client
 
-from modeldeploy.testing.controlplane import free_port
 from tests.operator.conftest import Kube, digits_spec
+from tests.support.controlplane import free_port
 
 
 def test_operator_killed_mid_staging_converges_without_a_second_job(

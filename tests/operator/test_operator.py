@@ -12,8 +12,8 @@ import numpy as np
 import tritonclient.http as httpclient
 from kubernetes import client
 
-from modeldeploy.testing.demo_model import digit_png
 from tests.operator.conftest import Kube, digits_spec
+from tests.support.demo_model import digit_png
 
 
 def infer_png(url: str, name: str, index: int) -> tuple[str, str]:

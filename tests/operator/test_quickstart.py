@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from modeldeploy.testing import Assets, Cluster
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.processes import LocalStack
-from modeldeploy.testing.s3 import S3Server
+from tests.support import Assets, Cluster
+from tests.support.controlplane import REPO_ROOT
+from tests.support.processes import LocalStack
+from tests.support.s3 import S3Server
 
 NAMESPACE = "modeldeploy-quickstart"
 MARKER = "<!-- quickstart: tests/operator/test_quickstart.py runs this block word for word -->"

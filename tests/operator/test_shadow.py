@@ -30,12 +30,12 @@ from kubernetes import client
 
 from modeldeploy.api import mirror
 from modeldeploy.runtime.shadow import compare
-from modeldeploy.testing.demo_model import digits
-from modeldeploy.testing.load import Load
-from modeldeploy.testing.processes import LocalStack
 from tests.operator.conftest import Kube, digits_spec
 from tests.operator.rollouts import ENV_FAST, canary_spec, knative, status, walk
 from tests.runtime.server import replay, running
+from tests.support.demo_model import digits
+from tests.support.load import Load
+from tests.support.processes import LocalStack
 
 GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.testing.controlplane import REPO_ROOT, free_port
-from modeldeploy.testing.processes import stop_group
+from tests.support.controlplane import REPO_ROOT, free_port
+from tests.support.processes import stop_group
 
 
 @dataclass

@@ -25,10 +25,10 @@ import tritonclient.http as httpclient
 
 from modeldeploy.api import mirror
 from modeldeploy.staging.stage import stage
-from modeldeploy.testing.controlplane import free_port
 from tests.runtime.server import RuntimeProcess, replay, running
 from tests.runtime.test_runtime import metrics, value
 from tests.staging.conftest import DIGIT_LABELS, deployment
+from tests.support.controlplane import free_port
 
 STABLE = "stable-rev"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.staging.stage import stage
-from modeldeploy.testing.controlplane import REPO_ROOT, free_port
 from tests.runtime import graphs
 from tests.runtime.server import running
 from tests.staging.conftest import deployment
+from tests.support.controlplane import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
 

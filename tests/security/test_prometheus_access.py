@@ -16,8 +16,8 @@ import yaml
 from modeldeploy.api.metric_names import unconfined_selectors
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.reconcile import plan
-from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.security.plans import refused_before_anything
+from tests.support.controlplane import REPO_ROOT
 from tests.unit.test_controller import CONFIG, NOW, body_of, example, observed
 
 METADATA = "http://169.254.169.254/latest/meta-data"

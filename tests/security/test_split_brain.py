@@ -9,8 +9,8 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldeploy.testing.controlplane import free_port
 from tests.operator.conftest import Kube, digits_spec
+from tests.support.controlplane import free_port
 
 
 def reconciliations(port: int) -> float:

@@ -25,9 +25,9 @@ from modeldeploy.artifacts.store import FolderStore, open_store
 from modeldeploy.staging.plan import StagingPlan
 from modeldeploy.staging.publish import verified
 from modeldeploy.staging.stage import stage
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.demo_model import build_digits_model
 from tests.runtime import graphs
+from tests.support.controlplane import REPO_ROOT
+from tests.support.demo_model import build_digits_model
 
 pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
 

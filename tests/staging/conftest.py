@@ -13,9 +13,9 @@ import torch
 
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.api.validation import parse
-from modeldeploy.testing import Assets
-from modeldeploy.testing.s3 import S3Server
 from tests.staging import models
+from tests.support import Assets
+from tests.support.s3 import S3Server
 
 DIGIT_LABELS = [str(i) for i in range(10)]
 

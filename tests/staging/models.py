@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeldeploy.testing import demo_model
+from tests.support import demo_model
 
 
 class DigitsCNN(nn.Module):

@@ -21,9 +21,9 @@ import pytest
 from modeldeploy.staging import errors
 from modeldeploy.staging.plan import write_termination_log
 from modeldeploy.staging.stage import stage
-from modeldeploy.testing.controlplane import REPO_ROOT
 from tests.staging import models
 from tests.staging.conftest import deployment, digits_deployment
+from tests.support.controlplane import REPO_ROOT
 
 pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
 

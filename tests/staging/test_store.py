@@ -18,9 +18,9 @@ import pytest
 from modeldeploy.artifacts.manifest import MANIFEST
 from modeldeploy.artifacts.store import FolderStore, S3Store, open_store
 from modeldeploy.staging.stage import stage
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.s3 import S3Server
 from tests.staging.conftest import digits_deployment
+from tests.support.controlplane import REPO_ROOT
+from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.staging  # stages or trains models with PyTorch in its tests
 

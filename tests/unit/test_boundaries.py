@@ -4,7 +4,9 @@ fails here rather than in a review:
 - the operator (``controller``) and the runtime read artifacts through it, never through
   ``staging``, whose image alone loads pickles;
 - the runtime does not import the operator, nor the operator the runtime;
-- no production layer imports the test doubles in ``modeldeploy.testing``.
+- the test doubles (``tests.support``: the control plane, the local executor, the demo) are not
+  part of the package at all, so ``pip install modeldeploy`` ships only the product, and no
+  module of it imports them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "modeldeploy"
 
 FORBIDDEN = {
-    "artifacts": ("staging", "controller", "runtime", "testing"),
-    "api": ("staging", "controller", "runtime", "testing", "artifacts"),
-    "controller": ("staging", "runtime", "testing"),
-    "runtime": ("staging", "controller", "testing"),
-    "staging": ("controller", "runtime", "testing"),
+    "artifacts": ("staging", "controller", "runtime"),
+    "api": ("staging", "controller", "runtime", "artifacts"),
+    "controller": ("staging", "runtime"),
+    "runtime": ("staging", "controller"),
+    "staging": ("controller", "runtime"),
 }
 
 
@@ -48,6 +50,23 @@ def test_a_layer_imports_only_what_it_may(layer: str) -> None:
         if module == f"modeldeploy.{other}" or module.startswith(f"modeldeploy.{other}.")
     ]
     assert crossings == []
+
+
+def test_the_package_ships_no_test_doubles_and_imports_none() -> None:
+    modules = sorted(PACKAGE.rglob("*.py"))
+    assert modules
+    doubles = [
+        str(p.relative_to(PACKAGE))
+        for p in modules
+        if p.stem in ("executor", "controlplane", "demo")
+    ]
+    reaching = [
+        f"{path.relative_to(PACKAGE)} imports {module}"
+        for path in modules
+        for module in sorted(imported(path))
+        if module == "tests" or module.startswith("tests.")
+    ]
+    assert (doubles, reaching) == ([], [])
 
 
 def loaded(modules: str, roots: tuple[str, ...]) -> list[str]:

@@ -19,7 +19,7 @@ from modeldeploy.controller.analysis import custom_query
 from modeldeploy.controller.metric_sources import selector
 from modeldeploy.controller.prometheus_client import PrometheusAuth, PrometheusClient
 from modeldeploy.controller.rollout import Target
-from modeldeploy.testing.controlplane import _write_certificates
+from tests.support.controlplane import _write_certificates
 
 
 class GuardedPrometheus(http.server.BaseHTTPRequestHandler):

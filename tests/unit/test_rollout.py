@@ -128,6 +128,27 @@ def progressing(weight_step: int = 0, started: datetime = T0) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def test_a_steps_first_analysis_runs_as_its_weight_reads_back_and_starts_its_clock() -> None:
+    # One status write for the step's start and its first numbers, not one each.
+    state = progressing()
+    del state["rollout"]["stepStartedAt"]
+    assert not analysis_due(inputs(state, canary(0), T0 + timedelta(seconds=5)))  # not yet at 10%
+    assert analysis_due(inputs(state, canary(10), T0 + timedelta(seconds=5)))
+    paused = {naming.PAUSE_ANNOTATION: "true"}
+    assert not analysis_due(inputs(state, canary(10), T0 + timedelta(seconds=5), paused))
+    first = AnalysisResult(at=T0 + timedelta(seconds=5, microseconds=400_000), passed=True,
+                           ready=True, requests=3)  # fmt: skip
+    d = decide(inputs(state, canary(10), T0 + timedelta(seconds=6), analysis=first))
+    assert d.rollout is not None
+    assert d.rollout.step_started_at == T0 + timedelta(seconds=5)
+    assert d.rollout.analysis is not None
+    assert d.rollout.analysis.requests == 3
+    assert [e.reason for e in d.events] == ["CanaryStep"]
+    # The clock runs: the next run is due an interval after the first, not at once.
+    assert not analysis_due(inputs(step(d), canary(10), T0 + timedelta(seconds=15)))
+    assert analysis_due(inputs(step(d), canary(10), T0 + timedelta(seconds=26)))
+
+
 def test_failures_within_the_limit_hold_then_roll_back_with_the_numbers() -> None:
     bad = AnalysisResult(at=T0 + timedelta(seconds=1), passed=False, ready=True, error_rate=0.3,
                          failures=["error rate 0.3000 > max 0.01"])  # fmt: skip

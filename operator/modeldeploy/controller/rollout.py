@@ -326,10 +326,24 @@ def clock(inputs: Inputs) -> tuple[datetime, float] | None:
     return started, duration_seconds(inputs.spec.steps[step].pause)
 
 
+def _step_confirmed(inputs: Inputs) -> bool:
+    """A step whose weight now reads back and whose clock has not started yet."""
+    rollout, steps = inputs.status.rollout, inputs.spec.steps
+    return (
+        rollout is not None
+        and rollout.phase == PROGRESSING
+        and rollout.step_started_at is None
+        and rollout.step < len(steps)
+        and inputs.serving.weights[1] == steps[rollout.step].weight
+        and not paused(inputs.annotations)
+    )
+
+
 def analysis_due(inputs: Inputs) -> bool:
-    """Whether an analysis should run now: a shadow or a step is being analysed (``clock``), the
-    canary is ready and the last run is an interval old, or the period is over and no run has
-    looked at its end yet."""
+    """Whether an analysis should run now: a step's weight has just read back (its first run
+    starts its clock, so the start and the first numbers are one status write), or a shadow or
+    a step is being analysed (``clock``), the canary is ready and the last run is an interval
+    old, or the period is over and no run has looked at its end yet."""
     rollout, revisions = inputs.status.rollout, inputs.status.revisions
     if rollout is None or revisions is None or revisions.canary != inputs.artifact.revision:
         return False
@@ -337,7 +351,7 @@ def analysis_due(inputs: Inputs) -> bool:
         return False
     period = clock(inputs)
     if period is None:
-        return False
+        return _step_confirmed(inputs)
     started, seconds = period
     last = rollout.analysis.at if rollout.analysis is not None else None
     if last is None or last < started:
@@ -514,7 +528,10 @@ def _transition(inputs: Inputs) -> Decision:
             return _finish(d, revisions, rollout, settled=False)
         started_at = rollout.step_started_at
         if started_at is None:
-            started_at = rollout.step_started_at = stamp(now)
+            # The clock starts now, or when the analysis run for this look began (``analysis_due``
+            # asks for one as the weight reads back): that run is the step's first.
+            first = inputs.analysis
+            started_at = rollout.step_started_at = stamp(first.at if first is not None else now)
             rollout.failed_checks = 0
             d.events.append(
                 Transition(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.testing.controlplane import (
+from tests.support.controlplane import (
     Assets,
     ControlPlaneError,
     _die_with_parent,

@@ -12,7 +12,7 @@ objects labelled ``app.kubernetes.io/managed-by: modeldeploy``.
   would, honouring backoffLimit, activeDeadlineSeconds and the podFailurePolicy exit codes.
 - InferenceServices: for each new storageUri (or new predictor labels) starts a revision, a
   ``modeldeploy serve`` on the artifact on loopback ports (for runtime ``kserve-tritonserver``,
-  Triton from ``modeldeploy.testing.triton``), and waits until it is ready. Traffic
+  Triton from ``tests.support.triton``), and waits until it is ready. Traffic
   follows KServe's Knative reconciler: with ``canaryTrafficPercent`` the latest ready revision
   gets that share and the last revision rolled out to 100% the rest; without it the latest ready
   revision gets everything. A weighted router per InferenceService (its status URL) splits the
@@ -23,7 +23,7 @@ objects labelled ``app.kubernetes.io/managed-by: modeldeploy``.
   (``<workdir>/prometheus-targets.json``), labelled like pods after docs/canary.md's relabelling.
   HTTPRoutes are not routed (no gateway here); the Standard-mode tests read their weights.
 - Garbage collection: objects whose owner ModelDeployment is gone are deleted.
-- The chart's ``helm test`` pods: run as processes (``modeldeploy.testing.hook_pods``).
+- The chart's ``helm test`` pods: run as processes (``tests.support.hook_pods``).
 
 ``--instant`` answers staging with a made-up successful summary and marks InferenceServices
 ready without starting anything: for the operator benchmark, which measures the operator alone.
@@ -57,13 +57,13 @@ from kubernetes.client.rest import ApiException
 
 from modeldeploy.api import mirror
 from modeldeploy.api.serving import TRITON_RUNTIME
-from modeldeploy.testing import triton
-from modeldeploy.testing.containers import Mount, Podman, writable_by_all
-from modeldeploy.testing.controlplane import _die_with_parent, free_port
-from modeldeploy.testing.hook_pods import SELECTOR as HOOK_PODS
-from modeldeploy.testing.hook_pods import HookPods
-from modeldeploy.testing.processes import stop_group
-from modeldeploy.testing.router import WeightedRouter
+from tests.support import triton
+from tests.support.containers import Mount, Podman, writable_by_all
+from tests.support.controlplane import _die_with_parent, free_port
+from tests.support.hook_pods import SELECTOR as HOOK_PODS
+from tests.support.hook_pods import HookPods
+from tests.support.processes import stop_group
+from tests.support.router import WeightedRouter
 
 log = logging.getLogger("executor")
 USER_AGENT = "modeldeploy-local-executor"
@@ -520,7 +520,7 @@ class LocalExecutor:
         home: Path,
         termination: Path,
     ) -> list[str]:
-        """A container from its image (``modeldeploy.testing.containers``): claims and emptyDir
+        """A container from its image (``tests.support.containers``): claims and emptyDir
         volumes mounted at their paths, the termination message file at the kubelet's."""
         assert self.podman is not None
         termination.chmod(0o666)
@@ -724,7 +724,7 @@ class LocalExecutor:
     def _triton(
         self, artifact: Path, namespace: str, revision: Revision
     ) -> tuple[list[str], dict[str, str]]:
-        """KServe's Triton runtime on this artifact (``modeldeploy.testing.triton``): real
+        """KServe's Triton runtime on this artifact (``tests.support.triton``): real
         ``tritonserver``, the staged graph under its Python backend, metrics on a port of their
         own as the runtime's ``prometheus.kserve.io/port`` says."""
         model_dirs = [p.parent for p in artifact.glob("*/config.pbtxt")]
@@ -961,7 +961,7 @@ def _ok(url: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modeldeploy.testing.executor")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.executor")
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--pvc-root", type=Path, required=True, help="folder of pvc://<claim>/")
     parser.add_argument("--workdir", type=Path, required=True)

@@ -1,6 +1,6 @@
 """Test support: a real kube-apiserver + etcd control plane (see :mod:`.controlplane`)."""
 
-from modeldeploy.testing.controlplane import (
+from tests.support.controlplane import (
     Assets,
     Cluster,
     ControlPlane,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.testing.controlplane import REPO_ROOT
-from modeldeploy.testing.image_source import built_from_here
+from tests.support.controlplane import REPO_ROOT
+from tests.support.image_source import built_from_here
 
 CONF = REPO_ROOT / "hack" / "images" / "containers.conf"
 LABEL = "modeldeploy.io/executor"

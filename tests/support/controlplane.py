@@ -6,7 +6,7 @@ certificate made for this run and trusts a client certificate in ``system:master
 the kubeconfig it writes. Ports are picked at run time, so several runs can share a machine.
 
 Used by the pytest fixtures in ``tests/conftest.py`` and by ``make envtest-up`` (through
-``python -m modeldeploy.testing``), which leaves one running for people to use with kubectl.
+``python -m tests.support``), which leaves one running for people to use with kubectl.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "hack" / "envtest" / "setup.sh"
 OUR_CRDS = REPO_ROOT / "crds"
 
@@ -285,8 +285,9 @@ class ControlPlane(Cluster):
     assets: Assets
     detached: bool = False
     audit: bool = False
-    """Log every write (create, update, patch, delete) with its user agent to ``audit.log``:
-    how ``bench_operator`` counts the writes each client makes."""
+    """Log every write (create, update, patch, delete) with its user agent to ``audit.log``,
+    and a ModelDeployment status patch with its body: how ``bench_operator`` and
+    ``bench_canary`` count the writes each client makes."""
     etcd_port: int = 0
     apiserver_port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -388,9 +389,14 @@ class ControlPlane(Cluster):
         policy = self.workdir / "audit-policy.yaml"
         policy.write_text(json.dumps({
             "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
-            "rules": [{"level": "Metadata",
-                       "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
-                      {"level": "None"}],
+            "rules": [
+                # A status patch's body too: what it changed (a rollout's step, or only the
+                # analysis numbers) is what bench_canary sorts the writes by.
+                {"level": "Request", "verbs": ["patch"], "resources": [
+                    {"group": "modeldeploy.io", "resources": ["modeldeployments/status"]}]},
+                {"level": "Metadata",
+                 "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+                {"level": "None"}],
         }))  # fmt: skip
         return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json", "--audit-log-mode=batch",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from modeldeploy.testing.controlplane import Assets, _die_with_parent, free_port
-from modeldeploy.testing.processes import stop_group
+from tests.support.controlplane import Assets, _die_with_parent, free_port
+from tests.support.processes import stop_group
 
 
 @dataclass

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from modeldeploy.testing.controlplane import REPO_ROOT
+from tests.support.controlplane import REPO_ROOT
 
 VENV = REPO_ROOT / ".cache" / "triton-venv"
 STUB = os.environ.get("TRITON_PYTHON", "3.12")
@@ -168,5 +168,5 @@ def command(repository: Path, workdir: Path, ports: Ports) -> tuple[list[str], d
     return args, env
 
 
-if __name__ == "__main__":  # python -m modeldeploy.testing.triton: create the venv now
+if __name__ == "__main__":  # python -m tests.support.triton: create the venv now
     print(venv(), file=sys.stderr)

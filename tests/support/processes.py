@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modeldeploy.testing.containers import Podman
-from modeldeploy.testing.controlplane import REPO_ROOT, _die_with_parent, stop_group
+from tests.support.containers import Podman
+from tests.support.controlplane import REPO_ROOT, _die_with_parent, stop_group
 
 __all__ = ["LocalStack", "ManagedProcess", "stop_group"]
 
@@ -75,7 +75,7 @@ class LocalStack:
 
     def executor(self, instant: bool = False) -> ManagedProcess:
         args = [
-            "-m", "modeldeploy.testing.executor",
+            "-m", "tests.support.executor",
             "--kubeconfig", str(self.kubeconfig),
             "--pvc-root", str(self.pvc_root),
             "--workdir", str(self.workdir / "executor"),

@@ -31,9 +31,9 @@ from typing import Any
 import yaml
 
 from modeldeploy.api.validation import validate_document
-from modeldeploy.testing.controlplane import REPO_ROOT, Assets, ControlPlane, ControlPlaneError
-from modeldeploy.testing.demo_model import build_digits_model, digit_png
-from modeldeploy.testing.processes import LocalStack
+from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane, ControlPlaneError
+from tests.support.demo_model import build_digits_model, digit_png
+from tests.support.processes import LocalStack
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 DEMO = REPO_ROOT / "examples" / "digits-cpu.yaml"

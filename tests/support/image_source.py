@@ -3,7 +3,7 @@
 `make images` records it per image in ``.cache/images/built.json``; the test cluster's executor
 runs a container from an image only when the image's recorded digest is this checkout's (else a
 local process), so a test never passes on an image built from older code. Standard library
-only: the build script runs it as ``python3 operator/modeldeploy/testing/image_source.py``,
+only: the build script runs it as ``python3 tests/support/image_source.py``,
 before any virtual environment exists.
 """
 
@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("operator", "images", "runtimes", "pyproject.toml", ".dockerignore")
 BUILT = ROOT / ".cache" / "images" / "built.json"
 

@@ -1,4 +1,4 @@
-"""``python -m modeldeploy.testing up|down``: a control plane for people, behind make envtest-up."""
+"""``python -m tests.support up|down``: a control plane for people, behind make envtest-up."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from modeldeploy.testing.controlplane import (
+from tests.support.controlplane import (
     REPO_ROOT,
     Assets,
     ControlPlane,
@@ -19,7 +19,7 @@ DEFAULT_DIR = REPO_ROOT / ".cache" / "envtest" / "cluster"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modeldeploy.testing")
+    parser = argparse.ArgumentParser(prog="python -m tests.support")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="state folder")
     args = parser.parse_args(argv)
