@@ -40,6 +40,11 @@ k8s=$(module_version kubernetes k8s.io/kubernetes)
 etcd=$(module_version etcd go.etcd.io/etcd/server/v3)
 helm=$(module_version helm helm.sh/helm/v3)
 versitygw=$(module_version versitygw github.com/versity/versitygw)
+kserve_manager=$(module_version kserve github.com/kserve/kserve)
+if [[ $kserve_manager != "$KSERVE_VERSION" ]]; then
+  log "hack/envtest/kserve/go.mod builds KServe $kserve_manager but versions.env reads its CRDs at $KSERVE_VERSION: make them one version"
+  exit 1
+fi
 
 for binary in kube-apiserver kubectl etcd; do
   if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/$binary ]]; then
@@ -59,6 +64,8 @@ else
 fi
 
 build versitygw github.com/versity/versitygw/cmd/versitygw versitygw "$versitygw"
+# KServe's own controller manager, for the tests that run KServe's reconcile and webhooks.
+build kserve github.com/kserve/kserve/cmd/manager kserve-manager "$kserve_manager"
 
 # Prometheus, for the canary analysis tests: Debian's package, unpacked (not installed) into the
 # cache, so no root and no system change are needed beyond reading the package index.
@@ -84,9 +91,17 @@ if [[ ! -f $crds/.complete ]]; then
   log "reading CRDs from github.com/kserve/kserve@$KSERVE_VERSION and sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
   rm -rf "$crds" && mkdir -p "$crds"
   kserve=$(module_dir "github.com/kserve/kserve@$KSERVE_VERSION")
-  for kind in inferenceservices servingruntimes clusterservingruntimes; do
+  # Every CRD KServe's manager watches: it refuses to start without one.
+  for kind in inferenceservices servingruntimes clusterservingruntimes inferencegraphs trainedmodels; do
     cp "$kserve/config/crd/full/serving.kserve.io_$kind.yaml" "$crds/"
   done
+  cp "$kserve/config/crd/full/clusterstoragecontainer/serving.kserve.io_clusterstoragecontainers.yaml" "$crds/"
+  # What KServe's manager is configured from, read by tests/support/kserve.py (not installed
+  # with the CRDs: a subfolder).
+  mkdir -p "$crds/kserve"
+  cp "$kserve/config/configmap/inferenceservice.yaml" "$kserve/config/webhook/manifests.yaml" \
+    "$kserve/config/storagecontainers/default.yaml" "$kserve/config/runtimes/kserve-tritonserver.yaml" \
+    "$crds/kserve/"
   gateway=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
   for f in "$gateway"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
     [[ $f == *_vap_* ]] || cp "$f" "$crds/"  # CRDs only, not the upgrade-guard policy
@@ -95,7 +110,7 @@ if [[ ! -f $crds/.complete ]]; then
   for kind in podmonitors servicemonitors prometheusrules; do
     cp "$promop/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds/"
   done
-  chmod u+w "$crds"/*.yaml
+  chmod u+w "$crds"/*.yaml "$crds"/kserve/*.yaml
   touch "$crds/.complete"
 fi
 

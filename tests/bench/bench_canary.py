@@ -32,6 +32,7 @@ import yaml
 from kubernetes import client, config
 
 from modeldeploy.api.rollout import Analysis
+from modeldeploy.artifacts.store import tenant_store
 from modeldeploy.controller.analysis import run_checks
 from modeldeploy.controller.prometheus_client import PrometheusClient
 from modeldeploy.controller.rollout import Target
@@ -192,7 +193,8 @@ def bench_analysis(bench: Bench, prometheus: str, store: str) -> list[float]:
     url = next(t["url"] for t in isvc["status"]["components"]["predictor"]["traffic"]
                if t.get("tag") == "latest")  # fmt: skip
     target = Target(NS, "digits", "digits", status["revisions"]["canary"],
-                    status["revisions"]["stable"], url, store, status["artifact"]["key"], 30,
+                    status["revisions"]["stable"], url, tenant_store(store, NS),
+                    status["artifact"]["key"], 30,
                     "modeldeploy-onnx", True)  # fmt: skip
     analysis = Analysis.model_validate({"maxP99LatencyMs": 1000, "maxLatencyRatio": 10})
     times = []
@@ -200,7 +202,7 @@ def bench_analysis(bench: Bench, prometheus: str, store: str) -> list[float]:
         start = time.perf_counter()
         result = run_checks(analysis, target, PrometheusClient(prometheus), 10, datetime.now(UTC))
         times.append(time.perf_counter() - start)
-        if not result.passed:
+        if result.failures:  # inconclusive is fine here: it is the run's time that is measured
             raise RuntimeError(f"analysis failed: {result.failures}")
     return times
 
@@ -241,6 +243,11 @@ def main() -> None:
             overhead, since, until = bench_rollout(bench)
             time.sleep(3)  # the audit log is written in batches
             written = rollout_writes(plane.audit_log, since, until)
+            print(f"the operator's writes from the spec change to Promoted ({STEPS} steps, "
+                  f"analysis every 1 s over {PAUSE_S} s pauses):")  # fmt: skip
+            print("| write | count | per step |\n| --- | --- | --- |")
+            for what, count in sorted(written.items()):
+                print(f"| {what} | {count} | {count / STEPS:.1f} |", flush=True)
             aborts = [bench_abort(bench, n) for n in (2, 3, 4)]
             os.environ["MODELDEPLOY_PVC_ROOT"] = str(
                 stack.pvc_root
@@ -268,11 +275,6 @@ def main() -> None:
         f"p50 {statistics.median(analysis) * 1000:.0f} ms, p95 {ordered[int(0.95 * (len(ordered) - 1))] * 1000:.0f} ms"
     )
     print(f"client requests during all of it: {dict(load.outcomes) if load else {}}")
-    print(f"\nthe operator's writes from the spec change to Promoted ({STEPS} steps, analysis every"
-          f" 1 s over {PAUSE_S} s pauses):")  # fmt: skip
-    print("| write | count | per step |\n| --- | --- | --- |")
-    for what, count in sorted(written.items()):
-        print(f"| {what} | {count} | {count / STEPS:.1f} |")
 
 
 if __name__ == "__main__":

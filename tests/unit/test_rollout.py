@@ -466,13 +466,17 @@ def test_a_failure_found_beside_missing_evidence_still_counts() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "patch"),
     [
-        ({"a": 1, "b": 2}, {"a": 1}, {"a": 1, "b": None}),
+        ({"a": 1, "b": 2}, {"a": 1}, {"b": None}),
         ({"r": {"step": 0, "stepStartedAt": "t"}}, {"r": {"step": 1}},
          {"r": {"step": 1, "stepStartedAt": None}}),
         ({"c": [1, 2]}, {"c": [3]}, {"c": [3]}),
+        ({"r": {"phase": "P", "n": 1}, "u": "x"}, {"r": {"phase": "P", "n": 2}, "u": "x"},
+         {"r": {"n": 2}}),
+        ({"r": {"phase": "P"}, "z": None}, {"r": {"phase": "P"}, "z": None}, {}),
+        ({}, {"a": {"b": 1}}, {"a": {"b": 1}}),
     ],
 )  # fmt: skip
-def test_status_patch_removes_what_the_plan_dropped(
+def test_status_patch_carries_only_what_changed_and_removes_what_the_plan_dropped(
     old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]
 ) -> None:
     assert merge_patch(old, new) == patch
