@@ -63,7 +63,8 @@ def rows(bin_dir: Path) -> list[tuple[str, str]]:
         ("kube-apiserver, kubectl (Kubernetes)", go_module("kubernetes", "k8s.io/kubernetes")),
         ("etcd", go_module("etcd", "go.etcd.io/etcd/server/v3")),
         ("Helm", go_module("helm", "helm.sh/helm/v3")),
-        ("KServe CRDs (the schemas the operator's objects are checked against)",
+        ("KServe: CRDs, webhooks and controller manager (the schemas the operator's objects are "
+         "checked against, and the reconcile that takes them)",
          pinned("KSERVE_VERSION").lstrip("v")),
         ("Gateway API CRDs", pinned("GATEWAY_API_VERSION").lstrip("v")),
         ("Prometheus Operator CRDs (the chart's PodMonitor, ServiceMonitor)",

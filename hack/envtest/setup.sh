@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Provide the test control plane: kube-apiserver, etcd, kubectl and helm binaries, plus the KServe
+# Provide the test control plane: kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
+# kubectl and helm binaries, KServe's controller manager, plus the KServe
 # Gateway API and Prometheus Operator (monitoring) CRDs, all at pinned versions; and versitygw, the S3-compatible server the
 # staging tests store artifacts in; and Prometheus for the canary analysis. Prints two lines: the folder holding the binaries
 # and the folder holding the CRDs.
@@ -46,13 +47,15 @@ if [[ $kserve_manager != "$KSERVE_VERSION" ]]; then
   exit 1
 fi
 
-for binary in kube-apiserver kubectl etcd; do
+for binary in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do
   if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/$binary ]]; then
     ln -sfn "$KUBEBUILDER_ASSETS/$binary" "$cache/bin/$binary"
     continue
   fi
   case $binary in
     kube-apiserver) build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$k8s" ;;
+    kube-controller-manager) build kubernetes k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$k8s" ;;
+    kube-scheduler) build kubernetes k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler "$k8s" ;;
     kubectl) build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "$k8s" ;;
     etcd) build etcd go.etcd.io/etcd/server/v3 etcd "$etcd" ;;
   esac

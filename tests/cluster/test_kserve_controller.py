@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,18 @@ from modeldeploy.controller.inference_service import (
 )
 from modeldeploy.controller.serving_state import isvc_readiness
 from tests.support import Assets, ControlPlane
+from tests.support.controllers import Controllers
 from tests.support.controlplane import REPO_ROOT
 from tests.support.kserve import KServe, config_dir
+from tests.support.node import NodeShape, register
 
 pytestmark = [pytest.mark.cluster]
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
-GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
+NODE = NodeShape(gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB")
+"""The node the scheduler binds predictor pods to: the GPU example's product, four GPUs."""
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +57,17 @@ def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPl
     plane = ControlPlane(work / "plane", Assets.provide())
     plane.start()
     manager = KServe(plane, work / "kserve")
+    controllers = Controllers(plane, work / "controllers")
     try:
+        controllers.start()
         manager.start()
+        register(config.new_client_from_config(config_file=str(plane.kubeconfig)), NODE)
         for runtime in (OUR_RUNTIME, config_dir(plane) / "kserve-tritonserver.yaml"):
             plane.kubectl("apply", "--server-side", "-f", str(runtime))
         yield plane, config.new_client_from_config(config_file=str(plane.kubeconfig))
     finally:
         manager.stop()
+        controllers.stop()
         plane.stop()
 
 
@@ -73,7 +81,7 @@ def runtime_image(name: str, gpu: bool, plane: ControlPlane) -> str:
     return str(runtime["spec"]["containers"][0]["image"])
 
 
-def wait_for(what: str, read: Any, timeout: float = 90.0) -> Any:
+def wait_for(what: str, read: Any, timeout: float = 90.0, explain: Any = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -85,19 +93,27 @@ def wait_for(what: str, read: Any, timeout: float = 90.0) -> Any:
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} after {timeout:.0f} s")
+            raise AssertionError(f"no {what} after {timeout:.0f} s{explain() if explain else ''}")
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_kserve_admits_and_deploys_the_operators_inference_service_for(
-    example: Path, kserve: tuple[ControlPlane, Any]
-) -> None:
-    plane, api = kserve
+@dataclass(frozen=True)
+class Deployed:
+    namespace: str
+    name: str
+    deployment: ModelDeployment
+    isvc: dict[str, Any]
+    """The InferenceService the operator built, as sent."""
+
+
+def deploy_example(example: Path, plane: ControlPlane, api: Any, namespace: str) -> Deployed:
+    """Create the example's ModelDeployment, and apply the InferenceService the operator builds
+    for it, owned by it, with the operator's field manager. Admitted by KServe's webhooks, or
+    this fails (their failurePolicy is Fail: a refusal or an unreachable webhook fails it)."""
     doc = yaml.safe_load(example.read_text())
     name = doc["metadata"]["name"]
-    namespace = f"ex-{example.stem}"[:63]
     plane.kubectl("create", "namespace", namespace)
+    artifacts_claim(api, namespace)
     doc["metadata"]["namespace"] = namespace
     serving_doc = doc["spec"].setdefault("serving", {})
     if serving_doc.get("deploymentMode") == "Knative":
@@ -107,8 +123,9 @@ def test_kserve_admits_and_deploys_the_operators_inference_service_for(
         scaling = serving_doc.get("scaling") or {}
         if scaling.get("metric") in ("concurrency", "rps"):
             scaling.update(metric="cpu", target=80)
-    custom = client.CustomObjectsApi(api)
-    owner = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], doc)
+    owner = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        *MD[:2], namespace, MD[2], doc
+    )
     deployment = ModelDeployment.model_validate(
         {"metadata": {"name": name, "namespace": namespace}, "spec": owner["spec"]}
     )
@@ -122,9 +139,6 @@ def test_kserve_admits_and_deploys_the_operators_inference_service_for(
         deployment, owner["metadata"]["uid"], f"pvc://artifacts/{namespace}/{name}-0123456789",
         ref, revision="0123456789",
     )  # fmt: skip
-
-    # Admitted by KServe's webhooks (failurePolicy Fail: a refusal or an unreachable webhook
-    # fails the apply), as the operator applies it.
     applied = plane.kubectl(
         "apply", "--server-side", f"--field-manager={naming.FIELD_MANAGER}", "-n", namespace,
         "-f", "-", "-o", "json", input=json.dumps(isvc), check=False,
@@ -132,6 +146,40 @@ def test_kserve_admits_and_deploys_the_operators_inference_service_for(
     assert applied.returncode == 0, applied.stderr
     stored = json.loads(applied.stdout)
     assert stored["spec"]["predictor"]["model"]["runtime"] == serving.runtime
+    return Deployed(namespace, name, deployment, isvc)
+
+
+def artifacts_claim(api: Any, namespace: str) -> None:
+    """The artifact store's claim in ``namespace``, bound to a volume of its own, as an
+    administrator provides it (``pvc://artifacts/...``): the pod KServe's webhook mounts it in
+    cannot be scheduled while it does not exist."""
+    core = client.CoreV1Api(api)
+    volume = f"artifacts-{namespace}"
+    core.create_persistent_volume({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
+                 "hostPath": {"path": f"/tmp/{volume}"}, "storageClassName": "",
+                 "claimRef": {"namespace": namespace, "name": "artifacts"}}})  # fmt: skip
+    core.create_namespaced_persistent_volume_claim(namespace, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "artifacts"},
+        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
+                 "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+
+
+def predictor_pods(api: Any, deployed: Deployed) -> list[Any]:
+    selector = f"serving.kserve.io/inferenceservice={deployed.name}"
+    return list(
+        client.CoreV1Api(api).list_namespaced_pod(deployed.namespace, label_selector=selector).items
+    )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for(
+    example: Path, kserve: tuple[ControlPlane, Any]
+) -> None:
+    plane, api = kserve
+    deployed = deploy_example(example, plane, api, f"ex-{example.stem}"[:63])
+    name, namespace, serving = deployed.name, deployed.namespace, deployed.deployment.spec.serving
 
     # KServe's reconcile: the predictor Deployment, with our runtime's container as KServe
     # resolved it, and what the operator asked for.
@@ -143,17 +191,17 @@ def test_kserve_admits_and_deploys_the_operators_inference_service_for(
     assert [(r.kind, r.name) for r in found.metadata.owner_references] == [
         ("InferenceService", name)
     ]
-    pod = found.spec.template.spec
-    container = next(c for c in pod.containers if c.name == "kserve-container")
+    template = found.spec.template.spec
+    container = next(c for c in template.containers if c.name == "kserve-container")
     gpu = bool(serving.resources.gpu)
     assert container.image == runtime_image(serving.runtime, gpu, plane)
-    model = isvc["spec"]["predictor"]["model"]
+    model = deployed.isvc["spec"]["predictor"]["model"]
     assert container.resources.limits == model["resources"]["limits"]
     assert container.readiness_probe.http_get.path == f"/v2/models/{name}/ready"
     if gpu:
         assert container.resources.limits[GPU_RESOURCE] == str(serving.resources.gpu)
-        assert pod.node_selector == {GPU_PRODUCT_LABEL: serving.resources.gpu_type}
-        assert any(t.key == GPU_RESOURCE for t in pod.tolerations or [])
+        assert template.node_selector == {GPU_PRODUCT_LABEL: serving.resources.gpu_type}
+        assert any(t.key == GPU_RESOURCE for t in template.tolerations or [])
     labels = found.spec.template.metadata.labels
     assert labels[naming.REVISION_LABEL] == "0123456789"
     wait_for(
@@ -161,19 +209,77 @@ def test_kserve_admits_and_deploys_the_operators_inference_service_for(
         lambda: client.CoreV1Api(api).read_namespaced_service(predictor, namespace),
     )
 
-    # And its status, as far as KServe gets without pods: the predictor not ready yet, so no
-    # routes (KServe writes its HTTPRoutes, named after the InferenceService, only then).
-    def isvc_status() -> dict[str, Any]:
-        got = custom.get_namespaced_custom_object(
+    # The ReplicaSet controller's pod, through KServe's pod webhook (the artifact's claim
+    # mounted at /mnt/models), bound by the scheduler to the node: a GPU example on its GPUs.
+    pods = wait_for(
+        "a predictor pod bound to the node",
+        lambda: [p for p in predictor_pods(api, deployed) if p.spec.node_name],
+        explain=lambda: "".join(
+            f"\n{p.metadata.name}: {[(c.type, c.reason, c.message) for c in p.status.conditions or []]}"
+            for p in predictor_pods(api, deployed)
+        ),
+    )
+    pod = pods[0].spec
+    assert pod.node_name == NODE.name
+    claims = {v.name: v.persistent_volume_claim.claim_name for v in pod.volumes or []
+              if v.persistent_volume_claim}  # fmt: skip
+    assert "artifacts" in claims.values(), pod.volumes
+    served = next(c for c in pod.containers if c.name == "kserve-container")
+    mounts = {m.mount_path: m.name for m in served.volume_mounts or []}
+    assert claims.get(mounts.get("/mnt/models", "")) == "artifacts", served.volume_mounts
+
+    # And KServe's status, as far as it gets with no kubelet: the predictor not ready, so no
+    # routes yet (KServe writes its HTTPRoutes, named after the InferenceService, only then).
+    custom = client.CustomObjectsApi(api)
+
+    def live() -> dict[str, Any]:
+        got: dict[str, Any] = custom.get_namespaced_custom_object(
             "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name
         )
-        return dict(got.get("status") or {})
+        return got
 
-    conditions = wait_for("KServe's conditions", lambda: isvc_status().get("conditions"))
+    conditions = wait_for("KServe's conditions", lambda: (live().get("status") or {}).get(
+        "conditions"))  # fmt: skip
     assert {c["type"]: c["status"] for c in conditions}.items() >= {
         "PredictorReady": "False", "Ready": "False"}.items()  # fmt: skip
-    # The operator reads KServe's own status as not ready, with KServe's reason.
-    live = custom.get_namespaced_custom_object(
-        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name
+    # The operator reads KServe's own status as not ready.
+    assert isvc_readiness(live())[0] is False
+
+
+def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_what_kserve_made(
+    kserve: tuple[ControlPlane, Any],
+) -> None:
+    plane, api = kserve
+    deployed = deploy_example(EXAMPLES[0], plane, api, "gc")
+    name, namespace = deployed.name, deployed.namespace
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    predictor = naming.predictor_service(name)
+    wait_for("a predictor pod", lambda: predictor_pods(api, deployed))
+    wait_for(f"Service {predictor}", lambda: core.read_namespaced_service(predictor, namespace))
+
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(*MD[:2], namespace, MD[2], name)
+
+    def gone(read: Any) -> bool:
+        try:
+            read()
+        except ApiException as err:
+            if err.status == 404:
+                return True
+            raise
+        return False
+
+    custom = client.CustomObjectsApi(api)
+    wait_for("the InferenceService deleted", lambda: gone(lambda: custom.get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name)))  # fmt: skip
+    wait_for("the Deployment deleted",
+             lambda: gone(lambda: apps.read_namespaced_deployment(predictor, namespace)))  # fmt: skip
+    wait_for("the Service deleted",
+             lambda: gone(lambda: core.read_namespaced_service(predictor, namespace)))  # fmt: skip
+    wait_for("the ReplicaSets deleted",
+             lambda: not apps.list_namespaced_replica_set(namespace).items)  # fmt: skip
+    # Its pods are being deleted: gone, or terminating on a node whose kubelet would confirm it
+    # (none runs here, so they wait, as on a cluster whose node is down).
+    wait_for(
+        "the pods deleted",
+        lambda: all(p.metadata.deletion_timestamp for p in predictor_pods(api, deployed)),
     )
-    assert isvc_readiness(live)[0] is False
