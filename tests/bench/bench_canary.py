@@ -169,7 +169,11 @@ def bench_abort(bench: Bench, n: int) -> float:
 
 
 def bench_error_canary(bench: Bench) -> float:
-    bench.patch("digits", {"spec": {"model": {
+    # A step long enough for Prometheus to find and scrape the new revision: its first sample
+    # came 6 s after it took traffic here, and a step that ends before any sample is (rightly)
+    # Inconclusive, not RolledBack.
+    steps = [{"weight": 50, "pause": "30s"}, {"weight": 80, "pause": "30s"}]
+    bench.patch("digits", {"spec": {"rollout": {"steps": steps}, "model": {
         "uri": "pvc://models/wide/model.pt", "inputs": [{"name": "image", "shape": [1, 16, 16]}],
         "preprocessing": {"resize": {"height": 16, "width": 16}, "scale": 1 / 255}}}})  # fmt: skip
     confirmed = bench.wait(

@@ -19,9 +19,9 @@ from pathlib import Path
 from tests.support.controlplane import (
     ControlPlane,
     ControlPlaneError,
-    _die_with_parent,
     _tail,
     free_port,
+    start_process,
     stop_group,
 )
 
@@ -76,15 +76,9 @@ class Controllers:
         self._wait_healthy(timeout)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        with (self.workdir / f"{name}.log").open("ab") as out:
-            self.processes[name] = subprocess.Popen(
-                [self.plane.assets.binary(name), *args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+        self.processes[name] = start_process(
+            [self.plane.assets.binary(name), *args], self.workdir / f"{name}.log"
+        )
 
     def _wait_healthy(self, timeout: float) -> None:
         """Until both answer /healthz (served on their own self-signed certificates)."""

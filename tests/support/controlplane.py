@@ -178,6 +178,23 @@ def _write_certificates(directory: Path) -> None:
     )
 
 
+def start_process(
+    args: list[str], log: Path, env: dict[str, str] | None = None, detached: bool = False
+) -> subprocess.Popen[bytes]:
+    """One of the cluster's processes, in a session of its own, its output appended to ``log``;
+    it dies with this Python process unless ``detached``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=None if detached else _die_with_parent,
+            env=env,
+        )
+
+
 def stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
     """SIGTERM a process started with ``start_new_session``, and its whole group; SIGKILL the
     group if it is still there after ``grace`` seconds."""
@@ -301,16 +318,7 @@ class ControlPlane(Cluster):
         return f"https://127.0.0.1:{self.apiserver_port}"
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=None if self.detached else _die_with_parent,
-        )
-        log.close()
+        proc = start_process(args, self.workdir / f"{name}.log", detached=self.detached)
         self.processes[name] = proc
         (self.workdir / f"{name}.pid").write_text(str(proc.pid))
         return proc

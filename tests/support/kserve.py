@@ -35,14 +35,8 @@ from typing import Any
 
 import yaml
 
-from tests.support.controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    _die_with_parent,
-    _tail,
-    free_port,
-    stop_group,
-)
+from tests.support import controlplane
+from tests.support.controlplane import ControlPlane, ControlPlaneError
 
 NAMESPACE = "kserve"
 """Where KServe's manager reads its ConfigMap from (its POD_NAMESPACE)."""
@@ -102,7 +96,7 @@ class KServe:
         """Configure, register the webhooks, start the manager; return once it serves them."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         source = config_dir(self.plane)
-        self.webhook_port, self.probe_port = free_port(), free_port()
+        self.webhook_port, self.probe_port = controlplane.free_port(), controlplane.free_port()
         self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         self._apply(inferenceservice_config(source / "inferenceservice.yaml"))
         self._apply(yaml.safe_load((source / "default.yaml").read_text()))
@@ -115,27 +109,22 @@ class KServe:
         ca = (pki / "ca.crt").read_bytes()
         for doc in webhook_configurations(source / "manifests.yaml", self.webhook_port, ca):
             self._apply(doc)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    self.plane.assets.binary("kserve-manager"),
-                    f"--webhook-port={self.webhook_port}",
-                    "--metrics-addr=0",
-                    f"--health-probe-addr=127.0.0.1:{self.probe_port}",
-                    "--leader-elect=false",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-                env={
-                    **os.environ,
-                    "KUBECONFIG": str(self.plane.kubeconfig),
-                    "POD_NAMESPACE": NAMESPACE,
-                    "TMPDIR": str(self.workdir / "tmp"),
-                },
-            )
+        self.process = controlplane.start_process(
+            [
+                self.plane.assets.binary("kserve-manager"),
+                f"--webhook-port={self.webhook_port}",
+                "--metrics-addr=0",
+                f"--health-probe-addr=127.0.0.1:{self.probe_port}",
+                "--leader-elect=false",
+            ],
+            self.log,
+            env={
+                **os.environ,
+                "KUBECONFIG": str(self.plane.kubeconfig),
+                "POD_NAMESPACE": NAMESPACE,
+                "TMPDIR": str(self.workdir / "tmp"),
+            },
+        )
         self._wait_ready(timeout, ca)
 
     def _apply(self, obj: dict[str, Any]) -> None:
@@ -154,7 +143,7 @@ class KServe:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise ControlPlaneError(f"KServe's manager exited:\n{_tail(self.log)}")
+                raise ControlPlaneError(f"KServe's manager exited:\n{controlplane._tail(self.log)}")
             try:
                 url = f"http://127.0.0.1:{self.probe_port}/readyz"
                 with urllib.request.urlopen(url, timeout=2) as answer:
@@ -169,10 +158,12 @@ class KServe:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"KServe's manager not ready:\n{_tail(self.log)}")
+                raise ControlPlaneError(
+                    f"KServe's manager not ready:\n{controlplane._tail(self.log)}"
+                )
             time.sleep(0.5)
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_group(self.process)
+            controlplane.stop_group(self.process)
             self.process = None
