@@ -174,3 +174,53 @@ def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
     assert refused(custom.create_namespaced_custom_object,
                    "serving.kserve.io", "v1beta1", "default", "inferenceservices", isvc)  # fmt: skip
     assert refused(api.read_namespaced_secret, STORE_SECRET, "default")
+
+
+def test_a_verb_taken_from_the_charts_role_is_a_condition_with_the_403_and_comes_back(
+    control_plane: Cluster,
+    stack: LocalStack,
+    kube: Kube,
+    namespace: str,
+    release: str,
+    tmp_path: Path,
+) -> None:
+    """An administrator's narrower Role: without InferenceService ``patch`` the operator's
+    server-side apply is refused. That is a condition with the API server's answer, not a crash
+    or a retry loop; once the verb is back, the next resync deploys, with nothing lost."""
+    role_name = "md-modeldeploy"
+    role = json.loads(control_plane.kubectl("get", "role", role_name, "-n", namespace,
+                                            "-o", "json").stdout)  # fmt: skip
+    granted = next(r for r in role["rules"] if "inferenceservices" in r["resources"])
+    assert "patch" in granted["verbs"]
+    narrowed = json.loads(json.dumps(role))
+    next(r for r in narrowed["rules"] if "inferenceservices" in r["resources"])["verbs"].remove(
+        "patch"
+    )
+    control_plane.kubectl("replace", "-f", "-", input=json.dumps(narrowed))
+
+    deployment = json.loads(control_plane.kubectl(
+        "get", "deployment", "md-modeldeploy", "-n", release, "-o", "json").stdout)  # fmt: skip
+    sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = token_kubeconfig(control_plane, release, sa, tmp_path / "sa.kubeconfig")
+    args, env = chart_operator_command(deployment, free_port())
+    control_plane.kubectl("create", "secret", "generic", STORE_SECRET, "-n", namespace,
+                          "--from-literal=AWS_DEFAULT_REGION=none")  # fmt: skip
+    operator = stack.operator(*args, env={"KUBECONFIG": str(kubeconfig), **env})
+    try:
+        kube.create("digits", digits_spec(serving={"deploymentMode": "Knative"}))
+        refused = kube.wait_condition(
+            "digits", "Deployed", "False", "InferenceServiceRejected", timeout=180
+        )
+        assert "403" in refused["message"], refused
+        assert "inferenceservices" in refused["message"], refused
+        assert kube.condition("digits", "ArtifactReady")["status"] == "True"
+        assert operator.process.poll() is None, operator.log_text()[-3000:]
+
+        # The verb back: the resync (5 s in this release) applies it, and it serves.
+        restored = {**narrowed, "rules": role["rules"]}
+        restored["metadata"].pop("resourceVersion", None)
+        control_plane.kubectl("replace", "-f", "-", input=json.dumps(restored))
+        kube.wait_condition("digits", "Ready", "True", timeout=120)
+        assert kube.condition("digits", "Deployed")["reason"] == "InferenceServiceApplied"
+    finally:
+        operator.stop()

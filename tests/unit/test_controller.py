@@ -22,7 +22,7 @@ from modeldeploy.controller.conditions import Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
 from modeldeploy.controller.job_state import staging_outcome, termination_message
-from modeldeploy.controller.reconcile import Observed, plan
+from modeldeploy.controller.reconcile import Observed, plan, rejected_status
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
 from modeldeploy.controller.staging_job import build_cleanup_job, build_staging_job
 
@@ -399,6 +399,41 @@ def ready_isvc(uri: str, owner: str = UID) -> dict[str, Any]:
                                               "uid": owner, "controller": True}]},
             "spec": {"predictor": {"model": {"storageUri": uri}}},
             "status": {"url": "http://digits.demo", "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+
+
+def test_a_refused_apply_keeps_the_staged_artifact_and_records_nothing_it_would_have_done() -> None:
+    deployment = example()
+    body = body_of(deployment)
+    first = plan(observed(body), CONFIG, NOW)
+    assert first.create_job is not None
+    body["status"] = first.status.wire()
+    done_job = {**first.create_job, "status": {"conditions": [{"type": "Complete",
+                                                                "status": "True"}]}}  # fmt: skip
+    done = plan(
+        observed(body, jobs=[done_job], outcome=staging_outcome(done_job, json.dumps(SUMMARY))),
+        CONFIG,
+        NOW,
+    )
+    assert done.apply_isvc is not None
+    assert done.status.revisions is not None  # what the apply would have carried out
+    why = '403 inferenceservices.serving.kserve.io "digits" is forbidden'
+    status, events = rejected_status(body, done.status, done.apply_isvc, why, NOW)
+    wire = status.wire()
+    conditions = {c["type"]: c for c in wire["conditions"]}
+    assert (conditions["Deployed"]["status"], conditions["Deployed"]["reason"]) == (
+        "False", "InferenceServiceRejected")  # fmt: skip
+    assert why in conditions["Ready"]["message"]
+    assert conditions["ArtifactReady"]["status"] == "True"
+    assert wire["artifact"] == done.status.wire()["artifact"]
+    assert "revisions" not in wire
+    assert "traffic" not in wire
+    assert [(e.type, e.reason) for e in events] == [
+        ("Warning", "InferenceServiceRejected"), ("Warning", "InferenceServiceRejected")]  # fmt: skip
+    # The same refusal again changes nothing: nothing to write, no new Event.
+    body["status"] = wire
+    again, repeated = rejected_status(body, done.status, done.apply_isvc, why, NOW)
+    assert again.wire() == wire
+    assert repeated == []
 
 
 def test_plan_walks_from_nothing_to_ready_and_then_changes_nothing() -> None:

@@ -269,7 +269,7 @@ async def _converge_locked(
             except ApiException as err:
                 if err.status not in (400, 403, 404, 422):
                     raise
-                await _report_rejected(state, body, obj, err)
+                await _report_rejected(state, body, decided, obj, err)
                 return None
             if plural == "inferenceservices":
                 state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
@@ -279,7 +279,7 @@ async def _converge_locked(
             except ApiException as err:
                 if err.status not in (400, 403, 404, 422):
                     raise
-                await _report_rejected(state, body, decided.apply_shadow, err)
+                await _report_rejected(state, body, decided, decided.apply_shadow, err)
                 return None
         if decided.delete_canary:
             await kube.delete_inference_service(namespace, naming.canary_name(name))
@@ -326,17 +326,17 @@ def _requeue(
 
 
 async def _report_rejected(
-    state: State, body: dict[str, Any], obj: dict[str, Any], err: ApiException
+    state: State, body: dict[str, Any], decided: Plan, obj: dict[str, Any], err: ApiException
 ) -> None:
     """The API server (KServe's or the Gateway API's schema, an admission webhook, a missing
     CRD, RBAC) refused an object we apply: say so in the status (``rejected_status``)."""
     meta = body["metadata"]
-    conditions, events = rejected_status(
-        body, obj, f"{err.status} {err.body or err.reason}", datetime.now(UTC)
+    status, events = rejected_status(
+        body, decided.status, obj, f"{err.status} {err.body or err.reason}", datetime.now(UTC)
     )
-    await state.kube.patch_status(
-        meta["namespace"], meta["name"], {"conditions": [c.wire() for c in conditions]}
-    )
+    patch = merge_patch(body.get("status") or {}, status.wire())
+    if patch:  # the same refusal again, as stored: nothing to write
+        await state.kube.patch_status(meta["namespace"], meta["name"], patch)
     _post_soon(state, body, events)
 
 

@@ -21,7 +21,7 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import (
     ArtifactStatus,
-    Condition,
+    ConditionStatus,
     ConditionType,
     ModelDeploymentStatus,
     ParityReport,
@@ -118,22 +118,39 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
 
 
 def rejected_status(
-    body: dict[str, Any], obj: dict[str, Any], why: str, now: datetime
-) -> tuple[list[Condition], list[Transition]]:
-    """The conditions to write, and their Events, when the API server refused ``obj`` (``why``:
-    its status code and answer): Deployed and Ready False, reason ``<Kind>Rejected``."""
+    body: dict[str, Any],
+    planned: ModelDeploymentStatus,
+    obj: dict[str, Any],
+    why: str,
+    now: datetime,
+) -> tuple[ModelDeploymentStatus, list[Transition]]:
+    """The status to write, and its Events, when the API server refused ``obj`` (``why``: its
+    status code and answer) that ``planned`` was premised on: the status as stored, with
+    Deployed and Ready False, reason ``<Kind>Rejected``. The staged artifact the plan recorded
+    is kept, with its ArtifactReady: staging's result stands whatever becomes of the apply, and
+    is not staged again when the refusal outlasts the finished Job. Nothing the refused object
+    would have carried out (revisions, traffic, a rollout's step) is recorded."""
     meta = body["metadata"]
     kind = obj.get("kind", "object")
     message = f"the API server refused {kind} {obj['metadata']['name']}: {why}"
-    return merge(
-        ModelDeploymentStatus.read(body).conditions,
-        [
-            Wanted(ConditionType.DEPLOYED, False, f"{kind}Rejected", message),
-            Wanted(ConditionType.READY, False, f"{kind}Rejected", message),
-        ],
-        int(meta.get("generation") or 0),
-        now,
+    stored = ModelDeploymentStatus.read(body)
+    status = ModelDeploymentStatus.read(body)
+    wanted = [
+        Wanted(ConditionType.DEPLOYED, False, f"{kind}Rejected", message),
+        Wanted(ConditionType.READY, False, f"{kind}Rejected", message),
+    ]
+    staged = next(
+        (c for c in planned.conditions or [] if c.type == ConditionType.ARTIFACT_READY), None
     )
+    if planned.artifact is not None and staged is not None:
+        status.artifact, status.staging = planned.artifact, planned.staging
+        known = {ConditionStatus.TRUE: True, ConditionStatus.FALSE: False}
+        wanted.insert(0, Wanted(ConditionType.ARTIFACT_READY, known.get(staged.status),
+                                staged.reason, staged.message))  # fmt: skip
+    status.conditions, events = merge(
+        stored.conditions, wanted, int(meta.get("generation") or 0), now
+    )
+    return status, events
 
 
 def applied(live: Any, wanted: Any) -> bool:
