@@ -13,6 +13,7 @@ import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from tests.chart.test_chart import CHART, helm
 from tests.operator.conftest import Kube, digits_spec
 from tests.support import Cluster
 from tests.support.controlplane import free_port
-from tests.support.processes import LocalStack
+from tests.support.processes import LocalStack, ManagedProcess
 
 STORE_SECRET = "store-creds"
 
@@ -89,27 +90,51 @@ def helm_test(control_plane: Cluster, release: str) -> subprocess.CompletedProce
                 kubeconfig=control_plane.kubeconfig)  # fmt: skip
 
 
-def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
-    control_plane: Cluster,
-    stack: LocalStack,
-    kube: Kube,
-    namespace: str,
-    release: str,
-    tmp_path: Path,
-) -> None:
+@dataclass(frozen=True)
+class ChartOperator:
+    """The operator process as the installed chart's Deployment runs it, with a token of its
+    ServiceAccount, ready to start (the store's Secret made, as the chart's values name it)."""
+
+    deployment: dict[str, Any]
+    kubeconfig: Path
+    args: list[str]
+    env: dict[str, str]
+    metrics_port: int
+
+    def start(self, stack: LocalStack) -> ManagedProcess:
+        return stack.operator(*self.args, env={"KUBECONFIG": str(self.kubeconfig), **self.env})
+
+
+@pytest.fixture
+def chart_operator(
+    control_plane: Cluster, namespace: str, release: str, tmp_path: Path
+) -> ChartOperator:
     deployment = json.loads(control_plane.kubectl(
         "get", "deployment", "md-modeldeploy", "-n", release, "-o", "json").stdout)  # fmt: skip
     sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     kubeconfig = token_kubeconfig(control_plane, release, sa, tmp_path / "sa.kubeconfig")
     metrics_port = free_port()
     args, env = chart_operator_command(deployment, metrics_port)
-    assert f"--namespace={namespace}" in args
     control_plane.kubectl("create", "secret", "generic", STORE_SECRET, "-n", namespace,
                           "--from-literal=AWS_DEFAULT_REGION=none")  # fmt: skip
+    return ChartOperator(deployment, kubeconfig, args, env, metrics_port)
+
+
+def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
+    control_plane: Cluster,
+    stack: LocalStack,
+    kube: Kube,
+    namespace: str,
+    release: str,
+    chart_operator: ChartOperator,
+) -> None:
+    deployment, kubeconfig = chart_operator.deployment, chart_operator.kubeconfig
+    metrics_port = chart_operator.metrics_port
+    assert f"--namespace={namespace}" in chart_operator.args
     control_plane.kubectl("create", "secret", "generic", "unrelated", "-n", namespace,
                           "--from-literal=password=hunter2")  # fmt: skip
 
-    operator = stack.operator(*args, env={"KUBECONFIG": str(kubeconfig), **env})
+    operator = chart_operator.start(stack)
     try:
         rollout = {"steps": [{"weight": 50, "pause": "2s"}], "analysis": {"interval": "1s"}}
         kube.create("digits", digits_spec(serving={"deploymentMode": "Knative"}, rollout=rollout))
@@ -177,13 +202,9 @@ def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
 
 
 def test_a_verb_taken_from_the_charts_role_is_a_condition_with_the_403_and_comes_back(
-    control_plane: Cluster,
-    stack: LocalStack,
-    kube: Kube,
-    namespace: str,
-    release: str,
-    tmp_path: Path,
-) -> None:
+    control_plane: Cluster, stack: LocalStack, kube: Kube, namespace: str,
+    chart_operator: ChartOperator,
+) -> None:  # fmt: skip
     """An administrator's narrower Role: without InferenceService ``patch`` the operator's
     server-side apply is refused. That is a condition with the API server's answer, not a crash
     or a retry loop; once the verb is back, the next resync deploys, with nothing lost."""
@@ -198,14 +219,7 @@ def test_a_verb_taken_from_the_charts_role_is_a_condition_with_the_403_and_comes
     )
     control_plane.kubectl("replace", "-f", "-", input=json.dumps(narrowed))
 
-    deployment = json.loads(control_plane.kubectl(
-        "get", "deployment", "md-modeldeploy", "-n", release, "-o", "json").stdout)  # fmt: skip
-    sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-    kubeconfig = token_kubeconfig(control_plane, release, sa, tmp_path / "sa.kubeconfig")
-    args, env = chart_operator_command(deployment, free_port())
-    control_plane.kubectl("create", "secret", "generic", STORE_SECRET, "-n", namespace,
-                          "--from-literal=AWS_DEFAULT_REGION=none")  # fmt: skip
-    operator = stack.operator(*args, env={"KUBECONFIG": str(kubeconfig), **env})
+    operator = chart_operator.start(stack)
     try:
         kube.create("digits", digits_spec(serving={"deploymentMode": "Knative"}))
         refused = kube.wait_condition(
