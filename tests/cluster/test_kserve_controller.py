@@ -27,6 +27,7 @@ from kubernetes.client.rest import ApiException
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.controller import naming
+from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
@@ -34,6 +35,7 @@ from modeldeploy.controller.inference_service import (
     build_inference_service,
 )
 from modeldeploy.controller.serving_state import isvc_readiness
+from modeldeploy.controller.staging_job import build_staging_job
 from tests.support import Assets, ControlPlane
 from tests.support.controllers import Controllers
 from tests.support.controlplane import REPO_ROOT
@@ -246,7 +248,7 @@ def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for
     assert isvc_readiness(live())[0] is False
 
 
-def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_what_kserve_made(
+def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_its_jobs_and_services(
     kserve: tuple[ControlPlane, Any],
 ) -> None:
     plane, api = kserve
@@ -256,6 +258,19 @@ def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_what_kser
     predictor = naming.predictor_service(name)
     wait_for("a predictor pod", lambda: predictor_pods(api, deployed))
     wait_for(f"Service {predictor}", lambda: core.read_namespaced_service(predictor, namespace))
+    # The staging Job the operator makes for it, owned by it too, and the Job controller's pod.
+    uid = deployed.isvc["metadata"]["ownerReferences"][0]["uid"]
+    store = OperatorConfig(artifact_store="pvc://artifacts/store")
+    job = build_staging_job(deployed.deployment, uid, store)
+    batch = client.BatchV1Api(api)
+    batch.create_namespaced_job(namespace, job)
+    job_name = job["metadata"]["name"]
+
+    def job_pods() -> list[Any]:
+        selector = f"batch.kubernetes.io/job-name={job_name}"
+        return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+    wait_for(f"Job {job_name}'s pod", job_pods)
 
     client.CustomObjectsApi(api).delete_namespaced_custom_object(*MD[:2], namespace, MD[2], name)
 
@@ -275,11 +290,14 @@ def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_what_kser
              lambda: gone(lambda: apps.read_namespaced_deployment(predictor, namespace)))  # fmt: skip
     wait_for("the Service deleted",
              lambda: gone(lambda: core.read_namespaced_service(predictor, namespace)))  # fmt: skip
+    wait_for(f"Job {job_name} deleted",
+             lambda: gone(lambda: batch.read_namespaced_job(job_name, namespace)))  # fmt: skip
     wait_for("the ReplicaSets deleted",
              lambda: not apps.list_namespaced_replica_set(namespace).items)  # fmt: skip
     # Its pods are being deleted: gone, or terminating on a node whose kubelet would confirm it
     # (none runs here, so they wait, as on a cluster whose node is down).
     wait_for(
         "the pods deleted",
-        lambda: all(p.metadata.deletion_timestamp for p in predictor_pods(api, deployed)),
-    )
+        lambda: all(p.metadata.deletion_timestamp for p in [*predictor_pods(api, deployed),
+                                                            *job_pods()]),
+    )  # fmt: skip
