@@ -23,6 +23,12 @@ class Wanted:
     reason: str
     message: str = ""
 
+    @classmethod
+    def of(cls, condition: Condition, kind: ConditionType) -> Wanted:
+        """A stored condition, wanted again as it is."""
+        status = {ConditionStatus.TRUE: True, ConditionStatus.FALSE: False}.get(condition.status)
+        return cls(kind, status, condition.reason, condition.message)
+
     @property
     def status_value(self) -> ConditionStatus:
         return {
@@ -71,11 +77,8 @@ def _good(want: Wanted) -> bool:
 
 def _was_bad(condition: Condition) -> bool:
     """Whether a stored condition is a state that was warned of."""
-    status = {ConditionStatus.TRUE: True, ConditionStatus.FALSE: False}.get(condition.status)
     kind = next((t for t in ConditionType if t.value == condition.type), None)
-    if kind is None:
-        return False
-    return not _good(Wanted(kind, status, condition.reason))
+    return kind is not None and not _good(Wanted.of(condition, kind))
 
 
 def merge(

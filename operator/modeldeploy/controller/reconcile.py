@@ -21,7 +21,6 @@ from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import (
     ArtifactStatus,
-    ConditionStatus,
     ConditionType,
     ModelDeploymentStatus,
     ParityReport,
@@ -133,7 +132,6 @@ def rejected_status(
     meta = body["metadata"]
     kind = obj.get("kind", "object")
     message = f"the API server refused {kind} {obj['metadata']['name']}: {why}"
-    stored = ModelDeploymentStatus.read(body)
     status = ModelDeploymentStatus.read(body)
     wanted = [
         Wanted(ConditionType.DEPLOYED, False, f"{kind}Rejected", message),
@@ -144,11 +142,9 @@ def rejected_status(
     )
     if planned.artifact is not None and staged is not None:
         status.artifact, status.staging = planned.artifact, planned.staging
-        known = {ConditionStatus.TRUE: True, ConditionStatus.FALSE: False}
-        wanted.insert(0, Wanted(ConditionType.ARTIFACT_READY, known.get(staged.status),
-                                staged.reason, staged.message))  # fmt: skip
+        wanted.insert(0, Wanted.of(staged, ConditionType.ARTIFACT_READY))
     status.conditions, events = merge(
-        stored.conditions, wanted, int(meta.get("generation") or 0), now
+        status.conditions, wanted, int(meta.get("generation") or 0), now
     )
     return status, events
 
