@@ -17,7 +17,7 @@ from modeldeploy.api.validation import validate_document
 from tests.support import Assets, ControlPlane
 from tests.support.controllers import Controllers
 from tests.support.kserve import KServe
-from tests.support.node import NodeShape, register
+from tests.support.kubelet.node import NodeShape, register
 
 REPO = Path(__file__).resolve().parents[2]
 STARTS = 3

@@ -12,8 +12,12 @@ checked as written, not run.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ from kubernetes.client.rest import ApiException
 
 from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
+from modeldeploy.api.validation import parse
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import (
@@ -36,11 +41,14 @@ from modeldeploy.controller.inference_service import (
 )
 from modeldeploy.controller.serving_state import isvc_readiness
 from modeldeploy.controller.staging_job import build_staging_job
+from modeldeploy.staging.stage import stage
+from tests.runtime import graphs
 from tests.support import Assets, ControlPlane
 from tests.support.controllers import Controllers
 from tests.support.controlplane import REPO_ROOT
 from tests.support.kserve import KServe, config_dir
-from tests.support.node import NodeShape, register
+from tests.support.kubelet.agent import NodeAgent
+from tests.support.kubelet.node import NodeShape
 
 pytestmark = [pytest.mark.cluster]
 
@@ -51,8 +59,16 @@ NODE = NodeShape(gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB")
 """The node the scheduler binds predictor pods to: the GPU example's product, four GPUs."""
 
 
+@dataclass(frozen=True)
+class Cluster:
+    plane: ControlPlane
+    api: Any
+    agent: NodeAgent
+    work: Path
+
+
 @pytest.fixture(scope="module")
-def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, Any]]:
+def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A control plane of its own with KServe's manager: its webhooks refuse every
     InferenceService write while it is down, so it never shares the suite's cluster."""
     work = tmp_path_factory.mktemp("kserve")
@@ -60,14 +76,18 @@ def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPl
     plane.start()
     manager = KServe(plane, work / "kserve")
     controllers = Controllers(plane, work / "controllers")
+    agent = NodeAgent(config.new_client_from_config(config_file=str(plane.kubeconfig)), NODE,
+                      work / "node")  # fmt: skip
     try:
         controllers.start()
         manager.start()
-        register(config.new_client_from_config(config_file=str(plane.kubeconfig)), NODE)
+        agent.start()
         for runtime in (OUR_RUNTIME, config_dir(plane) / "kserve-tritonserver.yaml"):
             plane.kubectl("apply", "--server-side", "-f", str(runtime))
-        yield plane, config.new_client_from_config(config_file=str(plane.kubeconfig))
+        yield Cluster(plane, config.new_client_from_config(config_file=str(plane.kubeconfig)),
+                      agent, work)  # fmt: skip
     finally:
+        agent.stop()
         manager.stop()
         controllers.stop()
         plane.stop()
@@ -108,14 +128,22 @@ class Deployed:
     """The InferenceService the operator built, as sent."""
 
 
-def deploy_example(example: Path, plane: ControlPlane, api: Any, namespace: str) -> Deployed:
-    """Create the example's ModelDeployment, and apply the InferenceService the operator builds
-    for it, owned by it, with the operator's field manager. Admitted by KServe's webhooks, or
-    this fails (their failurePolicy is Fail: a refusal or an unreachable webhook fails it)."""
+def deploy_example(example: Path, cluster: Cluster, namespace: str) -> Deployed:
+    """The example's ModelDeployment, with an artifact URI nothing was staged at."""
     doc = yaml.safe_load(example.read_text())
+    store = artifacts_claim(cluster, namespace)
+    uri = f"pvc://artifacts/{namespace}/{doc['metadata']['name']}-0123456789"
+    (store / namespace).mkdir(mode=0o755)
+    return deploy(doc, cluster, namespace, uri)
+
+
+def deploy(doc: dict[str, Any], cluster: Cluster, namespace: str, storage_uri: str) -> Deployed:
+    """Create the ModelDeployment, and apply the InferenceService the operator builds for it
+    (serving ``storage_uri``), owned by it, with the operator's field manager. Admitted by
+    KServe's webhooks, or this fails (their failurePolicy is Fail: a refusal or an unreachable
+    webhook fails it)."""
+    plane, api = cluster.plane, cluster.api
     name = doc["metadata"]["name"]
-    plane.kubectl("create", "namespace", namespace)
-    artifacts_claim(api, namespace)
     doc["metadata"]["namespace"] = namespace
     serving_doc = doc["spec"].setdefault("serving", {})
     if serving_doc.get("deploymentMode") == "Knative":
@@ -138,9 +166,8 @@ def deploy_example(example: Path, plane: ControlPlane, api: Any, namespace: str)
     ref = ServingRuntimeRef(serving.runtime, "ClusterServingRuntime",
                             gpu_image if serving.runtime == "modeldeploy-onnx" else None)  # fmt: skip
     isvc = build_inference_service(
-        deployment, owner["metadata"]["uid"], f"pvc://artifacts/{namespace}/{name}-0123456789",
-        ref, revision="0123456789",
-    )  # fmt: skip
+        deployment, owner["metadata"]["uid"], storage_uri, ref, revision="0123456789"
+    )
     applied = plane.kubectl(
         "apply", "--server-side", f"--field-manager={naming.FIELD_MANAGER}", "-n", namespace,
         "-f", "-", "-o", "json", input=json.dumps(isvc), check=False,
@@ -151,21 +178,25 @@ def deploy_example(example: Path, plane: ControlPlane, api: Any, namespace: str)
     return Deployed(namespace, name, deployment, isvc)
 
 
-def artifacts_claim(api: Any, namespace: str) -> None:
-    """The artifact store's claim in ``namespace``, bound to a volume of its own, as an
+def artifacts_claim(cluster: Cluster, namespace: str) -> Path:
+    """A namespace with the artifact store's claim, bound to a hostPath volume of its own, as an
     administrator provides it (``pvc://artifacts/...``): the pod KServe's webhook mounts it in
-    cannot be scheduled while it does not exist."""
-    core = client.CoreV1Api(api)
+    cannot be scheduled while it does not exist. The volume's folder on the node."""
+    cluster.plane.kubectl("create", "namespace", namespace)
+    core = client.CoreV1Api(cluster.api)
     volume = f"artifacts-{namespace}"
+    root = cluster.work / volume
+    root.mkdir(mode=0o755)
     core.create_persistent_volume({
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
-                 "hostPath": {"path": f"/tmp/{volume}"}, "storageClassName": "",
+                 "hostPath": {"path": str(root)}, "storageClassName": "",
                  "claimRef": {"namespace": namespace, "name": "artifacts"}}})  # fmt: skip
     core.create_namespaced_persistent_volume_claim(namespace, {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "artifacts"},
         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
                  "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+    return root
 
 
 def predictor_pods(api: Any, deployed: Deployed) -> list[Any]:
@@ -177,10 +208,10 @@ def predictor_pods(api: Any, deployed: Deployed) -> list[Any]:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for(
-    example: Path, kserve: tuple[ControlPlane, Any]
+    example: Path, kserve: Cluster
 ) -> None:
-    plane, api = kserve
-    deployed = deploy_example(example, plane, api, f"ex-{example.stem}"[:63])
+    plane, api = kserve.plane, kserve.api
+    deployed = deploy_example(example, kserve, f"ex-{example.stem}"[:63])
     name, namespace, serving = deployed.name, deployed.namespace, deployed.deployment.spec.serving
 
     # KServe's reconcile: the predictor Deployment, with our runtime's container as KServe
@@ -249,10 +280,10 @@ def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for
 
 
 def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_its_jobs_and_services(
-    kserve: tuple[ControlPlane, Any],
+    kserve: Cluster,
 ) -> None:
-    plane, api = kserve
-    deployed = deploy_example(EXAMPLES[0], plane, api, "gc")
+    _plane, api = kserve.plane, kserve.api
+    deployed = deploy_example(EXAMPLES[0], kserve, "gc")
     name, namespace = deployed.name, deployed.namespace
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     predictor = naming.predictor_service(name)
@@ -301,3 +332,106 @@ def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_its_jobs_
         lambda: all(p.metadata.deletion_timestamp for p in [*predictor_pods(api, deployed),
                                                             *job_pods()]),
     )  # fmt: skip
+
+
+def _serve_dtypes(kserve: Cluster) -> Deployed:
+    """The ``graphs.dtypes`` model, staged by the staging code into the artifact volume, served
+    through KServe: the ModelDeployment the artifact was staged for, its InferenceService."""
+    namespace = "served"
+    root = artifacts_claim(kserve, namespace)
+    source = graphs.dtypes(kserve.work / "dtypes.onnx")
+    inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
+              for t in graphs.DTYPES]  # fmt: skip
+    doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+           "metadata": {"name": "dtypes"},
+           "spec": {"model": {"uri": f"file://{source}", "format": "onnx", "inputs": inputs}}}  # fmt: skip
+    result = stage(parse(doc), str(root / namespace))
+    staged = Path(result.uri.removeprefix("file://")).relative_to(root)
+    return deploy(doc, kserve, namespace, f"pvc://artifacts/{staged}")
+
+
+def _kserve_condition(api: Any, deployed: Deployed, kind: str) -> str | None:
+    found = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", deployed.namespace, "inferenceservices", deployed.name
+    )
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return next((c["status"] for c in conditions if c["type"] == kind), None)
+
+
+def _infer_fp32(address: str, port: int, model: str) -> list[float]:
+    values = [-1.5, 2.0, -3.25, 4.0, -0.5, 6.0]
+    body = {"inputs": [{"name": f"in_{t.lower()}", "shape": [1, graphs.WIDTH], "datatype": t,
+                        "data": [int(abs(v)) if t not in ("FP32", "FP16", "BOOL") else
+                                 (v > 0 if t == "BOOL" else v) for v in values]}
+                       for t in graphs.DTYPES]}  # fmt: skip
+    request = urllib.request.Request(
+        f"http://{address}:{port}/v2/models/{model}/infer", json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        outputs = json.load(response)["outputs"]
+    return list(next(o for o in outputs if o["datatype"] == "FP32")["data"])
+
+
+def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_ip_its_endpoints_list(
+    kserve: Cluster,
+) -> None:
+    api = kserve.api
+    deployed = _serve_dtypes(kserve)
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    predictor = naming.predictor_service(deployed.name)
+    ready = wait_for(
+        "the predictor Deployment available",
+        lambda: (apps.read_namespaced_deployment(predictor, deployed.namespace).status
+                 .available_replicas),
+        timeout=180, explain=lambda: _pod_report(kserve, deployed),
+    )  # fmt: skip
+    assert ready == 1
+    # KServe read the Deployment as ready: its predictor is, whatever the routes say.
+    wait_for("KServe's PredictorReady", lambda: _kserve_condition(api, deployed, "PredictorReady")
+             == "True")  # fmt: skip
+
+    # The pod ran as the runtime's user, with its IP on the node's pod network, listed by the
+    # EndpointSlice controller for the predictor Service; the model answers there.
+    pod = next(p for p in predictor_pods(api, deployed) if p.status.phase == "Running")
+    assert ipaddress.ip_address(pod.status.pod_ip) in kserve.agent.network.subnet
+    slices = wait_for("the predictor's ready endpoints", lambda: [
+        e for s in client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+            deployed.namespace, label_selector=f"kubernetes.io/service-name={predictor}").items
+        for e in s.endpoints or [] if e.conditions.ready])  # fmt: skip
+    assert [e.addresses[0] for e in slices] == [pod.status.pod_ip]
+    assert _infer_fp32(pod.status.pod_ip, 8080, deployed.name) == [1.5, 2.0, 3.25, 4.0, 0.5, 6.0]
+    worker = kserve.agent.worker(deployed.namespace, pod.metadata.name)
+    pid = worker.container("kserve-container").process
+    assert pid is not None
+    ids = dict(line.split(":", 1) for line in Path(f"/proc/{pid.pid}/status").read_text().splitlines())
+    assert ids["Uid"].split() == ["1000"] * 4 and ids["Gid"].split() == ["1000"] * 4
+
+    # Recovery: the process killed, the kubelet's restart policy (Always) restarts the
+    # container, its probes make it ready again, and the Deployment and KServe follow, with no
+    # help from anyone.
+    os.kill(pid.pid, signal.SIGKILL)
+    wait_for("the predictor not ready", lambda: not (
+        core.read_namespaced_pod(pod.metadata.name, deployed.namespace).status
+        .container_statuses[0].ready))  # fmt: skip
+    restarted = wait_for(
+        "the container restarted and ready",
+        lambda: [s for s in core.read_namespaced_pod(pod.metadata.name, deployed.namespace)
+                 .status.container_statuses if s.restart_count == 1 and s.ready],
+        timeout=120, explain=lambda: _pod_report(kserve, deployed),
+    )  # fmt: skip
+    assert restarted[0].last_state.terminated.exit_code == 128 + signal.SIGKILL
+    wait_for("the Deployment available again", lambda: (
+        apps.read_namespaced_deployment(predictor, deployed.namespace).status
+        .available_replicas) == 1)  # fmt: skip
+    assert _infer_fp32(pod.status.pod_ip, 8080, deployed.name)[0] == 1.5
+
+
+def _pod_report(kserve: Cluster, deployed: Deployed) -> str:
+    """The predictor pods' states and their containers' logs, for a failure's message."""
+    lines = []
+    for pod in predictor_pods(kserve.api, deployed):
+        lines.append(f"\n{pod.metadata.name} {pod.status.phase} {pod.status.container_statuses}")
+        for log in sorted((kserve.work / "node" / "pods").glob(f"*{pod.metadata.name}*/*/*.log")):
+            lines.append(f"\n--- {log}\n{log.read_text(errors='replace')[-2000:]}")
+    return "".join(lines)

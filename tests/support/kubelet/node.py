@@ -2,8 +2,7 @@
 allocatable CPU, memory and a configurable ``nvidia.com/gpu`` count and GPU product label (what
 the NVIDIA device plugin and GPU feature discovery would report).
 
-This is the node agent's first part only: it registers and reports the node, it does not run
-the pods bound to it yet (those stay Pending, as on a node whose kubelet is down).
+The node's InternalIP is its pod bridge's address (``network.py``): what pods reach the node at.
 """
 
 from __future__ import annotations
@@ -37,7 +36,9 @@ def get_node(shape: NodeShape) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": shape.name, "labels": labels}}
 
 
-def get_node_status(shape: NodeShape, now: datetime.datetime) -> dict[str, Any]:
+def get_node_status(
+    shape: NodeShape, now: datetime.datetime, address: str = "127.0.0.1"
+) -> dict[str, Any]:
     """Its status: capacity, allocatable and a Ready condition, as the kubelet reports them."""
     resources = {"cpu": shape.cpu, "memory": shape.memory, "pods": shape.pods}
     if shape.gpus:
@@ -52,7 +53,7 @@ def get_node_status(shape: NodeShape, now: datetime.datetime) -> dict[str, Any]:
         "lastTransitionTime": stamp,
     }
     addresses = [
-        {"type": "InternalIP", "address": "127.0.0.1"},
+        {"type": "InternalIP", "address": address},
         {"type": "Hostname", "address": shape.name},
     ]
     return {
@@ -65,12 +66,13 @@ def get_node_status(shape: NodeShape, now: datetime.datetime) -> dict[str, Any]:
     }
 
 
-def register(api: client.ApiClient, shape: NodeShape) -> None:
+def register(api: client.ApiClient, shape: NodeShape, address: str = "127.0.0.1") -> None:
     """Create the Node, report its status (a create ignores the status), then clear the
     ``node.kubernetes.io/not-ready`` taint the API server's TaintNodesByCondition admission put
     on it: the node lifecycle controller would, once the node reports Ready, and it is off here
     (``tests/support/controllers.py``)."""
     core = client.CoreV1Api(api)
     core.create_node(get_node(shape))
-    core.patch_node_status(shape.name, get_node_status(shape, datetime.datetime.now(datetime.UTC)))
+    now = datetime.datetime.now(datetime.UTC)
+    core.patch_node_status(shape.name, get_node_status(shape, now, address))
     core.patch_node(shape.name, {"spec": {"taints": None}})
