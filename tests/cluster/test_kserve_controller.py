@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -46,7 +47,8 @@ from tests.runtime import graphs
 from tests.support import Assets, ControlPlane
 from tests.support.controllers import Controllers
 from tests.support.controlplane import REPO_ROOT
-from tests.support.kserve import KServe, config_dir
+from tests.support.gateway import Gateway
+from tests.support.kserve import GATEWAY, KServe, config_dir
 from tests.support.kubelet.agent import NodeAgent
 from tests.support.kubelet.node import NodeShape
 
@@ -64,6 +66,7 @@ class Cluster:
     plane: ControlPlane
     api: Any
     agent: NodeAgent
+    gateway: Gateway
     work: Path
 
 
@@ -78,15 +81,18 @@ def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     controllers = Controllers(plane, work / "controllers")
     agent = NodeAgent(config.new_client_from_config(config_file=str(plane.kubeconfig)), NODE,
                       work / "node")  # fmt: skip
+    gateway = Gateway(config.new_client_from_config(config_file=str(plane.kubeconfig)), GATEWAY)
     try:
         controllers.start()
         manager.start()
+        gateway.start()
         agent.start()
         for runtime in (OUR_RUNTIME, config_dir(plane) / "kserve-tritonserver.yaml"):
             plane.kubectl("apply", "--server-side", "-f", str(runtime))
         yield Cluster(plane, config.new_client_from_config(config_file=str(plane.kubeconfig)),
-                      agent, work)  # fmt: skip
+                      agent, gateway, work)  # fmt: skip
     finally:
+        gateway.stop()
         agent.stop()
         manager.stop()
         controllers.stop()
@@ -350,24 +356,28 @@ def _serve_dtypes(kserve: Cluster) -> Deployed:
     return deploy(doc, kserve, namespace, f"pvc://artifacts/{staged}")
 
 
-def _kserve_condition(api: Any, deployed: Deployed, kind: str) -> str | None:
+def _kserve_status(api: Any, deployed: Deployed) -> dict[str, Any]:
     found = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "serving.kserve.io", "v1beta1", deployed.namespace, "inferenceservices", deployed.name
     )
-    conditions = (found.get("status") or {}).get("conditions") or []
+    return dict(found.get("status") or {})
+
+
+def _kserve_condition(api: Any, deployed: Deployed, kind: str) -> str | None:
+    conditions = _kserve_status(api, deployed).get("conditions") or []
     return next((c["status"] for c in conditions if c["type"] == kind), None)
 
 
-def _infer_fp32(address: str, port: int, model: str) -> list[float]:
+def _infer_fp32(base: str, model: str, host: str | None = None) -> list[float]:
     values = [-1.5, 2.0, -3.25, 4.0, -0.5, 6.0]
     body = {"inputs": [{"name": f"in_{t.lower()}", "shape": [1, graphs.WIDTH], "datatype": t,
                         "data": [int(abs(v)) if t not in ("FP32", "FP16", "BOOL") else
                                  (v > 0 if t == "BOOL" else v) for v in values]}
                        for t in graphs.DTYPES]}  # fmt: skip
+    headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
     request = urllib.request.Request(
-        f"http://{address}:{port}/v2/models/{model}/infer", json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-    )  # fmt: skip
+        f"{base}/v2/models/{model}/infer", json.dumps(body).encode(), headers
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         outputs = json.load(response)["outputs"]
     return list(next(o for o in outputs if o["datatype"] == "FP32")["data"])
@@ -400,12 +410,22 @@ def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_
             deployed.namespace, label_selector=f"kubernetes.io/service-name={predictor}").items
         for e in s.endpoints or [] if e.conditions.ready])  # fmt: skip
     assert [e.addresses[0] for e in slices] == [pod.status.pod_ip]
-    assert _infer_fp32(pod.status.pod_ip, 8080, deployed.name) == [1.5, 2.0, 3.25, 4.0, 0.5, 6.0]
+    pod_url = f"http://{pod.status.pod_ip}:8080"
+    assert _infer_fp32(pod_url, deployed.name) == [1.5, 2.0, 3.25, 4.0, 0.5, 6.0]
+
+    # KServe wrote its HTTPRoutes once the predictor was ready; the gateway accepted them, so
+    # KServe calls the InferenceService Ready, with its URL; the model answers at that URL.
+    wait_for("KServe's Ready", lambda: _kserve_condition(api, deployed, "Ready") == "True")
+    url = _kserve_status(api, deployed)["url"]
+    assert _infer_fp32(kserve.gateway.url, deployed.name, urlparse(url).netloc)[1] == 2.0
     worker = kserve.agent.worker(deployed.namespace, pod.metadata.name)
     pid = worker.container("kserve-container").process
     assert pid is not None
-    ids = dict(line.split(":", 1) for line in Path(f"/proc/{pid.pid}/status").read_text().splitlines())
-    assert ids["Uid"].split() == ["1000"] * 4 and ids["Gid"].split() == ["1000"] * 4
+    ids = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid.pid}/status").read_text().splitlines()
+    )
+    assert ids["Uid"].split() == ["1000"] * 4
+    assert ids["Gid"].split() == ["1000"] * 4
 
     # Recovery: the process killed, the kubelet's restart policy (Always) restarts the
     # container, its probes make it ready again, and the Deployment and KServe follow, with no
@@ -424,7 +444,9 @@ def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_
     wait_for("the Deployment available again", lambda: (
         apps.read_namespaced_deployment(predictor, deployed.namespace).status
         .available_replicas) == 1)  # fmt: skip
-    assert _infer_fp32(pod.status.pod_ip, 8080, deployed.name)[0] == 1.5
+    assert _infer_fp32(pod_url, deployed.name)[0] == 1.5
+    wait_for("KServe's Ready again", lambda: _kserve_condition(api, deployed, "Ready") == "True")
+    assert _infer_fp32(kserve.gateway.url, deployed.name, urlparse(url).netloc)[2] == 3.25
 
 
 def _pod_report(kserve: Cluster, deployed: Deployed) -> str:

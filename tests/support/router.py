@@ -10,10 +10,38 @@ from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Hashable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+T = TypeVar("T", bound=Hashable)
+
+
+class SmoothWeighted(Generic[T]):
+    """Smooth weighted round-robin over upstreams: each pick adds every weight to its upstream's
+    current score and takes the highest, which then pays back the total. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._weights: dict[T, int] = {}
+        self._current: dict[T, int] = {}
+
+    def set_weights(self, weights: dict[T, int]) -> None:
+        """Zero weights get nothing; an upstream kept keeps its score."""
+        self._weights = {u: w for u, w in weights.items() if w > 0}
+        self._current = {u: self._current.get(u, 0) for u in self._weights}
+
+    def pick(self) -> T | None:
+        if not self._weights:
+            return None
+        total = sum(self._weights.values())
+        for upstream, weight in self._weights.items():
+            self._current[upstream] += weight
+        chosen = max(self._current, key=lambda u: self._current[u])
+        self._current[chosen] -= total
+        return chosen
 
 
 class WeightedRouter:
@@ -22,8 +50,7 @@ class WeightedRouter:
     def __init__(self, port: int) -> None:
         self.port = port
         self._lock = threading.Lock()
-        self._weights: dict[int, int] = {}
-        self._current: dict[int, int] = {}
+        self._chooser: SmoothWeighted[int] = SmoothWeighted()
         router = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,19 +77,11 @@ class WeightedRouter:
     def set_weights(self, weights: dict[int, int]) -> None:
         """upstream port → weight; zero weights get nothing."""
         with self._lock:
-            self._weights = {p: w for p, w in weights.items() if w > 0}
-            self._current = {p: self._current.get(p, 0) for p in self._weights}
+            self._chooser.set_weights(weights)
 
     def pick(self) -> int | None:
         with self._lock:
-            if not self._weights:
-                return None
-            total = sum(self._weights.values())
-            for port, weight in self._weights.items():
-                self._current[port] += weight
-            chosen = max(self._current, key=lambda p: self._current[p])
-            self._current[chosen] -= total
-            return chosen
+            return self._chooser.pick()
 
     def _connection(self, port: int) -> http.client.HTTPConnection:
         pool: dict[int, http.client.HTTPConnection] = self._local.__dict__.setdefault("pool", {})
