@@ -6,8 +6,10 @@ The InferenceServices are the operator's own (``build_inference_service``, as ``
 owned by a ModelDeployment that exists), applied with the operator's field manager. KServe here
 is the real manager at the pinned version (``tests/support/kserve.py``), in Standard mode with
 Gateway API on; Knative Serving cannot run here, so an example in Knative mode is deployed in
-Standard mode, scaling on CPU. No kube-controller-manager runs in this cluster: the Deployments KServe writes are
-checked as written, not run.
+Standard mode, scaling on CPU. The cluster is ``tests/support/cluster.py``: kube-controller-
+manager and kube-scheduler turn KServe's Deployments into pods on a node whose pods the node
+agent runs (``tests/support/kubelet``), and a gateway (a stand-in for Traefik) accepts KServe's
+HTTPRoutes and routes by them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from modeldeploy.api.modeldeployment import ModelDeployment
@@ -44,59 +46,30 @@ from modeldeploy.controller.serving_state import isvc_readiness
 from modeldeploy.controller.staging_job import build_staging_job
 from modeldeploy.staging.stage import stage
 from tests.runtime import graphs
-from tests.support import Assets, ControlPlane
-from tests.support.controllers import Controllers
+from tests.support import ControlPlane
+from tests.support.cluster import OUR_RUNTIME, KServeCluster
 from tests.support.controlplane import REPO_ROOT
-from tests.support.gateway import Gateway
-from tests.support.kserve import GATEWAY, KServe, config_dir
-from tests.support.kubelet.agent import NodeAgent
+from tests.support.kserve import config_dir
 from tests.support.kubelet.node import NodeShape
 
 pytestmark = [pytest.mark.cluster]
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
-OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 NODE = NodeShape(gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB")
 """The node the scheduler binds predictor pods to: the GPU example's product, four GPUs."""
 
 
-@dataclass(frozen=True)
-class Cluster:
-    plane: ControlPlane
-    api: Any
-    agent: NodeAgent
-    gateway: Gateway
-    work: Path
-
-
 @pytest.fixture(scope="module")
-def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A control plane of its own with KServe's manager: its webhooks refuse every
-    InferenceService write while it is down, so it never shares the suite's cluster."""
-    work = tmp_path_factory.mktemp("kserve")
-    plane = ControlPlane(work / "plane", Assets.provide())
-    plane.start()
-    manager = KServe(plane, work / "kserve")
-    controllers = Controllers(plane, work / "controllers")
-    agent = NodeAgent(config.new_client_from_config(config_file=str(plane.kubeconfig)), NODE,
-                      work / "node")  # fmt: skip
-    gateway = Gateway(config.new_client_from_config(config_file=str(plane.kubeconfig)), GATEWAY)
+def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeCluster]:
+    """A cluster of its own with KServe's manager: its webhooks refuse every InferenceService
+    write while it is down, so it never shares the suite's cluster."""
+    cluster = KServeCluster(tmp_path_factory.mktemp("kserve"), NODE)
+    cluster.start()
     try:
-        controllers.start()
-        manager.start()
-        gateway.start()
-        agent.start()
-        for runtime in (OUR_RUNTIME, config_dir(plane) / "kserve-tritonserver.yaml"):
-            plane.kubectl("apply", "--server-side", "-f", str(runtime))
-        yield Cluster(plane, config.new_client_from_config(config_file=str(plane.kubeconfig)),
-                      agent, gateway, work)  # fmt: skip
+        yield cluster
     finally:
-        gateway.stop()
-        agent.stop()
-        manager.stop()
-        controllers.stop()
-        plane.stop()
+        cluster.stop()
 
 
 def runtime_image(name: str, gpu: bool, plane: ControlPlane) -> str:
@@ -134,16 +107,18 @@ class Deployed:
     """The InferenceService the operator built, as sent."""
 
 
-def deploy_example(example: Path, cluster: Cluster, namespace: str) -> Deployed:
+def deploy_example(example: Path, cluster: KServeCluster, namespace: str) -> Deployed:
     """The example's ModelDeployment, with an artifact URI nothing was staged at."""
     doc = yaml.safe_load(example.read_text())
-    store = artifacts_claim(cluster, namespace)
+    store = cluster.claim(namespace, "artifacts")
     uri = f"pvc://artifacts/{namespace}/{doc['metadata']['name']}-0123456789"
-    (store / namespace).mkdir(mode=0o755)
+    (store / namespace).mkdir(mode=0o755, exist_ok=True)
     return deploy(doc, cluster, namespace, uri)
 
 
-def deploy(doc: dict[str, Any], cluster: Cluster, namespace: str, storage_uri: str) -> Deployed:
+def deploy(
+    doc: dict[str, Any], cluster: KServeCluster, namespace: str, storage_uri: str
+) -> Deployed:
     """Create the ModelDeployment, and apply the InferenceService the operator builds for it
     (serving ``storage_uri``), owned by it, with the operator's field manager. Admitted by
     KServe's webhooks, or this fails (their failurePolicy is Fail: a refusal or an unreachable
@@ -184,27 +159,6 @@ def deploy(doc: dict[str, Any], cluster: Cluster, namespace: str, storage_uri: s
     return Deployed(namespace, name, deployment, isvc)
 
 
-def artifacts_claim(cluster: Cluster, namespace: str) -> Path:
-    """A namespace with the artifact store's claim, bound to a hostPath volume of its own, as an
-    administrator provides it (``pvc://artifacts/...``): the pod KServe's webhook mounts it in
-    cannot be scheduled while it does not exist. The volume's folder on the node."""
-    cluster.plane.kubectl("create", "namespace", namespace)
-    core = client.CoreV1Api(cluster.api)
-    volume = f"artifacts-{namespace}"
-    root = cluster.work / volume
-    root.mkdir(mode=0o755)
-    core.create_persistent_volume({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"],
-                 "hostPath": {"path": str(root)}, "storageClassName": "",
-                 "claimRef": {"namespace": namespace, "name": "artifacts"}}})  # fmt: skip
-    core.create_namespaced_persistent_volume_claim(namespace, {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "artifacts"},
-        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
-                 "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
-    return root
-
-
 def predictor_pods(api: Any, deployed: Deployed) -> list[Any]:
     selector = f"serving.kserve.io/inferenceservice={deployed.name}"
     return list(
@@ -214,7 +168,7 @@ def predictor_pods(api: Any, deployed: Deployed) -> list[Any]:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for(
-    example: Path, kserve: Cluster
+    example: Path, kserve: KServeCluster
 ) -> None:
     plane, api = kserve.plane, kserve.api
     deployed = deploy_example(example, kserve, f"ex-{example.stem}"[:63])
@@ -267,7 +221,8 @@ def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for
     mounts = {m.mount_path: m.name for m in served.volume_mounts or []}
     assert claims.get(mounts.get("/mnt/models", "")) == "artifacts", served.volume_mounts
 
-    # And KServe's status, as far as it gets with no kubelet: the predictor not ready, so no
+    # And KServe's status: nothing was staged at the URI, so the runtime cannot load a model
+    # (Triton's image is not one the node agent runs) and the predictor is not ready, so no
     # routes yet (KServe writes its HTTPRoutes, named after the InferenceService, only then).
     custom = client.CustomObjectsApi(api)
 
@@ -286,7 +241,7 @@ def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for
 
 
 def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_its_jobs_and_services(
-    kserve: Cluster,
+    kserve: KServeCluster,
 ) -> None:
     _plane, api = kserve.plane, kserve.api
     deployed = deploy_example(EXAMPLES[0], kserve, "gc")
@@ -331,21 +286,17 @@ def test_deleting_a_model_deployment_lets_the_garbage_collector_remove_its_jobs_
              lambda: gone(lambda: batch.read_namespaced_job(job_name, namespace)))  # fmt: skip
     wait_for("the ReplicaSets deleted",
              lambda: not apps.list_namespaced_replica_set(namespace).items)  # fmt: skip
-    # Its pods are being deleted: gone, or terminating on a node whose kubelet would confirm it
-    # (none runs here, so they wait, as on a cluster whose node is down).
-    wait_for(
-        "the pods deleted",
-        lambda: all(p.metadata.deletion_timestamp for p in [*predictor_pods(api, deployed),
-                                                            *job_pods()]),
-    )  # fmt: skip
+    # Its pods: stopped by the node agent within their grace period, which then confirms the
+    # deletion, as the kubelet does.
+    wait_for("the pods deleted", lambda: not [*predictor_pods(api, deployed), *job_pods()])
 
 
-def _serve_dtypes(kserve: Cluster) -> Deployed:
+def _serve_dtypes(kserve: KServeCluster) -> Deployed:
     """The ``graphs.dtypes`` model, staged by the staging code into the artifact volume, served
     through KServe: the ModelDeployment the artifact was staged for, its InferenceService."""
     namespace = "served"
-    root = artifacts_claim(kserve, namespace)
-    source = graphs.dtypes(kserve.work / "dtypes.onnx")
+    root = kserve.claim(namespace, "artifacts")
+    source = graphs.dtypes(kserve.workdir / "dtypes.onnx")
     inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
               for t in graphs.DTYPES]  # fmt: skip
     doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
@@ -384,7 +335,7 @@ def _infer_fp32(base: str, model: str, host: str | None = None) -> list[float]:
 
 
 def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_ip_its_endpoints_list(
-    kserve: Cluster,
+    kserve: KServeCluster,
 ) -> None:
     api = kserve.api
     deployed = _serve_dtypes(kserve)
@@ -449,11 +400,13 @@ def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_
     assert _infer_fp32(kserve.gateway.url, deployed.name, urlparse(url).netloc)[2] == 3.25
 
 
-def _pod_report(kserve: Cluster, deployed: Deployed) -> str:
+def _pod_report(kserve: KServeCluster, deployed: Deployed) -> str:
     """The predictor pods' states and their containers' logs, for a failure's message."""
     lines = []
     for pod in predictor_pods(kserve.api, deployed):
         lines.append(f"\n{pod.metadata.name} {pod.status.phase} {pod.status.container_statuses}")
-        for log in sorted((kserve.work / "node" / "pods").glob(f"*{pod.metadata.name}*/*/*.log")):
+        for log in sorted(
+            (kserve.workdir / "node" / "pods").glob(f"*{pod.metadata.name}*/*/*.log")
+        ):
             lines.append(f"\n--- {log}\n{log.read_text(errors='replace')[-2000:]}")
     return "".join(lines)

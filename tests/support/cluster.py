@@ -1,0 +1,98 @@
+"""A cluster as a platform engineer builds one from kind and KServe's quick start, on this
+machine: the control plane (``controlplane``), kube-controller-manager and kube-scheduler
+(``controllers``), KServe's manager in Standard mode with Gateway API on (``kserve``), a
+gateway for KServe's Gateway (``gateway``, a stand-in for Traefik), and one node whose pods run
+as local processes (``kubelet``), with our ClusterServingRuntime and KServe's Triton runtime
+installed.
+
+Volumes: ``claim`` gives a namespace a PersistentVolumeClaim bound to a hostPath volume under
+``pvc_root/<claim>``, as an administrator provides one; ``MODELDEPLOY_PVC_ROOT=pvc_root`` lets
+anything on the host read ``pvc://<claim>/...`` as those pods do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from tests.support.controllers import Controllers
+from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane
+from tests.support.gateway import Gateway
+from tests.support.kserve import GATEWAY, KServe, config_dir
+from tests.support.kubelet.agent import NodeAgent
+from tests.support.kubelet.node import NodeShape
+
+OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
+
+
+@dataclass
+class KServeCluster:
+    workdir: Path
+    node: NodeShape = field(default_factory=NodeShape)
+    plane: ControlPlane = field(init=False)
+    api: client.ApiClient = field(init=False)
+    agent: NodeAgent = field(init=False)
+    gateway: Gateway = field(init=False)
+    _stops: list[Any] = field(init=False, default_factory=list)
+
+    @property
+    def pvc_root(self) -> Path:
+        return self.workdir / "pvc"
+
+    def start(self, assets: Assets | None = None) -> None:
+        """Everything, in the order a cluster comes up; on a failure what started is stopped."""
+        self.plane = ControlPlane(self.workdir / "plane", assets or Assets.provide())
+        try:
+            self.plane.start()
+            self._stops.append(self.plane.stop)
+            self.api = config.new_client_from_config(config_file=str(self.plane.kubeconfig))
+            controllers = Controllers(self.plane, self.workdir / "controllers")
+            controllers.start()
+            self._stops.append(controllers.stop)
+            manager = KServe(self.plane, self.workdir / "kserve")
+            manager.start()
+            self._stops.append(manager.stop)
+            self.gateway = Gateway(self.api, GATEWAY)
+            self.gateway.start()
+            self._stops.append(self.gateway.stop)
+            self.agent = NodeAgent(self.api, self.node, self.workdir / "node")
+            self.agent.start()
+            self._stops.append(self.agent.stop)
+            for runtime in (OUR_RUNTIME, config_dir(self.plane) / "kserve-tritonserver.yaml"):
+                self.plane.kubectl("apply", "--server-side", "-f", str(runtime))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        while self._stops:
+            self._stops.pop()()
+
+    def claim(self, namespace: str, name: str, mode: int = 0o755) -> Path:
+        """A PersistentVolumeClaim ``name`` in ``namespace`` (made if missing), bound to a
+        hostPath volume of its own; its folder on the node. ``mode`` 0o777 lets pods of any
+        user write to it, as a provisioner's ``fsGroup`` handling would."""
+        core = client.CoreV1Api(self.api)
+        try:
+            core.create_namespace({"metadata": {"name": namespace}})
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        volume = f"{name}-{namespace}"
+        root = self.pvc_root / name
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(mode)
+        core.create_persistent_volume({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                     "hostPath": {"path": str(root)}, "storageClassName": "",
+                     "claimRef": {"namespace": namespace, "name": name}}})  # fmt: skip
+        core.create_namespaced_persistent_volume_claim(namespace, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                     "volumeName": volume, "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+        return root
