@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from kubernetes import client
 
     from tests.operator.conftest import Kube
+    from tests.support.cluster import KServeCluster
     from tests.support.processes import LocalStack
 
 
@@ -62,6 +63,28 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kserve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeCluster]:
+    """A cluster of its own with KServe's manager, the controllers, the gateway and a node
+    (``tests/support/cluster.py``): KServe's webhooks refuse every InferenceService write while
+    it is down, so it never shares the suite's control plane. Its node has four GPUs of the
+    GPU example's product."""
+    from tests.support.cluster import KServeCluster
+    from tests.support.kubelet.node import NodeShape
+
+    cluster = KServeCluster(
+        tmp_path_factory.mktemp("kserve"), NodeShape(gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB")
+    )
+    try:
+        cluster.start()
+    except ControlPlaneError as err:
+        pytest.fail(f"the KServe cluster did not start:\n{err}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ import os
 import signal
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,26 +49,16 @@ from tests.support import ControlPlane
 from tests.support.cluster import OUR_RUNTIME, KServeCluster
 from tests.support.controlplane import REPO_ROOT
 from tests.support.kserve import config_dir
-from tests.support.kubelet.node import NodeShape
 
 pytestmark = [pytest.mark.cluster]
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
-NODE = NodeShape(gpus=4, gpu_product="NVIDIA-A100-SXM4-80GB")
-"""The node the scheduler binds predictor pods to: the GPU example's product, four GPUs."""
 
 
-@pytest.fixture(scope="module")
-def kserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeCluster]:
-    """A cluster of its own with KServe's manager: its webhooks refuse every InferenceService
-    write while it is down, so it never shares the suite's cluster."""
-    cluster = KServeCluster(tmp_path_factory.mktemp("kserve"), NODE)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+@pytest.fixture
+def kserve(kserve_cluster: KServeCluster) -> KServeCluster:
+    return kserve_cluster
 
 
 def runtime_image(name: str, gpu: bool, plane: ControlPlane) -> str:
@@ -213,7 +202,7 @@ def test_kserve_admits_deploys_and_schedules_the_operators_inference_service_for
         ),
     )
     pod = pods[0].spec
-    assert pod.node_name == NODE.name
+    assert pod.node_name == kserve.node.name
     claims = {v.name: v.persistent_volume_claim.claim_name for v in pod.volumes or []
               if v.persistent_volume_claim}  # fmt: skip
     assert "artifacts" in claims.values(), pod.volumes
