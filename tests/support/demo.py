@@ -1,17 +1,20 @@
 """``make demo``: ModelDeploy end to end on this machine, in about a minute.
 
 1. Validates every example with ``modeldeploy validate``.
-2. Starts a real kube-apiserver + etcd with the ModelDeployment, KServe and Gateway API CRDs and
-   installs our ClusterServingRuntime.
+2. Starts a cluster (``tests/support/cluster.py``): kube-apiserver + etcd with the
+   ModelDeployment, KServe and Gateway API CRDs, kube-controller-manager, kube-scheduler,
+   KServe's own manager (Standard mode, Gateway API), a gateway for KServe's Gateway (a stand-in
+   for Traefik, which cannot be built here) and a node whose pods run as local processes, each in
+   a network namespace of its own; our ClusterServingRuntime is installed.
 3. Builds a model on the spot (a small CNN trained on scikit-learn's digits, TorchScript) on the
-   "models" volume, which the local executor maps to a folder.
-4. Starts the operator (``modeldeploy operator``, as in a pod) and the local executor, which
-   plays the kubelet and KServe: it runs the staging Job's ``modeldeploy stage`` and serves each
-   InferenceService revision with ``modeldeploy serve`` on 127.0.0.1.
-5. Applies ``examples/digits-cpu.yaml`` and prints each condition as it changes until Ready.
-6. Sends a real PNG with ``tritonclient`` through the URL KServe wrote into the InferenceService's
-   status, and prints the top 5. The ModelDeployment's own ``status.url`` is the Gateway host
-   of its HTTPRoute (what clients use on a cluster); there is no gateway on this machine.
+   "models" volume (a PersistentVolumeClaim bound to a hostPath volume).
+4. Starts the operator (``modeldeploy operator``) against it.
+5. Applies ``examples/digits-cpu.yaml`` and prints each condition as it changes until Ready:
+   the Job controller runs the staging Job's pod, KServe turns the InferenceService into a
+   predictor Deployment, the node runs its pod, the gateway accepts KServe's HTTPRoutes.
+6. Sends a real PNG with ``tritonclient`` through the gateway to the URL KServe wrote into the
+   InferenceService's status, and prints the top 5; then once more to the ModelDeployment's own
+   ``status.url``, the host of its traffic route on the same Gateway.
 7. Shows ``kubectl get mdep``, and a bad spec refused by both the CLI and the API server.
 
 Then it keeps everything running until Ctrl-C (``DEMO_EXIT=1`` exits at once, as CI does).
@@ -27,11 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
 from modeldeploy.api.validation import validate_document
-from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane, ControlPlaneError
+from tests.support.cluster import KServeCluster
+from tests.support.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
 from tests.support.demo_model import build_digits_model, digit_png
 from tests.support.processes import LocalStack
 
@@ -72,23 +77,28 @@ def _wait_ready(
     raise TimeoutError(f"{name} not Ready after {timeout:.0f}s: {json.dumps(status)[:2000]}")
 
 
-def _infer(url: str, model: str) -> None:
+def _infer(gateway: str, url: str, model: str) -> None:
+    """Through the gateway at ``gateway``, to the host of ``url`` (no DNS resolves it here)."""
     import numpy as np
     import tritonclient.http as httpclient
 
     png, truth = digit_png(7)
-    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    client = httpclient.InferenceServerClient(gateway.removeprefix("http://"))
     item = httpclient.InferInput("image", [1], "BYTES")
     item.set_data_from_numpy(np.array([png], dtype=np.object_), binary_data=True)
     result = client.infer(
         model,
         [item],
+        headers={"Host": urlparse(url).netloc},
         outputs=[
             httpclient.InferRequestedOutput("labels"),
             httpclient.InferRequestedOutput("scores"),
         ],
     )
-    print(f"sent a {len(png)}-byte PNG of a handwritten '{truth}' to {url}/v2/models/{model}/infer")
+    print(
+        f"sent a {len(png)}-byte PNG of a handwritten '{truth}' to {url}/v2/models/{model}/infer"
+        f" (through the gateway at {gateway})"
+    )
     for rank, (label, score) in enumerate(
         zip(result.as_numpy("labels")[0], result.as_numpy("scores")[0], strict=True), 1
     ):
@@ -119,35 +129,31 @@ def _show_refusal(plane: ControlPlane) -> None:
 
 
 def run(workdir: Path, keep_running: bool) -> int:
-    plane = ControlPlane(workdir / "plane", Assets.provide())
-    _say("starting kube-apiserver + etcd with the ModelDeployment, KServe and Gateway API CRDs")
+    cluster = KServeCluster(workdir / "cluster")
+    _say(
+        "starting the cluster: kube-apiserver + etcd, controllers, scheduler, KServe, gateway, node"
+    )
+    started = time.monotonic()
     try:
-        plane.start()
+        cluster.start()
     except ControlPlaneError as err:
         print(err, file=sys.stderr)
         return 1
-    stack = LocalStack(plane.kubeconfig, workdir / "processes", workdir / "pvc")
+    plane = cluster.plane
+    print(f"up at {plane.url} in {time.monotonic() - started:.1f}s")
+    stack = LocalStack(plane.kubeconfig, workdir / "processes", cluster.pvc_root)
     try:
-        print(f"up at {plane.url}")
-        print(
-            plane.kubectl(
-                "apply",
-                "--server-side",
-                "-f",
-                str(REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"),
-            ).stdout.strip()
-        )
         namespace = yaml.safe_load(DEMO.read_text())["metadata"]["namespace"]
-        plane.kubectl("create", "namespace", namespace)
+        cluster.claim(namespace, "models")
+        cluster.claim(namespace, "artifacts", mode=0o777)  # the staging image's user writes it
 
         _say("building the model on the spot: a CNN trained on scikit-learn's digits (TorchScript)")
-        model = build_digits_model(stack.pvc_root / "models" / "digits" / "model.pt")
+        model = build_digits_model(cluster.pvc_root / "models" / "digits" / "model.pt")
         print(f"pvc://models/digits/model.pt ({model.stat().st_size} bytes)")
 
-        _say(f"starting the operator (artifact store {STORE}) and the local executor")
-        stack.executor()
+        _say(f"starting the operator (artifact store {STORE})")
         stack.operator("--artifact-store", STORE)
-        print(f"logs: {stack.workdir}")
+        print(f"logs: {stack.workdir}, pods' logs: {cluster.workdir / 'node' / 'pods'}")
 
         _say(f"kubectl apply --server-side -f examples/{DEMO.name}")
         print(plane.kubectl("apply", "--server-side", "-f", str(DEMO)).stdout.strip())
@@ -163,31 +169,35 @@ def run(workdir: Path, keep_running: bool) -> int:
             "get", "isvc", "digits", "-n", namespace, "-o", "jsonpath={.status.url}"
         ).stdout.strip()
         _say("inference with tritonclient through the InferenceService's URL")
-        print(
-            f"(status.url {status['url']} is the Gateway host that splits traffic on a cluster; "
-            "there is no gateway here)"
-        )
-        _infer(isvc_url, "digits")
+        _infer(cluster.gateway.url, isvc_url, "digits")
+        _say("and through the ModelDeployment's URL (its traffic route)")
+        _infer(cluster.gateway.url, status["url"], "digits")
 
-        _say(f"kubectl get mdep,isvc -n {namespace}")
+        _say(f"kubectl get mdep,isvc,deploy,pods -n {namespace}")
         print(plane.kubectl("get", "mdep,isvc", "-n", namespace).stdout.rstrip())
+        print(
+            plane.kubectl("get", "jobs,deploy,pods", "-n", namespace, "-o", "wide").stdout.rstrip()
+        )
         _show_refusal(plane)
 
         if keep_running:
             _say("everything keeps running; Ctrl-C stops it")
             print(f"export KUBECONFIG={plane.kubeconfig}")
             print(f"export PATH={plane.assets.bin_dir}:$PATH")
-            print(f"curl {isvc_url}/v2/models/digits")
+            host = urlparse(isvc_url).netloc
+            print(f"curl -H 'Host: {host}' {cluster.gateway.url}/v2/models/digits")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except (TimeoutError, RuntimeError) as err:
         print(f"demo failed: {err}", file=sys.stderr)
         for managed in stack.processes:
             print(f"--- {managed.name} log:\n{managed.log_text()[-4000:]}", file=sys.stderr)
+        for log in sorted((cluster.workdir / "node" / "pods").glob("*/*/*.log")):
+            print(f"--- {log}:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
         return 1
     finally:
         stack.stop()
-        plane.stop()
-    _say("done: the operator, the executor and the control plane are stopped")
+        cluster.stop()
+    _say("done: the operator and the cluster are stopped")
     return 0
 
 
