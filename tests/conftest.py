@@ -87,6 +87,20 @@ def kserve_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeC
         cluster.stop()
 
 
+@pytest.fixture
+def on_kserve(kserve_cluster: KServeCluster) -> Iterator[KServeCluster]:
+    """The KServe cluster for one test: the namespaces it made are deleted after it (the
+    namespace controller deletes what they hold, the node agent stops their pods), so one
+    test's pods never hold the node's capacity for the next."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kserve_cluster.api)
+    before = {n.metadata.name for n in core.list_namespace().items}
+    yield kserve_cluster
+    for made in {n.metadata.name for n in core.list_namespace().items} - before:
+        core.delete_namespace(made)
+
+
 @pytest.fixture(scope="session")
 def api_client(control_plane: ControlPlane):  # type: ignore[no-untyped-def]
     """A kubernetes ApiClient authenticated as the control plane's admin."""

@@ -57,8 +57,8 @@ MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 
 
 @pytest.fixture
-def kserve(kserve_cluster: KServeCluster) -> KServeCluster:
-    return kserve_cluster
+def kserve(on_kserve: KServeCluster) -> KServeCluster:
+    return on_kserve
 
 
 def runtime_image(name: str, gpu: bool, plane: ControlPlane) -> str:

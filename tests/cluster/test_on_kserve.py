@@ -45,6 +45,7 @@ def operator(kserve_cluster: KServeCluster) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.stop()
+        client.CoreV1Api(cluster.api).delete_namespace(NAMESPACE)
 
 
 def _model_deployment(name: str) -> dict[str, Any]:

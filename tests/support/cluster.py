@@ -24,6 +24,7 @@ from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane
 from tests.support.gateway import Gateway
 from tests.support.kserve import GATEWAY, KServe, config_dir
 from tests.support.kubelet.agent import NodeAgent
+from tests.support.kubelet.network import PodNetwork
 from tests.support.kubelet.node import NodeShape
 
 OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
@@ -45,8 +46,13 @@ class KServeCluster:
 
     def start(self, assets: Assets | None = None) -> None:
         """Everything, in the order a cluster comes up; on a failure what started is stopped."""
-        self.plane = ControlPlane(self.workdir / "plane", assets or Assets.provide())
+        network = PodNetwork()
         try:
+            network.create()
+            self._stops.append(network.destroy)
+            # The API server is reached by pods at the node's bridge address.
+            self.plane = ControlPlane(self.workdir / "plane", assets or Assets.provide(),
+                                      with_controllers=True, advertise_address=network.gateway)  # fmt: skip
             self.plane.start()
             self._stops.append(self.plane.stop)
             self.api = config.new_client_from_config(config_file=str(self.plane.kubeconfig))
@@ -59,7 +65,7 @@ class KServeCluster:
             self.gateway = Gateway(self.api, GATEWAY)
             self.gateway.start()
             self._stops.append(self.gateway.stop)
-            self.agent = NodeAgent(self.api, self.node, self.workdir / "node")
+            self.agent = NodeAgent(self.api, self.node, self.workdir / "node", network)
             self.agent.start()
             self._stops.append(self.agent.stop)
             for runtime in (OUR_RUNTIME, config_dir(self.plane) / "kserve-tritonserver.yaml"):

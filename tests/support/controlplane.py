@@ -154,6 +154,11 @@ def _write_certificates(directory: Path) -> None:
                     [
                         x509.DNSName("localhost"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        # What pods call it by: the ``kubernetes`` Service's ClusterIP (the
+                        # first of --service-cluster-ip-range) and its names.
+                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                        x509.DNSName("kubernetes.default.svc"),
+                        x509.DNSName("kubernetes.default.svc.cluster.local"),
                     ]
                 ),
                 critical=False,
@@ -305,6 +310,14 @@ class ControlPlane(Cluster):
     """Log every write (create, update, patch, delete) with its user agent to ``audit.log``,
     and a ModelDeployment status patch with its body: how ``bench_operator`` and
     ``bench_canary`` count the writes each client makes."""
+    with_controllers: bool = False
+    """kube-controller-manager will run (``tests/support/cluster.py``): its service-account
+    controller makes the ServiceAccounts pods name, so the ServiceAccount admission plugin is
+    on, and pods get their ``kube-api-access-*`` token volume as on any cluster."""
+    advertise_address: str = "127.0.0.1"
+    """Where the API server tells clients in the cluster to find it (the ``kubernetes``
+    Service's endpoint). Anything but loopback, which no EndpointSlice may hold, has it listen
+    on every address: a node's pods reach it on the node's bridge."""
     etcd_port: int = 0
     apiserver_port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -365,8 +378,9 @@ class ControlPlane(Cluster):
             [
                 self.assets.binary("kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                "--bind-address="
+                + ("127.0.0.1" if self.advertise_address == "127.0.0.1" else "0.0.0.0"),
+                f"--advertise-address={self.advertise_address}",
                 f"--secure-port={self.apiserver_port}",
                 f"--cert-dir={certs}",
                 f"--tls-cert-file={certs / 'apiserver.crt'}",
@@ -379,8 +393,8 @@ class ControlPlane(Cluster):
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                # No controllers run, so nothing would create the ServiceAccounts pods name.
-                "--disable-admission-plugins=ServiceAccount",
+                # Without controllers nothing would create the ServiceAccounts pods name.
+                *([] if self.with_controllers else ["--disable-admission-plugins=ServiceAccount"]),
                 "--enable-priority-and-fairness=false",
                 "--v=1",
                 *self._audit_args(),

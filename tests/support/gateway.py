@@ -267,6 +267,8 @@ class Gateway:
                 version = "" if err.status == 410 else version
                 self._stop.wait(1)
             except Exception:
+                if self._stop.is_set():  # the cluster going away
+                    return
                 log.exception("watching HTTPRoutes")
                 self._stop.wait(1)
 

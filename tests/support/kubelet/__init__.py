@@ -11,12 +11,14 @@ played by local processes on this machine, for the test cluster's real controlle
   mount namespace of its own, its volumes bound at their paths, as its user.
 - ``volumes``, ``environment``, ``probes``: what the kubelet provides a container, as it does.
 - ``images``: which local program plays each image (no image can be pulled here).
+- ``services``: Service ClusterIPs routed to ready endpoints inside each pod's namespace (a
+  stand-in for kube-proxy's rules, kept per pod).
 - ``agent``: watches the pods bound to the node and keeps one worker per pod.
 
 What is simulated, and how: no image is pulled or unpacked (``images``: the container runs this
 checkout's program, in the host's root filesystem, with its volumes bound over it); no cgroups
-(resource limits are not enforced); no ClusterIP routing (Services are reached through their
-EndpointSlices' pod IPs); GPUs are capacity on the Node only. Everything else the controllers
+(resource limits are not enforced); Service rules live in each pod's namespace rather than the
+node's, and the API server's loopback endpoint is reached through a relay; no cluster DNS; GPUs are capacity on the Node only. Everything else the controllers
 see, pod IPs, probes, restarts, exit codes, termination messages and deletion, is what the
 processes did. Needs root (network and mount namespaces), as a kubelet does.
 """

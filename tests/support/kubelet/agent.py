@@ -18,23 +18,28 @@ from kubernetes.client.rest import ApiException
 from tests.support.kubelet.network import PodNetwork
 from tests.support.kubelet.node import NodeShape, register
 from tests.support.kubelet.pods import PodWorker, confirm_deletion
+from tests.support.kubelet.services import ServiceProxy
 
 log = logging.getLogger("node-agent")
 
 
 class NodeAgent:
-    def __init__(self, api: client.ApiClient, shape: NodeShape, workdir: Path) -> None:
+    def __init__(self, api: client.ApiClient, shape: NodeShape, workdir: Path,
+                 network: PodNetwork) -> None:  # fmt: skip
+        """``network``: created already (the API server is told the node's bridge address);
+        its owner destroys it."""
         self.api, self.shape, self.workdir = api, shape, workdir
         self.core = client.CoreV1Api(api)
-        self.network = PodNetwork()
+        self.network = network
+        self.proxy = ServiceProxy(api, self.network)
         self.workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="node-agent", daemon=True)
 
     def start(self) -> None:
-        self.network.create()
         register(self.api, self.shape, self.network.gateway)
+        self.proxy.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -45,7 +50,7 @@ class NodeAgent:
             worker.delete(0)
         for worker in workers:
             worker.join(30)
-        self.network.destroy()
+        self.proxy.stop()
 
     def worker(self, namespace: str, name: str) -> PodWorker:
         """The worker running that pod now (the newest, when pods of that name came and went)."""
@@ -82,6 +87,8 @@ class NodeAgent:
                 log.warning("watching pods: %s", err.reason)
                 self._stop.wait(1)
             except Exception:  # the API server restarting, or the test ending
+                if self._stop.is_set():  # the cluster going away
+                    return
                 log.exception("watching pods")
                 self._stop.wait(1)
 
@@ -95,7 +102,8 @@ class NodeAgent:
                 if phase in ("Succeeded", "Failed"):
                     return
                 home = self.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{uid}"
-                worker = PodWorker(self.core, self.network, pod, home, self.network.gateway)
+                worker = PodWorker(self.core, self.network, pod, home, self.network.gateway,
+                                   self.proxy.apply_to)  # fmt: skip
                 self.workers[uid] = worker
                 worker.start()
                 return

@@ -3,8 +3,8 @@ subnet, and for each pod a network namespace of its own, joined to the bridge by
 with an address from the subnet and a default route through the bridge.
 
 The host reaches every pod at its IP, as a node does; pods reach each other and the host's
-bridge address. Service ClusterIPs are not routed here (no kube-proxy): pods are reached at their
-own IPs, as EndpointSlices list them. Needs root, as a CNI plugin does.
+bridge address. Service ClusterIPs are routed inside each pod's namespace by ``services.py``. Needs root, as a
+CNI plugin does.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class Sandbox:
 class PodNetwork:
     bridge: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
     subnet: ipaddress.IPv4Network = field(init=False)
+    sandboxes: dict[str, Sandbox] = field(init=False, default_factory=dict)
+    """The pods' namespaces now, by name."""
     _free: list[ipaddress.IPv4Address] = field(init=False, default_factory=list)
     _next: int = field(init=False, default=0)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -96,12 +98,16 @@ class PodNetwork:
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "route", "add", "default", "via", self.gateway)
-        return Sandbox(netns, str(address), veth)
+        sandbox = Sandbox(netns, str(address), veth)
+        with self._lock:
+            self.sandboxes[netns] = sandbox
+        return sandbox
 
     def release(self, sandbox: Sandbox) -> None:
         """Delete the namespace (its veth goes with it) and free its address."""
         _ip("netns", "delete", sandbox.netns, check=False)
         with self._lock:
+            self.sandboxes.pop(sandbox.netns, None)
             self._free.append(ipaddress.ip_address(sandbox.ip))  # type: ignore[arg-type]
 
     def destroy(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ def confirm_deletion(core: client.CoreV1Api, namespace: str, name: str, uid: str
 
 class PodWorker:
     def __init__(self, core: client.CoreV1Api, network: PodNetwork, pod: dict[str, Any],
-                 home: Path, host_ip: str) -> None:  # fmt: skip
+                 home: Path, host_ip: str,
+                 prepare: Callable[[Sandbox], None] = lambda _: None) -> None:  # fmt: skip
         self.core, self.network, self.pod, self.home, self.host_ip = (
             core,
             network,
@@ -88,6 +90,8 @@ class PodWorker:
         self.init = [ContainerRun(c, home) for c in pod["spec"].get("initContainers") or []]
         self.containers = [ContainerRun(c, home) for c in pod["spec"]["containers"]]
         self.sandbox: Sandbox | None = None
+        self.prepare = prepare
+        """Called with the new sandbox before any container starts (the Service rules)."""
         self.phase = Phase.PENDING
         self.initialized = not self.init
         self.deleting: float | None = None
@@ -127,6 +131,7 @@ class PodWorker:
 
     def _live(self) -> None:
         self.sandbox = self.network.sandbox()
+        self.prepare(self.sandbox)
         volumes = Volumes(self.core, self.pod, self.home)
         while self.deleting is None:
             try:
