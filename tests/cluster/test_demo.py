@@ -56,4 +56,10 @@ def test_demo_deploys_serves_and_refuses() -> None:
     ]
     assert "modeldeploy validate: spec.rollout.steps[1].weight: must be greater than 50" in out
     assert "spec.rollout.steps: Invalid value: step weights must be strictly increasing" in out
-    assert "the operator and the cluster are stopped" in out
+    assert "the cluster, with the operator in it, is stopped" in out
+    # The operator is the chart's: installed by helm, its pod run on the node.
+    assert re.search(r"NAME: modeldeploy\nLAST DEPLOYED: .*\nNAMESPACE: modeldeploy-system\n"
+                     r"STATUS: deployed", out)  # fmt: skip
+    operator = out.split("== kubectl get deploy,pods -n modeldeploy-system (the operator", 1)[1]
+    assert re.search(r"deployment\.apps/modeldeploy\s+1/1\s+1\s+1", operator)
+    assert re.search(r"pod/modeldeploy-\w+-\w+\s+1/1\s+Running\s+0\s+\S+\s+10\.245\.", operator)

@@ -8,7 +8,10 @@
    a network namespace of its own; our ClusterServingRuntime is installed.
 3. Builds a model on the spot (a small CNN trained on scikit-learn's digits, TorchScript) on the
    "models" volume (a PersistentVolumeClaim bound to a hostPath volume).
-4. Starts the operator (``modeldeploy operator``) against it.
+4. Installs ModelDeploy as a user does: ``helm install`` of ``charts/modeldeploy``. The
+   operator runs as the chart's Deployment, in a pod the node runs (``modeldeploy operator``,
+   as the operator image would), authenticated by the chart's ServiceAccount token: the chart's
+   RBAC is exactly what it has.
 5. Applies ``examples/digits-cpu.yaml`` and prints each condition as it changes until Ready:
    the Job controller runs the staging Job's pod, KServe turns the InferenceService into a
    predictor Deployment, the node runs its pod, the gateway accepts KServe's HTTPRoutes.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,11 +42,12 @@ from modeldeploy.api.validation import validate_document
 from tests.support.cluster import KServeCluster
 from tests.support.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
 from tests.support.demo_model import build_digits_model, digit_png
-from tests.support.processes import LocalStack
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 DEMO = REPO_ROOT / "examples" / "digits-cpu.yaml"
 STORE = "pvc://artifacts/store"
+CHART = REPO_ROOT / "charts" / "modeldeploy"
+OPERATOR_NAMESPACE = "modeldeploy-system"
 
 
 def _say(text: str) -> None:
@@ -105,6 +110,22 @@ def _infer(gateway: str, url: str, model: str) -> None:
         print(f"  top-{rank}: {label.decode():<6} {score:.4f}")
 
 
+def install_chart(cluster: KServeCluster, watched: str, timeout: float = 120) -> str:
+    """``helm install`` the chart, watching ``watched``, its artifact store on the ``artifacts``
+    claim; return helm's output once the operator's Deployment is available."""
+    cluster.claim(OPERATOR_NAMESPACE, "artifacts", mode=0o777)
+    helm = [cluster.plane.assets.binary("helm"), "--kubeconfig", str(cluster.plane.kubeconfig)]
+    installed = subprocess.run(
+        [*helm, "install", "modeldeploy", str(CHART), "-n", OPERATOR_NAMESPACE,
+         "--take-ownership", "--set", f"artifactStore.uri={STORE}",
+         "--set", f"watchNamespaces={{{watched}}}", "--wait", f"--timeout={timeout:.0f}s"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if installed.returncode != 0:
+        raise RuntimeError(f"helm install failed: {installed.stderr}")
+    return installed.stdout.split("NOTES:")[0].strip()
+
+
 def _validate_examples() -> bool:
     _say("validating examples/ with the API models")
     for path in EXAMPLES:
@@ -141,7 +162,6 @@ def run(workdir: Path, keep_running: bool) -> int:
         return 1
     plane = cluster.plane
     print(f"up at {plane.url} in {time.monotonic() - started:.1f}s")
-    stack = LocalStack(plane.kubeconfig, workdir / "processes", cluster.pvc_root)
     try:
         namespace = yaml.safe_load(DEMO.read_text())["metadata"]["namespace"]
         cluster.claim(namespace, "models")
@@ -151,9 +171,9 @@ def run(workdir: Path, keep_running: bool) -> int:
         model = build_digits_model(cluster.pvc_root / "models" / "digits" / "model.pt")
         print(f"pvc://models/digits/model.pt ({model.stat().st_size} bytes)")
 
-        _say(f"starting the operator (artifact store {STORE})")
-        stack.operator("--artifact-store", STORE)
-        print(f"logs: {stack.workdir}, pods' logs: {cluster.workdir / 'node' / 'pods'}")
+        _say(f"helm install modeldeploy charts/modeldeploy -n {OPERATOR_NAMESPACE}")
+        print(install_chart(cluster, namespace))
+        print(f"pods' logs: {cluster.workdir / 'node' / 'pods'}")
 
         _say(f"kubectl apply --server-side -f examples/{DEMO.name}")
         print(plane.kubectl("apply", "--server-side", "-f", str(DEMO)).stdout.strip())
@@ -178,6 +198,9 @@ def run(workdir: Path, keep_running: bool) -> int:
         print(
             plane.kubectl("get", "jobs,deploy,pods", "-n", namespace, "-o", "wide").stdout.rstrip()
         )
+        _say(f"kubectl get deploy,pods -n {OPERATOR_NAMESPACE} (the operator, from the chart)")
+        print(plane.kubectl("get", "deploy,pods", "-n", OPERATOR_NAMESPACE, "-o", "wide")
+              .stdout.rstrip())  # fmt: skip
         _show_refusal(plane)
 
         if keep_running:
@@ -189,15 +212,12 @@ def run(workdir: Path, keep_running: bool) -> int:
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except (TimeoutError, RuntimeError) as err:
         print(f"demo failed: {err}", file=sys.stderr)
-        for managed in stack.processes:
-            print(f"--- {managed.name} log:\n{managed.log_text()[-4000:]}", file=sys.stderr)
         for log in sorted((cluster.workdir / "node" / "pods").glob("*/*/*.log")):
             print(f"--- {log}:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
         return 1
     finally:
-        stack.stop()
         cluster.stop()
-    _say("done: the operator and the cluster are stopped")
+    _say("done: the cluster, with the operator in it, is stopped")
     return 0
 
 

@@ -112,7 +112,10 @@ class ContainerRun:
         spec = {
             "argv": argv,
             "env": env,
-            "mounts": [*(m.spec() for m in mounts), Mount(str(termination), path, False).spec()],
+            "mounts": [
+                m.spec()
+                for m in [*mounts, Mount(str(termination), path, False), self._passwd(image)]
+            ],  # fmt: skip
             "staging": f"/run/modeldeploy-kubelet/{sandbox.netns}/{self.name}",
             "readOnlyRootFilesystem": bool(security.get("readOnlyRootFilesystem")),
             "workingDir": self.spec.get("workingDir"),
@@ -133,6 +136,15 @@ class ContainerRun:
         self.state = {"running": {"startedAt": rfc3339(self.started_at)}}
         self.probes = probes.states(self.spec, time.monotonic())
         self.killed_for = ""
+
+    def _passwd(self, image: images.Image) -> Mount:
+        """The image's ``/etc/passwd``: the host's accounts and those the image adds (its
+        programs look their user up, as kopf does)."""
+        passwd = self.home / self.name / "passwd"
+        host = Path("/etc/passwd").read_text()
+        passwd.write_text(host.rstrip("\n") + "\n" + "".join(f"{a}\n" for a in image.accounts))
+        passwd.chmod(0o644)
+        return Mount(str(passwd), "/etc/passwd", True)
 
     def exited(self, fallback_to_logs: bool) -> dict[str, Any]:
         """The terminated state of the process that just ended."""

@@ -22,25 +22,33 @@ VENV_BIN = Path(sys.executable).parent
 
 @dataclass(frozen=True)
 class Image:
-    """What an image runs: its Dockerfile's ENTRYPOINT, CMD, USER and ENV."""
+    """What an image runs: its Dockerfile's ENTRYPOINT, CMD, USER and ENV, and the accounts
+    its ``useradd`` lines add to its ``/etc/passwd``."""
 
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...] = ()
     user: int | None = None
     env: tuple[tuple[str, str], ...] = ()
+    accounts: tuple[str, ...] = ()
 
 
 _PYTHON_IMAGE_ENV = (("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1"), ("HOME", "/tmp"))
+_MODELDEPLOY_ACCOUNT = ("modeldeploy:x:65532:65532::/tmp:/usr/sbin/nologin",)
 
 TABLE: dict[str, Image] = {
-    # runtimes/onnx/Dockerfile.cpu and .cuda
-    "ghcr.io/modeldeploy/onnx-runtime": Image(("modeldeploy",), ("serve", "/mnt/models"), 1000),
-    # images/staging.Dockerfile and images/operator.Dockerfile
-    "ghcr.io/modeldeploy/staging": Image(("modeldeploy",), ("stage",), 65532, _PYTHON_IMAGE_ENV),
-    "ghcr.io/modeldeploy/operator": Image(
-        ("modeldeploy",), ("operator",), 65532, _PYTHON_IMAGE_ENV
+    # runtimes/onnx/Dockerfile.cpu and .cuda (the runtime's base image has uid 1000)
+    "ghcr.io/modeldeploy/onnx-runtime": Image(
+        ("modeldeploy",), ("serve", "/mnt/models"), 1000,
+        accounts=("modeldeploy:x:1000:1000::/tmp:/usr/sbin/nologin",),
     ),
-}
+    # images/staging.Dockerfile and images/operator.Dockerfile
+    "ghcr.io/modeldeploy/staging": Image(
+        ("modeldeploy",), ("stage",), 65532, _PYTHON_IMAGE_ENV, _MODELDEPLOY_ACCOUNT
+    ),
+    "ghcr.io/modeldeploy/operator": Image(
+        ("modeldeploy",), ("operator",), 65532, _PYTHON_IMAGE_ENV, _MODELDEPLOY_ACCOUNT
+    ),
+}  # fmt: skip
 """Keyed by repository: any tag or digest of it runs the same program (this checkout's)."""
 
 
