@@ -115,7 +115,7 @@ class ContainerRun:
             "mounts": [
                 m.spec()
                 for m in [*mounts, Mount(str(termination), path, False), self._passwd(image)]
-            ],  # fmt: skip
+            ],
             "staging": f"/run/modeldeploy-kubelet/{sandbox.netns}/{self.name}",
             "readOnlyRootFilesystem": bool(security.get("readOnlyRootFilesystem")),
             "workingDir": self.spec.get("workingDir"),
