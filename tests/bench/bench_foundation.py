@@ -9,15 +9,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from modeldeploy.api.crd import render_yaml
 from modeldeploy.api.validation import validate_document
 from tests.support import Assets, ControlPlane
-from tests.support.controllers import Controllers
-from tests.support.kserve import KServe
-from tests.support.kubelet.node import NodeShape, register
+from tests.support.cluster import KServeCluster
 
 REPO = Path(__file__).resolve().parents[2]
 STARTS = 3
@@ -36,33 +35,57 @@ def bench_control_plane(assets: Assets) -> list[float]:
     return times
 
 
-def bench_kserve_cluster(assets: Assets) -> list[tuple[float, float, float]]:
-    """(control plane, + kube-controller-manager and kube-scheduler, + KServe's manager serving
-    its webhooks and a registered node) in seconds, each from the start, per start: what
-    tests/cluster/test_kserve_controller.py waits for."""
-    from kubernetes import config
+def bench_kserve_cluster(assets: Assets) -> list[dict[str, float]]:
+    """Per start of the cluster ``make demo`` and the KServe tests use: when each part was up
+    (seconds from the start), then the chart's ``helm install`` until the operator's pod is
+    available, then a ModelDeployment (``graphs.dtypes``, ONNX) from create to Ready: the
+    staging Job, KServe's predictor, the gateway's routes."""
+    from kubernetes import client
 
-    times = []
+    from tests.runtime import graphs
+    from tests.support.demo import install_chart
+
+    runs = []
     for _ in range(STARTS):
         with tempfile.TemporaryDirectory() as tmp:
-            plane = ControlPlane(Path(tmp) / "plane", assets)
-            controllers = Controllers(plane, Path(tmp) / "controllers")
-            kserve = KServe(plane, Path(tmp) / "kserve")
-            start = time.perf_counter()
-            plane.start()
-            up = time.perf_counter() - start
+            cluster = KServeCluster(Path(tmp))
+            cluster.start(assets)
             try:
-                controllers.start()
-                with_controllers = time.perf_counter() - start
-                kserve.start()
-                register(config.new_client_from_config(config_file=str(plane.kubeconfig)),
-                         NodeShape(gpus=4))  # fmt: skip
-                times.append((up, with_controllers, time.perf_counter() - start))
+                times = dict(cluster.timings)
+                cluster.claim("bench", "models")
+                cluster.claim("bench", "artifacts", mode=0o777)
+                (cluster.pvc_root / "models" / "dtypes").mkdir()
+                graphs.dtypes(cluster.pvc_root / "models" / "dtypes" / "model.onnx")
+                start = time.perf_counter()
+                install_chart(cluster, "bench")
+                times["helm install to the operator available"] = time.perf_counter() - start
+                inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
+                          for t in graphs.DTYPES]  # fmt: skip
+                doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+                       "metadata": {"name": "dtypes", "namespace": "bench"},
+                       "spec": {"model": {"uri": "pvc://models/dtypes/model.onnx",
+                                          "format": "onnx", "inputs": inputs},
+                                "serving": {"resources": {"cpu": "1", "memory": "1Gi"}}}}  # fmt: skip
+                custom = client.CustomObjectsApi(cluster.api)
+                start = time.perf_counter()
+                custom.create_namespaced_custom_object(
+                    "modeldeploy.io", "v1alpha1", "bench", "modeldeployments", doc
+                )
+                while not _ready(custom.get_namespaced_custom_object(
+                        "modeldeploy.io", "v1alpha1", "bench", "modeldeployments", "dtypes")):  # fmt: skip
+                    if time.perf_counter() - start > 180:
+                        raise TimeoutError("the ModelDeployment was not Ready after 180 s")
+                    time.sleep(0.1)
+                times["ModelDeployment create to Ready"] = time.perf_counter() - start
+                runs.append(times)
             finally:
-                kserve.stop()
-                controllers.stop()
-                plane.stop()
-    return times
+                cluster.stop()
+    return runs
+
+
+def _ready(found: dict[str, Any]) -> bool:
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def bench_validation() -> float:
@@ -89,12 +112,11 @@ def main() -> None:
         f"control plane start to CRDs established (n={STARTS})  "
         f"median {statistics.median(starts):.2f} s, max {max(starts):.2f} s"
     )
-    for label, index in (("control plane (in the KServe cluster)", 0),
-                         ("+ controller-manager and scheduler healthy", 1),
-                         ("+ KServe's manager serving webhooks, node registered", 2)):  # fmt: skip
-        values = [t[index] for t in clusters]
-        print(f"{label} (n={len(values)}): median {statistics.median(values):.2f} s, "
-              f"max {max(values):.2f} s from the start")  # fmt: skip
+    print("KServe cluster (tests/support/cluster.py), seconds:")
+    for label in clusters[0]:
+        values = [t[label] for t in clusters]
+        print(f"  {label} (n={len(values)}): median {statistics.median(values):.2f} s, "
+              f"max {max(values):.2f} s")  # fmt: skip
     print(f"modeldeploy validate, examples                    {rate:8.0f} docs/s")
     print(f"CRD generation from the models                    {crd * 1000:8.1f} ms")
 

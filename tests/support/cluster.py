@@ -12,6 +12,7 @@ anything on the host read ``pvc://<claim>/...`` as those pods do.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class KServeCluster:
     api: client.ApiClient = field(init=False)
     agent: NodeAgent = field(init=False)
     gateway: Gateway = field(init=False)
+    timings: dict[str, float] = field(init=False, default_factory=dict)
+    """Seconds from the start of ``start`` at which each part was up (``make bench``)."""
     _stops: list[Any] = field(init=False, default_factory=list)
 
     @property
@@ -46,6 +49,11 @@ class KServeCluster:
 
     def start(self, assets: Assets | None = None) -> None:
         """Everything, in the order a cluster comes up; on a failure what started is stopped."""
+        began = time.perf_counter()
+
+        def up(part: str) -> None:
+            self.timings[part] = time.perf_counter() - began
+
         network = PodNetwork()
         try:
             network.create()
@@ -55,13 +63,16 @@ class KServeCluster:
                                       with_controllers=True, advertise_address=network.gateway)  # fmt: skip
             self.plane.start()
             self._stops.append(self.plane.stop)
+            up("control plane")
             self.api = config.new_client_from_config(config_file=str(self.plane.kubeconfig))
             controllers = Controllers(self.plane, self.workdir / "controllers")
             controllers.start()
             self._stops.append(controllers.stop)
+            up("controller-manager and scheduler")
             manager = KServe(self.plane, self.workdir / "kserve")
             manager.start()
             self._stops.append(manager.stop)
+            up("KServe's manager serving webhooks")
             self.gateway = Gateway(self.api, GATEWAY)
             self.gateway.start()
             self._stops.append(self.gateway.stop)
@@ -70,6 +81,7 @@ class KServeCluster:
             self._stops.append(self.agent.stop)
             for runtime in (OUR_RUNTIME, config_dir(self.plane) / "kserve-tritonserver.yaml"):
                 self.plane.kubectl("apply", "--server-side", "-f", str(runtime))
+            up("gateway, node and runtimes")
         except BaseException:
             self.stop()
             raise
