@@ -4,7 +4,7 @@ scheduler, from the same ``k8s.io/kubernetes`` module as the API server (built b
 ``hack/envtest/setup.sh``).
 
 The node lifecycle controller is off: it would taint a Node whose kubelet sends no heartbeat,
-and the nodes here are registered by ``tests/support/node.py``, not run by a kubelet.
+and the node here is run by the node agent (``tests/support/kubelet``), which sends none.
 """
 
 from __future__ import annotations

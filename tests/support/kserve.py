@@ -14,8 +14,8 @@ default ClusterStorageContainer), with only what a cluster install sets changed:
   name a Service, which needs a cluster network).
 
 The webhook server's certificate is the API server's own (it names 127.0.0.1). Nothing about
-what KServe does with an InferenceService is simulated. What does not run here is what comes
-after it: no kube-controller-manager turns its Deployments into pods.
+what KServe does with an InferenceService is simulated. ``tests/support/cluster.py`` runs it with
+the controllers, a gateway and a node, so its Deployments become pods that serve.
 """
 
 from __future__ import annotations
