@@ -43,7 +43,8 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from tests.support.controlplane import free_port
-from tests.support.router import HOP_BY_HOP, SmoothWeighted
+from tests.support.loops import every
+from tests.support.router import HOP_BY_HOP, SmoothWeighted, forwarding_handler
 
 log = logging.getLogger("gateway")
 GROUP, VERSION = "gateway.networking.k8s.io", "v1"
@@ -173,22 +174,15 @@ class Gateway:
         self._next_endpoint: dict[Backend, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, daemon=True, name="gateway-watch"),
-                         threading.Thread(target=self._resync, daemon=True, name="gateway-sync")]  # fmt: skip
-        gateway_self = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                gateway_self.forward(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward  # noqa: N815
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._threads = [
+            threading.Thread(target=self._watch, daemon=True, name="gateway-watch"),
+            # Backends that appear after their route: ResolvedRefs is looked at again.
+            threading.Thread(target=every, args=(2, self._stop, self._report_routes,
+                                                 "reporting HTTPRoutes"), daemon=True),
+        ]  # fmt: skip
+        self._server = ThreadingHTTPServer(
+            ("127.0.0.1", self.port), forwarding_handler(self.forward)
+        )
         self._server.daemon_threads = True
 
     @property
@@ -271,14 +265,6 @@ class Gateway:
                     return
                 log.exception("watching HTTPRoutes")
                 self._stop.wait(1)
-
-    def _resync(self) -> None:
-        """Backends that appear after their route: ResolvedRefs is looked at again."""
-        while not self._stop.wait(2):
-            try:
-                self._report_routes()
-            except Exception:
-                log.exception("reporting HTTPRoutes")
 
     @staticmethod
     def _key(route: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +44,25 @@ class SmoothWeighted(Generic[T]):
         return chosen
 
 
+def forwarding_handler(
+    forward: Callable[[BaseHTTPRequestHandler], None],
+) -> type[BaseHTTPRequestHandler]:
+    """An HTTP/1.1 (keep-alive) handler class that hands every request to ``forward``, quietly."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def _forward(self) -> None:
+            forward(self)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward  # noqa: N815
+
+    return Handler
+
+
 class WeightedRouter:
     """Listens on 127.0.0.1:``port`` and forwards each request to one upstream port."""
 
@@ -51,20 +70,7 @@ class WeightedRouter:
         self.port = port
         self._lock = threading.Lock()
         self._chooser: SmoothWeighted[int] = SmoothWeighted()
-        router = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                router.forward(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward  # noqa: N815
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), forwarding_handler(self.forward))
         self._server.daemon_threads = True
         self._local = threading.local()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.support.kubelet.network import PodNetwork, Sandbox
+from tests.support.loops import every
 
 log = logging.getLogger("node-agent")
 CHAIN = "MDK-SERVICES"
@@ -92,17 +93,11 @@ class ServiceProxy:
 
     def start(self) -> None:
         self.sync()
-        threading.Thread(target=self._loop, daemon=True, name="service-proxy").start()
+        threading.Thread(target=every, args=(1, self._stop, self.sync, "syncing Service rules"),
+                         daemon=True, name="service-proxy").start()  # fmt: skip
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(1):
-            try:
-                self.sync()
-            except Exception:
-                log.exception("syncing Service rules")
 
     def sync(self) -> None:
         ports = service_ports(

@@ -134,24 +134,29 @@ class Volumes:
         path.mkdir(parents=True, exist_ok=True)  # hostPath type DirectoryOrCreate
         return path
 
-    def _config_map(self, name: str, optional: bool) -> dict[str, bytes]:
+    def _read(self, kind: str, name: str, optional: bool) -> Any:
+        """The ConfigMap or Secret, or None when it is missing and optional."""
+        read = (self.core.read_namespaced_config_map if kind == "configmap"
+                else self.core.read_namespaced_secret)  # fmt: skip
         try:
-            found = self.core.read_namespaced_config_map(name, self.namespace)
+            return read(name, self.namespace)
         except client.ApiException as err:
             if err.status == 404 and optional:
-                return {}
-            raise VolumeError(f'configmap "{name}" not found') from err
+                return None
+            raise VolumeError(f'{kind} "{name}": {err.reason}') from err
+
+    def _config_map(self, name: str, optional: bool) -> dict[str, bytes]:
+        found = self._read("configmap", name, optional)
+        if found is None:
+            return {}
         data = {k: v.encode() for k, v in (found.data or {}).items()}
         data.update({k: base64.b64decode(v) for k, v in (found.binary_data or {}).items()})
         return data
 
     def _secret(self, name: str, optional: bool) -> dict[str, bytes]:
-        try:
-            found = self.core.read_namespaced_secret(name, self.namespace)
-        except client.ApiException as err:
-            if err.status == 404 and optional:
-                return {}
-            raise VolumeError(f'secret "{name}" not found') from err
+        found = self._read("secret", name, optional)
+        if found is None:
+            return {}
         return {k: base64.b64decode(v) for k, v in (found.data or {}).items()}
 
     def _projected(self, part: dict[str, Any]) -> dict[str, bytes]:

@@ -1,0 +1,145 @@
+"""The rules the cluster's stand-ins follow, on their own: the gateway's choice of rule, the
+Service rules the node agent writes into pods, probe thresholds, restart policy and the image
+table's command rules (``tests/support/gateway.py``, ``tests/support/kubelet``). The cluster
+tests run them for real; these pin the rules where the spec is subtle."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import candidates, parent_status
+from tests.support.kubelet import images
+from tests.support.kubelet.pods import restarts
+from tests.support.kubelet.probes import Kind, ProbeState
+from tests.support.kubelet.services import ServicePort, get_rules, service_ports
+
+
+def route(name: str, hostnames: list[str], *rules: dict[str, Any], created: str = "1") -> Any:
+    return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
+            "spec": {"hostnames": hostnames, "rules": list(rules)}}  # fmt: skip
+
+
+def path(kind: str, value: str, **extra: Any) -> dict[str, Any]:
+    return {"matches": [{"path": {"type": kind, "value": value}, **extra}]}
+
+
+def test_an_exact_hostname_wins_over_a_wildcard_and_a_longer_prefix_over_a_shorter() -> None:
+    routes = [
+        route("wild", ["*.example.com"], path("PathPrefix", "/v2/models/a")),
+        route("exact", ["a.example.com"], path("PathPrefix", "/"), path("PathPrefix", "/v2")),
+    ]
+    found = candidates(routes, "a.example.com:80", "/v2/models/a/infer", {})
+    assert [(c.route, c.rank[-1]) for c in found] == [("ns/exact", 1), ("ns/exact", 0),
+                                                      ("ns/wild", 0)]  # fmt: skip
+    assert candidates(routes, "b.example.com", "/v2", {}) == []  # the wildcard's prefix is longer
+    assert candidates(routes, "b.example.com", "/v2/models/a", {})[0].route == "ns/wild"
+    assert candidates(routes, "other.org", "/", {}) == []
+
+
+def test_exact_paths_beat_prefixes_and_regular_expressions_match_the_whole_path() -> None:
+    routes = [route("r", [], path("RegularExpression", "^/v2/models/[a-z]+/infer$"),
+                    path("Exact", "/v2/models/a/infer"), path("PathPrefix", "/v2/models"))]  # fmt: skip
+    assert [c.rank[-1] for c in candidates(routes, "h", "/v2/models/a/infer", {})] == [1, 2, 0]
+    assert [c.rank[-1] for c in candidates(routes, "h", "/v2/models/a/infer/x", {})] == [2]
+    # A prefix matches whole segments only.
+    assert candidates(routes, "h", "/v2/modelsx", {}) == []
+
+
+def test_header_matches_must_all_hold_and_count_toward_precedence() -> None:
+    header = path("PathPrefix", "/", headers=[{"name": "X-Canary", "value": "yes"}])
+    routes = [route("r", [], path("PathPrefix", "/"), header)]
+    assert [c.rank[-1] for c in candidates(routes, "h", "/", {"x-canary": "yes"})] == [1, 0]
+    assert [c.rank[-1] for c in candidates(routes, "h", "/", {"x-canary": "no"})] == [0]
+
+
+def test_a_route_with_a_missing_backend_is_accepted_with_resolved_refs_false() -> None:
+    entry = parent_status({"metadata": {"generation": 3}}, ("kserve", "gw"), ["ns/gone"])
+    conditions = {c["type"]: c for c in entry["conditions"]}
+    assert conditions["Accepted"]["status"] == "True"
+    assert (conditions["ResolvedRefs"]["status"], conditions["ResolvedRefs"]["reason"]) == (
+        "False", "BackendNotFound")  # fmt: skip
+    assert {c["observedGeneration"] for c in entry["conditions"]} == {3}
+    assert entry["parentRef"]["name"] == "gw"
+
+
+def _service(name: str, ip: str, ports: list[tuple[str, int]]) -> Any:
+    return SimpleNamespace(
+        metadata=SimpleNamespace(namespace="ns", name=name),
+        spec=SimpleNamespace(cluster_ip=ip, ports=[SimpleNamespace(name=n, port=p, protocol="TCP")
+                                                   for n, p in ports]),
+    )  # fmt: skip
+
+
+def _slice(service: str, port: tuple[str, int], *endpoints: tuple[str, bool]) -> Any:
+    return SimpleNamespace(
+        metadata=SimpleNamespace(namespace="ns", labels={"kubernetes.io/service-name": service}),
+        ports=[SimpleNamespace(name=port[0], port=port[1])],
+        endpoints=[SimpleNamespace(addresses=[a], conditions=SimpleNamespace(ready=r))
+                   for a, r in endpoints],
+    )  # fmt: skip
+
+
+def test_service_rules_spread_connections_evenly_over_ready_endpoints_and_reject_without_any() -> (
+    None
+):
+    ports = service_ports(
+        [_service("web", "10.0.0.9", [("http", 80)]), _service("none", "10.0.0.8", [("", 81)]),
+         _service("headless", "None", [("http", 80)])],
+        [_slice("web", ("http", 8080), ("10.245.1.2", True), ("10.245.1.3", True),
+                ("10.245.1.4", False), ("10.245.1.5", True))],
+    )  # fmt: skip
+    assert ports == [
+        ServicePort("10.0.0.8", 81, "tcp", ()),
+        ServicePort("10.0.0.9", 80, "tcp", (("10.245.1.2", 8080), ("10.245.1.3", 8080),
+                                            ("10.245.1.5", 8080))),
+    ]  # fmt: skip
+    rules = get_rules(ports).splitlines()
+    dnat = [r for r in rules if "DNAT" in r]
+    assert ["0.33333333333" in dnat[0], "0.50000000000" in dnat[1], "statistic" in dnat[2]] == [
+        True, True, False]  # fmt: skip
+    assert dnat[2].endswith("--to-destination 10.245.1.5:8080")
+    assert any("-d 10.0.0.8/32" in r and "REJECT" in r for r in rules)
+
+
+@pytest.mark.parametrize(
+    ("results", "threshold", "expected"),
+    [([False, False], 3, False), ([False, False, False], 3, False), ([True], 1, True),
+     ([True, False, True], 2, False), ([True, True], 2, True)],
+)  # fmt: skip
+def test_a_readiness_probe_flips_only_after_its_threshold_in_a_row(
+    results: list[bool], threshold: int, expected: bool
+) -> None:
+    state = ProbeState(Kind.READINESS, {"successThreshold": threshold, "failureThreshold": 3}, 0)
+    for i, ok in enumerate(results):
+        state.record(float(i), ok, "")
+    assert state.result is expected
+
+
+def test_liveness_starts_as_success_and_fails_after_its_failure_threshold() -> None:
+    state = ProbeState(Kind.LIVENESS, {"failureThreshold": 2, "periodSeconds": 5}, 0)
+    assert state.result is True
+    assert not state.due(-1)
+    state.record(0, False, "HTTP probe failed with statuscode: 500")
+    assert state.result is True
+    assert not state.due(4)
+    assert state.due(5)
+    state.record(5, False, "HTTP probe failed with statuscode: 500")
+    assert state.result is False
+
+
+def test_restart_policy_decides_which_exits_restart() -> None:
+    assert [restarts(p, c) for p in ("Always", "OnFailure", "Never") for c in (0, 1)] == [
+        True, True, False, True, False, False]  # fmt: skip
+
+
+def test_command_replaces_the_entrypoint_and_args_replace_the_cmd() -> None:
+    image = images.lookup("ghcr.io/modeldeploy/onnx-runtime:0.1.0-cuda12")
+    assert images.argv(image, None, None) == ["modeldeploy", "serve", "/mnt/models"]
+    assert images.argv(image, None, ["serve", "/m"]) == ["modeldeploy", "serve", "/m"]
+    assert images.argv(image, ["python", "-c", "1"], None) == ["python", "-c", "1"]
+    assert images.repository("reg:5000/a/b@sha256:00") == "reg:5000/a/b"
+    with pytest.raises(images.ImageNotFoundError, match=r"nvcr\.io/nvidia/tritonserver"):
+        images.lookup("nvcr.io/nvidia/tritonserver:24.01-py3")
