@@ -43,7 +43,6 @@ def bench_kserve_cluster(assets: Assets) -> list[dict[str, float]]:
     from kubernetes import client
 
     from tests.runtime import graphs
-    from tests.support.demo import install_chart
 
     runs = []
     for _ in range(STARTS):
@@ -57,7 +56,7 @@ def bench_kserve_cluster(assets: Assets) -> list[dict[str, float]]:
                 (cluster.pvc_root / "models" / "dtypes").mkdir()
                 graphs.dtypes(cluster.pvc_root / "models" / "dtypes" / "model.onnx")
                 start = time.perf_counter()
-                install_chart(cluster, "bench")
+                cluster.install_chart("pvc://artifacts/store", "bench")
                 times["helm install to the operator available"] = time.perf_counter() - start
                 inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
                           for t in graphs.DTYPES]  # fmt: skip

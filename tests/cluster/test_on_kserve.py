@@ -10,6 +10,8 @@ scheduler here.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from kubernetes import client
 
 from modeldeploy.controller import naming
 from tests.runtime import graphs
-from tests.support.cluster import KServeCluster
+from tests.support.cluster import CHART_NAMESPACE, RELEASE, KServeCluster
 from tests.support.processes import LocalStack
 
 pytestmark = [pytest.mark.cluster]
@@ -125,3 +127,105 @@ def test_a_model_deployment_is_staged_by_a_job_served_by_kserve_and_answers_at_b
     )
     assert route["status"]["parents"][0]["conditions"][0]["status"] == "True"
     assert _infer(cluster.gateway.url, urlparse(status["url"]).netloc, name) == expected
+
+
+def _ready_condition(api: Any, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    found = client.CustomObjectsApi(api).get_namespaced_custom_object(*MD[:2], namespace, MD[2],
+                                                                      name)  # fmt: skip
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+def _until(what: str, check: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.2)
+    return found
+
+
+def test_a_killed_predictor_process_is_restarted_and_the_model_deployment_is_ready_again(
+    kserve_cluster: KServeCluster, operator: LocalStack
+) -> None:
+    """With no help from the operator: the kubelet's restart policy brings the container back,
+    KServe sees its Deployment available again, and the operator reads that."""
+    cluster, api = kserve_cluster, kserve_cluster.api
+    _until("the ModelDeployment Ready", lambda: _ready_condition(api, "dtypes").get("status")
+           == "True")  # fmt: skip
+    core = client.CoreV1Api(api)
+    pods = core.list_namespaced_pod(
+        NAMESPACE, label_selector="serving.kserve.io/inferenceservice=dtypes"
+    ).items
+    running = [p for p in pods if p.status.phase == "Running"]
+    assert len(running) == 1
+    pod = running[0]
+    process = cluster.agent.worker(NAMESPACE, pod.metadata.name).container("kserve-container")
+    assert process.process is not None
+    os.kill(process.process.pid, signal.SIGKILL)
+
+    _until("the ModelDeployment not Ready", lambda: _ready_condition(api, "dtypes").get("status")
+           == "False")  # fmt: skip
+    _until("the ModelDeployment Ready again", lambda: _ready_condition(api, "dtypes").get(
+        "status") == "True", timeout=180)  # fmt: skip
+    again = core.read_namespaced_pod(pod.metadata.name, NAMESPACE)
+    assert again.metadata.uid == pod.metadata.uid  # the same pod: restarted in place
+    assert again.status.container_statuses[0].restart_count == 1
+    isvc = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", "dtypes"
+    )
+    host = urlparse(isvc["status"]["url"]).netloc
+    assert _infer(cluster.gateway.url, host, "dtypes")[0] == 1.0
+
+
+def test_the_charts_operator_pod_reports_a_verb_taken_from_its_role_as_a_403_and_comes_back(
+    on_kserve: KServeCluster,
+) -> None:
+    """``helm install``: the operator runs as the chart's pod with the chart's ServiceAccount.
+    An administrator's narrower Role (no InferenceService ``patch``) refuses its server-side
+    apply: a condition with the API server's answer, the pod not restarted; with the verb back,
+    the next resync deploys through KServe."""
+    cluster, api, namespace = on_kserve, on_kserve.api, "rbac"
+    cluster.claim(namespace, "models")
+    cluster.claim(namespace, "artifacts", mode=0o777)
+    model = cluster.pvc_root / "models" / "dtypes" / "model.onnx"
+    if not model.exists():
+        model.parent.mkdir(exist_ok=True)
+        graphs.dtypes(model)
+    cluster.install_chart("pvc://artifacts/store", namespace)
+    try:
+        rbac = client.RbacAuthorizationV1Api(api)
+        role = next(r for r in rbac.list_namespaced_role(namespace).items
+                    if any("inferenceservices" in (rule.resources or []) for rule in r.rules))  # fmt: skip
+        granted = api.sanitize_for_serialization(role)
+        narrowed = json.loads(json.dumps(granted))
+        rule = next(r for r in narrowed["rules"] if "inferenceservices" in r["resources"])
+        rule["verbs"].remove("patch")
+        rbac.replace_namespaced_role(role.metadata.name, namespace, narrowed)
+
+        doc = _model_deployment("dtypes")
+        doc["metadata"]["namespace"] = namespace
+        client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], namespace, MD[2],
+                                                                     doc)  # fmt: skip
+
+        def deployed() -> dict[str, Any]:
+            found = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                *MD[:2], namespace, MD[2], "dtypes"
+            )
+            conditions = (found.get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Deployed"), {})  # fmt: skip
+
+        refused = _until("the refusal", lambda: deployed().get("reason") == "InferenceServiceRejected"
+                         and deployed(), timeout=180)  # fmt: skip
+        assert "403" in refused["message"], refused
+        assert "inferenceservices" in refused["message"], refused
+        operator_pods = client.CoreV1Api(api).list_namespaced_pod(CHART_NAMESPACE).items
+        assert [p.status.container_statuses[0].restart_count for p in operator_pods] == [0]
+
+        restored = {**narrowed, "rules": granted["rules"]}
+        restored["metadata"].pop("resourceVersion", None)
+        rbac.replace_namespaced_role(role.metadata.name, namespace, restored)
+        _until("Ready through KServe", lambda: _ready_condition(api, "dtypes", namespace).get(
+            "status") == "True", timeout=180)  # fmt: skip
+        assert deployed()["reason"] == "InferenceServiceApplied"
+    finally:
+        cluster.helm("uninstall", RELEASE, "-n", CHART_NAMESPACE, "--wait")

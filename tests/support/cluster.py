@@ -12,6 +12,7 @@ anything on the host read ``pvc://<claim>/...`` as those pods do.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ from tests.support.kubelet.network import PodNetwork
 from tests.support.kubelet.node import NodeShape
 
 OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
+CHART = REPO_ROOT / "charts" / "modeldeploy"
+CHART_NAMESPACE = "modeldeploy-system"
+RELEASE = "modeldeploy"
 
 
 @dataclass
@@ -114,3 +118,22 @@ class KServeCluster:
             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
                      "volumeName": volume, "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
         return root
+
+    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The pinned ``helm`` with this cluster's kubeconfig."""
+        command = [self.plane.assets.binary("helm"), "--kubeconfig", str(self.plane.kubeconfig)]
+        return subprocess.run([*command, *args], capture_output=True, text=True, check=False)
+
+    def install_chart(self, store: str, watched: str, timeout: float = 120) -> str:
+        """``helm install`` of ``charts/modeldeploy`` (release ``modeldeploy`` in
+        ``modeldeploy-system``), watching ``watched``, its artifact store ``store`` on the
+        ``artifacts`` claim; helm's output once the operator's Deployment is available."""
+        self.claim(CHART_NAMESPACE, "artifacts", mode=0o777)
+        installed = self.helm(
+            "install", RELEASE, str(CHART), "-n", CHART_NAMESPACE, "--take-ownership",
+            "--set", f"artifactStore.uri={store}", "--set", f"watchNamespaces={{{watched}}}",
+            "--wait", f"--timeout={timeout:.0f}s",
+        )  # fmt: skip
+        if installed.returncode != 0:
+            raise RuntimeError(f"helm install failed: {installed.stderr}")
+        return installed.stdout.split("NOTES:")[0].strip()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,15 +38,14 @@ from urllib.parse import urlparse
 import yaml
 
 from modeldeploy.api.validation import validate_document
-from tests.support.cluster import KServeCluster
+from tests.support.cluster import CHART_NAMESPACE, KServeCluster
 from tests.support.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
 from tests.support.demo_model import build_digits_model, digit_png
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 DEMO = REPO_ROOT / "examples" / "digits-cpu.yaml"
 STORE = "pvc://artifacts/store"
-CHART = REPO_ROOT / "charts" / "modeldeploy"
-OPERATOR_NAMESPACE = "modeldeploy-system"
+OPERATOR_NAMESPACE = CHART_NAMESPACE
 
 
 def _say(text: str) -> None:
@@ -110,22 +108,6 @@ def _infer(gateway: str, url: str, model: str) -> None:
         print(f"  top-{rank}: {label.decode():<6} {score:.4f}")
 
 
-def install_chart(cluster: KServeCluster, watched: str, timeout: float = 120) -> str:
-    """``helm install`` the chart, watching ``watched``, its artifact store on the ``artifacts``
-    claim; return helm's output once the operator's Deployment is available."""
-    cluster.claim(OPERATOR_NAMESPACE, "artifacts", mode=0o777)
-    helm = [cluster.plane.assets.binary("helm"), "--kubeconfig", str(cluster.plane.kubeconfig)]
-    installed = subprocess.run(
-        [*helm, "install", "modeldeploy", str(CHART), "-n", OPERATOR_NAMESPACE,
-         "--take-ownership", "--set", f"artifactStore.uri={STORE}",
-         "--set", f"watchNamespaces={{{watched}}}", "--wait", f"--timeout={timeout:.0f}s"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if installed.returncode != 0:
-        raise RuntimeError(f"helm install failed: {installed.stderr}")
-    return installed.stdout.split("NOTES:")[0].strip()
-
-
 def _validate_examples() -> bool:
     _say("validating examples/ with the API models")
     for path in EXAMPLES:
@@ -172,7 +154,7 @@ def run(workdir: Path, keep_running: bool) -> int:
         print(f"pvc://models/digits/model.pt ({model.stat().st_size} bytes)")
 
         _say(f"helm install modeldeploy charts/modeldeploy -n {OPERATOR_NAMESPACE}")
-        print(install_chart(cluster, namespace))
+        print(cluster.install_chart(STORE, namespace))
         print(f"pods' logs: {cluster.workdir / 'node' / 'pods'}")
 
         _say(f"kubectl apply --server-side -f examples/{DEMO.name}")
