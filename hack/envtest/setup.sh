@@ -90,7 +90,7 @@ module_dir() { # <module@version>
 }
 
 crds="$cache/crds/kserve-$KSERVE_VERSION-gateway-api-$GATEWAY_API_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
-if [[ ! -f $crds/.complete ]]; then
+if [[ ! -f $crds/.complete || ! -f $crds/kserve/initializer-entrypoint ]]; then
   log "reading CRDs from github.com/kserve/kserve@$KSERVE_VERSION and sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
   rm -rf "$crds" && mkdir -p "$crds"
   kserve=$(module_dir "github.com/kserve/kserve@$KSERVE_VERSION")
@@ -105,6 +105,8 @@ if [[ ! -f $crds/.complete ]]; then
   cp "$kserve/config/configmap/inferenceservice.yaml" "$kserve/config/webhook/manifests.yaml" \
     "$kserve/config/storagecontainers/default.yaml" "$kserve/config/runtimes/kserve-tritonserver.yaml" \
     "$crds/kserve/"
+  # The storage-initializer image's program (the node agent runs it with kserve-storage).
+  cp "$kserve/python/storage-initializer/scripts/initializer-entrypoint" "$crds/kserve/"
   gateway=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
   for f in "$gateway"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
     [[ $f == *_vap_* ]] || cp "$f" "$crds/"  # CRDs only, not the upgrade-guard policy
@@ -113,7 +115,7 @@ if [[ ! -f $crds/.complete ]]; then
   for kind in podmonitors servicemonitors prometheusrules; do
     cp "$promop/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds/"
   done
-  chmod u+w "$crds"/*.yaml "$crds"/kserve/*.yaml
+  chmod u+w "$crds"/*.yaml "$crds"/kserve/*
   touch "$crds/.complete"
 fi
 

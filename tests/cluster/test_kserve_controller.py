@@ -49,6 +49,7 @@ from tests.support import ControlPlane
 from tests.support.cluster import OUR_RUNTIME, KServeCluster
 from tests.support.controlplane import REPO_ROOT
 from tests.support.kserve import config_dir
+from tests.support.s3 import S3Server
 
 pytestmark = [pytest.mark.cluster]
 
@@ -106,7 +107,11 @@ def deploy_example(example: Path, cluster: KServeCluster, namespace: str) -> Dep
 
 
 def deploy(
-    doc: dict[str, Any], cluster: KServeCluster, namespace: str, storage_uri: str
+    doc: dict[str, Any],
+    cluster: KServeCluster,
+    namespace: str,
+    storage_uri: str,
+    service_account: str | None = None,
 ) -> Deployed:
     """Create the ModelDeployment, and apply the InferenceService the operator builds for it
     (serving ``storage_uri``), owned by it, with the operator's field manager. Admitted by
@@ -138,6 +143,8 @@ def deploy(
     isvc = build_inference_service(
         deployment, owner["metadata"]["uid"], storage_uri, ref, revision="0123456789"
     )
+    if service_account:  # KServe's storage credentials (not set by the operator today)
+        isvc["spec"]["predictor"]["serviceAccountName"] = service_account
     applied = plane.kubectl(
         "apply", "--server-side", f"--field-manager={naming.FIELD_MANAGER}", "-n", namespace,
         "-f", "-", "-o", "json", input=json.dumps(isvc), check=False,
@@ -393,9 +400,61 @@ def _pod_report(kserve: KServeCluster, deployed: Deployed) -> str:
     """The predictor pods' states and their containers' logs, for a failure's message."""
     lines = []
     for pod in predictor_pods(kserve.api, deployed):
-        lines.append(f"\n{pod.metadata.name} {pod.status.phase} {pod.status.container_statuses}")
+        lines.append(f"\n{pod.metadata.name} {pod.status.phase} init "
+                     f"{pod.status.init_container_statuses} {pod.status.container_statuses}")
         for log in sorted(
             (kserve.workdir / "node" / "pods").glob(f"*{pod.metadata.name}*/*/*.log")
         ):
             lines.append(f"\n--- {log}\n{log.read_text(errors='replace')[-2000:]}")
     return "".join(lines)
+
+
+def test_an_s3_model_is_fetched_by_kserves_storage_initializer_before_the_predictor_starts(
+    kserve: KServeCluster,
+) -> None:
+    """KServe's pod webhook injects its storage-initializer for an ``s3://`` URI, with the
+    credentials of the predictor's ServiceAccount (KServe's own scheme: a Secret with AWS keys
+    and ``serving.kserve.io/s3-*`` annotations). The node agent runs it first, as
+    kserve-storage; the runtime then serves what it downloaded."""
+    api, namespace = kserve.api, "s3-served"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    server = S3Server(kserve.workdir / "s3", kserve.plane.assets, host=kserve.agent.network.gateway)
+    server.start()
+    try:
+        source = graphs.dtypes(kserve.workdir / "s3-dtypes.onnx")
+        inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
+                  for t in graphs.DTYPES]  # fmt: skip
+        doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+               "metadata": {"name": "dtypes"},
+               "spec": {"model": {"uri": f"file://{source}", "format": "onnx", "inputs": inputs}}}  # fmt: skip
+        staged = Path(
+            stage(parse(doc), str(kserve.workdir / "s3-stage")).uri.removeprefix("file://")
+        )
+        bucket = server.client()
+        bucket.create_bucket(Bucket="models")
+        for path in staged.rglob("*"):
+            if path.is_file():
+                bucket.upload_file(str(path), "models", f"dtypes/{path.relative_to(staged)}")
+        core.create_namespaced_secret(namespace, {
+            "metadata": {"name": "s3-credentials", "annotations": {
+                "serving.kserve.io/s3-endpoint": server.endpoint.removeprefix("http://"),
+                "serving.kserve.io/s3-usehttps": "0", "serving.kserve.io/s3-region": "us-east-1"}},
+            "stringData": {"AWS_ACCESS_KEY_ID": server.access_key,
+                           "AWS_SECRET_ACCESS_KEY": server.secret_key}})  # fmt: skip
+        core.create_namespaced_service_account(namespace, {
+            "metadata": {"name": "models"}, "secrets": [{"name": "s3-credentials"}]})  # fmt: skip
+        deployed = deploy(doc, kserve, namespace, "s3://models/dtypes", service_account="models")
+
+        apps = client.AppsV1Api(api)
+        predictor = naming.predictor_service(deployed.name)
+        wait_for("the predictor available", lambda: apps.read_namespaced_deployment(
+            predictor, namespace).status.available_replicas, timeout=90,
+            explain=lambda: _pod_report(kserve, deployed))  # fmt: skip
+        pod = next(p for p in predictor_pods(api, deployed) if p.status.phase == "Running")
+        init = {s.name: s for s in pod.status.init_container_statuses or []}
+        assert init["storage-initializer"].state.terminated.exit_code == 0
+        assert pod.spec.init_containers[0].image.startswith("kserve/storage-initializer")
+        assert _infer_fp32(f"http://{pod.status.pod_ip}:8080", deployed.name)[3] == 4.0
+    finally:
+        server.stop()

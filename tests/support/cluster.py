@@ -80,7 +80,8 @@ class KServeCluster:
             self.gateway = Gateway(self.api, GATEWAY)
             self.gateway.start()
             self._stops.append(self.gateway.stop)
-            self.agent = NodeAgent(self.api, self.node, self.workdir / "node", network)
+            self.agent = NodeAgent(self.api, self.node, self.workdir / "node", network,
+                                   self.plane.assets.crd_dir)  # fmt: skip
             self.agent.start()
             self._stops.append(self.agent.stop)
             for runtime in (OUR_RUNTIME, config_dir(self.plane) / "kserve-tritonserver.yaml"):

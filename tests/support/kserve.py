@@ -41,6 +41,8 @@ from tests.support.controlplane import ControlPlane, ControlPlaneError
 NAMESPACE = "kserve"
 """Where KServe's manager reads its ConfigMap from (its POD_NAMESPACE)."""
 GATEWAY = "kserve/kserve-ingress-gateway"
+STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:latest"
+"""What KServe's kustomization names for its placeholder, as ``inferenceservice-config`` does."""
 
 
 def config_dir(plane: ControlPlane) -> Path:
@@ -59,6 +61,16 @@ def inferenceservice_config(source: Path) -> dict[str, Any]:
                    disableIstioVirtualHost=True)  # fmt: skip
     data["ingress"] = json.dumps(ingress)
     return config
+
+
+def storage_container(source: Path) -> dict[str, Any]:
+    """The default ClusterStorageContainer, its image placeholder replaced as KServe's
+    kustomization (``config/storagecontainers/kustomization.yaml``) replaces it on install."""
+    found: dict[str, Any] = yaml.safe_load(source.read_text())
+    container = found["spec"]["container"]
+    if container["image"].startswith("default-storage-initilizer:"):  # KServe's spelling
+        container["image"] = STORAGE_INITIALIZER_IMAGE
+    return found
 
 
 def webhook_configurations(source: Path, port: int, ca_bundle: bytes) -> list[dict[str, Any]]:
@@ -99,7 +111,7 @@ class KServe:
         self.webhook_port, self.probe_port = controlplane.free_port(), controlplane.free_port()
         self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         self._apply(inferenceservice_config(source / "inferenceservice.yaml"))
-        self._apply(yaml.safe_load((source / "default.yaml").read_text()))
+        self._apply(storage_container(source / "default.yaml"))
         pki = self.plane.workdir / "pki"
         # controller-runtime reads its serving certificate from $TMPDIR/k8s-webhook-server/.
         certs = self.workdir / "tmp" / "k8s-webhook-server" / "serving-certs"

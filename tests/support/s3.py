@@ -32,6 +32,8 @@ class S3Server:
 
     workdir: Path
     assets: Assets
+    host: str = "127.0.0.1"
+    """The address it listens on: a node's bridge address makes it reachable from pods."""
     port: int = 0
     access_key: str = field(default_factory=lambda: "AK" + secrets.token_hex(8).upper())
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -39,7 +41,7 @@ class S3Server:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -67,7 +69,7 @@ class S3Server:
                 "--secret",
                 self.secret_key,
                 "--port",
-                f"127.0.0.1:{self.port}",
+                f"{self.host}:{self.port}",
                 "posix",
                 # Object metadata (ETags of multipart parts among it) in a side folder, so the
                 # server does not depend on extended attributes of the test machine's filesystem.
@@ -90,7 +92,7 @@ class S3Server:
                 )
             with (
                 contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+                socket.create_connection((self.host, self.port), timeout=1),
             ):
                 return
             time.sleep(0.1)

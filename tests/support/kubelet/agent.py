@@ -25,9 +25,11 @@ log = logging.getLogger("node-agent")
 
 class NodeAgent:
     def __init__(self, api: client.ApiClient, shape: NodeShape, workdir: Path,
-                 network: PodNetwork) -> None:  # fmt: skip
+                 network: PodNetwork, image_sources: Path) -> None:  # fmt: skip
         """``network``: created already (the API server is told the node's bridge address);
-        its owner destroys it."""
+        its owner destroys it. ``image_sources``: where files of images that this checkout
+        lacks are read from (the envtest assets' folder of KServe files)."""
+        self.image_sources = image_sources
         self.api, self.shape, self.workdir = api, shape, workdir
         self.core = client.CoreV1Api(api)
         self.network = network
@@ -103,7 +105,7 @@ class NodeAgent:
                     return
                 home = self.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{uid}"
                 worker = PodWorker(self.core, self.network, pod, home, self.network.gateway,
-                                   self.proxy.apply_to)  # fmt: skip
+                                   self.proxy.apply_to, self.image_sources)  # fmt: skip
                 self.workers[uid] = worker
                 worker.start()
                 return

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import modeldeploy
 from tests.support.kubelet import images, probes
 from tests.support.kubelet.network import Sandbox
 from tests.support.kubelet.volumes import Mount
 
 LAUNCH = Path(__file__).with_name("launch.py")
+PACKAGE_SOURCE = Path(modeldeploy.__file__).resolve().parents[1]
+"""Where ``modeldeploy`` is imported from (an editable install's source): the images hold it."""
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0
 
 
@@ -119,7 +122,7 @@ class ContainerRun:
             "staging": f"/run/modeldeploy-kubelet/{sandbox.netns}/{self.name}",
             "readOnlyRootFilesystem": bool(security.get("readOnlyRootFilesystem")),
             "workingDir": self.spec.get("workingDir"),
-            "imagePaths": sorted({sys.base_prefix, sys.prefix}),
+            "imagePaths": sorted({sys.base_prefix, sys.prefix, str(PACKAGE_SOURCE)}),
             "uid": self.user[0],
             "gid": self.user[1],
         }

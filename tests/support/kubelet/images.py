@@ -30,9 +30,13 @@ class Image:
     user: int | None = None
     env: tuple[tuple[str, str], ...] = ()
     accounts: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
+    """(path in the image, path under the node's image sources): files of the image that this
+    checkout does not have, read from the pinned module instead (``NodeAgent.image_sources``)."""
 
 
 _PYTHON_IMAGE_ENV = (("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1"), ("HOME", "/tmp"))
+STORAGE_INITIALIZER = "/storage-initializer/scripts/initializer-entrypoint"
 _MODELDEPLOY_ACCOUNT = ("modeldeploy:x:65532:65532::/tmp:/usr/sbin/nologin",)
 
 TABLE: dict[str, Image] = {
@@ -47,6 +51,13 @@ TABLE: dict[str, Image] = {
     ),
     "ghcr.io/modeldeploy/operator": Image(
         ("modeldeploy",), ("operator",), 65532, _PYTHON_IMAGE_ENV, _MODELDEPLOY_ACCOUNT
+    ),
+    # KServe's storage-initializer image (python/storage-initializer.Dockerfile at the pinned
+    # version): its entrypoint script, run with kserve-storage, as uid 1000.
+    "kserve/storage-initializer": Image(
+        ("python", STORAGE_INITIALIZER), (), 1000, _PYTHON_IMAGE_ENV,
+        ("kserve:x:1000:1000::/tmp:/usr/sbin/nologin",),
+        ((STORAGE_INITIALIZER, "kserve/initializer-entrypoint"),),
     ),
 }  # fmt: skip
 """Keyed by repository: any tag or digest of it runs the same program (this checkout's)."""

@@ -2,12 +2,14 @@
 namespace of the container's own (``ip netns exec … unshare --mount``): what a container runtime
 does between creating the sandbox and the process.
 
-1. Make the image's programs reachable for the container's user: the interpreter and the
-   virtual environment the image table's programs run from, where a folder above them is
-   closed to others (pyenv under ``/root``), are bound into a tmpfs laid over that folder, as
-   the image's own filesystem would hold them.
-2. Bind the volumes at their mount paths (``subPath`` within them), read-only where the mount
+1. Bind the volumes at their mount paths (``subPath`` within them), read-only where the mount
    says, and the termination message file at its path.
+2. Make the image's programs reachable for the container's user, as the image's own files
+   would be: the interpreter, the virtual environment and this checkout's package. Where a
+   folder above them is closed to others (pyenv under ``/root``) a tmpfs is laid over it, and
+   where a tmpfs or a volume covers them (an emptyDir on ``/tmp`` when the checkout is under
+   ``/tmp``) they are bound back at their paths, read-only. The folders made for that show in
+   the volume.
 3. Make the root filesystem read-only when ``readOnlyRootFilesystem`` asks.
 4. Drop to the container's user and group, with no supplementary groups.
 5. Exec the container's process with its environment, in its working directory.
@@ -48,35 +50,45 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose(paths: list[str], staging: str) -> None:
-    hidden = [(p, closed) for p in paths if (closed := _closed_ancestor(p)) is not None]
-    for i, (path, _) in enumerate(hidden):  # staged first: a tmpfs may cover several
-        os.makedirs(os.path.join(staging, f"image-{i}"), exist_ok=True)
-        _mount("--bind", path, os.path.join(staging, f"image-{i}"))
-    for closed in sorted({closed for _, closed in hidden}):
-        _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", closed)
-    for i, (path, _) in enumerate(hidden):
-        os.makedirs(path, exist_ok=True)
-        _mount("--bind", os.path.join(staging, f"image-{i}"), path)
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
-    _expose(spec["imagePaths"], spec["staging"])
-    # Each source is bound under the staging folder first, then from there to its target: a
-    # later mount (an emptyDir on /tmp) must not hide the source of another.
+    staging = spec["staging"]
+    # Everything is bound under the staging folder first, then from there: a later mount (an
+    # emptyDir on /tmp) must not hide the source of another, nor the image's programs.
+    programs = []
+    for i, path in enumerate(spec["imagePaths"]):
+        stage = os.path.join(staging, f"image-{i}")
+        os.makedirs(stage, exist_ok=True)
+        _mount("--bind", path, stage)
+        programs.append((path, stage))
     staged = []
     for i, mount in enumerate(spec["mounts"]):
-        stage = os.path.join(spec["staging"], str(i))
+        stage = os.path.join(staging, str(i))
         _make(stage, mount["source"])
         _mount("--bind", mount["source"], stage)
         staged.append((stage, mount))
+    # Folders above the programs that others cannot enter (pyenv under /root): a tmpfs.
+    closed = sorted({c for p, _ in programs if (c := _closed_ancestor(p)) is not None})
+    for folder in closed:
+        _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", folder)
     for stage, mount in sorted(staged, key=lambda m: m[1]["target"].count("/")):
         _make(mount["target"], stage)
         _mount("--bind", stage, mount["target"])
         if mount["readOnly"]:
             _mount("-o", "remount,bind,ro", mount["target"])
+    # The programs back, read-only, where a tmpfs or a volume (an emptyDir on /tmp, when this
+    # checkout lives under /tmp) covers them, as the image's own files would be there.
+    covers = [*closed, *(m["target"] for _, m in staged)]
+    for path, stage in programs:
+        if any(_under(path, c) for c in covers):
+            os.makedirs(path, exist_ok=True)
+            _mount("--bind", stage, path)
+            _mount("-o", "remount,bind,ro", path)
     if spec["readOnlyRootFilesystem"]:
         _mount("-o", "remount,bind,ro", "/")
     os.chdir(spec["workingDir"] or "/")

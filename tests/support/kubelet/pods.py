@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 from tests.support.kubelet import environment, images, probes
 from tests.support.kubelet.containers import ContainerRun, rfc3339, runs_as_root_refused, user_of
 from tests.support.kubelet.network import PodNetwork, Sandbox
-from tests.support.kubelet.volumes import VolumeError, Volumes
+from tests.support.kubelet.volumes import Mount, VolumeError, Volumes
 
 log = logging.getLogger("node-agent")
 TICK = 0.25
@@ -76,7 +76,8 @@ def confirm_deletion(core: client.CoreV1Api, namespace: str, name: str, uid: str
 class PodWorker:
     def __init__(self, core: client.CoreV1Api, network: PodNetwork, pod: dict[str, Any],
                  home: Path, host_ip: str,
-                 prepare: Callable[[Sandbox], None] = lambda _: None) -> None:  # fmt: skip
+                 prepare: Callable[[Sandbox], None] = lambda _: None,
+                 image_sources: Path = Path("/nonexistent")) -> None:  # fmt: skip
         self.core, self.network, self.pod, self.home, self.host_ip = (
             core,
             network,
@@ -91,6 +92,8 @@ class PodWorker:
         self.containers = [ContainerRun(c, home) for c in pod["spec"]["containers"]]
         self.sandbox: Sandbox | None = None
         self.prepare = prepare
+        self.image_sources = image_sources
+        """Where the image table's ``files`` are read from (``images.Image.files``)."""
         """Called with the new sandbox before any container starts (the Service rules)."""
         self.phase = Phase.PENDING
         self.initialized = not self.init
@@ -254,7 +257,9 @@ class PodWorker:
             return
         argv = [environment.expand(a, env) for a in images.argv(
             image, run.spec.get("command"), run.spec.get("args"))]  # fmt: skip
-        run.start(self.sandbox, argv, env, mounts, self.pod, image)
+        files = [Mount(str(self.image_sources / source), target, True)
+                 for target, source in image.files]  # fmt: skip
+        run.start(self.sandbox, argv, env, [*mounts, *files], self.pod, image)
         log.info("pod %s/%s container %s started (restart %d): %s", self.namespace, self.name,
                  run.name, run.restarts, argv)  # fmt: skip
 
