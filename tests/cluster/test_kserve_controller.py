@@ -400,8 +400,10 @@ def _pod_report(kserve: KServeCluster, deployed: Deployed) -> str:
     """The predictor pods' states and their containers' logs, for a failure's message."""
     lines = []
     for pod in predictor_pods(kserve.api, deployed):
-        lines.append(f"\n{pod.metadata.name} {pod.status.phase} init "
-                     f"{pod.status.init_container_statuses} {pod.status.container_statuses}")
+        lines.append(
+            f"\n{pod.metadata.name} {pod.status.phase} init "
+            f"{pod.status.init_container_statuses} {pod.status.container_statuses}"
+        )
         for log in sorted(
             (kserve.workdir / "node" / "pods").glob(f"*{pod.metadata.name}*/*/*.log")
         ):
