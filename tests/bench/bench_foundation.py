@@ -58,13 +58,10 @@ def bench_kserve_cluster(assets: Assets) -> list[dict[str, float]]:
                 start = time.perf_counter()
                 cluster.install_chart("pvc://artifacts/store", "bench")
                 times["helm install to the operator available"] = time.perf_counter() - start
-                inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
-                          for t in graphs.DTYPES]  # fmt: skip
-                doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-                       "metadata": {"name": "dtypes", "namespace": "bench"},
-                       "spec": {"model": {"uri": "pvc://models/dtypes/model.onnx",
-                                          "format": "onnx", "inputs": inputs},
-                                "serving": {"resources": {"cpu": "1", "memory": "1Gi"}}}}  # fmt: skip
+                doc = graphs.dtypes_deployment(
+                    "pvc://models/dtypes/model.onnx", namespace="bench",
+                    serving={"resources": {"cpu": "1", "memory": "1Gi"}},
+                )  # fmt: skip
                 custom = client.CustomObjectsApi(cluster.api)
                 start = time.perf_counter()
                 custom.create_namespaced_custom_object(

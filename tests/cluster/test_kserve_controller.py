@@ -293,11 +293,7 @@ def _serve_dtypes(kserve: KServeCluster) -> Deployed:
     namespace = "served"
     root = kserve.claim(namespace, "artifacts")
     source = graphs.dtypes(kserve.workdir / "dtypes.onnx")
-    inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
-              for t in graphs.DTYPES]  # fmt: skip
-    doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-           "metadata": {"name": "dtypes"},
-           "spec": {"model": {"uri": f"file://{source}", "format": "onnx", "inputs": inputs}}}  # fmt: skip
+    doc = graphs.dtypes_deployment(f"file://{source}")
     result = stage(parse(doc), str(root / namespace))
     staged = Path(result.uri.removeprefix("file://")).relative_to(root)
     return deploy(doc, kserve, namespace, f"pvc://artifacts/{staged}")
@@ -425,11 +421,7 @@ def test_an_s3_model_is_fetched_by_kserves_storage_initializer_before_the_predic
     server.start()
     try:
         source = graphs.dtypes(kserve.workdir / "s3-dtypes.onnx")
-        inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
-                  for t in graphs.DTYPES]  # fmt: skip
-        doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-               "metadata": {"name": "dtypes"},
-               "spec": {"model": {"uri": f"file://{source}", "format": "onnx", "inputs": inputs}}}  # fmt: skip
+        doc = graphs.dtypes_deployment(f"file://{source}")
         staged = Path(
             stage(parse(doc), str(kserve.workdir / "s3-stage")).uri.removeprefix("file://")
         )

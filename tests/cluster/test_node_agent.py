@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support.cluster import KServeCluster
+from tests.support.cluster import KServeCluster, wait_until
 
 pytestmark = [pytest.mark.cluster]
 
@@ -30,20 +30,12 @@ def _pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _wait(read: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := read()):
-        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
-        time.sleep(0.3)
-    return found
-
-
 def _finished(core: client.CoreV1Api, namespace: str, name: str) -> Any:
     def read() -> Any:
         pod = core.read_namespaced_pod(name, namespace)
         return pod if pod.status.phase in ("Succeeded", "Failed") else None
 
-    return _wait(read, f"pod {name} finished")
+    return wait_until(f"pod {name} finished", read)
 
 
 @pytest.fixture
@@ -53,7 +45,7 @@ def space(on_kserve: KServeCluster) -> str:
     # The service-account controller makes the namespace's default ServiceAccount; the
     # ServiceAccount admission plugin refuses pods until it exists, as on any cluster.
     core = client.CoreV1Api(on_kserve.api)
-    _wait(lambda: core.list_namespaced_service_account(namespace).items, "default account")
+    wait_until("default account", lambda: core.list_namespaced_service_account(namespace).items)
     return namespace
 
 
@@ -114,7 +106,7 @@ def test_a_pod_reaches_another_pods_service_at_its_cluster_ip(
         statuses = core.read_namespaced_pod("web", space).status.container_statuses
         return bool(statuses and statuses[0].ready)
 
-    _wait(ready, "web ready")
+    wait_until("web ready", ready)
     script = (
         "import urllib.request, sys\n"
         f"answer = urllib.request.urlopen('http://{service.spec.cluster_ip}:80/', timeout=5)\n"
@@ -123,9 +115,9 @@ def test_a_pod_reaches_another_pods_service_at_its_cluster_ip(
     # The EndpointSlice controller lists the ready pod; the rules follow it (synced here, so
     # the client's namespace starts with them rather than up to a second later).
     discovery = client.DiscoveryV1Api(kserve_cluster.api)
-    _wait(lambda: [e for piece in discovery.list_namespaced_endpoint_slice(
+    wait_until("web's endpoint", lambda: [e for piece in discovery.list_namespaced_endpoint_slice(
         space, label_selector="kubernetes.io/service-name=web").items
-        for e in piece.endpoints or [] if e.conditions.ready], "web's endpoint")  # fmt: skip
+        for e in piece.endpoints or [] if e.conditions.ready])  # fmt: skip
     kserve_cluster.agent.proxy.sync()
     core.create_namespaced_pod(space, _pod("client", script))
     pod = _finished(core, space, "client")
@@ -159,6 +151,6 @@ def test_a_failing_liveness_probe_has_the_container_stopped_and_restarted(
         status = core.read_namespaced_pod("flaky", space).status.container_statuses
         return status and status[0].restart_count == 1 and status[0].state.running and status[0]
 
-    status = _wait(restarted_and_running, "one restart", timeout=90)
+    status = wait_until("one restart", restarted_and_running, timeout=90)
     # Killed for failing its probe: SIGTERM within the grace period, 128 + 15.
     assert status.last_state.terminated.exit_code == 143

@@ -23,7 +23,7 @@ from kubernetes import client
 
 from modeldeploy.controller import naming
 from tests.runtime import graphs
-from tests.support.cluster import CHART_NAMESPACE, RELEASE, KServeCluster
+from tests.support.cluster import CHART_NAMESPACE, RELEASE, KServeCluster, wait_until
 from tests.support.processes import LocalStack
 
 pytestmark = [pytest.mark.cluster]
@@ -51,16 +51,8 @@ def operator(kserve_cluster: KServeCluster) -> Iterator[LocalStack]:
 
 
 def _model_deployment(name: str) -> dict[str, Any]:
-    inputs = [{"name": f"in_{t.lower()}", "shape": [graphs.WIDTH], "dtype": t}
-              for t in graphs.DTYPES]  # fmt: skip
-    return {
-        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"uri": "pvc://models/dtypes/model.onnx", "format": "onnx", "inputs": inputs},
-            "serving": {"resources": {"cpu": "1", "memory": "1Gi"}},
-        },
-    }  # fmt: skip
+    return graphs.dtypes_deployment("pvc://models/dtypes/model.onnx", name, NAMESPACE,
+                                    serving={"resources": {"cpu": "1", "memory": "1Gi"}})  # fmt: skip
 
 
 def _conditions(api: Any, name: str) -> dict[str, dict[str, Any]]:
@@ -136,21 +128,13 @@ def _ready_condition(api: Any, name: str, namespace: str = NAMESPACE) -> dict[st
     return next((c for c in conditions if c["type"] == "Ready"), {})
 
 
-def _until(what: str, check: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
-        time.sleep(0.2)
-    return found
-
-
 def test_a_killed_predictor_process_is_restarted_and_the_model_deployment_is_ready_again(
     kserve_cluster: KServeCluster, operator: LocalStack
 ) -> None:
     """With no help from the operator: the kubelet's restart policy brings the container back,
     KServe sees its Deployment available again, and the operator reads that."""
     cluster, api = kserve_cluster, kserve_cluster.api
-    _until("the ModelDeployment Ready", lambda: _ready_condition(api, "dtypes").get("status")
+    wait_until("the ModelDeployment Ready", lambda: _ready_condition(api, "dtypes").get("status")
            == "True")  # fmt: skip
     core = client.CoreV1Api(api)
     pods = core.list_namespaced_pod(
@@ -163,9 +147,9 @@ def test_a_killed_predictor_process_is_restarted_and_the_model_deployment_is_rea
     assert process.process is not None
     os.kill(process.process.pid, signal.SIGKILL)
 
-    _until("the ModelDeployment not Ready", lambda: _ready_condition(api, "dtypes").get("status")
+    wait_until("the ModelDeployment not Ready", lambda: _ready_condition(api, "dtypes").get("status")
            == "False")  # fmt: skip
-    _until("the ModelDeployment Ready again", lambda: _ready_condition(api, "dtypes").get(
+    wait_until("the ModelDeployment Ready again", lambda: _ready_condition(api, "dtypes").get(
         "status") == "True", timeout=180)  # fmt: skip
     again = core.read_namespaced_pod(pod.metadata.name, NAMESPACE)
     assert again.metadata.uid == pod.metadata.uid  # the same pod: restarted in place
@@ -214,7 +198,7 @@ def test_the_charts_operator_pod_reports_a_verb_taken_from_its_role_as_a_403_and
             conditions = (found.get("status") or {}).get("conditions") or []
             return next((c for c in conditions if c["type"] == "Deployed"), {})  # fmt: skip
 
-        refused = _until("the refusal", lambda: deployed().get("reason") == "InferenceServiceRejected"
+        refused = wait_until("the refusal", lambda: deployed().get("reason") == "InferenceServiceRejected"
                          and deployed(), timeout=180)  # fmt: skip
         assert "403" in refused["message"], refused
         assert "inferenceservices" in refused["message"], refused
@@ -224,7 +208,7 @@ def test_the_charts_operator_pod_reports_a_verb_taken_from_its_role_as_a_403_and
         restored = {**narrowed, "rules": granted["rules"]}
         restored["metadata"].pop("resourceVersion", None)
         rbac.replace_namespaced_role(role.metadata.name, namespace, restored)
-        _until("Ready through KServe", lambda: _ready_condition(api, "dtypes", namespace).get(
+        wait_until("Ready through KServe", lambda: _ready_condition(api, "dtypes", namespace).get(
             "status") == "True", timeout=180)  # fmt: skip
         assert deployed()["reason"] == "InferenceServiceApplied"
     finally:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -28,6 +29,19 @@ DTYPES = {
 """v2 datatype -> ONNX element type, the op applied, numpy dtype."""
 
 WIDTH = 6
+
+
+def dtypes_deployment(
+    uri: str, name: str = "dtypes", namespace: str | None = None, **spec: Any
+) -> dict[str, Any]:
+    """The ModelDeployment document for the ``dtypes`` graph at ``uri``: one input per
+    datatype; ``spec`` entries (``serving=...``) added to its spec."""
+    inputs = [{"name": f"in_{t.lower()}", "shape": [WIDTH], "dtype": t} for t in DTYPES]
+    metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {
+        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "metadata": metadata,
+        "spec": {"model": {"uri": uri, "format": "onnx", "inputs": inputs}, **spec},
+    }  # fmt: skip
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 CHART_NAMESPACE = "modeldeploy-system"
 RELEASE = "modeldeploy"
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
+    """``check``'s first truthy answer, asked every 0.2 s; an AssertionError naming ``what``
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.2)
+    return found
 
 
 @dataclass
