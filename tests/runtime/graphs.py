@@ -52,14 +52,15 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def dtypes(path: Path) -> Path:
-    """``out_<t> = Abs(in_<t>)`` (``Not`` for BOOL), each ``[N, WIDTH]``."""
+def dtypes(path: Path, fp32_op: str = "Abs") -> Path:
+    """``out_<t> = Abs(in_<t>)`` (``Not`` for BOOL), each ``[N, WIDTH]``; ``fp32_op`` (e.g.
+    ``Relu``) makes a second version whose FP32 answers tell it apart."""
     nodes, inputs, outputs = [], [], []
     for name, (onnx_type, op, _) in DTYPES.items():
         tensor_in, tensor_out = f"in_{name.lower()}", f"out_{name.lower()}"
         inputs.append(helper.make_tensor_value_info(tensor_in, onnx_type, ["N", WIDTH]))
         outputs.append(helper.make_tensor_value_info(tensor_out, onnx_type, ["N", WIDTH]))
-        nodes.append(helper.make_node(op, [tensor_in], [tensor_out]))
+        nodes.append(helper.make_node(fp32_op if name == "FP32" else op, [tensor_in], [tensor_out]))
     return _save(helper.make_graph(nodes, "dtypes", inputs, outputs), path)
 
 

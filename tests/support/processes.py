@@ -102,8 +102,15 @@ class LocalStack:
                 *scope,
                 *args,
             ],
-            # The operator reads golden samples from the store, as the executor maps it.
-            {"MODELDEPLOY_PVC_ROOT": str(self.pvc_root), **(env or {})},
+            # The operator reads golden samples from the store, as the executor maps it. The
+            # executor plays KServe without spec.canary (0.15-0.19): the operator is told so,
+            # as the schema it installs (0.20's) would say otherwise; the KServe cluster's
+            # tests pass "auto" and get the real answer.
+            {
+                "MODELDEPLOY_PVC_ROOT": str(self.pvc_root),
+                "MODELDEPLOY_KSERVE_CANARY": "off",
+                **(env or {}),
+            },
         )
         deadline = time.monotonic() + wait
         while "Initial authentication has finished" not in managed.log_text():

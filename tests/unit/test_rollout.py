@@ -25,7 +25,7 @@ from modeldeploy.controller.rollout import (
     analysis_due,
     decide,
 )
-from modeldeploy.controller.route import build_http_route, route_weights
+from modeldeploy.controller.route import Backends, build_http_route, route_weights
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
 from modeldeploy.controller.status_patch import merge_patch
 from modeldeploy.rollout_control import describe
@@ -321,7 +321,7 @@ def test_standard_serving_reads_the_route_and_both_services() -> None:
         ("digits-predictor", 70), ("digits-canary-predictor", 30)]  # fmt: skip
     assert route["spec"]["hostnames"] == ["digits.ml.example.com"]
     assert route["spec"]["parentRefs"][0]["namespace"] == "kserve"
-    assert route_weights(route, "digits") == (70, 30)
+    assert route_weights(route, Backends.separate("digits")) == (70, 30)
 
     def ready(uri: str) -> dict[str, Any]:
         return {"metadata": {"generation": 1}, "spec": {"predictor": {"model": {"storageUri": uri}}},
@@ -350,7 +350,7 @@ def test_standard_serving_reads_the_route_and_both_services() -> None:
                                  revisions)  # fmt: skip
         assert found.stable_settled_on == settled
     alone = build_http_route(deployment, "uid", OperatorConfig(), 0, with_canary=False)
-    assert route_weights(alone, "digits") == (100, 0)
+    assert route_weights(alone, Backends.separate("digits")) == (100, 0)
 
 
 def test_analysis_queries_select_the_revisions_and_thresholds_fail_with_numbers() -> None:

@@ -16,6 +16,7 @@ from modeldeploy.api import entrypoints
 from modeldeploy.artifacts.store import tenant_store
 
 DEFAULT_STAGING_IMAGE = "ghcr.io/modeldeploy/staging:0.1.0"
+KSERVE_CANARY_AUTO, KSERVE_CANARY_ON, KSERVE_CANARY_OFF = "auto", "on", "off"
 
 
 def _egress_list(value: str) -> tuple[str, ...]:
@@ -171,6 +172,17 @@ class OperatorConfig:
     analysis_timeout_seconds: float = 10.0
     """Longest one Prometheus query or one golden request may take."""
 
+    kserve_canary: str = KSERVE_CANARY_AUTO
+    """Standard mode's canary: ``on`` runs it as an entry of KServe 0.20's ``spec.canary`` on the
+    one InferenceService; ``off`` as a second InferenceService ``<name>-canary`` (KServe
+    0.15-0.19); ``auto`` (the default) asks the installed InferenceService schema at start-up
+    (``kserve_features.detect``). Unresolved ``auto`` means ``off``."""
+
+    @property
+    def native_canary(self) -> bool:
+        """Whether Standard-mode canaries are KServe ``spec.canary`` entries."""
+        return self.kserve_canary == KSERVE_CANARY_ON
+
     def tenant_store(self, namespace: str) -> str:
         """Namespace ``namespace``'s own prefix of the artifact store: the only part of it
         that namespace's staging Jobs publish to and its analyses and clean-ups read."""
@@ -184,6 +196,11 @@ class OperatorConfig:
             )
         for entry in self.staging_egress:
             egress_rule(entry)  # ValueError names a malformed entry at start-up
+        choices = (KSERVE_CANARY_AUTO, KSERVE_CANARY_ON, KSERVE_CANARY_OFF)
+        if self.kserve_canary not in choices:
+            raise ValueError(
+                f"kserve canary {self.kserve_canary!r}: use one of {', '.join(choices)}"
+            )
         if self.gateway.count("/") != 1 or not all(self.gateway.split("/")):
             raise ValueError(f"gateway {self.gateway!r}: use namespace/name")
 
@@ -223,6 +240,7 @@ class OperatorConfig:
             ),
             "prometheus_headers": ("MODELDEPLOY_PROMETHEUS_HEADERS", _headers),
             "unconfined_queries": ("MODELDEPLOY_UNCONFINED_QUERIES", _flag),
+            "kserve_canary": ("MODELDEPLOY_KSERVE_CANARY", str),
         }
         values: dict[str, object] = {}
         for attr, (var, kind) in names.items():

@@ -47,7 +47,7 @@ from modeldeploy.controller.kube import Kube, TransientApiError
 from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
-from modeldeploy.controller.serving_state import condition
+from modeldeploy.controller.serving_state import canary_entry, condition, predictor_slot
 from modeldeploy.controller.staging_job import build_cleanup_job
 from modeldeploy.controller.status_patch import merge_patch
 
@@ -169,12 +169,20 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         and (deployment.spec.rollout.shadow is not None or status.rollout.shadow)
     ):  # read before it is first written: someone else's under that name is never taken over
         shadow_config_map = await kube.config_map_metadata(namespace, config_map_name(name))
-    predictor = None
+    predictor = canary_predictor = None
+    native = standard and state.config.native_canary
     if standard and status.rollout and status.rollout.phase == rollout.PROMOTING:
-        predictor = await kube.deployment(namespace, naming.predictor_service(name))
+        # Stable's predictor Deployment: KServe >= 0.20 names it after stable's predictor.name.
+        slot = predictor_slot(isvc) if native else ""
+        predictor = await kube.deployment(namespace, naming.predictor_service(name, slot))
+    entry = canary_entry(isvc) if native else None
+    if entry is not None:
+        slot = str((entry.get("predictor") or {}).get("name") or "")
+        canary_predictor = await kube.deployment(namespace, naming.predictor_service(name, slot))
     reading = drift_report.reading_for(state.drift, namespace, name, status)
     return Observed(
         body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor,
+        canary_predictor=canary_predictor,
         drift=reading, shadow_config_map=shadow_config_map, deployment=deployment,
         invalid=invalid, status=status, staging_hash=digest,
     )  # fmt: skip
@@ -379,6 +387,11 @@ def isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
         tuple(
             (t.get("revisionName"), t.get("percent"), t.get("tag"))
             for t in predictor.get("traffic") or []
+        ),
+        # KServe >= 0.20: a spec.canary entry becoming ready, or its share read back.
+        tuple(
+            (c.get("name"), c.get("ready"), c.get("trafficPercent"))
+            for c in status.get("canaryStatuses") or []
         ),
     )
 

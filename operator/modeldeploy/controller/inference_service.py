@@ -55,6 +55,43 @@ def _probe(path: str, defaults: Probe, override: Probe | None) -> dict[str, Any]
     }
 
 
+@dataclass(frozen=True)
+class CanaryEntry:
+    """KServe 0.20's ``spec.canary[0]``: the candidate beside stable on one InferenceService."""
+
+    slot: str
+    """Its ``predictor.name`` (``naming.canary_slot``): KServe names its Deployment and Service
+    ``<isvc>-<slot>-predictor``."""
+    uri: str
+    revision: str
+    traffic_percent: int
+    """What KServe records as the canary's share (``status.canaryStatuses``). KServe 0.20 does
+    not weight its own route by it; ours carries the same number (``route.py``)."""
+
+
+def canary_replicas(stable_min: int, weight: int) -> int:
+    """The canary's fixed replicas for ``weight`` percent: stable's minimum scaled to the share,
+    at least one (so it is ready before it gets any weight, kserve#5983), at most stable's (KServe
+    refuses more). KServe's own default would give a canary at 0% no pods at all."""
+    return max(1, min(stable_min, -(-stable_min * weight // 100)))
+
+
+def _canary(predictor: dict[str, Any], entry: CanaryEntry, stable_min: int) -> dict[str, Any]:
+    """``spec.canary[0]`` from the predictor its artifact would have as stable. KServe merges it
+    over stable's predictor (mergo, override) and refuses autoscaling fields on a canary; the
+    rest is spelled out in full, so that after a promotion (the rename) stable's pod template is
+    the canary's, field for field, and KServe has no reason to restart the pods."""
+    fixed = {k: v for k, v in predictor.items() if k not in AUTOSCALING}
+    fixed["name"] = entry.slot
+    fixed["minReplicas"] = canary_replicas(stable_min, entry.traffic_percent)
+    return {"predictor": fixed, "trafficPercent": entry.traffic_percent}
+
+
+AUTOSCALING = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling",
+               "canaryTrafficPercent", "name")  # fmt: skip
+"""Predictor fields a ``spec.canary`` entry must not carry, or carries its own value of."""
+
+
 def build_inference_service(
     deployment: ModelDeployment,
     uid: str,
@@ -65,14 +102,42 @@ def build_inference_service(
     isvc_name: str | None = None,
     role: str | None = None,
     pull_secrets: tuple[str, ...] = (),
+    predictor_name: str = "",
+    canary: CanaryEntry | None = None,
 ) -> dict[str, Any]:
     """The InferenceService for ``deployment`` serving the artifact at ``artifact_uri``.
 
     ``revision`` labels the predictor pods (for the analysis's metric queries);
     ``canary_percent`` is Knative mode's ``canaryTrafficPercent`` (None: all traffic to the
     latest ready revision); ``isvc_name``/``role`` name Standard mode's separate canary;
-    ``pull_secrets`` become the predictor pods' imagePullSecrets.
+    ``pull_secrets`` become the predictor pods' imagePullSecrets. With KServe 0.20's
+    ``spec.canary``: ``predictor_name`` is stable's ``predictor.name`` and ``canary`` the
+    candidate beside it.
     """
+    found = _build(deployment, uid, artifact_uri, runtime, revision, canary_percent, isvc_name,
+                   role, pull_secrets)  # fmt: skip
+    predictor = found["spec"]["predictor"]
+    if predictor_name:
+        predictor["name"] = predictor_name
+    if canary is not None:
+        candidate = _build(deployment, uid, canary.uri, runtime, canary.revision, None, None,
+                           None, pull_secrets)["spec"]["predictor"]  # fmt: skip
+        stable_min = deployment.spec.serving.scaling.min_replicas
+        found["spec"]["canary"] = [_canary(candidate, canary, stable_min)]
+    return found
+
+
+def _build(
+    deployment: ModelDeployment,
+    uid: str,
+    artifact_uri: str,
+    runtime: ServingRuntimeRef,
+    revision: str | None,
+    canary_percent: int | None,
+    isvc_name: str | None,
+    role: str | None,
+    pull_secrets: tuple[str, ...],
+) -> dict[str, Any]:
     name = deployment.metadata.name
     serving = deployment.spec.serving
     res = serving.resources

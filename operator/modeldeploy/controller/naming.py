@@ -73,9 +73,25 @@ def route_name(deployment: str) -> str:
     return f"{deployment}-traffic"
 
 
-def predictor_service(isvc: str) -> str:
-    """The Service KServe creates for an InferenceService's predictor (Standard mode)."""
-    return f"{isvc}-predictor"
+def predictor_service(isvc: str, predictor: str = "") -> str:
+    """The Service (and Deployment) KServe creates for an InferenceService's predictor in
+    Standard mode: ``<isvc>-predictor``, or ``<isvc>-<predictor>-predictor`` for a named one
+    (KServe 0.20's ``predictor.name``, and each ``spec.canary[]`` entry's)."""
+    return f"{isvc}-{predictor}-predictor" if predictor else f"{isvc}-predictor"
+
+
+CANARY_SLOTS = ("a", "b")
+"""KServe 0.20's ``spec.canary``: the two ``predictor.name`` values stable and canary take turns
+with. A promotion renames stable to the canary's slot (KServe's promotion without a restart), so
+the next canary takes the other one. One letter, because KServe labels the pods
+``app: isvc.<isvc>-<slot>-predictor``, a label value of at most 63 characters: a 45-character
+ModelDeployment name leaves room for two."""
+
+
+def canary_slot(stable_predictor: str) -> str:
+    """The ``predictor.name`` of the canary beside a stable predictor named ``stable_predictor``
+    ("" for KServe's unnamed default)."""
+    return CANARY_SLOTS[1] if stable_predictor == CANARY_SLOTS[0] else CANARY_SLOTS[0]
 
 
 def cleanup_job_name(deployment: str, uid: str) -> str:

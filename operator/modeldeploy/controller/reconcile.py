@@ -32,16 +32,27 @@ from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import job_state, naming, prometheus_access, rollout, staging_retry
 from modeldeploy.controller.conditions import Transition, Wanted, merge
 from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.inference_service import ServingRuntimeRef, build_inference_service
+from modeldeploy.controller.inference_service import (
+    CanaryEntry,
+    ServingRuntimeRef,
+    build_inference_service,
+)
 from modeldeploy.controller.job_state import (
     StagingOutcome,
     StagingSummary,
     job_phase,
     verified_summary,
 )
-from modeldeploy.controller.route import build_http_route, route_host
+from modeldeploy.controller.route import Backends, build_http_route, route_host, route_weights
 from modeldeploy.controller.runtimes import Blocker
-from modeldeploy.controller.serving_state import isvc_readiness, knative_serving, standard_serving
+from modeldeploy.controller.serving_state import (
+    canary_entry,
+    isvc_readiness,
+    knative_serving,
+    predictor_slot,
+    slotted_serving,
+    standard_serving,
+)
 from modeldeploy.controller.shadow import get_mirror_config, get_shadow_config_map
 from modeldeploy.controller.staging_job import build_staging_job, build_staging_network_policy
 
@@ -66,6 +77,8 @@ class Observed:
     """Standard mode: the HTTPRoute, when it exists."""
     predictor: dict[str, Any] | None = None
     """Standard mode, while promoting: KServe's Deployment of the stable predictor."""
+    canary_predictor: dict[str, Any] | None = None
+    """KServe >= 0.20, during a rollout: KServe's Deployment of the ``spec.canary`` entry."""
     analysis: rollout.AnalysisResult | None = None
     """The analysis run for this reconciliation, when ``plan`` asked for one."""
     drift: drift_report.DriftReading | None = None
@@ -591,6 +604,16 @@ def _roll_out(
     revision_of = {stable_uri: stable, artifact.uri: digest}
     if knative:
         serving = knative_serving(observed.isvc, canary_uri)
+    elif config.native_canary:
+        serving = slotted_serving(
+            observed.isvc,
+            observed.route,
+            (canary_uri, digest) if canary_uri else None,
+            name,
+            meta["namespace"],
+            (observed.predictor, observed.canary_predictor),
+            {k: v for k, v in revision_of.items() if k and v},
+        )
     else:
         serving = standard_serving(
             observed.isvc,
@@ -651,6 +674,10 @@ def _roll_out(
             pull_secrets=config.image_pull_secrets,
         )
         return decision
+    if config.native_canary:
+        _carry_slotted(observed, deployment, decision, serving, (artifact.uri, digest), runtime,
+                       config, result)  # fmt: skip
+        return decision
     result.apply_isvc = build_inference_service(
         deployment,
         uid,
@@ -677,3 +704,74 @@ def _roll_out(
             deployment, uid, config, decision.canary_weight, decision.canary_isvc
         )
     return decision
+
+
+def _carry_slotted(
+    observed: Observed,
+    deployment: ModelDeployment,
+    decision: rollout.Decision,
+    serving: rollout.Serving,
+    candidate: tuple[str, str],
+    runtime: ServingRuntimeRef,
+    config: OperatorConfig,
+    result: Plan,
+) -> None:
+    """KServe >= 0.20: the decision as one InferenceService with the canary in ``spec.canary``,
+    and our route between the two predictors' Services. ``candidate`` is the staged artifact
+    (uri, revision).
+
+    The route moves first, KServe second: a canary entry is removed (rollback), and stable
+    renamed to the canary's slot (promotion), only once the route as read back gives the pods
+    about to go no traffic, so that no request is sent to a pod KServe is deleting."""
+    meta = observed.body["metadata"]
+    uid, name = meta["uid"], deployment.metadata.name
+    live = observed.isvc
+    stable_slot = predictor_slot(live)
+    entry = canary_entry(live)
+    slot = str((entry or {}).get("predictor", {}).get("name") or naming.canary_slot(stable_slot))
+    uri, revision = candidate
+    stored = (observed.status or ModelDeploymentStatus()).revisions
+    old_uri = _storage_uri_of(live) or decision.stable_uri
+    revision_of = {
+        old_uri: stored.stable if stored else None,
+        decision.revisions.stable_uri: decision.revisions.stable,
+        uri: revision,
+    }
+    # Promoting (``rollout._promote``): the candidate is to become stable, and is not yet.
+    promoting = decision.canary_isvc and decision.stable_uri == uri != old_uri
+    if promoting and serving.canary_ready and serving.weights[1] == 100:
+        # KServe's promotion without a restart: stable becomes the canary's predictor, by name.
+        result.apply_isvc = build_inference_service(
+            deployment, uid, uri, runtime, revision, pull_secrets=config.image_pull_secrets,
+            predictor_name=slot,
+        )  # fmt: skip
+        backends = Backends.slots(name, slot, naming.canary_slot(slot))
+        result.apply_route = build_http_route(deployment, uid, config, 0, False, backends)
+        return
+    stable_uri = old_uri if promoting else decision.stable_uri
+    canary = None
+    if decision.canary_isvc:
+        canary = CanaryEntry(slot, uri, revision, decision.canary_weight)
+    result.apply_isvc = build_inference_service(
+        deployment, uid, stable_uri, runtime, revision_of.get(stable_uri),
+        pull_secrets=config.image_pull_secrets, predictor_name=stable_slot, canary=canary,
+    )  # fmt: skip
+    if canary is None and entry is not None and serving.weights[1] > 0:
+        # Rolled back or abandoned: the entry goes once the route sends it nothing.
+        result.apply_isvc["spec"]["canary"] = [entry]
+        result.requeue_after = min(result.requeue_after or 1.0, 1.0)
+    result.apply_route = build_http_route(
+        deployment, uid, config, decision.canary_weight, canary is not None,
+        Backends.slots(name, stable_slot, slot),
+    )  # fmt: skip
+    legacy = observed.canary_isvc
+    if (
+        legacy is not None
+        and not (route_weights(observed.route, Backends.separate(name)) or (0, 0))[1]
+    ):
+        result.delete_canary = True  # left by an operator that ran before KServe 0.20
+
+
+def _storage_uri_of(isvc: dict[str, Any] | None) -> str | None:
+    model = (((isvc or {}).get("spec") or {}).get("predictor") or {}).get("model") or {}
+    return str(model["storageUri"]) if model.get("storageUri") else None

@@ -1,17 +1,26 @@
 """The Gateway API HTTPRoute that splits traffic between stable and canary in Standard mode.
 
 KServe's ``canaryTrafficPercent`` only works in Knative mode; in Standard (raw Deployment) mode
-KServe ignores it. There the canary runs as its own InferenceService (``<name>-canary``) and this
-route sends ``weight`` percent of the requests for ``<name>.<namespace>.<domain>`` to its
-predictor Service and the rest to the stable one. Weighted ``backendRefs`` are core Gateway API
-(v1), so this works with every KServe release from 0.15 and any conformant gateway, not only
-with KServe 0.20's ``spec.canary``.
+KServe ignores it. Its route (``<name>``, with Gateway API on) goes to stable's predictor alone,
+even in KServe 0.20 with ``spec.canary``: there ``trafficPercent`` is recorded in
+``status.canaryStatuses`` and sizes the canary's replicas, and the top-level HTTPRoute it writes
+still has one backend (``createRawTopLevelHTTPRoute``). So this route, ``<name>-traffic``, sends
+``weight`` percent of the requests for ``<name>.<namespace>.<domain>`` to the canary's predictor
+Service and the rest to stable's, whichever way the canary runs:
 
-Pure: ModelDeployment + weights → manifest.
+- KServe >= 0.20: an entry of the InferenceService's ``spec.canary``, Service
+  ``<name>-<slot>-predictor`` (``naming.canary_slot``);
+- KServe 0.15-0.19: a second InferenceService ``<name>-canary``, Service
+  ``<name>-canary-predictor``.
+
+Weighted ``backendRefs`` are core Gateway API (v1): any conformant gateway carries them.
+
+Pure: ModelDeployment + Services + weights → manifest.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy.api.modeldeployment import ModelDeployment
@@ -29,36 +38,58 @@ def route_host(deployment: ModelDeployment, config: OperatorConfig) -> str:
     return f"{deployment.metadata.name}.{namespace}.{config.route_domain}"
 
 
+@dataclass(frozen=True)
+class Backends:
+    """The predictor Services the route splits between."""
+
+    stable: str
+    canary: str
+
+    @classmethod
+    def separate(cls, deployment: str) -> Backends:
+        """KServe 0.15-0.19: the canary is its own InferenceService ``<name>-canary``."""
+        return cls(naming.predictor_service(deployment),
+                   naming.predictor_service(naming.canary_name(deployment)))  # fmt: skip
+
+    @classmethod
+    def slots(cls, deployment: str, stable_slot: str, canary_slot: str) -> Backends:
+        """KServe >= 0.20: stable and canary are predictors of the one InferenceService."""
+        return cls(naming.predictor_service(deployment, stable_slot),
+                   naming.predictor_service(deployment, canary_slot))  # fmt: skip
+
+
 def build_http_route(
     deployment: ModelDeployment,
     uid: str,
     config: OperatorConfig,
     canary_weight: int,
     with_canary: bool,
+    backends: Backends | None = None,
 ) -> dict[str, Any]:
     """Route ``canary_weight`` percent to the canary's predictor, the rest to stable.
 
-    ``with_canary`` False leaves the canary backend out entirely (no canary InferenceService
-    exists), so the gateway never resolves a Service that is not there.
+    ``with_canary`` False leaves the canary backend out entirely (no canary exists), so the
+    gateway never resolves a Service that is not there.
     """
     name = deployment.metadata.name
     namespace = deployment.metadata.namespace or "default"
+    services = backends or Backends.separate(name)
     gateway_namespace, gateway_name = config.gateway.split("/")
-    backends = [
+    refs = [
         {
             "group": "",
             "kind": "Service",
-            "name": naming.predictor_service(name),
+            "name": services.stable,
             "port": SERVICE_PORT,
             "weight": 100 - canary_weight if with_canary else 100,
         }
     ]
     if with_canary:
-        backends.append(
+        refs.append(
             {
                 "group": "",
                 "kind": "Service",
-                "name": naming.predictor_service(naming.canary_name(name)),
+                "name": services.canary,
                 "port": SERVICE_PORT,
                 "weight": canary_weight,
             }
@@ -85,14 +116,14 @@ def build_http_route(
             "rules": [
                 {
                     "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": backends,
+                    "backendRefs": refs,
                 }
             ],
         },
     }
 
 
-def route_weights(route: dict[str, Any] | None, deployment: str) -> tuple[int, int] | None:
+def route_weights(route: dict[str, Any] | None, backends: Backends) -> tuple[int, int] | None:
     """(stable, canary) percent as the route stands, or None when there is no route."""
     if route is None:
         return None
@@ -102,8 +133,8 @@ def route_weights(route: dict[str, Any] | None, deployment: str) -> tuple[int, i
         for rule in rules[:1]
         for ref in rule.get("backendRefs") or []
     }
-    stable = weights.get(naming.predictor_service(deployment), 0)
-    canary = weights.get(naming.predictor_service(naming.canary_name(deployment)), 0)
+    stable = weights.get(backends.stable, 0)
+    canary = weights.get(backends.canary, 0)
     total = stable + canary
     if total == 0:
         return 0, 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import kopf
 
-from modeldeploy.controller import metrics
+from modeldeploy.controller import kserve_features, metrics
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.engine import State
 from modeldeploy.controller.handlers import register
@@ -40,8 +41,9 @@ def run_operator(
         os.environ["KUBECONFIG"] = str(kubeconfig)
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    register(registry, config)
     api = load_client(str(kubeconfig) if kubeconfig else None)
+    config = dataclasses.replace(config, kserve_canary=kserve_features.resolve(config, api))
+    register(registry, config)
     state = State(config, Kube(api), namespaces)
     if lease is not None:
         from kubernetes import client

@@ -6,11 +6,12 @@ reports, the weights the HTTPRoute holds), never what it last asked for.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from modeldeploy.controller import naming
 from modeldeploy.controller.rollout import FAILED_REVISION_REASONS, Serving
-from modeldeploy.controller.route import route_weights
+from modeldeploy.controller.route import Backends, route_weights
 
 
 def _storage_uri(isvc: dict[str, Any]) -> str | None:
@@ -38,9 +39,17 @@ def isvc_readiness(isvc: dict[str, Any] | None) -> tuple[bool, str, str]:
         return True, "InferenceServiceReady", f"serving at {url}"
     return (
         False,
-        str(ready.get("reason") or "InferenceServiceNotReady"),
+        condition_reason(ready.get("reason"), "InferenceServiceNotReady"),
         str(ready.get("message") or "the InferenceService is not ready"),
     )
+
+
+def condition_reason(text: Any, default: str) -> str:
+    """KServe's reason as a Kubernetes condition reason (CamelCase, no spaces): KServe 0.20
+    writes e.g. "Predictor Deployment NotReady", which the ModelDeployment's CRD refuses."""
+    words = re.findall(r"[A-Za-z0-9_]+", str(text or ""))
+    joined = "".join(w[:1].upper() + w[1:] for w in words)[:1024]
+    return joined if joined[:1].isalpha() else default
 
 
 def condition(isvc: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -139,10 +148,84 @@ def standard_serving(
         predictor, (revision_of or {}).get(stable_uri or "")
     )
     return Serving(
-        weights=route_weights(route, deployment) or (100, 0),
+        weights=route_weights(route, Backends.separate(deployment)) or (100, 0),
         canary_ready=_ready_on(canary, canary_uri),
         canary_failed=failed,
         canary_url=((canary or {}).get("status") or {}).get("url"),
+        stable_settled_on=stable_uri if settled else None,
+        exists=True,
+    )
+
+
+def predictor_slot(isvc: dict[str, Any] | None) -> str:
+    """Stable's ``predictor.name`` on a KServe >= 0.20 InferenceService ("" unnamed)."""
+    return str((((isvc or {}).get("spec") or {}).get("predictor") or {}).get("name") or "")
+
+
+def canary_entry(isvc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``spec.canary[0]`` of an InferenceService, when it has one."""
+    entries = ((isvc or {}).get("spec") or {}).get("canary") or []
+    return dict(entries[0]) if entries else None
+
+
+def _entry_uri(entry: dict[str, Any]) -> str | None:
+    uri = (((entry.get("predictor") or {}).get("model")) or {}).get("storageUri")
+    return str(uri) if uri else None
+
+
+def canary_status(isvc: dict[str, Any], slot: str) -> dict[str, Any]:
+    """KServe's ``status.canaryStatuses`` entry of the canary ``slot``; {} before it reports."""
+    found: dict[str, Any] = next(
+        (s for s in (isvc.get("status") or {}).get("canaryStatuses") or []
+         if s.get("name") == slot), {},
+    )  # fmt: skip
+    return found
+
+
+def slotted_serving(
+    isvc: dict[str, Any] | None,
+    route: dict[str, Any] | None,
+    canary: tuple[str, str] | None,
+    deployment: str,
+    namespace: str,
+    predictors: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
+    revision_of: dict[str, str] | None = None,
+) -> Serving:
+    """KServe >= 0.20: one InferenceService, the canary its ``spec.canary[0]``, and our route
+    between their Services. ``canary`` is the candidate (uri, revision); ``predictors`` are
+    KServe's Deployments of stable (read while promoting) and of the canary (during a rollout).
+
+    KServe's ``status.observedGeneration`` is no help in Standard mode: it copies the stable
+    Deployment's, so a spec.canary change never moves it. The canary is ready when KServe
+    reports the entry ready at the share the spec gives it *and* its Deployment has rolled out
+    pods of the candidate's revision (``rolled_out``): ``canaryStatuses[].ready`` only says
+    some pod is available, which an old pod of a reused slot also is. Its URL is its own
+    predictor Service, which the analysis and stable's shadow mirror reach in-cluster."""
+    if isvc is None:
+        return Serving(weights=(100, 0))
+    stable_slot = predictor_slot(isvc)
+    entry = canary_entry(isvc)
+    slot = str((entry or {}).get("predictor", {}).get("name") or naming.canary_slot(stable_slot))
+    backends = Backends.slots(deployment, stable_slot, slot)
+    reported = canary_status(isvc, slot) if entry is not None else {}
+    canary_ready = (
+        entry is not None
+        and canary is not None
+        and _entry_uri(entry) == canary[0]
+        and reported.get("ready") is True
+        and reported.get("trafficPercent") == entry.get("trafficPercent")
+        and rolled_out(predictors[1], canary[1])
+    )
+    stable_uri = _storage_uri(isvc)
+    settled = (
+        entry is None
+        and isvc_readiness(isvc)[0]
+        and rolled_out(predictors[0], (revision_of or {}).get(stable_uri or ""))
+    )
+    return Serving(
+        weights=route_weights(route, backends) or (100, 0),
+        canary_ready=canary_ready,
+        canary_url=f"http://{backends.canary}.{namespace}.svc.cluster.local" if entry else None,
         stable_settled_on=stable_uri if settled else None,
         exists=True,
     )
