@@ -294,6 +294,11 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(
         ("traffic", f"stable {traffic.get('stable', 100)}%, canary {traffic.get('canary', 0)}%")
     )
+    kserve = traffic.get("kserveCanary")
+    if kserve:
+        rows.append(("kserve", f"spec.canary predictor {kserve.get('predictor')}: "
+                     f"{kserve.get('trafficPercent', 0)}% as KServe reads it back, "
+                     f"CanaryPredictorReady {kserve.get('ready', False)}"))  # fmt: skip
     shadow = rollout.get("shadow")
     if shadow:
         rows.append(("shadow", shadow_text(shadow)))

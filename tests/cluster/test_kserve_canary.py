@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modeldeploy.rollout_control import describe
 from tests.runtime import graphs
 from tests.support.cluster import KServeCluster, wait_until
 from tests.support.processes import LocalStack
@@ -225,6 +226,13 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
                 "trafficPercent": weight,
                 "modelStatus": None,
             }
+            # The ModelDeployment's status (and so ``modeldeploy status``) shows KServe's entry.
+            traffic = _md(api)["status"]["traffic"]
+            assert traffic["kserveCanary"] == {"predictor": "a", "trafficPercent": weight,
+                                               "ready": True}  # fmt: skip
+            assert f"spec.canary predictor a: {weight}% as KServe reads it back" in describe(
+                _md(api)
+            )
             canary_pods = canary_pods or _pods(api, f"{NAME}-a-predictor")
             assert _pods(api, f"{NAME}-a-predictor") == canary_pods  # fixed replicas, no churn
             share = _share(gateway, "relu")
@@ -251,6 +259,7 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
     assert [(r["name"], r["weight"]) for r in route["spec"]["rules"][0]["backendRefs"]] == [
         (f"{NAME}-a-predictor", 100)]  # fmt: skip
     assert _share(gateway, "relu") == 100
+    assert "kserveCanary" not in _md(api)["status"]["traffic"]
 
 
 def test_an_aborted_kserve_canary_is_removed_and_stable_keeps_its_pods(

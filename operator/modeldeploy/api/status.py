@@ -121,6 +121,21 @@ class Revisions(ApiModel):
     """storageUri of the canary's artifact (or of the failed one, while it is kept at 0%)."""
 
 
+class KServeCanary(ApiModel):
+    """KServe >= 0.20: the candidate as an entry of the InferenceService's ``spec.canary``, as
+    KServe reports it."""
+
+    predictor: Annotated[str, Field(max_length=63)]
+    """The entry's ``predictor.name``; KServe's Deployment and Service are
+    ``<name>-<predictor>-predictor``."""
+
+    traffic_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    """The entry's share as KServe reads it back (``status.canaryStatuses[].trafficPercent``)."""
+
+    ready: bool = False
+    """KServe's CanaryPredictorReady condition."""
+
+
 class Traffic(ApiModel):
     """Where requests go now."""
 
@@ -132,6 +147,9 @@ class Traffic(ApiModel):
 
     split: Annotated[str, Field(max_length=16)] = "100/0"
     """stable/canary, for the Traffic printer column."""
+
+    kserve_canary: KServeCanary | None = None
+    """KServe >= 0.20, during a Standard-mode rollout: the ``spec.canary`` entry."""
 
 
 class AnalysisReport(ApiModel):

@@ -35,6 +35,7 @@ from modeldeploy.api.status import (
     HOLDING_PHASES,
     AnalysisReport,
     ConditionType,
+    KServeCanary,
     ModelDeploymentStatus,
     Revisions,
     RolloutPhase,
@@ -91,6 +92,8 @@ class Serving:
     """Knative: the storageUri of the InferenceService's latest revision, once it is ready."""
     exists: bool = False
     """Whether anything serves yet (an InferenceService exists)."""
+    kserve_canary: KServeCanary | None = None
+    """KServe >= 0.20: the ``spec.canary`` entry as KServe reports it, while there is one."""
 
 
 def _rounded(value: float | None) -> float | None:
@@ -861,7 +864,8 @@ def _traffic(d: Decision, inputs: Inputs) -> None:
         d.route = True
     # Settled: no canary any more, whatever share the revision had while it was one.
     stable_w, canary_w = (100, 0) if d.settled else serving.weights
-    d.traffic = Traffic(stable=stable_w, canary=canary_w, split=f"{stable_w}/{canary_w}")
+    d.traffic = Traffic(stable=stable_w, canary=canary_w, split=f"{stable_w}/{canary_w}",
+                        kserve_canary=serving.kserve_canary)  # fmt: skip
 
 
 def _conditions(d: Decision, inputs: Inputs) -> list[Wanted]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modeldeploy.api.status import KServeCanary
 from modeldeploy.controller import naming
 from modeldeploy.controller.rollout import FAILED_REVISION_REASONS, Serving
 from modeldeploy.controller.route import Backends, route_weights
@@ -228,4 +229,11 @@ def slotted_serving(
         canary_url=f"http://{backends.canary}.{namespace}.svc.cluster.local" if entry else None,
         stable_settled_on=stable_uri if settled else None,
         exists=True,
+        kserve_canary=KServeCanary(
+            predictor=slot,
+            traffic_percent=int(reported.get("trafficPercent") or 0),
+            ready=condition(isvc, "CanaryPredictorReady").get("status") == "True",
+        )
+        if entry is not None
+        else None,
     )

@@ -1,0 +1,167 @@
+"""KServe 0.20's ``spec.canary`` in the pure parts: detection from the published schema, the
+entry the operator writes, and what it reads back. The whole rollout, on KServe's own manager
+and through the gateway, is ``tests/cluster/test_kserve_canary.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
+from modeldeploy.controller import naming
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.inference_service import (
+    CanaryEntry,
+    ServingRuntimeRef,
+    build_inference_service,
+    canary_replicas,
+)
+from modeldeploy.controller.kserve_features import has_canary
+from modeldeploy.controller.route import Backends, build_http_route
+from modeldeploy.controller.serving_state import condition_reason, isvc_readiness, slotted_serving
+
+RUNTIME = ServingRuntimeRef("modeldeploy-onnx", "ClusterServingRuntime")
+STABLE, NEW = ("pvc://a/store/d-1", "1111111111"), ("pvc://a/store/d-2", "2222222222")
+
+
+def deployment(min_replicas: int = 4) -> ModelDeployment:
+    spec = {"model": {"uri": "pvc://m/x.onnx", "format": "onnx",
+                      "inputs": [{"name": "x", "shape": [4]}]},
+            "serving": {"scaling": {"minReplicas": min_replicas, "maxReplicas": 8}}}  # fmt: skip
+    return ModelDeployment(metadata=ObjectMeta(name="d", namespace="ml"),
+                           spec=ModelDeploymentSpec.model_validate(spec))  # fmt: skip
+
+
+def openapi(spec: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    schemas = {"io.kserve.serving.v1beta1.InferenceService": {"properties": {"spec": spec}},
+               **(extra or {})}  # fmt: skip
+    return {"components": {"schemas": schemas}}
+
+
+def test_spec_canary_is_found_in_the_published_schema_inline_or_by_reference() -> None:
+    assert has_canary(openapi({"properties": {"predictor": {}, "canary": {"type": "array"}}}))
+    assert not has_canary(openapi({"properties": {"predictor": {}}}))  # KServe 0.16
+    referenced = openapi({"allOf": [{"$ref": "#/components/schemas/Spec"}]},
+                         {"Spec": {"properties": {"canary": {}}}})  # fmt: skip
+    assert has_canary(referenced)
+    assert not has_canary({"components": {"schemas": {"x.Other": {"properties": {"spec": {
+        "properties": {"canary": {}}}}}}}})  # fmt: skip
+    assert not has_canary({})
+
+
+def test_the_setting_is_auto_on_or_off_and_anything_else_is_refused() -> None:
+    assert not OperatorConfig().native_canary  # auto, unresolved: the path every KServe has
+    assert OperatorConfig(kserve_canary="on").native_canary
+    assert not OperatorConfig.from_env({"MODELDEPLOY_KSERVE_CANARY": "off"}).native_canary
+    with pytest.raises(ValueError, match="kserve canary 'yes': use one of auto, on, off"):
+        OperatorConfig(kserve_canary="yes")
+
+
+@pytest.mark.parametrize(("stable", "weight", "replicas"),
+                         [(1, 0, 1), (1, 90, 1), (10, 0, 1), (10, 10, 1), (10, 50, 5),
+                          (10, 55, 6), (10, 100, 10), (4, 90, 4)])  # fmt: skip
+def test_a_canary_has_pods_for_its_share_at_least_one_at_most_stables(
+    stable: int, weight: int, replicas: int
+) -> None:
+    assert canary_replicas(stable, weight) == replicas
+
+
+def test_the_canary_entry_is_the_candidates_predictor_without_autoscaling() -> None:
+    isvc = build_inference_service(deployment(), "uid", STABLE[0], RUNTIME, STABLE[1],
+                                   predictor_name="b",
+                                   canary=CanaryEntry("a", NEW[0], NEW[1], 50))  # fmt: skip
+    stable = isvc["spec"]["predictor"]
+    assert stable["name"] == "b"
+    assert stable["model"]["storageUri"] == STABLE[0]
+    assert (stable["minReplicas"], stable["maxReplicas"]) == (4, 8)
+    [entry] = isvc["spec"]["canary"]
+    assert entry["trafficPercent"] == 50
+    candidate = entry["predictor"]
+    assert candidate["name"] == "a"
+    assert candidate["minReplicas"] == 2
+    # KServe refuses these on a canary (inference_service_validation.go).
+    for refused in ("maxReplicas", "scaleMetric", "scaleTarget", "autoScaling"):
+        assert refused not in candidate
+    assert candidate["model"]["storageUri"] == NEW[0]
+    assert candidate["labels"][naming.REVISION_LABEL] == NEW[1]
+    # Spelled out in full: promoted by rename, stable's pod template is the canary's.
+    promoted = build_inference_service(deployment(), "uid", NEW[0], RUNTIME, NEW[1],
+                                       predictor_name="a")["spec"]["predictor"]  # fmt: skip
+    for field in ("model", "labels", "volumes", "automountServiceAccountToken"):
+        assert promoted[field] == candidate[field], field
+    # Without a name (KServe's default, and every InferenceService made before 0.20).
+    plain = build_inference_service(deployment(), "uid", STABLE[0], RUNTIME, STABLE[1])
+    assert "name" not in plain["spec"]["predictor"]
+    assert "canary" not in plain["spec"]
+
+
+def test_stable_and_canary_take_turns_with_two_one_letter_slots() -> None:
+    assert naming.canary_slot("") == "a"
+    assert naming.canary_slot("a") == "b"
+    assert naming.canary_slot("b") == "a"
+    assert naming.predictor_service("d", "a") == "d-a-predictor"
+    assert naming.predictor_service("d") == "d-predictor"
+    # The longest name still makes KServe's pod label app=isvc.<name>-<slot>-predictor valid.
+    assert len("isvc." + naming.predictor_service("n" * 45, "a")) <= 63
+
+
+def slotted_isvc(
+    percent: int = 10, ready: bool = True, reported: int | None = None
+) -> dict[str, Any]:
+    return {"metadata": {"generation": 3},
+            "spec": {"predictor": {"model": {"storageUri": STABLE[0]}},
+                     "canary": [{"predictor": {"name": "a", "model": {"storageUri": NEW[0]}},
+                                 "trafficPercent": percent}]},
+            "status": {"observedGeneration": 1,  # KServe copies the stable Deployment's
+                       "conditions": [{"type": "Ready", "status": "True"}],
+                       "canaryStatuses": [{"name": "a", "ready": ready, "trafficPercent":
+                                           percent if reported is None else reported}]}}  # fmt: skip
+
+
+def rolled(revision: str, available: int = 1) -> dict[str, Any]:
+    return {"metadata": {"generation": 2},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {
+                naming.REVISION_LABEL: revision}}}},
+            "status": {"observedGeneration": 2, "updatedReplicas": 1,
+                       "availableReplicas": available}}  # fmt: skip
+
+
+def test_a_spec_canary_entry_is_ready_when_kserve_and_its_deployment_both_say_so() -> None:
+    route = build_http_route(deployment(), "uid", OperatorConfig(), 10, True,
+                             Backends.slots("d", "", "a"))  # fmt: skip
+    assert [(r["name"], r["weight"]) for r in route["spec"]["rules"][0]["backendRefs"]] == [
+        ("d-predictor", 90), ("d-a-predictor", 10)]  # fmt: skip
+
+    def serving(isvc: dict[str, Any], canary_deployment: dict[str, Any] | None) -> Any:
+        return slotted_serving(isvc, route, NEW, "d", "ml", (None, canary_deployment))
+
+    found = serving(slotted_isvc(), rolled(NEW[1]))
+    assert found.weights == (90, 10)
+    assert found.canary_ready
+    assert found.canary_url == "http://d-a-predictor.ml.svc.cluster.local"
+    assert found.stable_settled_on is None  # a canary is still beside it
+    # Not ready: KServe says not; its share not read back yet; the slot's Deployment still
+    # serves the previous candidate's pods; no pod available.
+    assert not serving(slotted_isvc(ready=False), rolled(NEW[1])).canary_ready
+    assert not serving(slotted_isvc(reported=0), rolled(NEW[1])).canary_ready
+    assert not serving(slotted_isvc(), rolled(STABLE[1])).canary_ready
+    assert not serving(slotted_isvc(), rolled(NEW[1], available=0)).canary_ready
+    assert not serving(slotted_isvc(), None).canary_ready
+    # After the rename: stable is predictor "a", settled once its Deployment rolled out.
+    renamed = {"metadata": {"generation": 4},
+               "spec": {"predictor": {"name": "a", "model": {"storageUri": NEW[0]}}},
+               "status": {"observedGeneration": 1,
+                          "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+    settled = slotted_serving(renamed, None, NEW, "d", "ml", (rolled(NEW[1]), None),
+                              {NEW[0]: NEW[1]})  # fmt: skip
+    assert settled.stable_settled_on == NEW[0]
+
+
+def test_kserves_reasons_with_spaces_become_condition_reasons() -> None:
+    assert condition_reason("Predictor Deployment NotReady", "X") == "PredictorDeploymentNotReady"
+    assert condition_reason("", "InferenceServiceNotReady") == "InferenceServiceNotReady"
+    assert condition_reason("42 errors", "X") == "X"
+    isvc = {"status": {"conditions": [{"type": "Ready", "status": "False",
+                                       "reason": "Predictor Deployment NotReady"}]}}  # fmt: skip
+    assert isvc_readiness(isvc)[:2] == (False, "PredictorDeploymentNotReady")
