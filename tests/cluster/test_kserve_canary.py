@@ -8,8 +8,10 @@ KServe's manager makes the canary's Deployment and Service and reports it in
 The two versions are told apart by their answers: stable's FP32 output is ``Abs(x)``, the
 candidate's ``Relu(x)`` (0 where x is negative).
 
-Live golden parity is off here: the operator runs outside the cluster, and this cluster has no
-DNS for the canary's ``<svc>.<ns>.svc.cluster.local`` URL (docs/testing.md#the-kserve-cluster).
+The walk and the abort run with the operator as a local process, outside the cluster: live
+golden parity is off there, as it sends its golden requests to the canary Service's
+``<svc>.<ns>.svc.cluster.local`` name, which only pods resolve (the node agent's cluster DNS).
+The parity rollback runs the operator as the Helm chart's pod, which does.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from kubernetes import client
 
 from modeldeploy.rollout_control import describe
 from tests.runtime import graphs
-from tests.support.cluster import KServeCluster, wait_until
+from tests.support.cluster import CHART_NAMESPACE, RELEASE, KServeCluster, wait_until
+from tests.support.golden import tamper_golden_outputs
 from tests.support.processes import LocalStack
 
 pytestmark = [pytest.mark.cluster]
@@ -66,14 +69,14 @@ def operator(kserve_cluster: KServeCluster) -> Iterator[LocalStack]:
         client.CoreV1Api(cluster.api).delete_namespace(NAMESPACE)
 
 
-def _infer(gateway: str) -> str:
+def _infer(gateway: str, host: str = HOST) -> str:
     """Which version answered one request through the gateway: "abs" or "relu"."""
     body = {"inputs": [{"name": f"in_{t.lower()}", "shape": [1, graphs.WIDTH], "datatype": t,
                         "data": [True] * graphs.WIDTH if t == "BOOL" else [-1] * graphs.WIDTH}
                        for t in graphs.DTYPES]}  # fmt: skip
     request = urllib.request.Request(
         f"{gateway}/v2/models/{NAME}/infer", json.dumps(body).encode(),
-        {"Content-Type": "application/json", "Host": HOST},
+        {"Content-Type": "application/json", "Host": host},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=10) as response:
         outputs = json.load(response)["outputs"]
@@ -85,9 +88,10 @@ class ClosedLoop:
     """One client sending request after request, each as soon as the last was answered; every
     outcome counted (an HTTP status other than 200, or no answer, is a failure)."""
 
-    def __init__(self, gateway: str) -> None:
-        self.gateway = gateway
+    def __init__(self, gateway: str, host: str = HOST) -> None:
+        self.gateway, self.host = gateway, host
         self.answers: Counter[str] = Counter()
+        self._lock = threading.Lock()
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -95,9 +99,15 @@ class ClosedLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.answers[_infer(self.gateway)] += 1
+                answered = _infer(self.gateway, self.host)
+                with self._lock:
+                    self.answers[answered] += 1
             except (urllib.error.URLError, OSError, ValueError) as err:
                 self.failures.append(f"{time.strftime('%X')} {err}")
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.answers)
 
     def __enter__(self) -> ClosedLoop:
         self._thread.start()
@@ -128,24 +138,54 @@ def reporting(cluster: KServeCluster, stack: LocalStack) -> Iterator[None]:
         raise AssertionError("\n".join(lines)) from err
 
 
-def _md(api: Any) -> dict[str, Any]:
+class WeightLog:
+    """The weight the route gives one predictor Service, each time it changes (read every
+    0.1 s): the traffic as the gateway is told it, to show it never flaps back."""
+
+    def __init__(self, api: Any, service: str, namespace: str = NAMESPACE) -> None:
+        self.api, self.service, self.namespace = api, service, namespace
+        self.seen: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        while not self._stop.wait(0.1):
+            route = custom.get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", self.namespace, "httproutes", f"{NAME}-traffic"
+            )
+            refs = route["spec"]["rules"][0]["backendRefs"]
+            weight = sum(int(r["weight"]) for r in refs if r["name"] == self.service)
+            if not self.seen or self.seen[-1] != weight:
+                self.seen.append(weight)
+
+    def __enter__(self) -> WeightLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _md(api: Any, namespace: str = NAMESPACE) -> dict[str, Any]:
     found: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        *MD[:2], NAMESPACE, MD[2], NAME
+        *MD[:2], namespace, MD[2], NAME
     )
     return found
 
 
-def _isvc(api: Any) -> dict[str, Any]:
+def _isvc(api: Any, namespace: str = NAMESPACE) -> dict[str, Any]:
     found: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        *ISVC[:2], NAMESPACE, ISVC[2], NAME
+        *ISVC[:2], namespace, ISVC[2], NAME
     )
     return found
 
 
-def _pods(api: Any, component: str) -> dict[str, str]:
+def _pods(api: Any, component: str, namespace: str = NAMESPACE) -> dict[str, str]:
     """Running pods of KServe's predictor Deployment ``component``: name → uid."""
     pods = client.CoreV1Api(api).list_namespaced_pod(
-        NAMESPACE, label_selector=f"app=isvc.{component}"
+        namespace, label_selector=f"app=isvc.{component}"
     )
     return {p.metadata.name: p.metadata.uid for p in pods.items
             if p.status.phase == "Running" and not p.metadata.deletion_timestamp}  # fmt: skip
@@ -162,26 +202,32 @@ def _at_step(api: Any, step: int, weight: int) -> bool:
     )
 
 
-def _phase(api: Any) -> str | None:
-    return ((_md(api).get("status") or {}).get("rollout") or {}).get("phase")
+def _phase(api: Any, namespace: str = NAMESPACE) -> str | None:
+    return ((_md(api, namespace).get("status") or {}).get("rollout") or {}).get("phase")
 
 
-def _annotate(api: Any, key: str, value: str) -> None:
+def _annotate(api: Any, key: str, value: str | None, namespace: str = NAMESPACE) -> None:
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        *MD[:2], NAMESPACE, MD[2], NAME, {"metadata": {"annotations": {key: value}}}
+        *MD[:2], namespace, MD[2], NAME, {"metadata": {"annotations": {key: value}}}
     )
 
 
-def _share(gateway: str, version: str) -> float:
-    answers = Counter(_infer(gateway) for _ in range(SAMPLE))
-    return 100 * answers[version] / SAMPLE
+def _share(gateway: str, version: str, host: str = HOST, load: ClosedLoop | None = None) -> float:
+    """``version``'s share of SAMPLE requests, and of ``load``'s sent meanwhile: the gateway
+    splits the requests of all its clients together, so a second client's share alone can be
+    skewed by how the two interleave; together they are what the gateway did."""
+    before = load.snapshot() if load is not None else Counter()
+    answers = Counter(_infer(gateway, host) for _ in range(SAMPLE))
+    if load is not None:
+        answers += load.snapshot() - before
+    return 100 * answers[version] / sum(answers.values())
 
 
-def _gone(api: Any, kind: str, name: str) -> bool:
+def _gone(api: Any, kind: str, name: str, namespace: str = NAMESPACE) -> bool:
     read = {"Deployment": client.AppsV1Api(api).read_namespaced_deployment,
             "Service": client.CoreV1Api(api).read_namespaced_service}[kind]  # fmt: skip
     try:
-        read(name, NAMESPACE)
+        read(name, namespace)
     except client.ApiException as err:
         return err.status == 404
     return False
@@ -208,7 +254,7 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
     stable_pods = _pods(api, f"{NAME}-predictor")
     assert len(stable_pods) == 1
 
-    with ClosedLoop(gateway) as load:
+    with ClosedLoop(gateway) as load, WeightLog(api, f"{NAME}-a-predictor") as weights:
         client.CustomObjectsApi(api).patch_namespaced_custom_object(
             *MD[:2], NAMESPACE, MD[2], NAME, {"spec": {"model": {"uri": RELU}}}
         )
@@ -235,7 +281,7 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
             )
             canary_pods = canary_pods or _pods(api, f"{NAME}-a-predictor")
             assert _pods(api, f"{NAME}-a-predictor") == canary_pods  # fixed replicas, no churn
-            share = _share(gateway, "relu")
+            share = _share(gateway, "relu", load=load)
             assert abs(share - weight) <= TOLERANCE, (step, weight, share)
             _annotate(api, "modeldeploy.io/promote", "step")
         wait_until("Promoted", lambda: _phase(api) == "Promoted", timeout=240)
@@ -245,6 +291,10 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
     assert load.failures == [], load.failures[:5]
     assert load.answers["abs"] > 0
     assert load.answers["relu"] > 0
+    # Every step's weight, then all of it (the canary's Service is stable's after the rename),
+    # and never a step back.
+    assert weights.seen == sorted(weights.seen), weights.seen
+    assert {10, 50, 90, 100} <= set(weights.seen), weights.seen
 
     # Promotion was KServe's rename: stable is now predictor "a", the canary's pods, unchanged.
     isvc = _isvc(api)
@@ -291,3 +341,60 @@ def _abort(cluster: KServeCluster) -> None:
     assert load.failures == [], load.failures[:5]
     assert _pods(api, f"{NAME}-a-predictor") == stable_pods  # never restarted
     assert _share(gateway, "relu") == 100
+
+
+PARITY = "parity"
+
+
+@pytest.fixture
+def charted(on_kserve: KServeCluster, operator: LocalStack) -> Iterator[KServeCluster]:
+    """The operator as the Helm chart's pod, watching ``parity``: in the cluster, it resolves
+    the canary Service's name (``operator`` made the models)."""
+    cluster = on_kserve
+    cluster.claim(PARITY, "models")
+    cluster.claim(PARITY, "artifacts", mode=0o777)
+    cluster.install_chart("pvc://artifacts/store", PARITY)
+    try:
+        yield cluster
+    finally:
+        cluster.helm("uninstall", RELEASE, "-n", CHART_NAMESPACE, "--wait")
+
+
+def test_a_kserve_canary_whose_live_answers_break_parity_is_rolled_back_with_no_failed_request(
+    charted: KServeCluster,
+) -> None:
+    """The chart's operator pod sends the candidate's golden inputs to its Service by name;
+    their stored outputs were shifted (as when a serving path silently diverges from what
+    staging verified), so the first analysis fails and the rollout is rolled back while a
+    client's requests keep being answered."""
+    cluster, api, gateway = charted, charted.api, charted.gateway.url
+    host = f"{NAME}.{PARITY}.example.com"
+    rollout = {"steps": [{"weight": 20, "pause": "1h"}], "analysis": {"failureLimit": 0}}
+    doc = graphs.dtypes_deployment(ABS, NAME, PARITY, rollout=rollout,
+                                   serving={"resources": {"cpu": "1", "memory": "1Gi"}})  # fmt: skip
+    client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], PARITY, MD[2], doc)
+    wait_until("the ModelDeployment Ready", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (_md(api, PARITY).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
+    wait_until("the route answering", lambda: _infer(gateway, host) == "abs")
+    stable_pods = _pods(api, f"{NAME}-predictor", PARITY)
+    with ClosedLoop(gateway, host) as load:
+        # Paused at its first step: the canary is made and weighted, no analysis yet.
+        _annotate(api, "modeldeploy.io/pause", "true", PARITY)
+        client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            *MD[:2], PARITY, MD[2], NAME, {"spec": {"model": {"uri": RELU}}}
+        )
+        wait_until("the canary weighted, paused", lambda: _phase(api, PARITY) == "Paused" and (
+            _md(api, PARITY)["status"].get("traffic") or {}).get("canary") == 20, timeout=240)  # fmt: skip
+        key = _md(api, PARITY)["status"]["artifact"]["key"]
+        tamper_golden_outputs(cluster.pvc_root / "artifacts" / "store" / PARITY, key, NAME)
+        _annotate(api, "modeldeploy.io/pause", None, PARITY)
+        wait_until("RolledBack", lambda: _phase(api, PARITY) == "RolledBack", timeout=120)
+        wait_until("the canary entry removed", lambda: "canary" not in _isvc(api, PARITY)["spec"])
+        time.sleep(2)
+    assert load.failures == [], load.failures[:5]
+    assert load.answers["relu"] > 0  # the canary had its share before the rollback
+    failure = _md(api, PARITY)["status"]["rollout"]["failure"]
+    assert "live parity" in failure, failure
+    assert _pods(api, f"{NAME}-predictor", PARITY) == stable_pods
+    assert _share(gateway, "abs", host) == 100

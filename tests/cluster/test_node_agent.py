@@ -87,7 +87,7 @@ def test_a_pod_reaches_the_api_server_as_its_service_account_through_the_kuberne
                     "user": f"system:serviceaccount:{space}:default"}  # fmt: skip
 
 
-def test_a_pod_reaches_another_pods_service_at_its_cluster_ip(
+def test_a_pod_reaches_another_pods_service_at_its_cluster_ip_and_by_its_dns_names(
     kserve_cluster: KServeCluster, space: str
 ) -> None:
     core = client.CoreV1Api(kserve_cluster.api)
@@ -107,10 +107,18 @@ def test_a_pod_reaches_another_pods_service_at_its_cluster_ip(
         return bool(statuses and statuses[0].ready)
 
     wait_until("web ready", ready)
+    # By address, by full name, and by the short name the search path completes.
+    urls = [f"http://{service.spec.cluster_ip}:80/", f"http://web.{space}.svc.cluster.local/",
+            "http://web/"]  # fmt: skip
     script = (
-        "import urllib.request, sys\n"
-        f"answer = urllib.request.urlopen('http://{service.spec.cluster_ip}:80/', timeout=5)\n"
-        "open('/dev/termination-log', 'w').write(str(answer.status))\n"
+        "import json, socket, urllib.request\n"
+        f"codes = [urllib.request.urlopen(u, timeout=5).status for u in {urls!r}]\n"
+        "try:\n"
+        "    socket.gethostbyname('nowhere.example.com')\n"
+        "    codes.append('resolved')\n"
+        "except OSError:\n"
+        "    codes.append('nxdomain')\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(codes))\n"
     )
     # The EndpointSlice controller lists the ready pod; the rules follow it (synced here, so
     # the client's namespace starts with them rather than up to a second later).
@@ -121,7 +129,8 @@ def test_a_pod_reaches_another_pods_service_at_its_cluster_ip(
     kserve_cluster.agent.proxy.sync()
     core.create_namespaced_pod(space, _pod("client", script))
     pod = _finished(core, space, "client")
-    assert pod.status.container_statuses[0].state.terminated.message == "200"
+    message = pod.status.container_statuses[0].state.terminated.message
+    assert json.loads(message) == [200, 200, 200, "nxdomain"], message
 
 
 def test_a_failing_liveness_probe_has_the_container_stopped_and_restarted(

@@ -20,7 +20,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from kubernetes import client
 
@@ -36,6 +35,7 @@ from tests.operator.rollouts import (
     walk,
 )
 from tests.support.demo_model import build_wide_model
+from tests.support.golden import tamper_golden_outputs
 from tests.support.processes import LocalStack
 
 GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
@@ -248,19 +248,6 @@ def test_a_canary_whose_classes_are_shuffled_fails_max_prediction_psi(
 def first_postprocessing(kube: Kube) -> dict[str, Any]:
     spec = (kube.get("digits") or {})["spec"]
     return dict(spec["model"]["postprocessing"])
-
-
-def tamper_golden_outputs(store_dir: Path, key: str) -> None:
-    """Shift the stored golden outputs: the canary's live answers no longer match them, as
-    when a serving path silently diverges from what staging verified."""
-    path = store_dir / key / "digits" / "golden.npz"
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    for k in arrays:
-        if k.startswith("output:") and arrays[k].dtype.kind == "f":
-            arrays[k] = arrays[k] + 1.0
-    with path.open("wb") as out:
-        np.savez(out, **arrays)
 
 
 def test_manual_pause_promote_one_step_abort_retry_and_promote_full(

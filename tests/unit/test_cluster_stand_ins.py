@@ -5,13 +5,14 @@ tests run them for real; these pin the rules where the spec is subtle."""
 
 from __future__ import annotations
 
+import struct
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tests.support.gateway import candidates, parent_status
-from tests.support.kubelet import images
+from tests.support.kubelet import dns, images
 from tests.support.kubelet.pods import restarts
 from tests.support.kubelet.probes import Kind, ProbeState
 from tests.support.kubelet.services import ServicePort, get_rules, service_ports
@@ -143,3 +144,32 @@ def test_command_replaces_the_entrypoint_and_args_replace_the_cmd() -> None:
     assert images.repository("reg:5000/a/b@sha256:00") == "reg:5000/a/b"
     with pytest.raises(images.ImageNotFoundError, match=r"nvcr\.io/nvidia/tritonserver"):
         images.lookup("nvcr.io/nvidia/tritonserver:24.01-py3")
+
+
+def _query(name: str, qtype: int = 1) -> bytes:
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    return struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack(
+        "!HH", qtype, 1)  # fmt: skip
+
+
+def test_cluster_dns_answers_service_names_with_their_cluster_ip_and_nothing_else() -> None:
+    services = {("ml", "web"): "10.0.0.7"}
+
+    def lookup(namespace: str, name: str) -> str | None:
+        return services.get((namespace, name))
+
+    found = dns.answer(_query("web.ml.svc.cluster.local"), lookup)
+    ident, flags, questions, answers = struct.unpack("!HHHH", found[:8])
+    assert (ident, flags & 0x800F, questions, answers) == (0x1234, 0x8000, 1, 1)
+    assert found[-4:] == bytes([10, 0, 0, 7])
+    assert struct.unpack("!I", found[-10:-6])[0] == dns.TTL
+    # Another type of a known name: no records, no error. Unknown names: NXDOMAIN.
+    flags, _, answers = struct.unpack("!HHH", dns.answer(_query("web.ml.svc.cluster.local", 28),
+                                                          lookup)[2:8])  # fmt: skip
+    assert (flags & 0xF, answers) == (dns.NOERROR, 0)
+    for name in ("db.ml.svc.cluster.local", "web.ml.svc.cluster.local.example.com", "example.com"):
+        assert struct.unpack("!H", dns.answer(_query(name), lookup)[2:4])[0] & 0xF == dns.NXDOMAIN
+    assert struct.unpack("!H", dns.answer(b"\x12\x34\x01", lookup)[2:4])[0] & 0xF == dns.FORMERR
+    assert dns.resolv_conf("10.245.3.1", "ml").splitlines() == [
+        "nameserver 10.245.3.1", "search ml.svc.cluster.local svc.cluster.local cluster.local",
+        "options ndots:5"]  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
+from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import (
@@ -18,6 +19,8 @@ from modeldeploy.controller.inference_service import (
     canary_replicas,
 )
 from modeldeploy.controller.kserve_features import has_canary
+from modeldeploy.controller.reconcile import Observed, Plan, _carry_slotted
+from modeldeploy.controller.rollout import Decision, Serving
 from modeldeploy.controller.route import Backends, build_http_route
 from modeldeploy.controller.serving_state import condition_reason, isvc_readiness, slotted_serving
 
@@ -141,10 +144,13 @@ def test_a_spec_canary_entry_is_ready_when_kserve_and_its_deployment_both_say_so
     assert found.canary_ready
     assert found.canary_url == "http://d-a-predictor.ml.svc.cluster.local"
     assert found.stable_settled_on is None  # a canary is still beside it
-    # Not ready: KServe says not; its share not read back yet; the slot's Deployment still
-    # serves the previous candidate's pods; no pod available.
+    # Not ready: KServe says not; the slot's Deployment still serves the previous candidate's
+    # pods; no pod available.
     assert not serving(slotted_isvc(ready=False), rolled(NEW[1])).canary_ready
-    assert not serving(slotted_isvc(reported=0), rolled(NEW[1])).canary_ready
+    # KServe not caught up with the share: still ready, the weight read back is KServe's.
+    lagging = serving(slotted_isvc(reported=0), rolled(NEW[1]))
+    assert lagging.canary_ready
+    assert lagging.weights == (100, 0)
     assert not serving(slotted_isvc(), rolled(STABLE[1])).canary_ready
     assert not serving(slotted_isvc(), rolled(NEW[1], available=0)).canary_ready
     assert not serving(slotted_isvc(), None).canary_ready
@@ -165,3 +171,55 @@ def test_kserves_reasons_with_spaces_become_condition_reasons() -> None:
     isvc = {"status": {"conditions": [{"type": "Ready", "status": "False",
                                        "reason": "Predictor Deployment NotReady"}]}}  # fmt: skip
     assert isvc_readiness(isvc)[:2] == (False, "PredictorDeploymentNotReady")
+
+
+def test_a_promotion_renamed_but_not_yet_settled_never_gets_a_second_canary_entry() -> None:
+    """Between KServe's rename and its Deployment's rollout of the new revision, the rollout is
+    still Promoting: stable stays on the candidate's slot, with no new entry beside it."""
+    body = {"metadata": {"name": "d", "namespace": "ml", "uid": "uid"}}
+    renamed = {"spec": {"predictor": {"name": "a", "model": {"storageUri": NEW[0]}}}}
+    status = ModelDeploymentStatus.model_validate(
+        {"revisions": {"stable": STABLE[1], "stableUri": STABLE[0], "canary": NEW[1],
+                       "canaryUri": NEW[0]}})  # fmt: skip
+    observed = Observed(body=body, runtime=RUNTIME, secret_missing=None, jobs=[], outcome=None,
+                        isvc=renamed, status=status)  # fmt: skip
+    decision = Decision(stable_uri=NEW[0], canary_uri=NEW[0], canary_weight=100, canary_isvc=True)
+    found = Plan()
+    _carry_slotted(observed, deployment(), decision, Serving(weights=(100, 0), exists=True), NEW,
+                   RUNTIME, OperatorConfig(kserve_canary="on"), found)  # fmt: skip
+    assert found.apply_isvc is not None
+    assert "canary" not in found.apply_isvc["spec"]
+    assert found.apply_isvc["spec"]["predictor"]["name"] == "a"
+    assert found.apply_isvc["spec"]["predictor"]["model"]["storageUri"] == NEW[0]
+    assert found.apply_route is not None
+    refs = found.apply_route["spec"]["rules"][0]["backendRefs"]
+    assert [(r["name"], r["weight"]) for r in refs] == [("d-a-predictor", 100)]
+
+
+def test_a_rolled_back_entry_is_kept_at_zero_until_the_route_and_kserve_read_zero() -> None:
+    body = {"metadata": {"name": "d", "namespace": "ml", "uid": "uid"}}
+    live = slotted_isvc(percent=10)
+    status = ModelDeploymentStatus.model_validate(
+        {"revisions": {"stable": STABLE[1], "stableUri": STABLE[0], "failed": NEW[1],
+                       "canaryUri": NEW[0]}})  # fmt: skip
+    observed = Observed(body=body, runtime=RUNTIME, secret_missing=None, jobs=[], outcome=None,
+                        isvc=live, status=status)  # fmt: skip
+    decision = Decision(stable_uri=STABLE[0], canary_uri=NEW[0], canary_isvc=False)
+
+    def carried(weights: tuple[int, int]) -> Plan:
+        found = Plan()
+        _carry_slotted(observed, deployment(), decision, Serving(weights=weights, exists=True),
+                       NEW, RUNTIME, OperatorConfig(kserve_canary="on"), found)  # fmt: skip
+        return found
+
+    holding = carried((90, 10))
+    assert holding.apply_isvc is not None
+    [entry] = holding.apply_isvc["spec"]["canary"]
+    assert (entry["predictor"]["name"], entry["trafficPercent"]) == ("a", 0)
+    assert holding.requeue_after == 1.0
+    assert holding.apply_route is not None
+    refs = holding.apply_route["spec"]["rules"][0]["backendRefs"]
+    assert [(r["name"], r["weight"]) for r in refs] == [("d-predictor", 100)]
+    gone = carried((100, 0))
+    assert gone.apply_isvc is not None
+    assert "canary" not in gone.apply_isvc["spec"]

@@ -737,17 +737,23 @@ def _carry_slotted(
         decision.revisions.stable_uri: decision.revisions.stable,
         uri: revision,
     }
-    # Promoting (``rollout._promote``): the candidate is to become stable, and is not yet.
-    promoting = decision.canary_isvc and decision.stable_uri == uri != old_uri
-    if promoting and serving.canary_ready and serving.weights[1] == 100:
+    # Promoting (``rollout._promote``): the candidate is to become stable. Renamed already
+    # (stable serves it; the rollout waits for its Deployment), or ready to be: both are stable
+    # on the candidate's slot with no entry, never a second entry for the same artifact.
+    to_promote = decision.canary_isvc and decision.stable_uri == uri
+    renamed = to_promote and old_uri == uri
+    if renamed or (to_promote and serving.canary_ready and serving.weights[1] == 100):
         # KServe's promotion without a restart: stable becomes the canary's predictor, by name.
+        now = stable_slot if renamed else slot
         result.apply_isvc = build_inference_service(
             deployment, uid, uri, runtime, revision, pull_secrets=config.image_pull_secrets,
-            predictor_name=slot,
+            predictor_name=now,
         )  # fmt: skip
-        backends = Backends.slots(name, slot, naming.canary_slot(slot))
+        backends = Backends.slots(name, now, naming.canary_slot(now))
         result.apply_route = build_http_route(deployment, uid, config, 0, False, backends)
+        result.requeue_after = min(result.requeue_after or 1.0, 1.0)
         return
+    promoting = to_promote
     stable_uri = old_uri if promoting else decision.stable_uri
     canary = None
     if decision.canary_isvc:
@@ -757,8 +763,9 @@ def _carry_slotted(
         pull_secrets=config.image_pull_secrets, predictor_name=stable_slot, canary=canary,
     )  # fmt: skip
     if canary is None and entry is not None and serving.weights[1] > 0:
-        # Rolled back or abandoned: the entry goes once the route sends it nothing.
-        result.apply_isvc["spec"]["canary"] = [entry]
+        # Rolled back or abandoned: the entry goes once the route sends it nothing and KServe
+        # reads its share back as 0 (its pods stay as they are until then).
+        result.apply_isvc["spec"]["canary"] = [{**entry, "trafficPercent": 0}]
         result.requeue_after = min(result.requeue_after or 1.0, 1.0)
     result.apply_route = build_http_route(
         deployment, uid, config, decision.canary_weight, canary is not None,

@@ -198,9 +198,11 @@ def slotted_serving(
 
     KServe's ``status.observedGeneration`` is no help in Standard mode: it copies the stable
     Deployment's, so a spec.canary change never moves it. The canary is ready when KServe
-    reports the entry ready at the share the spec gives it *and* its Deployment has rolled out
-    pods of the candidate's revision (``rolled_out``): ``canaryStatuses[].ready`` only says
-    some pod is available, which an old pod of a reused slot also is. Its URL is its own
+    reports the entry ready *and* its Deployment has rolled out pods of the candidate's
+    revision (``rolled_out``): ``canaryStatuses[].ready`` only says some pod is available,
+    which an old pod of a reused slot also is. Its weight reads back once the route and
+    KServe's ``trafficPercent`` agree (a share KServe has not caught up with is not a reason to
+    think the canary unready, which would take its weight away). Its URL is its own
     predictor Service, which the analysis and stable's shadow mirror reach in-cluster."""
     if isvc is None:
         return Serving(weights=(100, 0))
@@ -214,9 +216,14 @@ def slotted_serving(
         and canary is not None
         and _entry_uri(entry) == canary[0]
         and reported.get("ready") is True
-        and reported.get("trafficPercent") == entry.get("trafficPercent")
         and rolled_out(predictors[1], canary[1])
     )
+    weights = route_weights(route, backends) or (100, 0)
+    if entry is not None and reported.get("trafficPercent") != weights[1]:
+        # KServe has not read the share back yet: the lagging number, so no step's clock
+        # starts before both the route and KServe carry it.
+        lag = int(reported.get("trafficPercent") or 0)
+        weights = (100 - lag, lag)
     stable_uri = _storage_uri(isvc)
     settled = (
         entry is None
@@ -224,7 +231,7 @@ def slotted_serving(
         and rolled_out(predictors[0], (revision_of or {}).get(stable_uri or ""))
     )
     return Serving(
-        weights=route_weights(route, backends) or (100, 0),
+        weights=weights,
         canary_ready=canary_ready,
         canary_url=f"http://{backends.canary}.{namespace}.svc.cluster.local" if entry else None,
         stable_settled_on=stable_uri if settled else None,

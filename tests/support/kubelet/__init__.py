@@ -13,12 +13,14 @@ played by local processes on this machine, for the test cluster's real controlle
 - ``images``: which local program plays each image (no image can be pulled here).
 - ``services``: Service ClusterIPs routed to ready endpoints inside each pod's namespace (a
   stand-in for kube-proxy's rules, kept per pod).
+- ``dns``: ``<service>.<namespace>.svc.cluster.local`` for the pods (a stand-in for CoreDNS's
+  kubernetes plugin: Service A records only), named by each pod's ``/etc/resolv.conf``.
 - ``agent``: watches the pods bound to the node and keeps one worker per pod.
 
 What is simulated, and how: no image is pulled or unpacked (``images``: the container runs this
 checkout's program, in the host's root filesystem, with its volumes bound over it); no cgroups
 (resource limits are not enforced); Service rules live in each pod's namespace rather than the
-node's, and the API server's loopback endpoint is reached through a relay; no cluster DNS; GPUs are capacity on the Node only. Everything else the controllers
+node's, and the API server's loopback endpoint is reached through a relay; cluster DNS serves Service names only; GPUs are capacity on the Node only. Everything else the controllers
 see, pod IPs, probes, restarts, exit codes, termination messages and deletion, is what the
 processes did. Needs root (network and mount namespaces), as a kubelet does.
 """

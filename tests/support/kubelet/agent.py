@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from tests.support.kubelet.dns import ClusterDNS
 from tests.support.kubelet.network import PodNetwork
 from tests.support.kubelet.node import NodeShape, register
 from tests.support.kubelet.pods import PodWorker, confirm_deletion
@@ -34,6 +35,7 @@ class NodeAgent:
         self.core = client.CoreV1Api(api)
         self.network = network
         self.proxy = ServiceProxy(api, self.network)
+        self.dns = ClusterDNS(api, self.network.gateway)
         self.workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -42,6 +44,7 @@ class NodeAgent:
     def start(self) -> None:
         register(self.api, self.shape, self.network.gateway)
         self.proxy.start()
+        self.dns.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -53,6 +56,7 @@ class NodeAgent:
         for worker in workers:
             worker.join(30)
         self.proxy.stop()
+        self.dns.stop()
 
     def worker(self, namespace: str, name: str) -> PodWorker:
         """The worker running that pod now (the newest, when pods of that name came and went)."""

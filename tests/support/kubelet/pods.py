@@ -22,7 +22,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.support.kubelet import environment, images, probes
+from tests.support.kubelet import dns, environment, images, probes
 from tests.support.kubelet.containers import ContainerRun, rfc3339, runs_as_root_refused, user_of
 from tests.support.kubelet.network import PodNetwork, Sandbox
 from tests.support.kubelet.volumes import Mount, VolumeError, Volumes
@@ -259,6 +259,11 @@ class PodWorker:
             image, run.spec.get("command"), run.spec.get("args"))]  # fmt: skip
         files = [Mount(str(self.image_sources / source), target, True)
                  for target, source in image.files]  # fmt: skip
+        if self.pod["spec"].get("dnsPolicy", "ClusterFirst") == "ClusterFirst":
+            resolv = self.home / "resolv.conf"
+            resolv.write_text(dns.resolv_conf(self.host_ip, self.namespace))
+            resolv.chmod(0o644)
+            files.append(Mount(str(resolv), "/etc/resolv.conf", True))
         run.start(self.sandbox, argv, env, [*mounts, *files], self.pod, image)
         log.info("pod %s/%s container %s started (restart %d): %s", self.namespace, self.name,
                  run.name, run.restarts, argv)  # fmt: skip
