@@ -94,11 +94,32 @@ def on_kserve(kserve_cluster: KServeCluster) -> Iterator[KServeCluster]:
     test's pods never hold the node's capacity for the next."""
     from kubernetes import client
 
+    from tests.support.cluster import wait_until
+
     core = client.CoreV1Api(kserve_cluster.api)
     before = {n.metadata.name for n in core.list_namespace().items}
     yield kserve_cluster
-    for made in {n.metadata.name for n in core.list_namespace().items} - before:
-        core.delete_namespace(made)
+    made = {n.metadata.name for n in core.list_namespace().items} - before
+    custom = client.CustomObjectsApi(kserve_cluster.api)
+    for name in made:
+        # A test that uninstalled the operator leaves its finalizer on the ModelDeployments it
+        # made; nothing would remove it, and the namespace would never go.
+        for found in custom.list_namespaced_custom_object(
+            "modeldeploy.io", "v1alpha1", name, "modeldeployments")["items"]:  # fmt: skip
+            custom.patch_namespaced_custom_object(
+                "modeldeploy.io", "v1alpha1", name, "modeldeployments",
+                found["metadata"]["name"], {"metadata": {"finalizers": None}})  # fmt: skip
+        core.delete_namespace(name)
+    # Gone before the next test, with the volumes their claims held (cluster-scoped, so the
+    # namespace takes them nowhere): a next test may claim the same names.
+    wait_until("the test's namespaces deleted", lambda: not made & {
+        n.metadata.name for n in core.list_namespace().items}, timeout=120)  # fmt: skip
+    held = {v.metadata.name for v in core.list_persistent_volume().items
+            if v.spec.claim_ref is not None and v.spec.claim_ref.namespace in made}  # fmt: skip
+    for volume in held:
+        core.delete_persistent_volume(volume)
+    wait_until("their volumes deleted", lambda: not held & {
+        v.metadata.name for v in core.list_persistent_volume().items})  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ import json
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -49,19 +48,27 @@ TOLERANCE = 4
 ABS, RELU = "pvc://models/abs/model.onnx", "pvc://models/relu/model.onnx"
 
 
+def local_operator(cluster: KServeCluster, folder: str, *namespaces: str) -> LocalStack:
+    """Both versions of the model on the ``models`` claim of each of ``namespaces``, and the
+    operator watching the first one as a local process, deciding for itself which canary
+    KServe supports."""
+    for namespace in namespaces:
+        cluster.claim(namespace, "models")
+        cluster.claim(namespace, "artifacts", mode=0o777)
+    for name, op in (("abs", "Abs"), ("relu", "Relu")):
+        (cluster.pvc_root / "models" / name).mkdir(exist_ok=True)
+        graphs.dtypes(cluster.pvc_root / "models" / name / "model.onnx", fp32_op=op)
+    stack = LocalStack(cluster.plane.kubeconfig, cluster.workdir / folder, cluster.pvc_root)
+    stack.operator("--artifact-store", "pvc://artifacts/store", namespaces=[namespaces[0]],
+                   env={"MODELDEPLOY_KSERVE_CANARY": "auto"})  # fmt: skip
+    return stack
+
+
 @pytest.fixture(scope="module")
 def operator(kserve_cluster: KServeCluster) -> Iterator[LocalStack]:
     """The operator on the KServe cluster, deciding for itself which canary KServe supports."""
     cluster = kserve_cluster
-    cluster.claim(NAMESPACE, "models")
-    cluster.claim(NAMESPACE, "artifacts", mode=0o777)
-    for folder, op in (("abs", "Abs"), ("relu", "Relu")):
-        (cluster.pvc_root / "models" / folder).mkdir(exist_ok=True)
-        graphs.dtypes(cluster.pvc_root / "models" / folder / "model.onnx", fp32_op=op)
-    stack = LocalStack(cluster.plane.kubeconfig, cluster.workdir / "canary-operator",
-                       cluster.pvc_root)  # fmt: skip
-    stack.operator("--artifact-store", "pvc://artifacts/store", namespaces=[NAMESPACE],
-                   env={"MODELDEPLOY_KSERVE_CANARY": "auto"})  # fmt: skip
+    stack = local_operator(cluster, "canary-operator", NAMESPACE)
     try:
         yield stack
     finally:
@@ -71,16 +78,7 @@ def operator(kserve_cluster: KServeCluster) -> Iterator[LocalStack]:
 
 def _infer(gateway: str, host: str = HOST) -> str:
     """Which version answered one request through the gateway: "abs" or "relu"."""
-    body = {"inputs": [{"name": f"in_{t.lower()}", "shape": [1, graphs.WIDTH], "datatype": t,
-                        "data": [True] * graphs.WIDTH if t == "BOOL" else [-1] * graphs.WIDTH}
-                       for t in graphs.DTYPES]}  # fmt: skip
-    request = urllib.request.Request(
-        f"{gateway}/v2/models/{NAME}/infer", json.dumps(body).encode(),
-        {"Content-Type": "application/json", "Host": host},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:
-        outputs = json.load(response)["outputs"]
-    fp32 = next(o for o in outputs if o["datatype"] == "FP32")["data"]
+    fp32 = graphs.infer_fp32(gateway, NAME, graphs.dtypes_inputs([-1.0] * graphs.WIDTH), host)
     return "abs" if fp32[0] == 1.0 else "relu"
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -73,18 +72,8 @@ def _report(cluster: KServeCluster, stack: LocalStack, name: str) -> str:
 
 
 def _infer(gateway: str, host: str, model: str) -> list[Any]:
-    body = {"inputs": [{"name": "in_fp32", "shape": [1, graphs.WIDTH], "datatype": "FP32",
-                        "data": [-1.0, 2.0, -3.0, 4.0, -5.0, 6.0]}] + [
-        {"name": f"in_{t.lower()}", "shape": [1, graphs.WIDTH], "datatype": t,
-         "data": [True] * graphs.WIDTH if t == "BOOL" else [1] * graphs.WIDTH}
-        for t in graphs.DTYPES if t != "FP32"]}  # fmt: skip
-    request = urllib.request.Request(
-        f"{gateway}/v2/models/{model}/infer", json.dumps(body).encode(),
-        {"Content-Type": "application/json", "Host": host},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:
-        outputs = json.load(response)["outputs"]
-    return list(next(o for o in outputs if o["datatype"] == "FP32")["data"])
+    return graphs.infer_fp32(gateway, model, graphs.dtypes_inputs([-1.0, 2.0, -3.0, 4.0, -5.0, 6.0]),
+                             host)  # fmt: skip
 
 
 def test_a_model_deployment_is_staged_by_a_job_served_by_kserve_and_answers_at_both_urls(

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,27 @@ def dtypes_deployment(
         "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "metadata": metadata,
         "spec": {"model": {"uri": uri, "format": "onnx", "inputs": inputs}, **spec},
     }  # fmt: skip
+
+
+def dtypes_inputs(fp32: list[float], fill: int = 1) -> list[dict[str, Any]]:
+    """A v2 request's inputs for the ``dtypes`` graph: ``fp32`` for FP32 (one row), ``fill``
+    (True for BOOL) for every other datatype."""
+    return [{"name": f"in_{t.lower()}", "shape": [1, WIDTH], "datatype": t,
+             "data": fp32 if t == "FP32" else [True] * WIDTH if t == "BOOL" else [fill] * WIDTH}
+            for t in DTYPES]  # fmt: skip
+
+
+def infer_fp32(
+    url: str, model: str, inputs: list[dict[str, Any]], host: str | None = None
+) -> list[Any]:
+    """The FP32 output of one v2 REST request to ``url`` (with ``Host: host``, as a gateway
+    routes it)."""
+    headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
+    request = urllib.request.Request(f"{url}/v2/models/{model}/infer",
+                                     json.dumps({"inputs": inputs}).encode(), headers)  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        outputs = json.load(response)["outputs"]
+    return list(next(o for o in outputs if o["datatype"] == "FP32")["data"])
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> Path:
