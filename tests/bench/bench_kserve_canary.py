@@ -89,8 +89,16 @@ def bench_abort(bench: Bench, uri: str, back: str) -> tuple[float, float]:
     """(route at 0%, gateway serving stable only) after the abort, in seconds."""
     bench.patch({"spec": {"rollout": {"steps": [{"weight": 50, "pause": "1h"}]},
                           "model": {"uri": uri}}})  # fmt: skip
-    wait_until("the canary at 50%", lambda: (bench.status().get("traffic") or {}).get("canary")
-               == 50 and (bench.status().get("rollout") or {}).get("stepStartedAt"), timeout=240)  # fmt: skip
+    try:
+        wait_until("the canary at 50%", lambda: (bench.status().get("traffic") or {}).get(
+            "canary") == 50 and (bench.status().get("rollout") or {}).get("stepStartedAt"),
+                   timeout=240)  # fmt: skip
+    except AssertionError as err:
+        isvc = bench.custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1",
+                                                         bench.namespace, "inferenceservices", NAME)  # fmt: skip
+        raise AssertionError(
+            f"{err}\nstatus: {bench.status()}\nisvc: {isvc.get('spec')}\n{isvc.get('status')}"
+        ) from err
     stable = "abs" if back == ABS else "relu"
     start = time.monotonic()
     bench.patch({"metadata": {"annotations": {"modeldeploy.io/abort": "true"}}})

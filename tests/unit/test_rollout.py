@@ -201,6 +201,8 @@ def test_pause_freezes_and_resume_restarts_the_step() -> None:
     assert d.rollout.phase == "Paused"
     assert d.canary_percent == 10
     assert not analysis_due(inputs(step(d), canary(10), T0 + timedelta(hours=2), paused))
+    # Resumed: the step starts again, with an analysis at once (not an interval later).
+    assert analysis_due(inputs(step(d), canary(10), T0 + timedelta(hours=2)))
     resumed = decide(inputs(step(d), canary(10), T0 + timedelta(hours=2)))
     assert resumed.rollout.phase == "Progressing"
     assert resumed.rollout.step_started_at == T0 + timedelta(hours=2)

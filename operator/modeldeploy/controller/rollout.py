@@ -330,12 +330,16 @@ def clock(inputs: Inputs) -> tuple[datetime, float] | None:
 
 
 def _step_confirmed(inputs: Inputs) -> bool:
-    """A step whose weight now reads back and whose clock has not started yet."""
+    """A step whose weight now reads back and whose clock has not started yet, or is about to
+    restart: a paused step being resumed (its first analysis then runs at once, not an
+    ``interval`` later)."""
     rollout, steps = inputs.status.rollout, inputs.spec.steps
     return (
         rollout is not None
-        and rollout.phase == PROGRESSING
-        and rollout.step_started_at is None
+        and (
+            (rollout.phase == PROGRESSING and rollout.step_started_at is None)
+            or rollout.phase == PAUSED
+        )
         and rollout.step < len(steps)
         and inputs.serving.weights[1] == steps[rollout.step].weight
         and not paused(inputs.annotations)
