@@ -86,6 +86,7 @@ bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; r
 	$(BIN)/python -m tests.bench.bench_foundation
 	$(BIN)/python -m tests.bench.bench_operator
 	$(BIN)/python -m tests.bench.bench_canary
+	$(BIN)/python -m tests.bench.bench_kserve_canary
 	$(BIN)/python -m tests.bench.bench_staging
 	$(BIN)/python -m tests.bench.bench_runtime
 	$(BIN)/python -m tests.bench.bench_drift
