@@ -52,6 +52,7 @@ from modeldeploy.controller.serving_state import (
     predictor_slot,
     slotted_serving,
     standard_serving,
+    storage_uri,
 )
 from modeldeploy.controller.shadow import get_mirror_config, get_shadow_config_map
 from modeldeploy.controller.staging_job import build_staging_job, build_staging_network_policy
@@ -731,7 +732,7 @@ def _carry_slotted(
     slot = str((entry or {}).get("predictor", {}).get("name") or naming.canary_slot(stable_slot))
     uri, revision = candidate
     stored = (observed.status or ModelDeploymentStatus()).revisions
-    old_uri = _storage_uri_of(live) or decision.stable_uri
+    old_uri = (storage_uri(live) if live else None) or decision.stable_uri
     revision_of = {
         old_uri: stored.stable if stored else None,
         decision.revisions.stable_uri: decision.revisions.stable,
@@ -753,8 +754,7 @@ def _carry_slotted(
         result.apply_route = build_http_route(deployment, uid, config, 0, False, backends)
         result.requeue_after = min(result.requeue_after or 1.0, 1.0)
         return
-    promoting = to_promote
-    stable_uri = old_uri if promoting else decision.stable_uri
+    stable_uri = old_uri if to_promote else decision.stable_uri
     canary = None
     if decision.canary_isvc:
         canary = CanaryEntry(slot, uri, revision, decision.canary_weight)
@@ -777,8 +777,3 @@ def _carry_slotted(
         and not (route_weights(observed.route, Backends.separate(name)) or (0, 0))[1]
     ):
         result.delete_canary = True  # left by an operator that ran before KServe 0.20
-
-
-def _storage_uri_of(isvc: dict[str, Any] | None) -> str | None:
-    model = (((isvc or {}).get("spec") or {}).get("predictor") or {}).get("model") or {}
-    return str(model["storageUri"]) if model.get("storageUri") else None

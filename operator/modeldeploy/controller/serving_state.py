@@ -15,7 +15,8 @@ from modeldeploy.controller.rollout import FAILED_REVISION_REASONS, Serving
 from modeldeploy.controller.route import Backends, route_weights
 
 
-def _storage_uri(isvc: dict[str, Any]) -> str | None:
+def storage_uri(isvc: dict[str, Any]) -> str | None:
+    """The stable predictor's ``storageUri`` of an InferenceService."""
     model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
     uri = model.get("storageUri")
     return str(uri) if uri else None
@@ -75,7 +76,7 @@ def knative_serving(isvc: dict[str, Any] | None, canary_uri: str | None) -> Serv
         return Serving(weights=(100, 0))
     status = isvc.get("status") or {}
     predictor = (status.get("components") or {}).get("predictor") or {}
-    uri = _storage_uri(isvc)
+    uri = storage_uri(isvc)
     current = _current(isvc)
     latest = predictor.get("latestCreatedRevision")
     latest_ready = current and bool(latest) and predictor.get("latestReadyRevision") == latest
@@ -104,7 +105,7 @@ def _ready_on(isvc: dict[str, Any] | None, uri: str | None) -> bool:
         isvc is not None
         and uri is not None
         and _current(isvc)
-        and _storage_uri(isvc) == uri
+        and storage_uri(isvc) == uri
         and isvc_readiness(isvc)[0]
     )
 
@@ -142,9 +143,9 @@ def standard_serving(
     if stable is None:
         return Serving(weights=(100, 0))
     failed = None
-    if canary is not None and _current(canary) and _storage_uri(canary) == canary_uri:
+    if canary is not None and _current(canary) and storage_uri(canary) == canary_uri:
         failed = _failure(canary, "Ready")
-    stable_uri = _storage_uri(stable)
+    stable_uri = storage_uri(stable)
     settled = _ready_on(stable, stable_uri) and rolled_out(
         predictor, (revision_of or {}).get(stable_uri or "")
     )
@@ -224,7 +225,7 @@ def slotted_serving(
         # starts before both the route and KServe carry it.
         lag = int(reported.get("trafficPercent") or 0)
         weights = (100 - lag, lag)
-    stable_uri = _storage_uri(isvc)
+    stable_uri = storage_uri(isvc)
     settled = (
         entry is None
         and isvc_readiness(isvc)[0]
