@@ -132,7 +132,7 @@ def reporting(cluster: KServeCluster, stack: LocalStack) -> Iterator[None]:
             )
         pods = client.CoreV1Api(api).list_namespaced_pod(NAMESPACE).items
         lines += [f"{p.metadata.name} {p.status.phase} {p.metadata.labels}" for p in pods]
-        lines.append(f"--- operator\n{stack.processes[0].log_text()[-4000:]}")
+        lines.append(f"--- operator\n{stack.processes[-1].log_text()[-4000:]}")
         raise AssertionError("\n".join(lines)) from err
 
 
@@ -339,6 +339,62 @@ def _abort(cluster: KServeCluster) -> None:
     assert load.failures == [], load.failures[:5]
     assert _pods(api, f"{NAME}-a-predictor") == stable_pods  # never restarted
     assert _share(gateway, "relu") == 100
+
+
+def test_an_operator_killed_at_step_two_resumes_it_with_the_same_weights_and_no_flapping(
+    kserve_cluster: KServeCluster, operator: LocalStack
+) -> None:
+    """Runs after the abort above: the aborted revision is retried. At step 2 (50%) the
+    operator is SIGKILLed and started again; meanwhile every window of 100 requests through
+    the gateway keeps the canary's share within ±10 points, and the restarted operator
+    carries on at step 2 with the same clock, without rewriting the InferenceService."""
+    with reporting(kserve_cluster, operator):
+        _kill_and_resume(kserve_cluster, operator)
+
+
+def _kill_and_resume(cluster: KServeCluster, stack: LocalStack) -> None:
+    api, gateway = cluster.api, cluster.gateway.url
+    wait_until("Aborted", lambda: _phase(api) == "Aborted", timeout=5)
+    _annotate(api, "modeldeploy.io/retry", "true")
+    wait_until("step 1", lambda: _at_step(api, 0, STEPS[0]), timeout=240)
+    _annotate(api, "modeldeploy.io/promote", "step")
+    wait_until("step 2", lambda: _at_step(api, 1, STEPS[1]), timeout=120)
+    before = _md(api)["status"]["rollout"]
+    generation = _isvc(api)["metadata"]["generation"]
+    windows: list[float] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            answers: Counter[str] = Counter()
+            for _ in range(100):
+                try:
+                    answers[_infer(gateway)] += 1
+                except (OSError, ValueError) as err:
+                    failures.append(str(err))
+            windows.append(answers["abs"])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stack.processes[-1].kill()
+        time.sleep(2)  # a gap with no operator at all
+        stack.operator("--artifact-store", "pvc://artifacts/store", namespaces=[NAMESPACE],
+                       env={"MODELDEPLOY_KSERVE_CANARY": "auto"})  # fmt: skip
+        time.sleep(8)  # the new operator's first reconciliations and a resync's worth
+    finally:
+        stop.set()
+        sampler.join()
+    after = _md(api)["status"]["rollout"]
+    assert (after["phase"], after["step"], after["stepStartedAt"]) == (
+        "Progressing", 1, before["stepStartedAt"])  # fmt: skip
+    assert _isvc(api)["metadata"]["generation"] == generation  # nothing rewritten
+    assert failures == []
+    assert len(windows) >= 3, windows
+    assert all(abs(w - STEPS[1]) <= 10 for w in windows), windows
+    _annotate(api, "modeldeploy.io/promote", "full")
+    wait_until("Promoted", lambda: _phase(api) == "Promoted", timeout=120)
 
 
 PARITY = "parity"
