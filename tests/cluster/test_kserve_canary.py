@@ -23,7 +23,7 @@ import time
 import urllib.error
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from kubernetes import client
@@ -82,7 +82,26 @@ def _infer(gateway: str, host: str = HOST) -> str:
     return "abs" if fp32[0] == 1.0 else "relu"
 
 
-class ClosedLoop:
+class Background:
+    """A loop (``_run``) on a thread of its own for the length of a ``with`` block."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class ClosedLoop(Background):
     """One client sending request after request, each as soon as the last was answered; every
     outcome counted (an HTTP status other than 200, or no answer, is a failure)."""
 
@@ -91,8 +110,7 @@ class ClosedLoop:
         self.answers: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -106,14 +124,6 @@ class ClosedLoop:
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self.answers)
-
-    def __enter__(self) -> ClosedLoop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @contextlib.contextmanager
@@ -136,15 +146,14 @@ def reporting(cluster: KServeCluster, stack: LocalStack) -> Iterator[None]:
         raise AssertionError("\n".join(lines)) from err
 
 
-class WeightLog:
+class WeightLog(Background):
     """The weight the route gives one predictor Service, each time it changes (read every
     0.1 s): the traffic as the gateway is told it, to show it never flaps back."""
 
     def __init__(self, api: Any, service: str, namespace: str = NAMESPACE) -> None:
         self.api, self.service, self.namespace = api, service, namespace
         self.seen: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _run(self) -> None:
         custom = client.CustomObjectsApi(self.api)
@@ -156,14 +165,6 @@ class WeightLog:
             weight = sum(int(r["weight"]) for r in refs if r["name"] == self.service)
             if not self.seen or self.seen[-1] != weight:
                 self.seen.append(weight)
-
-    def __enter__(self) -> WeightLog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _md(api: Any, namespace: str = NAMESPACE) -> dict[str, Any]:

@@ -47,7 +47,12 @@ from modeldeploy.controller.kube import Kube, TransientApiError
 from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
-from modeldeploy.controller.serving_state import canary_entry, condition, predictor_slot
+from modeldeploy.controller.serving_state import (
+    canary_entry,
+    canary_slot_of,
+    condition,
+    predictor_slot,
+)
 from modeldeploy.controller.staging_job import build_cleanup_job
 from modeldeploy.controller.status_patch import merge_patch
 
@@ -175,10 +180,9 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         # Stable's predictor Deployment: KServe >= 0.20 names it after stable's predictor.name.
         slot = predictor_slot(isvc) if native else ""
         predictor = await kube.deployment(namespace, naming.predictor_service(name, slot))
-    entry = canary_entry(isvc) if native else None
-    if entry is not None:
-        slot = str((entry.get("predictor") or {}).get("name") or "")
-        canary_predictor = await kube.deployment(namespace, naming.predictor_service(name, slot))
+    if native and canary_entry(isvc) is not None:
+        entry_deployment = naming.predictor_service(name, canary_slot_of(isvc))
+        canary_predictor = await kube.deployment(namespace, entry_deployment)
     reading = drift_report.reading_for(state.drift, namespace, name, status)
     return Observed(
         body, runtime, missing, jobs, outcome, isvc, canary, route, predictor=predictor,

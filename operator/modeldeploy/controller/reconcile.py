@@ -47,6 +47,7 @@ from modeldeploy.controller.route import Backends, build_http_route, route_host,
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import (
     canary_entry,
+    canary_slot_of,
     isvc_readiness,
     knative_serving,
     predictor_slot,
@@ -729,7 +730,7 @@ def _carry_slotted(
     live = observed.isvc
     stable_slot = predictor_slot(live)
     entry = canary_entry(live)
-    slot = str((entry or {}).get("predictor", {}).get("name") or naming.canary_slot(stable_slot))
+    slot = canary_slot_of(live)
     uri, revision = candidate
     stored = (observed.status or ModelDeploymentStatus()).revisions
     old_uri = (storage_uri(live) if live else None) or decision.stable_uri

@@ -170,6 +170,13 @@ def canary_entry(isvc: dict[str, Any] | None) -> dict[str, Any] | None:
     return dict(entries[0]) if entries else None
 
 
+def canary_slot_of(isvc: dict[str, Any] | None) -> str:
+    """The canary's ``predictor.name``: its entry's, or the slot a new one would take."""
+    entry = canary_entry(isvc)
+    named = ((entry or {}).get("predictor") or {}).get("name")
+    return str(named or naming.canary_slot(predictor_slot(isvc)))
+
+
 def _entry_uri(entry: dict[str, Any]) -> str | None:
     uri = (((entry.get("predictor") or {}).get("model")) or {}).get("storageUri")
     return str(uri) if uri else None
@@ -209,7 +216,7 @@ def slotted_serving(
         return Serving(weights=(100, 0))
     stable_slot = predictor_slot(isvc)
     entry = canary_entry(isvc)
-    slot = str((entry or {}).get("predictor", {}).get("name") or naming.canary_slot(stable_slot))
+    slot = canary_slot_of(isvc)
     backends = Backends.slots(deployment, stable_slot, slot)
     reported = canary_status(isvc, slot) if entry is not None else {}
     canary_ready = (
