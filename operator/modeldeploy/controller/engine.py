@@ -35,6 +35,7 @@ from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import metrics, naming, rollout
+from modeldeploy.controller.bodies import Bodies
 from modeldeploy.controller.conditions import Transition
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.job_state import (
@@ -43,7 +44,7 @@ from modeldeploy.controller.job_state import (
     staging_outcome,
     termination_message,
 )
-from modeldeploy.controller.kube import Kube, TransientApiError
+from modeldeploy.controller.kube import ConflictError, Kube, TransientApiError
 from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
@@ -89,6 +90,9 @@ class State:
         """The resourceVersion our finalizer patch produced, per object. That patch was made
         on exactly the object the reconciliation read (a precondition says so), which then
         went on with it, so its event has nothing new and costs no second reconcile."""
+        self.bodies = Bodies()
+        """The ModelDeployments as last seen (``controller/bodies.py``): a reconciliation
+        starts from here rather than from a GET."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -230,83 +234,122 @@ def _prometheus(state: State, address: str) -> Any:
 
 
 async def converge(
-    state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
+    state: State,
+    namespace: str,
+    name: str,
+    logger: logging.Logger | Any,
+    runtimes: RuntimeIndex,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Make the world match one ModelDeployment. Safe to call any time, any number of times.
-    Only the leader does: every event, resync and requeue comes through here."""
+    Only the leader does: every event, resync and requeue comes through here. ``fresh`` reads
+    the ModelDeployment from the API server rather than from what the watch last delivered."""
     if not leading(state):
         return
     with metrics.RECONCILE_SECONDS.time():
-        requeue = await _converge_locked(state, namespace, name, logger, runtimes)
+        async with state.locks[(namespace, name)]:
+            try:
+                requeue = await _reconcile(state, namespace, name, logger, runtimes, fresh)
+            except ConflictError:
+                # Memory was behind the API server: nothing was written from the stale view
+                # but what came before the refused write (each of those is applied again, as
+                # the plan from the fresh read says).
+                requeue = await _reconcile(state, namespace, name, logger, runtimes, True)
     metrics.RECONCILIATIONS.labels("ok").inc()
     _requeue(state, namespace, name, requeue, logger, runtimes)
 
 
-async def _converge_locked(
-    state: State, namespace: str, name: str, logger: logging.Logger | Any, runtimes: RuntimeIndex
-) -> float | None:
-    """One reconciliation under the object's lock; when to look again, if a rollout needs it."""
-    kube = state.kube
-    async with state.locks[(namespace, name)]:
-        body = await kube.modeldeployment(namespace, name)
+async def _read(state: State, namespace: str, name: str, fresh: bool) -> dict[str, Any] | None:
+    """The ModelDeployment as last seen, or from the API server when none is held or ``fresh``."""
+    body = None if fresh else state.bodies.get(namespace, name)
+    if body is None:
+        body = await state.kube.modeldeployment(namespace, name)
         if body is None:
+            state.bodies.forget(namespace, name)
             return None
-        meta = body["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        if meta.get("deletionTimestamp"):
-            return await _release_artifacts(state, body, logger)
-        if naming.FINALIZER not in finalizers:
-            # Before anything reaches the store: the artifacts are released when it is deleted.
-            state.own_writes[(namespace, name)] = await kube.set_finalizers(
-                namespace, name, [*finalizers, naming.FINALIZER], meta["resourceVersion"]
-            )
-        observed = await observe(state, body, runtimes)
-        decided = await plan_with_analysis(state, observed)
-        if decided.create_network_policy is not None and namespace not in state.staging_policies:
-            # Once per namespace (one policy for all its staging pods), before the first Job.
-            await kube.create_network_policy(decided.create_network_policy)
-            state.staging_policies.add(namespace)
-        if decided.create_job is not None and await kube.create_job(decided.create_job):
-            logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
-        applies = [
-            (decided.apply_canary, "inferenceservices"),
-            (decided.apply_isvc, "inferenceservices"),
-            (decided.apply_route, "httproutes"),
-        ]
-        for obj, plural in applies:
-            if obj is None:
-                continue
-            try:
-                applied = await kube.apply(obj, plural)
-            except ApiException as err:
-                if err.status not in (400, 403, 404, 422):
-                    raise
-                await _report_rejected(state, body, decided, obj, err)
-                return None
-            if plural == "inferenceservices":
-                state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
-        if decided.apply_shadow is not None:
-            try:
-                await kube.apply_config_map(decided.apply_shadow)
-            except ApiException as err:
-                if err.status not in (400, 403, 404, 422):
-                    raise
-                await _report_rejected(state, body, decided, decided.apply_shadow, err)
-                return None
-        if decided.delete_canary:
-            await kube.delete_inference_service(namespace, naming.canary_name(name))
-        if decided.status_changed:
-            await kube.patch_status(
-                namespace, name, merge_patch(body.get("status") or {}, decided.status.wire())
-            )
-        if decided.clear_annotations:
-            await kube.remove_annotations(namespace, name, decided.clear_annotations)
-        _post_soon(state, body, decided.events)
-        for job in decided.delete_jobs:
-            await kube.delete_job(namespace, job)
-        for event in decided.events:
-            if event.reason in metrics.ENDINGS:
-                metrics.ROLLOUTS.labels(metrics.ENDINGS[event.reason]).inc()
+        state.bodies.put(body)
+    return body
+
+
+def _written(state: State, body: dict[str, Any]) -> dict[str, Any]:
+    """A write's answer is the object's newest state: remembered, and what the rest of the
+    reconciliation goes on with (its resourceVersion is the next write's precondition)."""
+    state.bodies.put(body)
+    return body
+
+
+async def _reconcile(
+    state: State,
+    namespace: str,
+    name: str,
+    logger: logging.Logger | Any,
+    runtimes: RuntimeIndex,
+    fresh: bool,
+) -> float | None:
+    """One reconciliation, under the object's lock; when to look again, if a rollout needs it."""
+    kube = state.kube
+    body = await _read(state, namespace, name, fresh)
+    if body is None:
+        return None
+    meta = body["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if meta.get("deletionTimestamp"):
+        return await _release_artifacts(state, body, logger)
+    if naming.FINALIZER not in finalizers:
+        # Before anything reaches the store: the artifacts are released when it is deleted.
+        body = _written(state, await kube.set_finalizers(
+            namespace, name, [*finalizers, naming.FINALIZER], meta["resourceVersion"]
+        ))  # fmt: skip
+        state.own_writes[(namespace, name)] = body["metadata"]["resourceVersion"]
+    observed = await observe(state, body, runtimes)
+    decided = await plan_with_analysis(state, observed)
+    if decided.create_network_policy is not None and namespace not in state.staging_policies:
+        # Once per namespace (one policy for all its staging pods), before the first Job.
+        await kube.create_network_policy(decided.create_network_policy)
+        state.staging_policies.add(namespace)
+    if decided.create_job is not None and await kube.create_job(decided.create_job):
+        logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
+    applies = [
+        (decided.apply_canary, "inferenceservices"),
+        (decided.apply_isvc, "inferenceservices"),
+        (decided.apply_route, "httproutes"),
+    ]
+    for obj, plural in applies:
+        if obj is None:
+            continue
+        try:
+            applied = await kube.apply(obj, plural)
+        except ApiException as err:
+            if err.status not in (400, 403, 404, 422):
+                raise
+            await _report_rejected(state, body, decided, obj, err)
+            return None
+        if plural == "inferenceservices":
+            state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
+    if decided.apply_shadow is not None:
+        try:
+            await kube.apply_config_map(decided.apply_shadow)
+        except ApiException as err:
+            if err.status not in (400, 403, 404, 422):
+                raise
+            await _report_rejected(state, body, decided, decided.apply_shadow, err)
+            return None
+    if decided.delete_canary:
+        await kube.delete_inference_service(namespace, naming.canary_name(name))
+    if decided.status_changed:
+        patch = merge_patch(body.get("status") or {}, decided.status.wire())
+        _written(state, await kube.patch_status(
+            namespace, name, patch, body["metadata"]["resourceVersion"]
+        ))  # fmt: skip
+    if decided.clear_annotations:
+        _written(state, await kube.remove_annotations(namespace, name, decided.clear_annotations))
+    _post_soon(state, body, decided.events)
+    for job in decided.delete_jobs:
+        await kube.delete_job(namespace, job)
+    for event in decided.events:
+        if event.reason in metrics.ENDINGS:
+            metrics.ROLLOUTS.labels(metrics.ENDINGS[event.reason]).inc()
     return decided.requeue_after
 
 
@@ -348,7 +391,9 @@ async def _report_rejected(
     )
     patch = merge_patch(body.get("status") or {}, status.wire())
     if patch:  # the same refusal again, as stored: nothing to write
-        await state.kube.patch_status(meta["namespace"], meta["name"], patch)
+        _written(state, await state.kube.patch_status(
+            meta["namespace"], meta["name"], patch, meta["resourceVersion"]
+        ))  # fmt: skip
     _post_soon(state, body, events)
 
 
@@ -451,7 +496,8 @@ async def resync_forever(state: State, logger: Any) -> None:
     async def one(namespace: str, name: str) -> None:
         async with limit:
             try:
-                await converge(state, namespace, name, logger, state.runtimes)
+                # Fresh: what a watch may have missed is what the resync is for.
+                await converge(state, namespace, name, logger, state.runtimes, fresh=True)
             except Exception as err:
                 logger.warning(f"resync of {namespace}/{name} failed: {err}")
 
@@ -516,6 +562,8 @@ async def _release_artifacts(state: State, body: dict[str, Any], logger: Any) ->
                 f"Job {job_name} failed; artifacts stay in {state.config.tenant_store(namespace)}",
             )])  # fmt: skip
     finalizers.remove(naming.FINALIZER)
-    await kube.set_finalizers(namespace, name, finalizers, meta["resourceVersion"])
+    _written(state, await kube.set_finalizers(
+        namespace, name, finalizers, meta["resourceVersion"]
+    ))  # fmt: skip
     logger.info(f"released the artifacts of {namespace}/{name}")
     return None

@@ -161,7 +161,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         state = _state(memo)
         if event.get("type") == "DELETED":
             state.own_writes.pop((namespace, name), None)
+            state.bodies.forget(namespace, name)
             return
+        state.bodies.put(event["object"])  # what the next reconciliation starts from
         meta = body.get("metadata", {})
         first_sight = event.get("type") in (None, "ADDED")
         if (

@@ -31,6 +31,11 @@ class TransientApiError(Exception):
     """A Kubernetes API failure worth retrying with backoff."""
 
 
+class ConflictError(TransientApiError):
+    """A write made on a resourceVersion the object has moved past (409): the writer's view
+    was stale, and a look from a fresh read will do better."""
+
+
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 """Ask the API server for an object's metadata alone."""
 
@@ -242,26 +247,40 @@ class Kube:
 
     async def set_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> str:
-        """Replace the finalizers, if the object is still at ``resource_version`` (else 409:
-        someone else changed them meanwhile, and the next reconciliation looks again); the
-        object's resourceVersion after the change."""
-        patched = await self._run(
-            self.custom.patch_namespaced_custom_object,
-            GROUP, VERSION, namespace, PLURAL, name,
+    ) -> dict[str, Any]:
+        """Replace the finalizers, if the object is still at ``resource_version`` (else
+        :class:`ConflictError`); the object after the change."""
+        return await self._patch_md(
+            namespace, name,
             {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-            _content_type="application/merge-patch+json",
         )  # fmt: skip
-        return str(((patched or {}).get("metadata") or {}).get("resourceVersion") or "")
 
-    async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
-        """Drop one-shot command annotations (promote, abort) once acted on."""
-        await self._run(
-            self.custom.patch_namespaced_custom_object,
-            GROUP, VERSION, namespace, PLURAL, name,
-            {"metadata": {"annotations": dict.fromkeys(keys)}},
-            _content_type="application/merge-patch+json",
-        )  # fmt: skip
+    async def remove_annotations(
+        self, namespace: str, name: str, keys: list[str]
+    ) -> dict[str, Any]:
+        """Drop one-shot command annotations (promote, abort) once acted on; the object after."""
+        return await self._patch_md(
+            namespace, name, {"metadata": {"annotations": dict.fromkeys(keys)}}
+        )
+
+    async def _patch_md(
+        self, namespace: str, name: str, patch: dict[str, Any], subresource: str = ""
+    ) -> dict[str, Any]:
+        call = (
+            self.custom.patch_namespaced_custom_object_status
+            if subresource == "status"
+            else self.custom.patch_namespaced_custom_object
+        )
+        try:
+            patched: dict[str, Any] = await self._run(
+                call, GROUP, VERSION, namespace, PLURAL, name, patch,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as err:
+            if err.status == 409:
+                raise ConflictError(f"{namespace}/{name}: {err.reason}") from err
+            raise
+        return patched
 
     async def apply(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
         """Server-side apply ``obj`` as the operator's field manager (forced: these fields are
@@ -288,10 +307,14 @@ class Kube:
             _content_type="application/apply-patch+yaml",
         )  # fmt: skip
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._run(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Merge ``status`` in, if the object is still at ``resource_version`` (the one the
+        patch was computed from; else :class:`ConflictError`); the object after the change."""
+        return await self._patch_md(
+            namespace, name, {"metadata": {"resourceVersion": resource_version}, "status": status},
+            subresource="status",
         )  # fmt: skip
 
     def close(self) -> None:
