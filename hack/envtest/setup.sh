@@ -85,6 +85,19 @@ else
   ln -sfn "$cache/prometheus/usr/bin/prometheus" "$cache/bin/prometheus"
 fi
 
+# iptables, for the node agent's Service ClusterIPs (kube-proxy's rules, written into each pod's
+# network namespace: tests/support/kubelet/services.py). The node agent runs as root to make
+# those namespaces, so this is installed as a system package, as a CNI host would have it.
+if ! command -v iptables-restore >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Debian's iptables (Service ClusterIPs inside pods)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q iptables >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q iptables >/dev/null; }
+  else
+    log "iptables-restore is missing: install iptables (pods cannot reach Service ClusterIPs without it)"
+  fi
+fi
+
 module_dir() { # <module@version>
   go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
 }

@@ -16,6 +16,7 @@ The rules follow the API every second. ClusterIP names (cluster DNS) are not ser
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -92,6 +93,11 @@ class ServiceProxy:
         self._stop = threading.Event()
 
     def start(self) -> None:
+        if shutil.which("iptables-restore") is None:
+            # Without it every pod's Service ClusterIPs would silently lead nowhere: fail here,
+            # with the fix, rather than later as a timeout in some test's request.
+            raise RuntimeError("iptables-restore not found: `make envtest` installs Debian's "
+                               "iptables as root; otherwise install it by hand")  # fmt: skip
         self.sync()
         threading.Thread(target=every, args=(1, self._stop, self.sync, "syncing Service rules"),
                          daemon=True, name="service-proxy").start()  # fmt: skip
