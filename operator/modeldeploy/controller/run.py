@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import secrets
@@ -64,7 +63,6 @@ def run_operator(
     if metrics_port:
         metrics.serve(metrics_port)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    settle_heap()
     try:
         kopf.run(
             registry=registry,
@@ -78,21 +76,3 @@ def run_operator(
         )
     finally:
         state.kube.close()
-
-
-GC_THRESHOLDS = (50_000, 20, 10)
-"""Python's cyclic collector runs a young collection every 700 new container objects by
-default. An operator allocates and drops hundreds of thousands of dicts per second of
-reconciling (decoded bodies, patches, pydantic models), nearly all freed by reference counting,
-and the collector's passes over them and over the thousands of live objects behind them were
-about a quarter of its CPU (``docs/benchmarks.md``). Collecting every 50 000 keeps cycles
-bounded to a few megabytes while running the collector about 70 times less often."""
-
-
-def settle_heap() -> None:
-    """Before the watches start: move everything imported and configured so far (modules,
-    classes, pydantic schemas: most of the live objects) out of the collector's sight, since
-    none of it will ever be garbage, and make young collections rarer."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
