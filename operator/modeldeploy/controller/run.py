@@ -17,6 +17,7 @@ from modeldeploy.controller.engine import State
 from modeldeploy.controller.handlers import register
 from modeldeploy.controller.kube import Kube, load_client
 from modeldeploy.controller.leader import LeaderElection, Timing
+from modeldeploy.controller.watch_decoding import use_orjson_for_watches
 
 
 def run_operator(
@@ -63,6 +64,7 @@ def run_operator(
     if metrics_port:
         metrics.serve(metrics_port)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    use_orjson_for_watches()
     try:
         kopf.run(
             registry=registry,
