@@ -42,16 +42,25 @@ def _converge(state: State, namespace: str) -> None:
     asyncio.run(converge(state, namespace, NAME, logging.getLogger(__name__), Runtimes()))
 
 
+def _created_then_moved(
+    custom: client.CustomObjectsApi, namespace: str, change: dict[str, Any]
+) -> dict[str, Any]:
+    """The ModelDeployment as created; ``change`` is then patched onto it, so the API server has
+    moved past the body returned."""
+    doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+           "metadata": {"name": NAME}, "spec": digits_spec()}  # fmt: skip
+    created: dict[str, Any] = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], doc)
+    custom.patch_namespaced_custom_object(*MD[:2], namespace, MD[2], NAME, change)
+    return created
+
+
 def test_a_reconciliation_from_a_stale_body_runs_again_from_a_fresh_read(
     api_client: client.ApiClient, namespace: str
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
-    doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-           "metadata": {"name": NAME}, "spec": digits_spec()}  # fmt: skip
-    created = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], doc)
     # The spec moves on while the operator's memory still holds the first version.
-    custom.patch_namespaced_custom_object(
-        *MD[:2], namespace, MD[2], NAME, {"spec": {"model": {"uri": "pvc://models/v2/model.pt"}}}
+    created = _created_then_moved(
+        custom, namespace, {"spec": {"model": {"uri": "pvc://models/v2/model.pt"}}}
     )
     state = State(CONFIG, Kube(api_client), [namespace])
     state.bodies.put(created)
@@ -79,11 +88,8 @@ def test_a_status_patch_on_a_moved_object_is_refused_and_changes_nothing(
     api_client: client.ApiClient, namespace: str
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
-    doc = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-           "metadata": {"name": NAME}, "spec": digits_spec()}  # fmt: skip
-    created = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], doc)
-    custom.patch_namespaced_custom_object(
-        *MD[:2], namespace, MD[2], NAME, {"metadata": {"annotations": {"touched": "yes"}}}
+    created = _created_then_moved(
+        custom, namespace, {"metadata": {"annotations": {"touched": "yes"}}}
     )
     kube = Kube(api_client)
 
