@@ -66,6 +66,8 @@ def rows(bin_dir: Path) -> list[tuple[str, str]]:
         ("KServe: CRDs, webhooks and controller manager (the schemas the operator's objects are "
          "checked against, and the reconcile that takes them)",
          pinned("KSERVE_VERSION").lstrip("v")),
+        ("KServe before `spec.canary`: CRDs only (the separate-InferenceService canary's "
+         "objects are checked against them)", pinned("KSERVE_LEGACY_VERSION").lstrip("v")),
         ("Gateway API CRDs", pinned("GATEWAY_API_VERSION").lstrip("v")),
         ("Prometheus Operator CRDs (the chart's PodMonitor, ServiceMonitor)",
          pinned("PROMETHEUS_OPERATOR_VERSION").lstrip("v")),

@@ -132,5 +132,20 @@ if [[ ! -f $crds/.complete || ! -f $crds/kserve/initializer-entrypoint ]]; then
   touch "$crds/.complete"
 fi
 
+# KServe before spec.canary: its serving CRDs and the same Gateway API CRDs, in a subfolder (not
+# installed with the others: a test starts a second API server with these instead).
+legacy="$crds/kserve-$KSERVE_LEGACY_VERSION"
+if [[ ! -f $legacy/.complete ]]; then
+  log "reading CRDs from github.com/kserve/kserve@$KSERVE_LEGACY_VERSION (the path before spec.canary)"
+  rm -rf "$legacy" && mkdir -p "$legacy"
+  old_kserve=$(module_dir "github.com/kserve/kserve@$KSERVE_LEGACY_VERSION")
+  for kind in inferenceservices servingruntimes clusterservingruntimes; do
+    cp "$old_kserve/config/crd/full/serving.kserve.io_$kind.yaml" "$legacy/"
+  done
+  cp "$crds"/gateway.networking.k8s.io_*.yaml "$legacy/"
+  chmod u+w "$legacy"/*.yaml
+  touch "$legacy/.complete"
+fi
+
 echo "$cache/bin"
 echo "$crds"
