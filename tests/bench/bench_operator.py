@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
-from tests.support import Assets, ControlPlane
+from tests.support import Assets, ControlPlane, finalizer_policy
 from tests.support.controlplane import REPO_ROOT
 from tests.support.executor import USER_AGENT as EXECUTOR_AGENT
 from tests.support.processes import LocalStack
@@ -39,6 +39,10 @@ LATENCY_N = int(os.environ.get("BENCH_LATENCY_N", "100"))
 SCALE_N = int(os.environ.get("BENCH_SCALE_N", "1000"))
 MODE = os.environ.get("BENCH_DEPLOYMENT_MODE", "Standard")
 """The example's deployment mode (Standard) or Knative, which has no HTTPRoute to write."""
+FINALIZER_POLICY = os.environ.get("BENCH_FINALIZER_POLICY", "1") != "0"
+"""Install the chart's MutatingAdmissionPolicy, as ``helm install`` does on Kubernetes >= 1.36,
+so the API server adds the finalizer at create; 0 leaves the operator to add it (older
+clusters)."""
 
 
 def _spec() -> dict[str, Any]:
@@ -257,12 +261,16 @@ def main() -> None:
         try:
             runtime = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
             plane.kubectl("apply", "--server-side", "-f", str(runtime))
+            if FINALIZER_POLICY:
+                finalizer_policy.install(plane)
             for ns in ("latency", "scale"):
                 plane.kubectl("create", "namespace", ns)
             executor = stack.executor(instant=True)
             operator = stack.operator("--artifact-store", "pvc://artifacts/store", env=extra_env)
             api = config.new_client_from_config(config_file=str(plane.kubeconfig))
             api.configuration.connection_pool_maxsize = 32
+            if FINALIZER_POLICY:
+                finalizer_policy.wait_in_effect(api, "latency")
 
             cpu_start = _cpu(operator, executor, plane)
             latencies = bench_latency(api, "latency")
@@ -284,7 +292,7 @@ def main() -> None:
             plane.stop()
     used = ", ".join(f"{n} {cpu_deployed[n] - cpu_small[n]:.0f} s" for n in cpu_deployed)
     print(f"machine: {os.cpu_count()} CPUs, shared by every process below and this benchmark")
-    print(f"deployment mode: {MODE}")
+    print(f"deployment mode: {MODE}; the chart's finalizer policy: {FINALIZER_POLICY}")
     print("benchmark                                                   value")
     print(
         f"apply → InferenceService (n={len(latencies)} of {LATENCY_N})             "

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from modeldeploy.controller.naming import FINALIZER
 from tests.cluster.kube import kserve_candidate
 from tests.support import Assets, Cluster
 from tests.support.controlplane import REPO_ROOT
+from tests.support.finalizer_policy import MUTATING_POLICIES
 
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 NAMESPACED = ["--set", "watchNamespaces={team-a,team-b}", "--set", "replicas=2",
@@ -155,14 +157,21 @@ def test_rendered_objects_pass_a_server_side_dry_run(control_plane: Cluster) -> 
     release, team_a, team_b = (f"{n}-{suffix}" for n in ("md", "team-a", "team-b"))
     for ns in (release, team_a, team_b):
         control_plane.kubectl("create", "namespace", ns)
-    variants = [[], [*NAMESPACED[:-2], "--set", f"watchNamespaces={{{team_a},{team_b}}}"]]
+    variants = [MUTATING_POLICIES,
+                [*NAMESPACED[:-2], "--set", f"watchNamespaces={{{team_a},{team_b}}}",
+                 *MUTATING_POLICIES]]  # fmt: skip
     monitors = ["--set", "metrics.serviceMonitor.enabled=true",
                 "--set", "metrics.podMonitor.enabled=true", "--set", "driftAlerts.enabled=true"]  # fmt: skip
     for values in variants:
         docs = render(*values, *monitors, namespace=release, tests=True)
-        assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Pod"} <= {
-            d["kind"] for d in docs
-        }
+        assert {
+            "ServiceMonitor",
+            "PodMonitor",
+            "PrometheusRule",
+            "Pod",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+        } <= {d["kind"] for d in docs}
         result = control_plane.kubectl(
             "apply", "--server-side", "--dry-run=server", "--field-manager=helm-test", "-f", "-",
             input="\n---\n".join(json.dumps(d) for d in docs), check=False,
@@ -226,8 +235,33 @@ def test_install_then_upgrade_to_namespaced(control_plane: Cluster) -> None:
     assert get("clusterservingruntime", "modeldeploy-onnx")
 
 
+def test_the_finalizer_policy_is_rendered_only_where_served_and_bound_to_watched_namespaces() -> (
+    None
+):
+    policies = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")
+    # An API server older than 1.36 (or one with the API off): nothing to install, and the
+    # operator adds the finalizer itself.
+    assert not [d for d in render(*NAMESPACED) if d["kind"] in policies]
+    assert not [d for d in render(*MUTATING_POLICIES, "--set", "finalizerAtCreate=false")
+                if d["kind"] in policies]  # fmt: skip
+    cluster_wide = render(*MUTATING_POLICIES)
+    (policy,), (binding,) = (by_kind(cluster_wide, kind) for kind in policies)
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] == "md-modeldeploy-finalizer"
+    assert "matchResources" not in binding["spec"]  # every namespace: the operator watches all
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["CREATE"]
+    assert rule["resources"] == ["modeldeployments"]
+    assert FINALIZER in policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+    assert FINALIZER in policy["spec"]["matchConditions"][0]["expression"]
+    assert policy["spec"]["failurePolicy"] == "Ignore"
+    (binding,) = by_kind(render(*NAMESPACED, *MUTATING_POLICIES), policies[1])
+    (selected,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selected == {"key": "kubernetes.io/metadata.name", "operator": "In",
+                        "values": ["team-a", "team-b"]}  # fmt: skip
+
+
 def test_every_object_says_helm_manages_it() -> None:
-    for doc in render():
+    for doc in render(*MUTATING_POLICIES):
         labels = doc["metadata"].get("labels") or {}
         assert labels.get("app.kubernetes.io/managed-by") == "Helm", doc["metadata"]["name"]
 

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from modeldeploy.controller.naming import FINALIZER
 from tests.chart.test_chart import CHART, helm
 from tests.operator.conftest import Kube, digits_spec
-from tests.support import Cluster
+from tests.support import Cluster, finalizer_policy
 from tests.support.controlplane import free_port
 from tests.support.processes import LocalStack, ManagedProcess
 
@@ -56,9 +57,12 @@ def chart_operator_command(
 
 
 @pytest.fixture
-def release(control_plane: Cluster, namespace: str, store: str) -> Iterator[str]:
+def release(
+    control_plane: Cluster, api_client: client.ApiClient, namespace: str, store: str
+) -> Iterator[str]:
     """The chart installed (release ``md``) in a namespace of its own, watching only the test's
-    namespace; uninstalled afterwards, so its cluster-scoped objects go too."""
+    namespace, once its finalizer policy is in effect there; uninstalled afterwards, so its
+    cluster-scoped objects go too."""
     release_ns = f"md-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", release_ns)
     values = ["--set", f"watchNamespaces={{{namespace}}}", "--set", f"artifactStore.uri={store}",
@@ -68,6 +72,7 @@ def release(control_plane: Cluster, namespace: str, store: str) -> Iterator[str]
     result = helm("install", "md", str(CHART), "-n", release_ns, *values,
                   kubeconfig=control_plane.kubeconfig)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    finalizer_policy.wait_in_effect(api_client, namespace)
     yield release_ns
     helm("uninstall", "md", "-n", release_ns, kubeconfig=control_plane.kubeconfig)
 
@@ -139,7 +144,11 @@ def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
         rollout = {"steps": [{"weight": 50, "pause": "2s"}], "analysis": {"interval": "1s"}}
         kube.create("digits", digits_spec(serving={"deploymentMode": "Knative"}, rollout=rollout))
         kube.wait_condition("digits", "Ready", "True", timeout=180)
-        first = (kube.get("digits") or {})["status"]
+        ready = kube.get("digits") or {}
+        first = ready["status"]
+        # The chart's admission policy gave the finalizer at create: the operator never wrote it.
+        assert ready["metadata"]["finalizers"] == [FINALIZER]
+        assert finalizer_writers(ready) == set()
         kube.patch_spec("digits", {"optimization": {"precision": "fp16"}})
         kube.wait("the rollout to be promoted",
                   lambda: ((kube.get("digits") or {}).get("status", {}).get("rollout") or {})
@@ -199,6 +208,51 @@ def test_operator_with_the_charts_service_account_deploys_and_rolls_out(
     assert refused(custom.create_namespaced_custom_object,
                    "serving.kserve.io", "v1beta1", "default", "inferenceservices", isvc)  # fmt: skip
     assert refused(api.read_namespaced_secret, STORE_SECRET, "default")
+
+
+def finalizer_writers(body: dict[str, Any]) -> set[str]:
+    """Who wrote ``metadata.finalizers`` in a request (its field managers). A mutating admission
+    policy's change is nobody's: the operator's patch would name the operator."""
+    return {entry["manager"] for entry in body["metadata"].get("managedFields") or []
+            if "f:finalizers" in (entry.get("fieldsV1") or {}).get("f:metadata", {})}  # fmt: skip
+
+
+def test_the_charts_admission_policy_gives_the_finalizer_at_create_only_in_watched_namespaces(
+    control_plane: Cluster, kube: Kube, namespace: str, release: str
+) -> None:
+    """The chart's MutatingAdmissionPolicy, installed by ``helm install`` on the real API server
+    (1.36 serves its API): the create's own answer carries the operator's finalizer, with no
+    operator running, once and beside another controller's; a namespace the release does not
+    watch gets none, since no operator of this release would ever remove it there."""
+    custom = kube.custom
+    bodies: list[tuple[str, dict[str, Any]]] = []
+    try:
+        created = kube.create("plain", digits_spec())
+        bodies.append((namespace, created))
+        assert created["metadata"]["finalizers"] == [FINALIZER]
+        assert finalizer_writers(created) == set()  # the API server's admission added it
+
+        def create_with(name: str, finalizers: list[str], ns: str = namespace) -> dict[str, Any]:
+            body = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+                    "metadata": {"name": name, "finalizers": finalizers}, "spec": digits_spec()}  # fmt: skip
+            made: dict[str, Any] = custom.create_namespaced_custom_object(
+                "modeldeploy.io", "v1alpha1", ns, "modeldeployments", body
+            )
+            bodies.append((ns, made))
+            return made
+
+        other = "example.com/keep"
+        assert create_with("shared", [other])["metadata"]["finalizers"] == [other, FINALIZER]
+        assert create_with("already", [FINALIZER])["metadata"]["finalizers"] == [FINALIZER]
+        unwatched = f"unwatched-{uuid.uuid4().hex[:6]}"
+        control_plane.kubectl("create", "namespace", unwatched)
+        assert not create_with("elsewhere", [], unwatched)["metadata"].get("finalizers")
+    finally:  # no operator here to release them: the namespaces must be able to go
+        for ns, body in bodies:
+            custom.patch_namespaced_custom_object(
+                "modeldeploy.io", "v1alpha1", ns, "modeldeployments", body["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )  # fmt: skip
 
 
 def test_a_verb_taken_from_the_charts_role_is_a_condition_with_the_403_and_comes_back(
