@@ -39,7 +39,13 @@ class Runtimes:
 
 
 def _converge(state: State, namespace: str) -> None:
-    asyncio.run(converge(state, namespace, NAME, logging.getLogger(__name__), Runtimes()))
+    async def once() -> None:
+        try:
+            await converge(state, namespace, NAME, logging.getLogger(__name__), Runtimes())
+        finally:
+            await state.kube.aclose()
+
+    asyncio.run(once())
 
 
 def _created_then_moved(
@@ -94,9 +100,12 @@ def test_a_status_patch_on_a_moved_object_is_refused_and_changes_nothing(
     kube = Kube(api_client)
 
     async def stale_patch() -> None:
-        await kube.patch_status(
-            namespace, NAME, {"observedGeneration": 1}, created["metadata"]["resourceVersion"]
-        )
+        try:
+            await kube.patch_status(
+                namespace, NAME, {"observedGeneration": 1}, created["metadata"]["resourceVersion"]
+            )
+        finally:
+            await kube.aclose()
 
     try:
         with pytest.raises(ConflictError):

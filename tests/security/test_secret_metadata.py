@@ -21,12 +21,15 @@ def test_the_store_secret_is_checked_by_its_metadata_alone(
     kube = Kube(api_client)
 
     async def check() -> tuple[object, bool, bool]:
-        found = await kube.secret_metadata(namespace, "store-creds")
-        return (
-            found,
-            await kube.secret_exists(namespace, "store-creds"),
-            await kube.secret_exists(namespace, "absent"),
-        )
+        try:
+            found = await kube.secret_metadata(namespace, "store-creds")
+            return (
+                found,
+                await kube.secret_exists(namespace, "store-creds"),
+                await kube.secret_exists(namespace, "absent"),
+            )
+        finally:
+            await kube.aclose()
 
     found, exists, absent = asyncio.run(check())
     assert isinstance(found, dict)

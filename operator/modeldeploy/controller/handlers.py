@@ -97,6 +97,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task  # the election gives the Lease up on its way out
+        await _state(memo).kube.aclose()  # its connections belong to this loop
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

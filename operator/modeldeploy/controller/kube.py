@@ -1,27 +1,22 @@
-"""The operator's Kubernetes I/O: the few reads and writes the handlers make, off the event loop.
-
-The ``kubernetes`` client is synchronous; each call runs in a bounded thread pool so that a
-thousand ModelDeployments reconcile concurrently without a thread each. Errors that a retry can
-fix (throttling, 5xx, timeouts, lost connections) are raised as :class:`TransientApiError`.
+"""The operator's Kubernetes I/O: the few reads and writes a reconciliation makes, each a plain
+REST call on the event loop (``api_transport``), with the credentials the ``kubernetes`` client
+loads. Errors that a retry can fix (throttling, 5xx, timeouts, lost connections) are raised as
+:class:`TransientApiError`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+import aiohttp
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError
 
 from modeldeploy import __version__
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
 from modeldeploy.controller import naming
+from modeldeploy.controller.api_transport import ApiTransport
 
 KSERVE = "serving.kserve.io"
 GATEWAY = "gateway.networking.k8s.io"
@@ -38,6 +33,8 @@ class ConflictError(TransientApiError):
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 """Ask the API server for an object's metadata alone."""
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+"""The same for a list."""
 
 
 USER_AGENT = "modeldeploy-operator"
@@ -53,7 +50,7 @@ def load_client(kubeconfig: str | None = None, pool: int = 8) -> client.ApiClien
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    configuration.connection_pool_maxsize = pool
+    configuration.connection_pool_maxsize = pool  # also the operator's own connections
     api = client.ApiClient(configuration)
     # Named in the API server's audit log and request logs: whose writes are whose.
     api.user_agent = f"{USER_AGENT}/{__version__}"
@@ -63,64 +60,68 @@ def load_client(kubeconfig: str | None = None, pool: int = 8) -> client.ApiClien
 def _retryable(err: Exception) -> bool:
     if isinstance(err, ApiException):
         return err.status in (0, 408, 429) or err.status >= 500
-    return isinstance(err, HTTPError | OSError | TimeoutError)
+    return isinstance(err, aiohttp.ClientError | OSError | TimeoutError)
+
+
+def _path(group: str, version: str, namespace: str | None, plural: str, *rest: str) -> str:
+    """A resource's REST path: ``/api/v1`` for the core group, ``/apis/<group>/<version>``
+    for the others, then the namespace, the plural and what follows (name, subresource)."""
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    scope = f"/namespaces/{namespace}" if namespace is not None else ""
+    return "/".join([f"{base}{scope}/{plural}", *rest])
 
 
 class Kube:
     """Typed, awaitable access to what the operator reads and writes."""
 
-    def __init__(self, api: client.ApiClient, workers: int = 8) -> None:
+    def __init__(self, api: client.ApiClient) -> None:
         self.api = api
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
-        self.networking = client.NetworkingV1Api(api)
-        self.apps = client.AppsV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._transport = ApiTransport(
+            api.configuration, api.user_agent, limit=api.configuration.connection_pool_maxsize
+        )
 
-    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn`` in the pool and return the answer's JSON, undecoded into client models:
-        building the client's typed objects and turning them back into dicts cost more CPU and
-        memory than the rest of a reconciliation."""
-        loop = asyncio.get_running_loop()
-        call = functools.partial(fn, *args, _preload_content=False, **kwargs)
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; a failure a retry can fix becomes :class:`TransientApiError`."""
         try:
-            response = await loop.run_in_executor(self._pool, call)
-            data = response.data
+            return await self._transport.request(method, path, **kwargs)
         except Exception as err:
             if _retryable(err):
-                raise TransientApiError(f"{getattr(fn, '__name__', fn)}: {err}") from err
+                raise TransientApiError(f"{method} {path}: {err}") from err
             raise
-        return orjson.loads(data) if data else None
 
-    async def _maybe(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _get(self, path: str, **kwargs: Any) -> Any:
+        """The object, or None when there is none (404)."""
         try:
-            return await self._run(fn, *args, **kwargs)
+            return await self._call("GET", path, **kwargs)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
+    async def _create(self, path: str, obj: dict[str, Any]) -> bool:
+        """POST ``obj``; False when one of that name exists (409): never forced over."""
+        try:
+            await self._call("POST", path, body=obj)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
     async def modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._maybe(
-            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        found: dict[str, Any] | None = await self._get(
+            _path(GROUP, VERSION, namespace, PLURAL, name)
         )
         return found
 
     async def modeldeployment_names(self, namespaces: list[str] | None) -> list[tuple[str, str]]:
-        """(namespace, name) of every ModelDeployment watched (metadata only would do; the
-        custom-objects API has no such call, and this runs once a resync period)."""
-        if namespaces:
-            lists = [
-                await self._run(
-                    self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL
-                )
-                for ns in namespaces
-            ]
-        else:
-            lists = [
-                await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
-            ]
+        """(namespace, name) of every ModelDeployment watched, from their metadata alone (runs
+        once a resync period)."""
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        lists = [
+            await self._call("GET", _path(GROUP, VERSION, ns, PLURAL), accept=METADATA_LIST)
+            for ns in scopes
+        ]
         return [
             (item["metadata"]["namespace"], item["metadata"]["name"])
             for found in lists
@@ -130,8 +131,8 @@ class Kube:
     async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret's metadata only (a ``PartialObjectMetadata``): its data never reaches
         the operator. RBAC can restrict ``get`` to the one resourceName."""
-        found: dict[str, Any] | None = await self._maybe(
-            self.core.read_namespaced_secret, name, namespace, _headers={"Accept": METADATA_ONLY}
+        found: dict[str, Any] | None = await self._get(
+            _path("", "v1", namespace, "secrets", name), accept=METADATA_ONLY
         )
         return found
 
@@ -140,85 +141,74 @@ class Kube:
 
     async def jobs(self, namespace: str, deployment: str, role: str) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in naming.labels(deployment, role).items())
-        found = await self._run(self.batch.list_namespaced_job, namespace, label_selector=selector)
+        found = await self._call(
+            "GET", _path("batch", "v1", namespace, "jobs"), query={"labelSelector": selector}
+        )
         return list(found["items"])
 
     async def job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._maybe(
-            self.batch.read_namespaced_job, name, namespace
+        found: dict[str, Any] | None = await self._get(
+            _path("batch", "v1", namespace, "jobs", name)
         )
         return found
 
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        found = await self._run(
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=f"batch.kubernetes.io/job-name={job}",
-        )
+        found = await self._call(
+            "GET", _path("", "v1", namespace, "pods"),
+            query={"labelSelector": f"batch.kubernetes.io/job-name={job}"},
+        )  # fmt: skip
         return list(found["items"])
 
     async def create_network_policy(self, policy: dict[str, Any]) -> bool:
         """Create ``policy``; False when one of that name exists. Never forced over: an
         existing one is left alone (a name conflict is the plan's to report)."""
-        try:
-            await self._run(
-                self.networking.create_namespaced_network_policy,
-                policy["metadata"]["namespace"],
-                policy,
-            )
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
-        return True
+        namespace = policy["metadata"]["namespace"]
+        return await self._create(
+            _path("networking.k8s.io", "v1", namespace, "networkpolicies"), policy
+        )
 
     async def create_job(self, job: dict[str, Any]) -> bool:
         """Create ``job``; False when it already exists (a restarted or racing reconcile)."""
-        try:
-            await self._run(self.batch.create_namespaced_job, job["metadata"]["namespace"], job)
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
-        return True
+        return await self._create(_path("batch", "v1", job["metadata"]["namespace"], "jobs"), job)
 
     async def delete_job(self, namespace: str, name: str) -> None:
-        await self._maybe(
-            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
-        )
+        await self._delete(_path("batch", "v1", namespace, "jobs", name),
+                           {"propagationPolicy": "Background"})  # fmt: skip
+
+    async def _delete(self, path: str, options: dict[str, Any] | None = None) -> None:
+        """Delete; one already gone is not an error."""
+        try:
+            await self._call("DELETE", path, body=options)
+        except ApiException as err:
+            if err.status != 404:
+                raise
 
     async def inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._maybe(
-            self.custom.get_namespaced_custom_object,
-            KSERVE, "v1beta1", namespace, "inferenceservices", name,
-        )  # fmt: skip
+        found: dict[str, Any] | None = await self._get(
+            _path(KSERVE, "v1beta1", namespace, "inferenceservices", name)
+        )
         return found
 
     async def delete_inference_service(self, namespace: str, name: str) -> None:
-        await self._maybe(
-            self.custom.delete_namespaced_custom_object,
-            KSERVE, "v1beta1", namespace, "inferenceservices", name,
-        )  # fmt: skip
+        await self._delete(_path(KSERVE, "v1beta1", namespace, "inferenceservices", name))
 
     async def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._maybe(
-            self.apps.read_namespaced_deployment, name, namespace
+        found: dict[str, Any] | None = await self._get(
+            _path("apps", "v1", namespace, "deployments", name)
         )
         return found
 
     async def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._maybe(
-            self.custom.get_namespaced_custom_object,
-            GATEWAY, "v1", namespace, "httproutes", name,
-        )  # fmt: skip
+        found: dict[str, Any] | None = await self._get(
+            _path(GATEWAY, "v1", namespace, "httproutes", name)
+        )
         return found
 
     async def config_map_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A ConfigMap's metadata (who owns it), never its data."""
-        found: dict[str, Any] | None = await self._maybe(
-            self.core.read_namespaced_config_map, name, namespace,
-            _headers={"Accept": METADATA_ONLY},
-        )  # fmt: skip
+        found: dict[str, Any] | None = await self._get(
+            _path("", "v1", namespace, "configmaps", name), accept=METADATA_ONLY
+        )
         return found
 
     async def post_event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
@@ -243,7 +233,7 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._run(self.core.create_namespaced_event, meta["namespace"], event)
+        await self._call("POST", _path("", "v1", meta["namespace"], "events"), body=event)
 
     async def set_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str
@@ -266,16 +256,13 @@ class Kube:
     async def _patch_md(
         self, namespace: str, name: str, patch: dict[str, Any], subresource: str = ""
     ) -> dict[str, Any]:
-        call = (
-            self.custom.patch_namespaced_custom_object_status
-            if subresource == "status"
-            else self.custom.patch_namespaced_custom_object
+        path = _path(
+            GROUP, VERSION, namespace, PLURAL, name, *([subresource] if subresource else [])
         )
         try:
-            patched: dict[str, Any] = await self._run(
-                call, GROUP, VERSION, namespace, PLURAL, name, patch,
-                _content_type="application/merge-patch+json",
-            )  # fmt: skip
+            patched: dict[str, Any] = await self._call(
+                "PATCH", path, body=patch, content_type="application/merge-patch+json"
+            )
         except ApiException as err:
             if err.status == 409:
                 raise ConflictError(f"{namespace}/{name}: {err.reason}") from err
@@ -287,25 +274,22 @@ class Kube:
         ours by definition; fields other managers set are untouched)."""
         group, version = obj["apiVersion"].split("/")
         meta = obj["metadata"]
-        result: dict[str, Any] = await self._run(
-            self.custom.patch_namespaced_custom_object,
-            group, version, meta["namespace"], plural, meta["name"], obj,
-            field_manager=naming.FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )  # fmt: skip
-        return result
+        return await self._apply(
+            _path(group, version, meta["namespace"], plural, meta["name"]), obj
+        )
 
     async def apply_config_map(self, obj: dict[str, Any]) -> None:
         """Server-side apply a ConfigMap (the shadow's), as :meth:`apply` does."""
         meta = obj["metadata"]
-        await self._run(
-            self.core.patch_namespaced_config_map,
-            meta["name"], meta["namespace"], obj,
-            field_manager=naming.FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
+        await self._apply(_path("", "v1", meta["namespace"], "configmaps", meta["name"]), obj)
+
+    async def _apply(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        # JSON is YAML: the apply-patch content type takes the object as it is.
+        applied: dict[str, Any] = await self._call(
+            "PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+            query={"fieldManager": naming.FIELD_MANAGER, "force": "true"},
         )  # fmt: skip
+        return applied
 
     async def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str
@@ -317,6 +301,9 @@ class Kube:
             subresource="status",
         )  # fmt: skip
 
+    async def aclose(self) -> None:
+        """Close the connections (kopf's cleanup, on the operator's own loop)."""
+        await self._transport.aclose()
+
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
