@@ -133,3 +133,26 @@ def test_the_bearer_token_is_asked_for_on_every_request(
     assert status() == 401
     tokens[0] = granted.status.token
     assert status() == 403
+
+
+def test_a_kubeconfig_tls_server_name_is_the_name_the_certificate_is_checked_against(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    """``tls-server-name`` (an API server reached by an address its certificate does not name,
+    through a tunnel, say): verified against that name, so a name the certificate holds works
+    and one it lacks is refused, before any request is sent."""
+
+    def kube_named(server_name: str) -> Kube:
+        configuration = client.Configuration()
+        source = api_client.configuration
+        configuration.host = source.host
+        configuration.ssl_ca_cert = source.ssl_ca_cert
+        configuration.cert_file, configuration.key_file = source.cert_file, source.key_file
+        configuration.tls_server_name = server_name
+        return Kube(client.ApiClient(configuration))
+
+    named = kube_named("kubernetes.default.svc")
+    assert run(named, lambda: named.job(namespace, "none")) is None  # a 404: it was answered
+    unnamed = kube_named("not-in-the-certificate.example")
+    with pytest.raises(TransientApiError, match="certificate"):
+        run(unnamed, lambda: unnamed.job(namespace, "none"))

@@ -57,6 +57,12 @@ class ApiTransport:
         self._user_agent = user_agent
         self._limit = limit
         self._ssl = ssl_context(configuration)
+        # A kubeconfig's proxy-url and tls-server-name, as the generated client honours them.
+        self._routing: dict[str, Any] = {}
+        if configuration.proxy:
+            self._routing["proxy"] = configuration.proxy
+        if configuration.tls_server_name:
+            self._routing["server_hostname"] = configuration.tls_server_name
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -102,6 +108,7 @@ class ApiTransport:
             params=query,
             data=data,
             headers=self._headers(accept, content_type),
+            **self._routing,
         ) as response:
             payload = await response.read()
             if response.status >= 400:
