@@ -64,6 +64,9 @@ def test_reads_writes_and_refusals_come_back_as_the_engine_reads_them(
         seen["jobs"] = await kube.job(namespace, "once")
         seen["applied"] = await kube.apply(isvc, "inferenceservices")
         seen["read"] = await kube.inference_service(namespace, "m")
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "cm", "namespace": namespace}, "data": {"k": "v"}}  # fmt: skip
+        seen["core"] = await kube.apply(config_map, "configmaps")  # the core group's path
         try:
             await kube.create_job(bad)
         except ApiException as err:
@@ -80,6 +83,8 @@ def test_reads_writes_and_refusals_come_back_as_the_engine_reads_them(
     assert seen["jobs"]["metadata"]["name"] == "once"
     assert seen["applied"]["metadata"]["managedFields"][0]["manager"] == FIELD_MANAGER
     assert seen["read"]["spec"]["predictor"]["model"]["storageUri"] == "pvc://a/b"
+    assert seen["core"]["data"] == {"k": "v"}
+    assert seen["core"]["metadata"]["managedFields"][0]["manager"] == FIELD_MANAGER
     refused = seen["refused"]
     assert refused.status == 422
     # The API server's words, with the field, reach the condition.

@@ -70,10 +70,7 @@ def test_a_reconciliation_from_a_stale_body_runs_again_from_a_fresh_read(
     )
     state = State(CONFIG, Kube(api_client), [namespace])
     state.bodies.put(created)
-    try:
-        _converge(state, namespace)
-    finally:
-        state.kube.close()
+    _converge(state, namespace)
     stored = custom.get_namespaced_custom_object(*MD[:2], namespace, MD[2], NAME)
     assert stored["metadata"]["generation"] == 2
     assert stored["status"]["observedGeneration"] == 2
@@ -107,10 +104,7 @@ def test_a_status_patch_on_a_moved_object_is_refused_and_changes_nothing(
         finally:
             await kube.aclose()
 
-    try:
-        with pytest.raises(ConflictError):
-            asyncio.run(stale_patch())
-    finally:
-        kube.close()
+    with pytest.raises(ConflictError):
+        asyncio.run(stale_patch())
     stored = custom.get_namespaced_custom_object(*MD[:2], namespace, MD[2], NAME)
     assert "status" not in stored or "observedGeneration" not in stored["status"]

@@ -329,7 +329,7 @@ async def _reconcile(
             state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
     if decided.apply_shadow is not None:
         try:
-            await kube.apply_config_map(decided.apply_shadow)
+            await kube.apply(decided.apply_shadow, "configmaps")
         except ApiException as err:
             if err.status not in (400, 403, 404, 422):
                 raise

@@ -75,7 +75,8 @@ class Kube:
     """Typed, awaitable access to what the operator reads and writes."""
 
     def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
+        """Requests with ``api``'s configuration and user agent; ``api`` itself stays its
+        owner's (start-up checks and leader election use it), and is not closed here."""
         self._transport = ApiTransport(
             api.configuration, api.user_agent, limit=api.configuration.connection_pool_maxsize
         )
@@ -89,10 +90,11 @@ class Kube:
                 raise TransientApiError(f"{method} {path}: {err}") from err
             raise
 
-    async def _get(self, path: str, **kwargs: Any) -> Any:
+    async def _get(self, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """The object, or None when there is none (404)."""
         try:
-            return await self._call("GET", path, **kwargs)
+            found: dict[str, Any] = await self._call("GET", path, **kwargs)
+            return found
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -109,10 +111,7 @@ class Kube:
         return True
 
     async def modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._get(
-            _path(GROUP, VERSION, namespace, PLURAL, name)
-        )
-        return found
+        return await self._get(_path(GROUP, VERSION, namespace, PLURAL, name))
 
     async def modeldeployment_names(self, namespaces: list[str] | None) -> list[tuple[str, str]]:
         """(namespace, name) of every ModelDeployment watched, from their metadata alone (runs
@@ -131,10 +130,7 @@ class Kube:
     async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret's metadata only (a ``PartialObjectMetadata``): its data never reaches
         the operator. RBAC can restrict ``get`` to the one resourceName."""
-        found: dict[str, Any] | None = await self._get(
-            _path("", "v1", namespace, "secrets", name), accept=METADATA_ONLY
-        )
-        return found
+        return await self._get(_path("", "v1", namespace, "secrets", name), accept=METADATA_ONLY)
 
     async def secret_exists(self, namespace: str, name: str) -> bool:
         return await self.secret_metadata(namespace, name) is not None
@@ -147,10 +143,7 @@ class Kube:
         return list(found["items"])
 
     async def job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._get(
-            _path("batch", "v1", namespace, "jobs", name)
-        )
-        return found
+        return await self._get(_path("batch", "v1", namespace, "jobs", name))
 
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         found = await self._call(
@@ -184,32 +177,20 @@ class Kube:
                 raise
 
     async def inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._get(
-            _path(KSERVE, "v1beta1", namespace, "inferenceservices", name)
-        )
-        return found
+        return await self._get(_path(KSERVE, "v1beta1", namespace, "inferenceservices", name))
 
     async def delete_inference_service(self, namespace: str, name: str) -> None:
         await self._delete(_path(KSERVE, "v1beta1", namespace, "inferenceservices", name))
 
     async def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._get(
-            _path("apps", "v1", namespace, "deployments", name)
-        )
-        return found
+        return await self._get(_path("apps", "v1", namespace, "deployments", name))
 
     async def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._get(
-            _path(GATEWAY, "v1", namespace, "httproutes", name)
-        )
-        return found
+        return await self._get(_path(GATEWAY, "v1", namespace, "httproutes", name))
 
     async def config_map_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A ConfigMap's metadata (who owns it), never its data."""
-        found: dict[str, Any] | None = await self._get(
-            _path("", "v1", namespace, "configmaps", name), accept=METADATA_ONLY
-        )
-        return found
+        return await self._get(_path("", "v1", namespace, "configmaps", name), accept=METADATA_ONLY)
 
     async def post_event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = body["metadata"]
@@ -271,22 +252,13 @@ class Kube:
 
     async def apply(self, obj: dict[str, Any], plural: str) -> dict[str, Any]:
         """Server-side apply ``obj`` as the operator's field manager (forced: these fields are
-        ours by definition; fields other managers set are untouched)."""
-        group, version = obj["apiVersion"].split("/")
+        ours by definition; fields other managers set are untouched). JSON is YAML: the
+        apply-patch content type takes the object as it is."""
+        group, _, version = obj["apiVersion"].rpartition("/")  # "v1": the core group
         meta = obj["metadata"]
-        return await self._apply(
-            _path(group, version, meta["namespace"], plural, meta["name"]), obj
-        )
-
-    async def apply_config_map(self, obj: dict[str, Any]) -> None:
-        """Server-side apply a ConfigMap (the shadow's), as :meth:`apply` does."""
-        meta = obj["metadata"]
-        await self._apply(_path("", "v1", meta["namespace"], "configmaps", meta["name"]), obj)
-
-    async def _apply(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-        # JSON is YAML: the apply-patch content type takes the object as it is.
         applied: dict[str, Any] = await self._call(
-            "PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+            "PATCH", _path(group, version, meta["namespace"], plural, meta["name"]),
+            body=obj, content_type="application/apply-patch+yaml",
             query={"fieldManager": naming.FIELD_MANAGER, "force": "true"},
         )  # fmt: skip
         return applied
@@ -304,6 +276,3 @@ class Kube:
     async def aclose(self) -> None:
         """Close the connections (kopf's cleanup, on the operator's own loop)."""
         await self._transport.aclose()
-
-    def close(self) -> None:
-        self.api.close()

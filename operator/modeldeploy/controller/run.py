@@ -77,4 +77,4 @@ def run_operator(
             standalone=True,  # one writer is the Lease's business, not kopf's peering
         )
     finally:
-        state.kube.close()
+        api.close()
