@@ -104,7 +104,7 @@ def spec_with(**monitoring: Any) -> Any:
 def test_the_drifting_condition_names_what_crossed_the_threshold_with_the_numbers() -> None:
     from modeldeploy.controller.drift import DriftReading, report
 
-    spec = spec_with(reference={"uri": "s3://d/r.npz"}, psiThreshold=0.2)
+    spec = spec_with(reference={"uri": "s3://d/r.npz"}, psiThreshold=0.2, minRequests=40)
     calm, wanted = report(spec, DriftReading({"image/0": 0.031}, 0.012, 40), prometheus=True)
     assert calm.wire() == {"monitored": True, "worstPsi": 0.03, "worstInput": "image/0",
                     "predictionPsi": 0.01, "windowRequests": 40}  # fmt: skip
@@ -135,3 +135,30 @@ def test_without_reference_data_prometheus_or_requests_nothing_is_claimed() -> N
     idle, wanted = report(spec, DriftReading({}, None, 0), prometheus=True)
     assert "no requests served" in str(idle.message)
     assert wanted is None
+
+
+def test_a_part_filled_window_gives_no_verdict_either_way_and_says_how_many_requests_it_holds() -> (
+    None
+):
+    from modeldeploy.controller.drift import DriftReading, report
+
+    spec = spec_with(reference={"uri": "s3://d/r.npz"}, minRequests=50)
+    for psis in ({"image/0": 0.9}, {"image/0": 0.01}):
+        early, wanted = report(spec, DriftReading(psis, 0.9, 49), prometheus=True)
+        assert wanted is None
+        assert early.wire() == {
+            "monitored": True,
+            "windowRequests": 49,
+            "message": "49 of the 50 requests needed to judge drift (spec.monitoring.minRequests) "
+            "are in the window",
+        }
+    _, wanted = report(spec, DriftReading({"image/0": 0.9}, None, 50), prometheus=True)
+    assert wanted is not None
+    assert wanted.reason == "InputDrift"
+    # A window smaller than minRequests is judged once full: the window is all there can be.
+    small = spec_with(reference={"uri": "s3://d/r.npz"}, window={"requests": 20})
+    _, wanted = report(small, DriftReading({"image/0": 0.01}, None, 19), prometheus=True)
+    assert wanted is None
+    _, wanted = report(small, DriftReading({"image/0": 0.01}, None, 20), prometheus=True)
+    assert wanted is not None
+    assert wanted.reason == "NoDrift"

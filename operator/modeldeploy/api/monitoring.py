@@ -47,6 +47,11 @@ class MonitoringSpec(ApiModel):
     window: MonitoringWindow = nested(MonitoringWindow)
     """The live traffic the runtime compares with the reference."""
 
+    min_requests: Annotated[int, Field(ge=1, le=100_000)] = 100
+    """Fewest requests the window must hold before drift is judged (at most ``window.requests``
+    are asked for): a PSI over a handful of requests is noise. Until then the Drifting condition
+    keeps its last verdict and ``status.monitoring`` says how many requests there are."""
+
     psi_threshold: Annotated[float, Field(gt=0, le=10)] = 0.25
     """The Drifting condition turns True when an input's or the predictions' PSI is above this
     (0.25: the field's usual "significant shift")."""
