@@ -156,10 +156,14 @@ def resource_of(event: dict[str, Any]) -> str:
 
 def writes(audit_log: Path, namespace: str) -> Counter[tuple[str, str, str]]:
     """Writes in ``namespace`` by (client, verb, resource), from the API server's audit log:
-    every create, update, patch and delete it completed, with the caller's user agent."""
+    every create, update, patch and delete it completed, with the caller's user agent. A write
+    it refused is counted too (it cost the API server a request), under its resource with the
+    status code, e.g. ``modeldeployments/status (409)``."""
     counted: Counter[tuple[str, str, str]] = Counter()
     for event in audited_writes(audit_log, namespace):
-        counted[(client_of(event), str(event.get("verb")), resource_of(event))] += 1
+        code = int((event.get("responseStatus") or {}).get("code") or 200)
+        resource = resource_of(event) + (f" ({code})" if code >= 400 else "")
+        counted[(client_of(event), str(event.get("verb")), resource)] += 1
     return counted
 
 

@@ -1,7 +1,9 @@
-"""The reconciliation starts from the ModelDeployment as the operator last saw it
-(``controller/bodies.py``), not from a GET. Against the real API server: when that memory is
-behind, the first write is refused by its resourceVersion precondition, and the
-reconciliation runs again from a fresh read, so nothing is decided on the stale spec."""
+"""The reconciliation starts from the ModelDeployment and its InferenceService as the operator
+last saw them (``controller/bodies.py``), not from GETs. Against the real API server: when the
+ModelDeployment in memory is behind, the first write is refused by its resourceVersion
+precondition, and the reconciliation runs again from a fresh read, so nothing is decided on the
+stale spec. The InferenceService in memory is what the watch delivered; the resync's listing
+corrects it, and another's under our name is never held."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import yaml
 from kubernetes import client
 
 from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.engine import State, converge
+from modeldeploy.controller.engine import State, converge, relist
 from modeldeploy.controller.handlers import _runtime_view
 from modeldeploy.controller.kube import ConflictError, Kube
 from modeldeploy.controller.naming import STAGING, labels
-from tests.operator.conftest import MD, digits_spec
+from tests.operator.conftest import ISVC, MD, digits_spec
 from tests.support.controlplane import REPO_ROOT
 
 pytestmark = [pytest.mark.cluster]
@@ -108,3 +110,95 @@ def test_a_status_patch_on_a_moved_object_is_refused_and_changes_nothing(
         asyncio.run(stale_patch())
     stored = custom.get_namespaced_custom_object(*MD[:2], namespace, MD[2], NAME)
     assert "status" not in stored or "observedGeneration" not in stored["status"]
+
+
+def _ready(custom: client.CustomObjectsApi, namespace: str) -> dict[str, Any]:
+    stored: dict[str, Any] = custom.get_namespaced_custom_object(*MD[:2], namespace, MD[2], NAME)
+    return next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
+
+
+def test_another_owners_inference_service_is_never_held_so_its_removal_is_seen_at_once(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    custom.create_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": NAME},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
+                                         "storageUri": "s3://their-bucket/model"}}},
+    })  # fmt: skip
+    custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
+        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": NAME}, "spec": digits_spec(),
+    })  # fmt: skip
+    state = State(CONFIG, Kube(api_client), [namespace])
+    _converge(state, namespace)
+    assert _ready(custom, namespace)["reason"] == "NameConflict"
+    # Our watch selects by our label and would never tell us of its deletion: not in memory.
+    assert state.isvcs.get(namespace, NAME) is None
+    custom.delete_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], NAME)
+    _converge(state, namespace)  # an ordinary reconciliation, not the resync's fresh one
+    assert _ready(custom, namespace)["reason"] != "NameConflict"
+
+
+def test_the_inference_service_comes_from_memory_and_the_resyncs_listing_corrects_it(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    created = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
+        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": NAME}, "spec": digits_spec(),
+    })  # fmt: skip
+    theirs = custom.create_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": NAME},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
+                                         "storageUri": "s3://their-bucket/model"}}},
+    })  # fmt: skip
+    state = State(CONFIG, Kube(api_client), [namespace])
+    # Memory says the InferenceService is ours and settled (Ready on its current spec), as a
+    # watch event of an owned one would (a watch that then missed its replacement by another's).
+    ours = {**theirs, "metadata": {**theirs["metadata"], "labels": labels(NAME), "ownerReferences": [
+        {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": NAME,
+         "uid": created["metadata"]["uid"], "controller": True},
+    ]}, "status": {"observedGeneration": theirs["metadata"]["generation"], "url": "http://x",
+                   "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+    state.isvcs.put(ours)
+    _converge(state, namespace)
+    assert _ready(custom, namespace)["reason"] != "NameConflict"  # no GET was made
+
+    async def resync_listing() -> list[tuple[str, str]]:
+        try:
+            return await relist(state)
+        finally:
+            await state.kube.aclose()
+
+    assert asyncio.run(resync_listing()) == [(namespace, NAME)]
+    # The listing of our InferenceServices does not have it: dropped from memory.
+    assert state.isvcs.get(namespace, NAME) is None
+    _converge(state, namespace)
+    assert _ready(custom, namespace)["reason"] == "NameConflict"
+    assert state.isvcs.get(namespace, NAME) is None  # another's is never held
+
+
+def test_an_inference_service_not_yet_ready_is_read_from_the_api_server(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    created = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
+        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": NAME}, "spec": digits_spec(),
+    })  # fmt: skip
+    theirs = custom.create_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": NAME},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
+                                         "storageUri": "s3://their-bucket/model"}}},
+    })  # fmt: skip
+    state = State(CONFIG, Kube(api_client), [namespace])
+    # Ours in memory, but KServe has not reported on it: its next status may be queued behind
+    # this reconciliation, so the API server is asked (and has another's there).
+    state.isvcs.put({**theirs, "metadata": {**theirs["metadata"], "labels": labels(NAME),
+                                            "ownerReferences": [{"uid": created["metadata"]["uid"]}]}})  # fmt: skip
+    _converge(state, namespace)
+    assert _ready(custom, namespace)["reason"] == "NameConflict"

@@ -1,4 +1,4 @@
-"""The operator's memory of ModelDeployments (``controller/bodies.py``)."""
+"""The operator's memory of ModelDeployments and InferenceServices (``controller/bodies.py``)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,34 @@ def test_a_forgotten_or_unknown_object_is_not_held() -> None:
     assert bodies.get("ns", "md") is None
     assert bodies.get("ns", "other") is None
     assert len(bodies) == 0
+
+
+def test_the_managed_fields_of_the_kept_manager_stay_so_a_dropped_field_is_still_seen() -> None:
+    from modeldeploy.controller.naming import FIELD_MANAGER
+    from modeldeploy.controller.reconcile import applied
+
+    ours = {"manager": FIELD_MANAGER, "operation": "Apply",
+            "fieldsV1": {"f:spec": {"f:predictor": {"f:canaryTrafficPercent": {}}}}}  # fmt: skip
+    theirs = {"manager": "kserve", "operation": "Update", "fieldsV1": {"f:status": {}}}
+    live = {"metadata": {"namespace": "ns", "name": "isvc", "resourceVersion": "3",
+                         "managedFields": [ours, theirs]},
+            "spec": {"predictor": {"canaryTrafficPercent": 50}}}  # fmt: skip
+    bodies = Bodies(keep_manager=FIELD_MANAGER)
+    bodies.put(live)
+    held = bodies.get("ns", "isvc")
+    assert held is not None
+    assert held["metadata"]["managedFields"] == [ours]
+    # A promotion drops canaryTrafficPercent: memory still says the apply must be sent.
+    assert applied(held, {"spec": {"predictor": {}}}) is False
+    assert applied(held, {"spec": {"predictor": {"canaryTrafficPercent": 50}}}) is True
+
+
+def test_a_listing_drops_what_it_did_not_find() -> None:
+    bodies = Bodies()
+    bodies.put(body("1"))
+    other = body("2")
+    other["metadata"]["name"] = "other"
+    bodies.put(other)
+    bodies.retain({("ns", "other")})
+    assert bodies.get("ns", "md") is None
+    assert bodies.get("ns", "other") is not None

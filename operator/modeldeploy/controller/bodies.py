@@ -6,8 +6,19 @@ A GET of the ModelDeployment under the reconcile's lock was the operator's most 
 just delivered the same object. Reading from memory is safe because every write the
 reconciliation makes to the ModelDeployment carries the resourceVersion it read as a
 precondition: when memory is behind the API server, that write is refused with 409 and the
-reconciliation runs again from a fresh GET (``engine.converge``). The resync reads
-fresh too, for a watch that silently missed an event.
+reconciliation runs again from a fresh GET (``engine.converge``). The resync lists every
+object into memory (``engine.relist``), for a watch that silently missed an event.
+
+The InferenceServices the operator owns are held the same way (``State.isvcs``): from kopf's
+watch of them, which already decodes every event to decide whether to reconcile, and from the
+answers to the operator's applies. Those reads need no precondition: the operator never writes
+what it read from an InferenceService back to it (its applies are server-side, of its own
+fields), it only reports and decides from the status, and a newer status arrives as a watch event
+that triggers a reconciliation of its own. A miss (an InferenceService the watch has not
+delivered, or one without our labels, which the watch never sees) is a GET. Of an
+InferenceService's managedFields, the operator's own entry is kept: ``reconcile.applied`` reads
+from it which fields the last apply set, so that dropping one (``canaryTrafficPercent`` at a
+promotion) is still sent.
 
 Bodies are kept as compact JSON without managedFields: a thousand of them cost a few megabytes,
 and each reconciliation gets its own copy to change.
@@ -36,10 +47,14 @@ def newer(candidate: str, held: str) -> bool:
 
 
 class Bodies:
-    """ModelDeployment bodies by (namespace, name)."""
+    """Bodies of one kind of object by (namespace, name)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_manager: str | None = None) -> None:
+        """``keep_manager``: the field manager whose managedFields entries are kept (the
+        operator's own, for an object it applies: ``reconcile.applied`` reads which fields its
+        last apply set, to see that a field it now drops must be applied away)."""
         self._held: dict[Key, tuple[str, bytes]] = {}
+        self._keep = keep_manager
 
     def put(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -49,6 +64,10 @@ class Bodies:
         if held is not None and not newer(version, held[0]):
             return
         compact = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        if self._keep is not None:
+            ours = [m for m in meta.get("managedFields") or [] if m.get("manager") == self._keep]
+            if ours:
+                compact["metadata"]["managedFields"] = ours
         self._held[key] = (version, orjson.dumps(compact))
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -61,6 +80,12 @@ class Bodies:
 
     def forget(self, namespace: str, name: str) -> None:
         self._held.pop((namespace, name), None)
+
+    def retain(self, keys: set[Key]) -> None:
+        """Drop every body not among ``keys``: what a full listing did not find is gone, even
+        if the watch missed its deletion."""
+        for key in self._held.keys() - keys:
+            del self._held[key]
 
     def __len__(self) -> int:
         return len(self._held)

@@ -30,7 +30,7 @@ from tenacity import (
 
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.mirror import config_map_name
-from modeldeploy.api.modeldeployment import ModelDeployment
+from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import drift as drift_report
@@ -44,7 +44,7 @@ from modeldeploy.controller.job_state import (
     staging_outcome,
     termination_message,
 )
-from modeldeploy.controller.kube import ConflictError, Kube, TransientApiError
+from modeldeploy.controller.kube import KSERVE, ConflictError, Kube, TransientApiError
 from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
@@ -53,6 +53,7 @@ from modeldeploy.controller.serving_state import (
     canary_slot_of,
     condition,
     predictor_slot,
+    settled,
 )
 from modeldeploy.controller.staging_job import build_cleanup_job
 from modeldeploy.controller.status_patch import merge_patch
@@ -93,6 +94,9 @@ class State:
         self.bodies = Bodies()
         """The ModelDeployments as last seen (``controller/bodies.py``): a reconciliation
         starts from here rather than from a GET."""
+        self.isvcs = Bodies(keep_manager=naming.FIELD_MANAGER)
+        """The InferenceServices we own as last seen, from the watch and our applies' answers
+        (``controller/bodies.py``): a reconciliation reads them from here, not with a GET."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -112,7 +116,32 @@ def _lookup(index: RuntimeIndex, namespace: str | None, name: str) -> dict[str, 
     return next(iter(found), None) if found is not None else None
 
 
-async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) -> Observed:
+async def _inference_service(
+    state: State, namespace: str, name: str, fresh: bool
+) -> dict[str, Any] | None:
+    """The InferenceService as the watch last delivered it, when that is settled; else, or when
+    ``fresh``, from the API server."""
+    held = None if fresh else state.isvcs.get(namespace, name)
+    if held is not None and settled(held):
+        return held
+    # One still on its way to Ready changes soon, and its next status may wait in kopf's queue
+    # behind this reconciliation (which an earlier event woke): from memory, the status would
+    # report a state KServe has already left, and take one more write to correct.
+    isvc = await state.kube.inference_service(namespace, name)
+    if isvc is not None and naming.managed(isvc):
+        state.isvcs.put(isvc)
+    else:
+        # Only ours are held: the watch, which selects by our label, keeps those current.
+        # Another's under our name would stay in memory after its owner deleted it.
+        state.isvcs.forget(namespace, name)
+    return isvc
+
+
+async def observe(
+    state: State, body: dict[str, Any], runtimes: RuntimeIndex, fresh: bool = False
+) -> Observed:
+    """What one reconciliation decides from; ``fresh`` reads the InferenceServices from the API
+    server instead of memory."""
     kube, config = state.kube, state.config
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -158,7 +187,7 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
                     pods = await kube.job_pods(namespace, current)
                     message = termination_message(pods)
                 outcome = staging_outcome(job, message)
-    isvc = await kube.inference_service(namespace, name)
+    isvc = await _inference_service(state, namespace, name, fresh)
     canary = route = None
     standard = (
         deployment is not None
@@ -170,7 +199,7 @@ async def observe(state: State, body: dict[str, Any], runtimes: RuntimeIndex) ->
         route = await kube.http_route(namespace, naming.route_name(name))
     if standard and (status.rollout or (status.revisions and status.revisions.canary)):
         # Only a rollout creates it; a deployment that never had one costs no extra read.
-        canary = await kube.inference_service(namespace, naming.canary_name(name))
+        canary = await _inference_service(state, namespace, naming.canary_name(name), fresh)
     shadow_config_map = None
     if (
         status.rollout
@@ -302,7 +331,7 @@ async def _reconcile(
             namespace, name, [*finalizers, naming.FINALIZER], meta["resourceVersion"]
         ))  # fmt: skip
         state.own_writes[(namespace, name)] = body["metadata"]["resourceVersion"]
-    observed = await observe(state, body, runtimes)
+    observed = await observe(state, body, runtimes, fresh)
     decided = await plan_with_analysis(state, observed)
     if decided.create_network_policy is not None and namespace not in state.staging_policies:
         # Once per namespace (one policy for all its staging pods), before the first Job.
@@ -327,6 +356,7 @@ async def _reconcile(
             return None
         if plural == "inferenceservices":
             state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
+            state.isvcs.put(applied)
     if decided.apply_shadow is not None:
         try:
             await kube.apply(decided.apply_shadow, "configmaps")
@@ -337,6 +367,7 @@ async def _reconcile(
             return None
     if decided.delete_canary:
         await kube.delete_inference_service(namespace, naming.canary_name(name))
+        state.isvcs.forget(namespace, naming.canary_name(name))
     if decided.status_changed:
         patch = merge_patch(body.get("status") or {}, decided.status.wire())
         _written(state, await kube.patch_status(
@@ -487,17 +518,40 @@ def on_elected(state: State) -> Any:
     return elected
 
 
+async def relist(state: State) -> list[tuple[str, str]]:
+    """Every watched ModelDeployment and every InferenceService we own, listed a page at a time
+    into memory, in place of a GET of each per resync (a thousand GETs cost the operator and the
+    API server far more than ten pages). A body newer than the listing (our own write's answer)
+    stays; what the listing does not have is dropped, so a watch that missed a change or a
+    deletion is caught up. The (namespace, name) of each ModelDeployment."""
+    kube, namespaces = state.kube, state.namespaces
+    isvcs: set[tuple[str, str]] = set()
+    selector = f"{naming.MANAGED_BY}={naming.MANAGER}"
+    async for page in kube.list_all(KSERVE, "v1beta1", "inferenceservices", namespaces, selector):
+        for isvc in page:
+            state.isvcs.put(isvc)
+            isvcs.add((isvc["metadata"]["namespace"], isvc["metadata"]["name"]))
+    deployments: list[tuple[str, str]] = []
+    async for page in kube.list_all(GROUP, VERSION, PLURAL, namespaces):
+        for body in page:
+            state.bodies.put(body)
+            deployments.append((body["metadata"]["namespace"], body["metadata"]["name"]))
+    state.isvcs.retain(isvcs)
+    state.bodies.retain(set(deployments))
+    return deployments
+
+
 async def resync_forever(state: State, logger: Any) -> None:
     """Every ``resync_seconds``, converge every ModelDeployment, whatever events were missed
-    or failed. One loop for all objects, a few at a time: a kopf timer per object would cost a
-    task and its bookkeeping per object (measured: about 50 MB per thousand)."""
+    or failed: from a fresh listing (``relist``), not from what the watches delivered. One loop
+    for all objects, a few at a time: a kopf timer per object would cost a task and its
+    bookkeeping per object (measured: about 50 MB per thousand)."""
     limit = asyncio.Semaphore(4)
 
     async def one(namespace: str, name: str) -> None:
         async with limit:
             try:
-                # Fresh: what a watch may have missed is what the resync is for.
-                await converge(state, namespace, name, logger, state.runtimes, fresh=True)
+                await converge(state, namespace, name, logger, state.runtimes)
             except Exception as err:
                 logger.warning(f"resync of {namespace}/{name} failed: {err}")
 
@@ -508,9 +562,9 @@ async def resync_forever(state: State, logger: Any) -> None:
         if state.runtimes is None or not leading(state):
             continue
         try:
-            names = await state.kube.modeldeployment_names(state.namespaces)
+            names = await relist(state)
         except Exception as err:
-            logger.warning(f"resync: cannot list ModelDeployments: {err}")
+            logger.warning(f"resync: cannot list ModelDeployments and InferenceServices: {err}")
             continue
         await _read_drift(state, logger)
         await asyncio.gather(*(one(ns, name) for ns, name in names))

@@ -218,7 +218,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         key = (namespace, name)
         if event.get("type") == "DELETED":
             state.isvc_seen.pop(key, None)
+            state.isvcs.forget(namespace, name)
             return
+        state.isvcs.put(event["object"])  # what the next reconciliation reads (``bodies.py``)
         signature = isvc_signature(dict(body))
         if state.isvc_seen.get(key) == signature:
             return

@@ -6,6 +6,7 @@ loads. Errors that a retry can fix (throttling, 5xx, timeouts, lost connections)
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +34,6 @@ class ConflictError(TransientApiError):
 
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 """Ask the API server for an object's metadata alone."""
-METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-"""The same for a list."""
 
 
 USER_AGENT = "modeldeploy-operator"
@@ -113,19 +112,32 @@ class Kube:
     async def modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(_path(GROUP, VERSION, namespace, PLURAL, name))
 
-    async def modeldeployment_names(self, namespaces: list[str] | None) -> list[tuple[str, str]]:
-        """(namespace, name) of every ModelDeployment watched, from their metadata alone (runs
-        once a resync period)."""
+    async def list_all(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespaces: list[str] | None,
+        selector: str | None = None,
+        page: int = 100,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every object of ``plural`` in ``namespaces`` (None: the whole cluster), ``page`` at a
+        time: the API server serves one consistent snapshot across the pages, and the operator
+        never holds more than a page of answers at once."""
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        lists = [
-            await self._call("GET", _path(GROUP, VERSION, ns, PLURAL), accept=METADATA_LIST)
-            for ns in scopes
-        ]
-        return [
-            (item["metadata"]["namespace"], item["metadata"]["name"])
-            for found in lists
-            for item in found["items"]
-        ]
+        for namespace in scopes:
+            token = ""
+            while True:
+                query = {"limit": str(page), **({"continue": token} if token else {})}
+                if selector:
+                    query["labelSelector"] = selector
+                found = await self._call(
+                    "GET", _path(group, version, namespace, plural), query=query
+                )
+                yield list(found["items"])
+                token = (found.get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
 
     async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret's metadata only (a ``PartialObjectMetadata``): its data never reaches

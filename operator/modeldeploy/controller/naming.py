@@ -111,6 +111,12 @@ def labels(deployment: str, role: str | None = None) -> dict[str, str]:
     return found
 
 
+def managed(obj: dict[str, Any]) -> bool:
+    """Whether ``obj`` carries the label every object the operator makes has (and its watches
+    select by)."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER
+
+
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
     """Children go with their ModelDeployment (garbage collection), and ``kubectl get`` shows
     who made them."""

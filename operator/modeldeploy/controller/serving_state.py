@@ -28,6 +28,11 @@ def _current(isvc: dict[str, Any]) -> bool:
     return bool(status.get("observedGeneration") == isvc.get("metadata", {}).get("generation"))
 
 
+def settled(isvc: dict[str, Any]) -> bool:
+    """Whether KServe has reported on the InferenceService's current spec, and it is Ready."""
+    return _current(isvc) and isvc_readiness(isvc)[0]
+
+
 def isvc_readiness(isvc: dict[str, Any] | None) -> tuple[bool, str, str]:
     """(ready, reason, message) of an InferenceService, from KServe's Ready condition: the one
     place its readiness is read."""
