@@ -112,6 +112,47 @@ def test_a_status_patch_on_a_moved_object_is_refused_and_changes_nothing(
     assert "status" not in stored or "observedGeneration" not in stored["status"]
 
 
+def _ours_and_theirs(
+    custom: client.CustomObjectsApi, namespace: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Our ModelDeployment, and another's InferenceService (no labels, no owner) under its name."""
+    created: dict[str, Any] = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
+        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": NAME}, "spec": digits_spec(),
+    })  # fmt: skip
+    theirs: dict[str, Any] = custom.create_namespaced_custom_object(
+        *ISVC[:2], namespace, ISVC[2], {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": NAME},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
+                                         "storageUri": "s3://their-bucket/model"}}},
+    })  # fmt: skip
+    return created, theirs
+
+
+Conflict = tuple[client.CustomObjectsApi, dict[str, Any], dict[str, Any], State]
+
+
+@pytest.fixture
+def conflict(api_client: client.ApiClient, namespace: str) -> Conflict:
+    """Our ModelDeployment, another's InferenceService under its name, and an operator's state
+    with nothing in memory."""
+    custom = client.CustomObjectsApi(api_client)
+    created, theirs = _ours_and_theirs(custom, namespace)
+    return custom, created, theirs, State(CONFIG, Kube(api_client), [namespace])
+
+
+def _claimed(
+    theirs: dict[str, Any], created: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
+    """``theirs`` as if it were ours, with ``status``: what a watch event of ours would hold."""
+    meta = {**theirs["metadata"], "labels": labels(NAME), "ownerReferences": [
+        {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": NAME,
+         "uid": created["metadata"]["uid"], "controller": True},
+    ]}  # fmt: skip
+    return {**theirs, "metadata": meta, "status": status}
+
+
 def _ready(custom: client.CustomObjectsApi, namespace: str) -> dict[str, Any]:
     stored: dict[str, Any] = custom.get_namespaced_custom_object(*MD[:2], namespace, MD[2], NAME)
     return next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
@@ -121,16 +162,7 @@ def test_another_owners_inference_service_is_never_held_so_its_removal_is_seen_a
     api_client: client.ApiClient, namespace: str
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
-    custom.create_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": NAME},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
-                                         "storageUri": "s3://their-bucket/model"}}},
-    })  # fmt: skip
-    custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
-        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": NAME}, "spec": digits_spec(),
-    })  # fmt: skip
+    _ours_and_theirs(custom, namespace)
     state = State(CONFIG, Kube(api_client), [namespace])
     _converge(state, namespace)
     assert _ready(custom, namespace)["reason"] == "NameConflict"
@@ -142,28 +174,15 @@ def test_another_owners_inference_service_is_never_held_so_its_removal_is_seen_a
 
 
 def test_the_inference_service_comes_from_memory_and_the_resyncs_listing_corrects_it(
-    api_client: client.ApiClient, namespace: str
+    conflict: Conflict, namespace: str
 ) -> None:
-    custom = client.CustomObjectsApi(api_client)
-    created = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
-        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": NAME}, "spec": digits_spec(),
-    })  # fmt: skip
-    theirs = custom.create_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": NAME},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
-                                         "storageUri": "s3://their-bucket/model"}}},
-    })  # fmt: skip
-    state = State(CONFIG, Kube(api_client), [namespace])
+    custom, created, theirs, state = conflict
     # Memory says the InferenceService is ours and settled (Ready on its current spec), as a
     # watch event of an owned one would (a watch that then missed its replacement by another's).
-    ours = {**theirs, "metadata": {**theirs["metadata"], "labels": labels(NAME), "ownerReferences": [
-        {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": NAME,
-         "uid": created["metadata"]["uid"], "controller": True},
-    ]}, "status": {"observedGeneration": theirs["metadata"]["generation"], "url": "http://x",
-                   "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
-    state.isvcs.put(ours)
+    state.isvcs.put(_claimed(theirs, created, {
+        "observedGeneration": theirs["metadata"]["generation"], "url": "http://x",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }))  # fmt: skip
     _converge(state, namespace)
     assert _ready(custom, namespace)["reason"] != "NameConflict"  # no GET was made
 
@@ -182,23 +201,11 @@ def test_the_inference_service_comes_from_memory_and_the_resyncs_listing_correct
 
 
 def test_an_inference_service_not_yet_ready_is_read_from_the_api_server(
-    api_client: client.ApiClient, namespace: str
+    conflict: Conflict, namespace: str
 ) -> None:
-    custom = client.CustomObjectsApi(api_client)
-    created = custom.create_namespaced_custom_object(*MD[:2], namespace, MD[2], {
-        "apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": NAME}, "spec": digits_spec(),
-    })  # fmt: skip
-    theirs = custom.create_namespaced_custom_object(*ISVC[:2], namespace, ISVC[2], {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": NAME},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"},
-                                         "storageUri": "s3://their-bucket/model"}}},
-    })  # fmt: skip
-    state = State(CONFIG, Kube(api_client), [namespace])
+    custom, created, theirs, state = conflict
     # Ours in memory, but KServe has not reported on it: its next status may be queued behind
     # this reconciliation, so the API server is asked (and has another's there).
-    state.isvcs.put({**theirs, "metadata": {**theirs["metadata"], "labels": labels(NAME),
-                                            "ownerReferences": [{"uid": created["metadata"]["uid"]}]}})  # fmt: skip
+    state.isvcs.put(_claimed(theirs, created, {}))
     _converge(state, namespace)
     assert _ready(custom, namespace)["reason"] == "NameConflict"
