@@ -526,7 +526,7 @@ async def relist(state: State) -> list[tuple[str, str]]:
     deletion is caught up. The (namespace, name) of each ModelDeployment."""
     kube, namespaces = state.kube, state.namespaces
     isvcs: set[tuple[str, str]] = set()
-    selector = f"{naming.MANAGED_BY}={naming.MANAGER}"
+    selector = naming.selector(naming.OWNED)
     async for page in kube.list_all(KSERVE, "v1beta1", "inferenceservices", namespaces, selector):
         for isvc in page:
             state.isvcs.put(isvc)

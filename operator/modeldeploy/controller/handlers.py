@@ -45,9 +45,6 @@ class _Runtimes:
         return (self.cluster if key[0] is None else self.namespaced).get(key)
 
 
-OWNED = {naming.MANAGED_BY: naming.MANAGER}
-
-
 class _NoDiffBase(kopf.DiffBaseStorage):  # type: ignore[misc]
     """No change handlers (create, update, delete) are registered, so kopf never needs an
     object's "essence": building one deep-copied and diffed every body on every watch event, a
@@ -196,7 +193,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 f"reconciling {owner} after a change of {body['metadata']['name']}: {err}"
             )
 
-    @kopf.on.event("batch", "v1", "jobs", id="staging-job", labels=OWNED, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", id="staging-job", labels=naming.OWNED, registry=registry)
     async def staging_job_changed(event: dict[str, Any], body: kopf.Body, **kwargs: Any) -> None:
         """Only a finished Job changes what the ModelDeployment needs; one that is merely
         running is reported by the next resync."""
@@ -208,7 +205,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         "v1beta1",
         "inferenceservices",
         id="inference-service",
-        labels=OWNED,
+        labels=naming.OWNED,
         registry=registry,
     )
     async def inference_service_changed(

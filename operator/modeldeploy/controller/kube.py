@@ -148,7 +148,7 @@ class Kube:
         return await self.secret_metadata(namespace, name) is not None
 
     async def jobs(self, namespace: str, deployment: str, role: str) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in naming.labels(deployment, role).items())
+        selector = naming.selector(naming.labels(deployment, role))
         found = await self._call(
             "GET", _path("batch", "v1", namespace, "jobs"), query={"labelSelector": selector}
         )

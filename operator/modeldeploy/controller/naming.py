@@ -111,9 +111,17 @@ def labels(deployment: str, role: str | None = None) -> dict[str, str]:
     return found
 
 
+OWNED = {MANAGED_BY: MANAGER}
+"""The label every object the operator makes carries, and its watches and listings select by."""
+
+
+def selector(labels: dict[str, str]) -> str:
+    """A label selector that matches exactly ``labels``."""
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
 def managed(obj: dict[str, Any]) -> bool:
-    """Whether ``obj`` carries the label every object the operator makes has (and its watches
-    select by)."""
+    """Whether ``obj`` carries ``OWNED``."""
     return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER
 
 
