@@ -70,6 +70,28 @@ build versitygw github.com/versity/versitygw/cmd/versitygw versitygw "$versitygw
 # KServe's own controller manager, for the tests that run KServe's reconcile and webhooks.
 build kserve github.com/kserve/kserve/cmd/manager kserve-manager "$kserve_manager"
 
+# Prometheus with Kubernetes service discovery, for the KServe cluster (tests/support/cluster.py):
+# Debian's package below is built without it. Built from its module with only that discovery
+# compiled in (Prometheus's own build tags).
+prometheus_module=$(module_version prometheus github.com/prometheus/prometheus)
+if [[ -n ${PROMETHEUS_K8S_BIN:-} && -x $PROMETHEUS_K8S_BIN ]]; then
+  ln -sfn "$PROMETHEUS_K8S_BIN" "$cache/bin/prometheus-kubernetes"
+else
+  out="$cache/prometheus-$prometheus_module/prometheus"
+  if [[ ! -x $out ]]; then
+    log "building prometheus $prometheus_module with Kubernetes discovery (first time only; several minutes)"
+    start=$SECONDS
+    # Module v0.316.0 is Prometheus 3.16.0; --version says so, as a release build would.
+    release=${prometheus_module#v0.}
+    (cd "$here/prometheus" && go build -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+      -ldflags="-s -w -X github.com/prometheus/common/version.Version=${release:0:1}.${release:1}" \
+      -o "$out.tmp" github.com/prometheus/prometheus/cmd/prometheus)
+    mv "$out.tmp" "$out"
+    log "built prometheus in $((SECONDS - start))s"
+  fi
+  ln -sfn "$out" "$cache/bin/prometheus-kubernetes"
+fi
+
 # Prometheus, for the canary analysis tests: Debian's package, unpacked (not installed) into the
 # cache, so no root and no system change are needed beyond reading the package index.
 if [[ -n ${PROMETHEUS_BIN:-} && -x $PROMETHEUS_BIN ]]; then
@@ -102,6 +124,64 @@ module_dir() { # <module@version>
   go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])'
 }
 
+traefik_require() { # <module>: its version in hack/envtest/traefik/go.mod
+  (cd "$here/traefik" && go mod edit -json) | python3 -c '
+import json, sys
+print(next(r["Version"] for r in json.load(sys.stdin)["Require"] if r["Path"] == sys.argv[1]))' "$1"
+}
+
+assemble_traefik() { # <folder>: hack/envtest/traefik with its go-http-auth and lego folders filled
+  local src=$1 auth lego
+  rm -rf "$src" && mkdir -p "$src" && cp -r "$here/traefik/." "$src/"
+  auth=$(module_dir "github.com/abbot/go-http-auth@v0.4.0")
+  cp -r "$auth/." "$src/go-http-auth/" && chmod -R u+w "$src/go-http-auth"
+  rm -rf "$src/go-http-auth/examples"
+  printf 'module github.com/abbot/go-http-auth\n\ngo 1.12\n' > "$src/go-http-auth/go.mod"
+  lego=$(module_dir "github.com/go-acme/lego/v5@$(traefik_require github.com/go-acme/lego/v5)")
+  cp -r "$lego" "$src/lego" && chmod -R u+w "$src/lego"
+  local providers="$src/lego/providers/dns/zz_gen_dns_providers.go" p
+  for p in $lego_refused; do
+    sed -i -e "\#\"github.com/go-acme/lego/v5/providers/dns/$p\"#d" \
+      -e "/^\tcase \"$p\"\(, \"[a-z0-9]*\"\)*:\$/{N;d}" "$providers"
+  done
+  # The refused SDKs leave lego's requirements, so the module graph never asks the proxy for them.
+  local m drops=()
+  for m in $lego_refused_modules; do drops+=("-droprequire=$m"); done
+  (cd "$src/lego" && go mod edit "${drops[@]}")
+}
+
+# Traefik, the Gateway API implementation serving KServe's Gateway in the cluster tests and the
+# demo. Its module builds from hack/envtest/traefik/go.mod, which repeats Traefik's own replace
+# directives, with three local folders in place of modules the Go proxy refuses ("403 Forbidden:
+# This module version is not available"), assembled here from served modules:
+# - ext: Traefik's nested module github.com/traefik/traefik/dynamic/ext, left out of its zip
+#   (empty structs in open-source Traefik; the folder is in the repository);
+# - go-http-auth: Traefik's fork github.com/containous/go-http-auth is refused, so upstream
+#   github.com/abbot/go-http-auth v0.4.0 plus the two functions the fork adds (traefik_fork.go);
+# - lego: github.com/go-acme/lego/v5 at Traefik's version, less the ACME DNS providers whose cloud
+#   SDKs are refused ($lego_refused). Only Let's Encrypt DNS challenges with those providers are lost.
+lego_refused_modules="github.com/akamai/AkamaiOPEN-edgegrid-golang/v13 github.com/aziontech/azionapi-go-sdk
+  github.com/dnsimple/dnsimple-go/v9 github.com/go-acme/esa-20240910/v3 github.com/go-acme/alidns-20150109/v5
+  github.com/go-acme/tencentedgdeone github.com/go-acme/tencentclouddnspod github.com/huaweicloud/huaweicloud-sdk-go-v3
+  github.com/nrdcg/oci-go-sdk/common/v1065 github.com/nrdcg/oci-go-sdk/dns/v1065 github.com/regfish/regfish-dnsapi-go
+  github.com/sacloud/sacloud-sdk-go github.com/ucloud/ucloud-sdk-go github.com/yandex-cloud/go-sdk/services/dns"
+lego_refused="alidns aliesa azion dnsimple edgedns edgeone huaweicloud oraclecloud regfish sakuracloud tencentcloud ucloud yandexcloud"
+traefik_version=$(traefik_require github.com/traefik/traefik/v3)
+traefik_out="$cache/traefik-$traefik_version/traefik"
+if [[ -n ${TRAEFIK_BIN:-} && -x $TRAEFIK_BIN ]]; then
+  ln -sfn "$TRAEFIK_BIN" "$cache/bin/traefik"
+else
+  if [[ ! -x $traefik_out ]]; then
+    log "building traefik $traefik_version (first time only; about 10 minutes on 2 cores)"
+    start=$SECONDS
+    assemble_traefik "$cache/traefik-$traefik_version/src"
+    (cd "$cache/traefik-$traefik_version/src" && go build -trimpath -ldflags="-s -w" -o "$traefik_out.tmp" github.com/traefik/traefik/v3/cmd/traefik)
+    mv "$traefik_out.tmp" "$traefik_out"
+    log "built traefik in $((SECONDS - start))s"
+  fi
+  ln -sfn "$traefik_out" "$cache/bin/traefik"
+fi
+
 crds="$cache/crds/kserve-$KSERVE_VERSION-gateway-api-$GATEWAY_API_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
 if [[ ! -f $crds/.complete || ! -f $crds/kserve/initializer-entrypoint ]]; then
   log "reading CRDs from github.com/kserve/kserve@$KSERVE_VERSION and sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
@@ -130,6 +210,15 @@ if [[ ! -f $crds/.complete || ! -f $crds/kserve/initializer-entrypoint ]]; then
   done
   chmod u+w "$crds"/*.yaml "$crds"/kserve/*
   touch "$crds/.complete"
+fi
+
+# Traefik's RBAC for its Gateway provider, from its module at the version built above
+# (tests/support/traefik.py binds it to Traefik's ServiceAccount).
+if [[ ! -f $crds/traefik/$traefik_version ]]; then
+  rm -rf "$crds/traefik" && mkdir -p "$crds/traefik"
+  cp "$(module_dir "github.com/traefik/traefik/v3@$traefik_version")/docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml" "$crds/traefik/"
+  chmod u+w "$crds/traefik"/*.yml
+  touch "$crds/traefik/$traefik_version"
 fi
 
 # KServe before spec.canary: its serving CRDs and the same Gateway API CRDs, in a subfolder (not

@@ -42,7 +42,7 @@ from tests.support.controlplane import REPO_ROOT
 from tests.support.demo_model import build_digits_model, build_wide_model
 from tests.support.load import Load
 from tests.support.processes import LocalStack
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, file_targets
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -233,7 +233,7 @@ def main() -> None:
             build_wide_model(stack.pvc_root / "models" / "wide" / "model.pt")
             stack.executor()
             prom = Prometheus.start(assets, work / "prometheus",
-                                    stack.workdir / "executor" / "prometheus-targets.json")  # fmt: skip
+                                    file_targets(stack.workdir / "executor" / "prometheus-targets.json"))  # fmt: skip
             stack.operator("--artifact-store", store, "--prometheus-address", prom.url,
                            env={"MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5"})  # fmt: skip
             api = config.new_client_from_config(config_file=str(plane.kubeconfig))

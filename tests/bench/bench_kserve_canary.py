@@ -1,6 +1,6 @@
 """``make bench`` for the Standard-mode canary on KServe 0.20's ``spec.canary``, on the KServe
 cluster (``tests/support/cluster.py``): KServe's own manager, the real controllers, the node
-agent's pods, and every request through the gateway stand-in. Figures only; nothing here
+agent's pods, and every request through Traefik. Figures only; nothing here
 asserts a speed.
 
 1. rollout overhead: a canary of two steps (50%, then 80%, each held 5 s), from "the new
@@ -36,7 +36,7 @@ from tests.cluster.test_kserve_canary import (
 )
 from tests.runtime import graphs
 from tests.support import Assets
-from tests.support.cluster import KServeCluster, wait_until
+from tests.support.cluster import KServeCluster, through_gateway, wait_until
 from tests.support.golden import tamper_golden_outputs
 
 NS, PARITY_NS = "bench", "bench-parity"
@@ -73,7 +73,7 @@ class Bench:
         wait_until("Ready", lambda: any(c["type"] == "Ready" and c["status"] == "True"
                                         for c in self.status().get("conditions") or []),
                    timeout=240)  # fmt: skip
-        wait_until("the route answering", lambda: _infer(self.cluster.gateway.url, self.host))
+        through_gateway("the route answering", lambda: _infer(self.cluster.gateway.url, self.host))
 
 
 def bench_rollout(bench: Bench) -> float:
@@ -156,7 +156,7 @@ def main() -> None:
             cluster.stop()
     routed = [a[0] for a in aborts]
     served = [a[1] for a in aborts]
-    print("benchmark (KServe 0.20 spec.canary, real KServe, gateway stand-in)      value")
+    print("benchmark (KServe 0.20 spec.canary, real KServe, Traefik)               value")
     print(f"rollout overhead beyond its 2 x {PAUSE_S} s of pauses                      "
           f"{overhead:.1f} s")  # fmt: skip
     print(f"abort → route at 0% on the canary (n={len(routed)})                         "

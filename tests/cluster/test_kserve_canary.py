@@ -30,7 +30,13 @@ from kubernetes import client
 
 from modeldeploy.rollout_control import describe
 from tests.runtime import graphs
-from tests.support.cluster import CHART_NAMESPACE, RELEASE, KServeCluster, wait_until
+from tests.support.cluster import (
+    CHART_NAMESPACE,
+    RELEASE,
+    KServeCluster,
+    through_gateway,
+    wait_until,
+)
 from tests.support.golden import tamper_golden_outputs
 from tests.support.processes import LocalStack
 
@@ -48,10 +54,12 @@ TOLERANCE = 4
 ABS, RELU = "pvc://models/abs/model.onnx", "pvc://models/relu/model.onnx"
 
 
-def local_operator(cluster: KServeCluster, folder: str, *namespaces: str) -> LocalStack:
+def local_operator(
+    cluster: KServeCluster, folder: str, *namespaces: str, args: tuple[str, ...] = ()
+) -> LocalStack:
     """Both versions of the model on the ``models`` claim of each of ``namespaces``, and the
-    operator watching the first one as a local process, deciding for itself which canary
-    KServe supports."""
+    operator watching the first one as a local process (with ``args``), deciding for itself
+    which canary KServe supports."""
     for namespace in namespaces:
         cluster.claim(namespace, "models")
         cluster.claim(namespace, "artifacts", mode=0o777)
@@ -59,8 +67,9 @@ def local_operator(cluster: KServeCluster, folder: str, *namespaces: str) -> Loc
         (cluster.pvc_root / "models" / name).mkdir(exist_ok=True)
         graphs.dtypes(cluster.pvc_root / "models" / name / "model.onnx", fp32_op=op)
     stack = LocalStack(cluster.plane.kubeconfig, cluster.workdir / folder, cluster.pvc_root)
-    stack.operator("--artifact-store", "pvc://artifacts/store", namespaces=[namespaces[0]],
-                   env={"MODELDEPLOY_KSERVE_CANARY": "auto"})  # fmt: skip
+    stack.operator("--artifact-store", "pvc://artifacts/store", *args, namespaces=[namespaces[0]],
+                   env={"MODELDEPLOY_KSERVE_CANARY": "auto",
+                        "MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5"})  # fmt: skip
     return stack
 
 
@@ -249,7 +258,7 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
     wait_until("the ModelDeployment Ready", lambda: any(
         c["type"] == "Ready" and c["status"] == "True"
         for c in (_md(api).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
-    wait_until("the route answering", lambda: _infer(gateway) == "abs")
+    assert through_gateway("the route answering", lambda: _infer(gateway)) == "abs"
     stable_pods = _pods(api, f"{NAME}-predictor")
     assert len(stable_pods) == 1
 
@@ -431,7 +440,7 @@ def test_a_kserve_canary_whose_live_answers_break_parity_is_rolled_back_with_no_
     wait_until("the ModelDeployment Ready", lambda: any(
         c["type"] == "Ready" and c["status"] == "True"
         for c in (_md(api, PARITY).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
-    wait_until("the route answering", lambda: _infer(gateway, host) == "abs")
+    assert through_gateway("the route answering", lambda: _infer(gateway, host)) == "abs"
     stable_pods = _pods(api, f"{NAME}-predictor", PARITY)
     with ClosedLoop(gateway, host) as load:
         # Paused at its first step: the canary is made and weighted, no analysis yet.
@@ -452,4 +461,85 @@ def test_a_kserve_canary_whose_live_answers_break_parity_is_rolled_back_with_no_
     failure = _md(api, PARITY)["status"]["rollout"]["failure"]
     assert "live parity" in failure, failure
     assert _pods(api, f"{NAME}-predictor", PARITY) == stable_pods
+    assert _share(gateway, "abs", host) == 100
+
+
+ERRORS = "errors"
+LOOKUP_URI = "pvc://models/lookup/model.onnx"
+
+
+class OutOfTable(Background):
+    """A second client, sending INT64 values beyond the lookup canary's table: stable answers
+    them, the canary fails them (HTTP 500). Counts both."""
+
+    def __init__(self, gateway: str, host: str) -> None:
+        self.gateway, self.host = gateway, host
+        self.answered, self.failed = 0, 0
+        super().__init__()
+
+    def _run(self) -> None:
+        inputs = graphs.dtypes_inputs([-1.0] * graphs.WIDTH, fill=5 * graphs.LOOKUP)
+        while not self._stop.is_set():
+            try:
+                graphs.infer_fp32(self.gateway, NAME, inputs, self.host)
+                self.answered += 1
+            except urllib.error.HTTPError:
+                self.failed += 1
+
+
+@pytest.fixture
+def measured(on_kserve: KServeCluster, operator: LocalStack) -> Iterator[LocalStack]:
+    """An operator of its own watching ``errors``, its analysis reading the cluster's
+    Prometheus, which discovers the predictor pods (``operator`` made the two models); and a
+    third model version, ``Relu`` with the INT64 lookup (``graphs.dtypes``)."""
+    cluster = on_kserve
+    folder = cluster.pvc_root / "models" / "lookup"
+    folder.mkdir(exist_ok=True)
+    graphs.dtypes(folder / "model.onnx", fp32_op="Relu", int64_lookup=True)
+    stack = local_operator(cluster, "errors-operator", ERRORS,
+                           args=("--prometheus-address", cluster.prometheus.url))  # fmt: skip
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_a_kserve_canary_that_fails_requests_stable_answers_is_rolled_back_on_its_error_rate(
+    on_kserve: KServeCluster, measured: LocalStack
+) -> None:
+    """The candidate fails the requests of one client (INT64 values beyond its table: HTTP
+    500), which stable answers. Prometheus scrapes both revisions' pods; the first analysis
+    reads the canary's error rate over maxErrorRate and rolls it back. A second client, whose
+    requests both versions answer, gets every request answered throughout, and stable's pods
+    are never restarted. Batching is off, so a failed request fails only itself."""
+    api, gateway = on_kserve.api, on_kserve.gateway.url
+    host = f"{NAME}.{ERRORS}.example.com"
+    rollout = {"steps": [{"weight": 50, "pause": "1h"}],
+               "analysis": {"interval": "2s", "failureLimit": 0, "liveParity": False,
+                            "maxErrorRate": 0.05}}  # fmt: skip
+    doc = graphs.dtypes_deployment(ABS, NAME, ERRORS, rollout=rollout, serving={
+        "resources": {"cpu": "1", "memory": "1Gi"}, "batching": {"maxBatchSize": 1}})  # fmt: skip
+    client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], ERRORS, MD[2], doc)
+    wait_until("the ModelDeployment Ready", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (_md(api, ERRORS).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
+    assert through_gateway("the route answering", lambda: _infer(gateway, host)) == "abs"
+    stable_pods = _pods(api, f"{NAME}-predictor", ERRORS)
+    with ClosedLoop(gateway, host) as load, OutOfTable(gateway, host) as beyond:
+        client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            *MD[:2], ERRORS, MD[2], NAME, {"spec": {"model": {"uri": LOOKUP_URI}}}
+        )
+        wait_until("RolledBack", lambda: _phase(api, ERRORS) == "RolledBack", timeout=240)
+        wait_until("the canary entry removed", lambda: "canary" not in _isvc(api, ERRORS)["spec"])
+        time.sleep(2)
+        failed_before = beyond.failed
+        time.sleep(2)
+    assert load.failures == [], load.failures[:5]
+    assert load.answers["relu"] > 0  # the canary answered this client while it had traffic
+    assert beyond.failed > 0, beyond.answered  # the canary failed this client's requests
+    assert beyond.answered > 0  # which stable answered
+    assert beyond.failed == failed_before  # back on stable: nothing fails any more
+    rollout_status = _md(api, ERRORS)["status"]["rollout"]
+    assert "error rate" in rollout_status["failure"], rollout_status
+    assert _pods(api, f"{NAME}-predictor", ERRORS) == stable_pods
     assert _share(gateway, "abs", host) == 100

@@ -8,7 +8,7 @@ is the real manager at the pinned version (``tests/support/kserve.py``), in Stan
 Gateway API on; Knative Serving cannot run here, so an example in Knative mode is deployed in
 Standard mode, scaling on CPU. The cluster is ``tests/support/cluster.py``: kube-controller-
 manager and kube-scheduler turn KServe's Deployments into pods on a node whose pods the node
-agent runs (``tests/support/kubelet``), and a gateway (a stand-in for Traefik) accepts KServe's
+agent runs (``tests/support/kubelet``), and Traefik (``tests/support/traefik.py``) accepts KServe's
 HTTPRoutes and routes by them.
 """
 
@@ -46,7 +46,7 @@ from modeldeploy.controller.staging_job import build_staging_job
 from modeldeploy.staging.stage import stage
 from tests.runtime import graphs
 from tests.support import ControlPlane
-from tests.support.cluster import OUR_RUNTIME, KServeCluster
+from tests.support.cluster import OUR_RUNTIME, KServeCluster, through_gateway
 from tests.support.controlplane import REPO_ROOT
 from tests.support.kserve import config_dir
 from tests.support.s3 import S3Server
@@ -360,7 +360,13 @@ def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_
     # KServe calls the InferenceService Ready, with its URL; the model answers at that URL.
     wait_for("KServe's Ready", lambda: _kserve_condition(api, deployed, "Ready") == "True")
     url = _kserve_status(api, deployed)["url"]
-    assert _infer_fp32(kserve.gateway.url, deployed.name, urlparse(url).netloc)[1] == 2.0
+    host = urlparse(url).netloc
+    assert (
+        through_gateway(
+            "KServe's URL", lambda: _infer_fp32(kserve.gateway.url, deployed.name, host)
+        )[1]
+        == 2.0
+    )
     worker = kserve.agent.worker(deployed.namespace, pod.metadata.name)
     pid = worker.container("kserve-container").process
     assert pid is not None
@@ -389,7 +395,12 @@ def test_the_predictor_kserve_generated_runs_on_the_node_and_answers_at_the_pod_
         .available_replicas) == 1)  # fmt: skip
     assert _infer_fp32(pod_url, deployed.name)[0] == 1.5
     wait_for("KServe's Ready again", lambda: _kserve_condition(api, deployed, "Ready") == "True")
-    assert _infer_fp32(kserve.gateway.url, deployed.name, urlparse(url).netloc)[2] == 3.25
+    assert (
+        through_gateway(
+            "KServe's URL again", lambda: _infer_fp32(kserve.gateway.url, deployed.name, host)
+        )[2]
+        == 3.25
+    )
 
 
 def _pod_report(kserve: KServeCluster, deployed: Deployed) -> str:

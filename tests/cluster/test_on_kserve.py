@@ -22,7 +22,13 @@ from kubernetes import client
 
 from modeldeploy.controller import naming
 from tests.runtime import graphs
-from tests.support.cluster import CHART_NAMESPACE, RELEASE, KServeCluster, wait_until
+from tests.support.cluster import (
+    CHART_NAMESPACE,
+    RELEASE,
+    KServeCluster,
+    through_gateway,
+    wait_until,
+)
 from tests.support.processes import LocalStack
 
 pytestmark = [pytest.mark.cluster]
@@ -101,13 +107,17 @@ def test_a_model_deployment_is_staged_by_a_job_served_by_kserve_and_answers_at_b
         "serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", name
     )
     expected = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    assert _infer(cluster.gateway.url, urlparse(isvc["status"]["url"]).netloc, name) == expected
+    host = urlparse(isvc["status"]["url"]).netloc
+    assert (
+        through_gateway("KServe's URL", lambda: _infer(cluster.gateway.url, host, name)) == expected
+    )
     # And the ModelDeployment's own URL, through its traffic route on the same Gateway.
     route = client.CustomObjectsApi(api).get_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", naming.route_name(name)
     )
     assert route["status"]["parents"][0]["conditions"][0]["status"] == "True"
-    assert _infer(cluster.gateway.url, urlparse(status["url"]).netloc, name) == expected
+    ours = urlparse(status["url"]).netloc
+    assert through_gateway("our URL", lambda: _infer(cluster.gateway.url, ours, name)) == expected
 
 
 def _ready_condition(api: Any, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -147,7 +157,10 @@ def test_a_killed_predictor_process_is_restarted_and_the_model_deployment_is_rea
         "serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", "dtypes"
     )
     host = urlparse(isvc["status"]["url"]).netloc
-    assert _infer(cluster.gateway.url, host, "dtypes")[0] == 1.0
+    assert (
+        through_gateway("the restarted pod", lambda: _infer(cluster.gateway.url, host, "dtypes"))[0]
+        == 1.0
+    )
 
 
 def test_the_charts_operator_pod_reports_a_verb_taken_from_its_role_as_a_403_and_comes_back(

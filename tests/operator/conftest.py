@@ -15,7 +15,7 @@ from kubernetes import client
 from tests.support import Assets
 from tests.support.controlplane import REPO_ROOT
 from tests.support.processes import LocalStack
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, file_targets
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -131,7 +131,7 @@ def prometheus(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
     server = Prometheus.start(
         Assets.provide(),
         tmp_path_factory.mktemp("prometheus"),
-        stack.workdir / "executor" / "prometheus-targets.json",
+        file_targets(stack.workdir / "executor" / "prometheus-targets.json"),
     )
     yield server.url
     server.stop()

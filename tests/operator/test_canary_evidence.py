@@ -40,7 +40,7 @@ from tests.operator.rollouts import (
 from tests.support import Assets
 from tests.support.controlplane import REPO_ROOT
 from tests.support.processes import LocalStack
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, file_targets
 
 
 class StableOnlyTargets:
@@ -108,7 +108,7 @@ def eventually(read: Any, seconds: float) -> Any:
 def blind_prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A Prometheus of the test's own, and the targets file it reads (empty at first)."""
     targets = tmp_path / "targets.json"
-    server = Prometheus.start(Assets.provide(), tmp_path / "prometheus", targets)
+    server = Prometheus.start(Assets.provide(), tmp_path / "prometheus", file_targets(targets))
     yield server.url, targets
     server.stop()
 

@@ -75,16 +75,27 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def dtypes(path: Path, fp32_op: str = "Abs") -> Path:
+LOOKUP = 10
+"""``dtypes(..., int64_lookup=True)`` answers INT64 values 0..LOOKUP-1 and fails on others."""
+
+
+def dtypes(path: Path, fp32_op: str = "Abs", int64_lookup: bool = False) -> Path:
     """``out_<t> = Abs(in_<t>)`` (``Not`` for BOOL), each ``[N, WIDTH]``; ``fp32_op`` (e.g.
-    ``Relu``) makes a second version whose FP32 answers tell it apart."""
-    nodes, inputs, outputs = [], [], []
+    ``Relu``) makes a second version whose FP32 answers tell it apart. ``int64_lookup`` makes
+    ``out_int64 = table[in_int64]`` with ``table = 0, 1, ... LOOKUP-1``: Abs's answers for
+    0..LOOKUP-1, and a failed run for any other value (ONNX Runtime refuses a Gather index out
+    of bounds), so a version that errors on some requests only."""
+    nodes, inputs, outputs, constants = [], [], [], []
     for name, (onnx_type, op, _) in DTYPES.items():
         tensor_in, tensor_out = f"in_{name.lower()}", f"out_{name.lower()}"
         inputs.append(helper.make_tensor_value_info(tensor_in, onnx_type, ["N", WIDTH]))
         outputs.append(helper.make_tensor_value_info(tensor_out, onnx_type, ["N", WIDTH]))
+        if name == "INT64" and int64_lookup:
+            constants.append(numpy_helper.from_array(np.arange(LOOKUP, dtype=np.int64), "table"))
+            nodes.append(helper.make_node("Gather", ["table", tensor_in], [tensor_out]))
+            continue
         nodes.append(helper.make_node(fp32_op if name == "FP32" else op, [tensor_in], [tensor_out]))
-    return _save(helper.make_graph(nodes, "dtypes", inputs, outputs), path)
+    return _save(helper.make_graph(nodes, "dtypes", inputs, outputs, constants), path)
 
 
 def slow(path: Path) -> Path:

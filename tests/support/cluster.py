@@ -1,9 +1,9 @@
 """A cluster as a platform engineer builds one from kind and KServe's quick start, on this
 machine: the control plane (``controlplane``), kube-controller-manager and kube-scheduler
-(``controllers``), KServe's manager in Standard mode with Gateway API on (``kserve``), a
-gateway for KServe's Gateway (``gateway``, a stand-in for Traefik), and one node whose pods run
-as local processes (``kubelet``), with our ClusterServingRuntime and KServe's Triton runtime
-installed.
+(``controllers``), KServe's manager in Standard mode with Gateway API on (``kserve``), Traefik
+serving KServe's Gateway (``traefik``), Prometheus scraping the predictor pods it discovers
+(``prometheus``), and one node whose pods run as local processes (``kubelet``), with our
+ClusterServingRuntime and KServe's Triton runtime installed.
 
 Volumes: ``claim`` gives a namespace a PersistentVolumeClaim bound to a hostPath volume under
 ``pvc_root/<claim>``, as an administrator provides one; ``MODELDEPLOY_PVC_ROOT=pvc_root`` lets
@@ -12,24 +12,28 @@ anything on the host read ``pvc://<claim>/...`` as those pods do.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.support.controllers import Controllers
 from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane
-from tests.support.gateway import Gateway
 from tests.support.kserve import GATEWAY, KServe, config_dir
 from tests.support.kubelet.agent import NodeAgent
 from tests.support.kubelet.network import PodNetwork
 from tests.support.kubelet.node import NodeShape
+from tests.support.prometheus import READ_PODS, Prometheus, cluster_pods
+from tests.support.traefik import Traefik
 
+T = TypeVar("T")
 OUR_RUNTIME = REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml"
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 CHART_NAMESPACE = "modeldeploy-system"
@@ -46,6 +50,24 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 120) -> Any
     return found
 
 
+def through_gateway(what: str, call: Callable[[], T], timeout: float = 60) -> T:
+    """``call``'s first answer that is not the gateway's own 404 or 503, asked every 0.2 s.
+
+    KServe calls an InferenceService Ready once its predictor is available and the gateway has
+    accepted its HTTPRoutes. Traefik routes to a backend only once it has read a ready endpoint
+    in the backend's EndpointSlice, which the EndpointSlice controller writes after the pod turns
+    Ready; until then it answers 503 (no server), or 404 while the route is not yet loaded. A
+    client of a real cluster sees the same moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except urllib.error.HTTPError as err:
+            if err.code not in (404, 503) or time.monotonic() > deadline:
+                raise AssertionError(f"{what}: {err.code} {err.read()[:300]!r}") from err
+        time.sleep(0.2)
+
+
 @dataclass
 class KServeCluster:
     workdir: Path
@@ -53,7 +75,9 @@ class KServeCluster:
     plane: ControlPlane = field(init=False)
     api: client.ApiClient = field(init=False)
     agent: NodeAgent = field(init=False)
-    gateway: Gateway = field(init=False)
+    gateway: Traefik = field(init=False)
+    prometheus: Prometheus = field(init=False)
+    """At the node's bridge address, so the operator reaches it from a pod or from the node."""
     timings: dict[str, float] = field(init=False, default_factory=dict)
     """Seconds from the start of ``start`` at which each part was up (``make bench``)."""
     _stops: list[Any] = field(init=False, default_factory=list)
@@ -88,19 +112,51 @@ class KServeCluster:
             manager.start()
             self._stops.append(manager.stop)
             up("KServe's manager serving webhooks")
-            self.gateway = Gateway(self.api, GATEWAY)
+            self.gateway = Traefik(self.plane, self.api, GATEWAY, self.workdir / "traefik")
             self.gateway.start()
             self._stops.append(self.gateway.stop)
+            self.prometheus = self._prometheus(network.gateway)
+            self._stops.append(self.prometheus.stop)
             self.agent = NodeAgent(self.api, self.node, self.workdir / "node", network,
                                    self.plane.assets.crd_dir)  # fmt: skip
             self.agent.start()
             self._stops.append(self.agent.stop)
             for runtime in (OUR_RUNTIME, config_dir(self.plane) / "kserve-tritonserver.yaml"):
                 self.plane.kubectl("apply", "--server-side", "-f", str(runtime))
-            up("gateway, node and runtimes")
+            up("gateway, Prometheus, node and runtimes")
         except BaseException:
             self.stop()
             raise
+
+    def _prometheus(self, host: str) -> Prometheus:
+        """Prometheus discovering pods as the ServiceAccount ``monitoring/prometheus``, whose
+        ClusterRole reads pods and nothing else."""
+        for doc in (
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}},
+            {"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": "prometheus", "namespace": "monitoring"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": "prometheus-pods"}, "rules": [READ_PODS]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": "prometheus-pods"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "prometheus-pods"},
+             "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]},
+        ):  # fmt: skip
+            self.plane.kubectl("apply", "--server-side", "--field-manager=modeldeploy-envtest",
+                               "-f", "-", input=json.dumps(doc))  # fmt: skip
+        token = client.CoreV1Api(self.api).create_namespaced_service_account_token(
+            "prometheus", "monitoring", {"spec": {"expirationSeconds": 24 * 3600, "audiences": []}}
+        )
+        folder = self.workdir / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        token_file = folder / "token"
+        token_file.write_text(token.status.token)
+        token_file.chmod(0o600)
+        scrape = cluster_pods(self.api.configuration.host, self.api.configuration.ssl_ca_cert,
+                              token_file)  # fmt: skip
+        return Prometheus.start(self.plane.assets, folder, scrape, host=host,
+                                binary="prometheus-kubernetes")  # fmt: skip
 
     def stop(self) -> None:
         while self._stops:

@@ -31,6 +31,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,7 +39,7 @@ from urllib.parse import urlparse
 import yaml
 
 from modeldeploy.api.validation import validate_document
-from tests.support.cluster import CHART_NAMESPACE, KServeCluster
+from tests.support.cluster import CHART_NAMESPACE, KServeCluster, through_gateway
 from tests.support.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
 from tests.support.demo_model import build_digits_model, digit_png
 
@@ -81,9 +82,14 @@ def _wait_ready(
 
 
 def _infer(gateway: str, url: str, model: str) -> None:
-    """Through the gateway at ``gateway``, to the host of ``url`` (no DNS resolves it here)."""
+    """Through the gateway at ``gateway``, to the host of ``url`` (no DNS resolves it here),
+    once the gateway routes that host to a ready endpoint."""
     import numpy as np
     import tritonclient.http as httpclient
+
+    ready = urllib.request.Request(f"{gateway}/v2/models/{model}/ready",
+                                   headers={"Host": urlparse(url).netloc})  # fmt: skip
+    through_gateway(f"{url} routed", lambda: urllib.request.urlopen(ready, timeout=10).close())
 
     png, truth = digit_png(7)
     client = httpclient.InferenceServerClient(gateway.removeprefix("http://"))

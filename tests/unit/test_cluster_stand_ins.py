@@ -1,6 +1,6 @@
-"""The rules the cluster's stand-ins follow, on their own: the gateway's choice of rule, the
-Service rules the node agent writes into pods, probe thresholds, restart policy and the image
-table's command rules (``tests/support/gateway.py``, ``tests/support/kubelet``). The cluster
+"""The rules the cluster's stand-ins follow, on their own: the Service rules the node agent
+writes into pods, probe thresholds, restart policy and the image table's command rules
+(``tests/support/kubelet``). The cluster
 tests run them for real; these pin the rules where the spec is subtle."""
 
 from __future__ import annotations
@@ -11,59 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import candidates, parent_status
 from tests.support.kubelet import dns, images
 from tests.support.kubelet.pods import restarts
 from tests.support.kubelet.probes import Kind, ProbeState
 from tests.support.kubelet.services import ServicePort, get_rules, service_ports
-
-
-def route(name: str, hostnames: list[str], *rules: dict[str, Any], created: str = "1") -> Any:
-    return {"metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
-            "spec": {"hostnames": hostnames, "rules": list(rules)}}  # fmt: skip
-
-
-def path(kind: str, value: str, **extra: Any) -> dict[str, Any]:
-    return {"matches": [{"path": {"type": kind, "value": value}, **extra}]}
-
-
-def test_an_exact_hostname_wins_over_a_wildcard_and_a_longer_prefix_over_a_shorter() -> None:
-    routes = [
-        route("wild", ["*.example.com"], path("PathPrefix", "/v2/models/a")),
-        route("exact", ["a.example.com"], path("PathPrefix", "/"), path("PathPrefix", "/v2")),
-    ]
-    found = candidates(routes, "a.example.com:80", "/v2/models/a/infer", {})
-    assert [(c.route, c.rank[-1]) for c in found] == [("ns/exact", 1), ("ns/exact", 0),
-                                                      ("ns/wild", 0)]  # fmt: skip
-    assert candidates(routes, "b.example.com", "/v2", {}) == []  # the wildcard's prefix is longer
-    assert candidates(routes, "b.example.com", "/v2/models/a", {})[0].route == "ns/wild"
-    assert candidates(routes, "other.org", "/", {}) == []
-
-
-def test_exact_paths_beat_prefixes_and_regular_expressions_match_the_whole_path() -> None:
-    routes = [route("r", [], path("RegularExpression", "^/v2/models/[a-z]+/infer$"),
-                    path("Exact", "/v2/models/a/infer"), path("PathPrefix", "/v2/models"))]  # fmt: skip
-    assert [c.rank[-1] for c in candidates(routes, "h", "/v2/models/a/infer", {})] == [1, 2, 0]
-    assert [c.rank[-1] for c in candidates(routes, "h", "/v2/models/a/infer/x", {})] == [2]
-    # A prefix matches whole segments only.
-    assert candidates(routes, "h", "/v2/modelsx", {}) == []
-
-
-def test_header_matches_must_all_hold_and_count_toward_precedence() -> None:
-    header = path("PathPrefix", "/", headers=[{"name": "X-Canary", "value": "yes"}])
-    routes = [route("r", [], path("PathPrefix", "/"), header)]
-    assert [c.rank[-1] for c in candidates(routes, "h", "/", {"x-canary": "yes"})] == [1, 0]
-    assert [c.rank[-1] for c in candidates(routes, "h", "/", {"x-canary": "no"})] == [0]
-
-
-def test_a_route_with_a_missing_backend_is_accepted_with_resolved_refs_false() -> None:
-    entry = parent_status({"metadata": {"generation": 3}}, ("kserve", "gw"), ["ns/gone"])
-    conditions = {c["type"]: c for c in entry["conditions"]}
-    assert conditions["Accepted"]["status"] == "True"
-    assert (conditions["ResolvedRefs"]["status"], conditions["ResolvedRefs"]["reason"]) == (
-        "False", "BackendNotFound")  # fmt: skip
-    assert {c["observedGeneration"] for c in entry["conditions"]} == {3}
-    assert entry["parentRef"]["name"] == "gw"
 
 
 def _service(name: str, ip: str, ports: list[tuple[str, int]]) -> Any:
