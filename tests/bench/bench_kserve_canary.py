@@ -109,8 +109,11 @@ def bench_abort(bench: Bench, uri: str, back: str) -> tuple[float, float]:
         streak = streak + 1 if _infer(bench.cluster.gateway.url, bench.host) == stable else 0
     served = time.monotonic()
     bench.patch({"spec": {"model": {"uri": back}}})  # back on stable: the next abort is new
-    wait_until("settled", lambda: not (bench.status().get("revisions") or {}).get("canary"),
-               timeout=120)  # fmt: skip
+    # Back on stable once the aborted revision is no longer marked failed: the abort alone
+    # already leaves no canary, and a next patch to the same revision before the operator saw
+    # this one would be that failed revision again, which gets no traffic until a retry.
+    wait_until("settled", lambda: not {"canary", "failed"} & set(
+        bench.status().get("revisions") or {}), timeout=120)  # fmt: skip
     return routed - start, served - start
 
 

@@ -210,6 +210,14 @@ def _at_step(api: Any, step: int, weight: int) -> bool:
     )
 
 
+def _serving_stable(api: Any, gateway: str, namespace: str, host: str) -> None:
+    """Wait for the ModelDeployment to be Ready and for stable (Abs) to answer at ``host``."""
+    wait_until("the ModelDeployment Ready", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (_md(api, namespace).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
+    assert through_gateway("the route answering", lambda: _infer(gateway, host)) == "abs"
+
+
 def _phase(api: Any, namespace: str = NAMESPACE) -> str | None:
     return ((_md(api, namespace).get("status") or {}).get("rollout") or {}).get("phase")
 
@@ -255,10 +263,7 @@ def _walk_and_promote(cluster: KServeCluster) -> None:
     doc = graphs.dtypes_deployment(ABS, NAME, NAMESPACE, rollout=rollout,
                                    serving={"resources": {"cpu": "1", "memory": "1Gi"}})  # fmt: skip
     client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], NAMESPACE, MD[2], doc)
-    wait_until("the ModelDeployment Ready", lambda: any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in (_md(api).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
-    assert through_gateway("the route answering", lambda: _infer(gateway)) == "abs"
+    _serving_stable(api, gateway, NAMESPACE, HOST)
     stable_pods = _pods(api, f"{NAME}-predictor")
     assert len(stable_pods) == 1
 
@@ -437,10 +442,7 @@ def test_a_kserve_canary_whose_live_answers_break_parity_is_rolled_back_with_no_
     doc = graphs.dtypes_deployment(ABS, NAME, PARITY, rollout=rollout,
                                    serving={"resources": {"cpu": "1", "memory": "1Gi"}})  # fmt: skip
     client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], PARITY, MD[2], doc)
-    wait_until("the ModelDeployment Ready", lambda: any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in (_md(api, PARITY).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
-    assert through_gateway("the route answering", lambda: _infer(gateway, host)) == "abs"
+    _serving_stable(api, gateway, PARITY, host)
     stable_pods = _pods(api, f"{NAME}-predictor", PARITY)
     with ClosedLoop(gateway, host) as load:
         # Paused at its first step: the canary is made and weighted, no analysis yet.
@@ -520,10 +522,7 @@ def test_a_kserve_canary_that_fails_requests_stable_answers_is_rolled_back_on_it
     doc = graphs.dtypes_deployment(ABS, NAME, ERRORS, rollout=rollout, serving={
         "resources": {"cpu": "1", "memory": "1Gi"}, "batching": {"maxBatchSize": 1}})  # fmt: skip
     client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], ERRORS, MD[2], doc)
-    wait_until("the ModelDeployment Ready", lambda: any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in (_md(api, ERRORS).get("status") or {}).get("conditions") or []), timeout=240)  # fmt: skip
-    assert through_gateway("the route answering", lambda: _infer(gateway, host)) == "abs"
+    _serving_stable(api, gateway, ERRORS, host)
     stable_pods = _pods(api, f"{NAME}-predictor", ERRORS)
     with ClosedLoop(gateway, host) as load, OutOfTable(gateway, host) as beyond:
         client.CustomObjectsApi(api).patch_namespaced_custom_object(
