@@ -12,7 +12,6 @@ anything on the host read ``pvc://<claim>/...`` as those pods do.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import urllib.error
@@ -25,7 +24,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.support.controllers import Controllers
-from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane
+from tests.support.controlplane import REPO_ROOT, Assets, ControlPlane, account_token
 from tests.support.kserve import GATEWAY, KServe, config_dir
 from tests.support.kubelet.agent import NodeAgent
 from tests.support.kubelet.network import PodNetwork
@@ -143,16 +142,9 @@ class KServeCluster:
                          "name": "prometheus-pods"},
              "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}]},
         ):  # fmt: skip
-            self.plane.kubectl("apply", "--server-side", "--field-manager=modeldeploy-envtest",
-                               "-f", "-", input=json.dumps(doc))  # fmt: skip
-        token = client.CoreV1Api(self.api).create_namespaced_service_account_token(
-            "prometheus", "monitoring", {"spec": {"expirationSeconds": 24 * 3600, "audiences": []}}
-        )
+            self.plane.apply(doc)
         folder = self.workdir / "prometheus"
-        folder.mkdir(parents=True, exist_ok=True)
-        token_file = folder / "token"
-        token_file.write_text(token.status.token)
-        token_file.chmod(0o600)
+        token_file = account_token(self.api, "monitoring", "prometheus", folder / "token")
         scrape = cluster_pods(self.api.configuration.host, self.api.configuration.ssl_ca_cert,
                               token_file)  # fmt: skip
         return Prometheus.start(self.plane.assets, folder, scrape, host=host,

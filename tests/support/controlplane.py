@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "hack" / "envtest" / "setup.sh"
@@ -65,6 +66,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def account_token(api: Any, namespace: str, account: str, path: Path, hours: int = 24) -> Path:
+    """A token of ServiceAccount ``namespace/account`` from the TokenRequest API, as the kubelet
+    projects one into a pod, written to ``path`` (0600) for a process the cluster runs as it."""
+    from kubernetes import client
+
+    request = {"spec": {"expirationSeconds": hours * 3600, "audiences": []}}
+    made = client.CoreV1Api(api).create_namespaced_service_account_token(account, namespace,
+                                                                         request)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(made.status.token)
+    path.chmod(0o600)
+    return path
 
 
 def _die_with_parent() -> None:
@@ -240,6 +255,15 @@ class Cluster:
             text=True,
             check=check,
         )
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        """Server-side apply of ``obj`` as the test set-up's field manager."""
+        result = self.kubectl(
+            "apply", "--server-side", "--field-manager=modeldeploy-envtest", "-f", "-",
+            input=json.dumps(obj), check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ControlPlaneError(f"applying {obj['kind']} failed: {result.stderr}")
 
     def crd_files(self) -> list[Path]:
         """Third-party CRDs (KServe, Gateway API), then ours."""

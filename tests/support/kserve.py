@@ -109,9 +109,9 @@ class KServe:
         self.workdir.mkdir(parents=True, exist_ok=True)
         source = config_dir(self.plane)
         self.webhook_port, self.probe_port = controlplane.free_port(), controlplane.free_port()
-        self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        self._apply(inferenceservice_config(source / "inferenceservice.yaml"))
-        self._apply(storage_container(source / "default.yaml"))
+        self.plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        self.plane.apply(inferenceservice_config(source / "inferenceservice.yaml"))
+        self.plane.apply(storage_container(source / "default.yaml"))
         pki = self.plane.workdir / "pki"
         # controller-runtime reads its serving certificate from $TMPDIR/k8s-webhook-server/.
         certs = self.workdir / "tmp" / "k8s-webhook-server" / "serving-certs"
@@ -120,7 +120,7 @@ class KServe:
         shutil.copyfile(pki / "apiserver.key", certs / "tls.key")
         ca = (pki / "ca.crt").read_bytes()
         for doc in webhook_configurations(source / "manifests.yaml", self.webhook_port, ca):
-            self._apply(doc)
+            self.plane.apply(doc)
         self.process = controlplane.start_process(
             [
                 self.plane.assets.binary("kserve-manager"),
@@ -138,14 +138,6 @@ class KServe:
             },
         )
         self._wait_ready(timeout, ca)
-
-    def _apply(self, obj: dict[str, Any]) -> None:
-        result = self.plane.kubectl(
-            "apply", "--server-side", "--field-manager=modeldeploy-envtest", "-f", "-",
-            input=json.dumps(obj), check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise ControlPlaneError(f"applying {obj['kind']} failed: {result.stderr}")
 
     def _wait_ready(self, timeout: float, ca: bytes) -> None:
         """Until the manager's readiness probe answers and its webhook server completes a TLS

@@ -110,16 +110,14 @@ class Traefik:
         """Traefik's RBAC and account, the GatewayClass and Gateway, then Traefik; returns once
         Traefik reports the Gateway Programmed."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        self._apply({"apiVersion": "v1", "kind": "ServiceAccount",
+        self.plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        self.plane.apply({"apiVersion": "v1", "kind": "ServiceAccount",
                      "metadata": {"name": ACCOUNT, "namespace": NAMESPACE}})  # fmt: skip
         for doc in rbac(self.plane.assets.crd_dir / "traefik" / "kubernetes-gateway-rbac.yml"):
-            self._apply(doc)
+            self.plane.apply(doc)
         for doc in gateway_objects(self.gateway, self.port):
-            self._apply(doc)
-        token = self.workdir / "token"
-        token.write_text(self._token())
-        token.chmod(0o600)
+            self.plane.apply(doc)
+        token = controlplane.account_token(self.api, NAMESPACE, ACCOUNT, self.workdir / "token")
         self.process = controlplane.start_process(
             [self.plane.assets.binary("traefik"),
              *arguments(self.port, self.ping_port, self.api.configuration.host, token,
@@ -131,17 +129,6 @@ class Traefik:
     def stop(self) -> None:
         if self.process is not None:
             controlplane.stop_group(self.process, grace=5.0)
-
-    def _token(self) -> str:
-        request = {"spec": {"expirationSeconds": 24 * 3600, "audiences": []}}
-        made = client.CoreV1Api(self.api).create_namespaced_service_account_token(
-            ACCOUNT, NAMESPACE, request
-        )
-        return str(made.status.token)
-
-    def _apply(self, doc: dict[str, Any]) -> None:
-        self.plane.kubectl("apply", "--server-side", "--field-manager=modeldeploy-envtest",
-                           "-f", "-", input=yaml.safe_dump(doc))  # fmt: skip
 
     def _wait_programmed(self, timeout: float) -> None:
         namespace, name = self.gateway.split("/")
