@@ -24,16 +24,22 @@ module_version() { # <build folder> <module>
   (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
 }
 
-build() { # <build folder> <package> <binary> <version>
-  local out="$cache/$1-$4/$3"
+build() { # <build folder> <package> <binary> <version> [go build flags, after -ldflags="-s -w"]
+  local folder=$1 package=$2 binary=$3 version=$4 dir="$here/$1"
+  local out="$cache/$folder-$version/$binary"
+  shift 4
   if [[ ! -x $out ]]; then
-    log "building $3 $4 from $2 (first time only; several minutes on 2 cores)"
+    log "building $binary $version from $package (first time only; several minutes on 2 cores)"
     local start=$SECONDS
-    (cd "$here/$1" && go build -trimpath -ldflags="-s -w" -o "$out.tmp" "$2")
+    if declare -F "assemble_$folder" >/dev/null; then  # a build folder with parts filled in here
+      dir="$cache/$folder-$version/src"
+      "assemble_$folder" "$dir"
+    fi
+    (cd "$dir" && go build -trimpath -ldflags="-s -w" "$@" -o "$out.tmp" "$package")
     mv "$out.tmp" "$out"
-    log "built $3 in $((SECONDS - start))s"
+    log "built $binary in $((SECONDS - start))s"
   fi
-  ln -sfn "$out" "$cache/bin/$3"
+  ln -sfn "$out" "$cache/bin/$binary"
 }
 
 mkdir -p "$cache/bin"
@@ -74,22 +80,13 @@ build kserve github.com/kserve/kserve/cmd/manager kserve-manager "$kserve_manage
 # Debian's package below is built without it. Built from its module with only that discovery
 # compiled in (Prometheus's own build tags).
 prometheus_module=$(module_version prometheus github.com/prometheus/prometheus)
+release=${prometheus_module#v0.}  # module v0.316.0 is Prometheus 3.16.0, as --version says
 if [[ -n ${PROMETHEUS_K8S_BIN:-} && -x $PROMETHEUS_K8S_BIN ]]; then
   ln -sfn "$PROMETHEUS_K8S_BIN" "$cache/bin/prometheus-kubernetes"
 else
-  out="$cache/prometheus-$prometheus_module/prometheus"
-  if [[ ! -x $out ]]; then
-    log "building prometheus $prometheus_module with Kubernetes discovery (first time only; several minutes)"
-    start=$SECONDS
-    # Module v0.316.0 is Prometheus 3.16.0; --version says so, as a release build would.
-    release=${prometheus_module#v0.}
-    (cd "$here/prometheus" && go build -trimpath -tags remove_all_sd,enable_kubernetes_sd \
-      -ldflags="-s -w -X github.com/prometheus/common/version.Version=${release:0:1}.${release:1}" \
-      -o "$out.tmp" github.com/prometheus/prometheus/cmd/prometheus)
-    mv "$out.tmp" "$out"
-    log "built prometheus in $((SECONDS - start))s"
-  fi
-  ln -sfn "$out" "$cache/bin/prometheus-kubernetes"
+  build prometheus github.com/prometheus/prometheus/cmd/prometheus prometheus-kubernetes \
+    "$prometheus_module" -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags="-s -w -X github.com/prometheus/common/version.Version=${release:0:1}.${release:1}"
 fi
 
 # Prometheus, for the canary analysis tests: Debian's package, unpacked (not installed) into the
@@ -167,19 +164,10 @@ lego_refused_modules="github.com/akamai/AkamaiOPEN-edgegrid-golang/v13 github.co
   github.com/sacloud/sacloud-sdk-go github.com/ucloud/ucloud-sdk-go github.com/yandex-cloud/go-sdk/services/dns"
 lego_refused="alidns aliesa azion dnsimple edgedns edgeone huaweicloud oraclecloud regfish sakuracloud tencentcloud ucloud yandexcloud"
 traefik_version=$(traefik_require github.com/traefik/traefik/v3)
-traefik_out="$cache/traefik-$traefik_version/traefik"
 if [[ -n ${TRAEFIK_BIN:-} && -x $TRAEFIK_BIN ]]; then
   ln -sfn "$TRAEFIK_BIN" "$cache/bin/traefik"
 else
-  if [[ ! -x $traefik_out ]]; then
-    log "building traefik $traefik_version (first time only; about 10 minutes on 2 cores)"
-    start=$SECONDS
-    assemble_traefik "$cache/traefik-$traefik_version/src"
-    (cd "$cache/traefik-$traefik_version/src" && go build -trimpath -ldflags="-s -w" -o "$traefik_out.tmp" github.com/traefik/traefik/v3/cmd/traefik)
-    mv "$traefik_out.tmp" "$traefik_out"
-    log "built traefik in $((SECONDS - start))s"
-  fi
-  ln -sfn "$traefik_out" "$cache/bin/traefik"
+  build traefik github.com/traefik/traefik/v3/cmd/traefik traefik "$traefik_version"
 fi
 
 crds="$cache/crds/kserve-$KSERVE_VERSION-gateway-api-$GATEWAY_API_VERSION-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"

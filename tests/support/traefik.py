@@ -23,7 +23,7 @@ substitutes for the three modules the Go proxy refuses). It runs as a process on
 
 from __future__ import annotations
 
-import logging
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ from kubernetes.client.rest import ApiException
 from tests.support import controlplane
 from tests.support.controlplane import ControlPlane
 
-log = logging.getLogger("traefik")
 GROUP, VERSION = "gateway.networking.k8s.io", "v1"
 CONTROLLER = "traefik.io/gateway-controller"
 CLASS = "traefik"
@@ -68,13 +67,10 @@ def gateway_objects(gateway: str, port: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def arguments(port: int, ping_port: int, server: str, token: Path, ca: Path) -> list[str]:
+def arguments(port: int, server: str, token: Path, ca: Path) -> list[str]:
     """Traefik's static configuration, as flags."""
     return [
         f"--entryPoints.{ENTRY_POINT}.address=127.0.0.1:{port}",
-        # Traefik's own ping endpoint on an entry point of its own, for the readiness wait.
-        f"--entryPoints.traefik.address=127.0.0.1:{ping_port}",
-        "--ping=true",
         # Each change applied as it comes. Traefik's default (2 s) sends a change, then holds
         # the next for 2 s: the first seconds of a canary step would run at the last weights.
         "--providers.providersThrottleDuration=0s",
@@ -95,8 +91,8 @@ class Traefik:
     def __init__(self, plane: ControlPlane, api: client.ApiClient, gateway: str,
                  workdir: Path) -> None:  # fmt: skip
         self.plane, self.api, self.gateway, self.workdir = plane, api, gateway, workdir
-        self.port, self.ping_port = controlplane.free_port(), controlplane.free_port()
-        self.process: Any = None
+        self.port = controlplane.free_port()
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -120,23 +116,23 @@ class Traefik:
         token = controlplane.account_token(self.api, NAMESPACE, ACCOUNT, self.workdir / "token")
         self.process = controlplane.start_process(
             [self.plane.assets.binary("traefik"),
-             *arguments(self.port, self.ping_port, self.api.configuration.host, token,
+             *arguments(self.port, self.api.configuration.host, token,
                         Path(self.api.configuration.ssl_ca_cert))],
             self.log,
         )  # fmt: skip
-        self._wait_programmed(timeout)
+        self._wait_programmed(self.process, timeout)
 
     def stop(self) -> None:
         if self.process is not None:
             controlplane.stop_group(self.process, grace=5.0)
 
-    def _wait_programmed(self, timeout: float) -> None:
+    def _wait_programmed(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         namespace, name = self.gateway.split("/")
         custom = client.CustomObjectsApi(self.api)
         deadline = time.monotonic() + timeout
         while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"traefik exited ({self.process.returncode}); see {self.log}")
+            if process.poll() is not None:
+                raise RuntimeError(f"traefik exited ({process.returncode}); see {self.log}")
             try:
                 found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
                                                             "gateways", name)  # fmt: skip
