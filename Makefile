@@ -7,6 +7,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): most of the suite waits on servers, so two share 2 cores well.
+# TEST_WORKERS=0 runs every test in the one pytest process.
+TEST_WORKERS ?= 2
+WORKERS := -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: compat lock help install test test-fast test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
 
@@ -25,7 +29,7 @@ envtest: ## Provide kube-apiserver, etcd, kubectl, helm, versitygw (S3), prometh
 	@bash hack/envtest/setup.sh >/dev/null
 
 test: install envtest ## Run every test (unit tests and tests against a real kube-apiserver + etcd)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(WORKERS) $(PYTEST_ARGS)
 
 test-fast: install envtest ## Everything that needs neither the control plane nor PyTorch, in under a minute
 	$(BIN)/pytest -m "not cluster and not staging and not slow and not gpu and not images" $(PYTEST_ARGS)
@@ -34,7 +38,7 @@ test-unit: install ## Run only the tests that need no control plane
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-cluster: install envtest ## Run only the tests against the real control plane
-	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
+	$(BIN)/pytest tests/cluster $(WORKERS) $(PYTEST_ARGS)
 
 images: ## Build the operator, staging and runtime (CPU, CUDA) images with podman (installs podman, runc, debootstrap, skopeo if missing)
 	@bash hack/images/build.sh

@@ -29,6 +29,10 @@ TORCH_FIXTURES = frozenset({
 """Fixtures that train, trace or stage a model: a test using any of them needs PyTorch."""
 
 
+# First: pytest-xdist's worker reads the ``xdist_group`` markers in this same hook (to suffix each
+# node id with its group), and its hook, registered after this conftest, would otherwise run
+# before the markers exist, leaving every test ungrouped, handed out one by one.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by need, read from what each test uses (its whole fixture closure): ``cluster``
     for the control plane, ``staging`` for PyTorch. Modules whose tests stage models in their
@@ -39,6 +43,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
         if needs & TORCH_FIXTURES:
             item.add_marker(pytest.mark.staging)
+        item.add_marker(pytest.mark.xdist_group(worker_group(item.nodeid, needs)))
+
+
+def worker_group(nodeid: str, needs: set[str]) -> str:
+    """Which tests one ``make test`` worker (pytest-xdist, ``--dist loadgroup``) runs together:
+    a module's tests share its fixtures, so they stay on one worker; and every test on the
+    KServe cluster goes to the same one, which then starts that cluster (about a minute of CPU
+    with its seven processes) once instead of on each worker."""
+    if "kserve_cluster" in needs:
+        return "kserve-cluster"
+    return nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")

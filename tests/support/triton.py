@@ -16,6 +16,7 @@ default 3.12) under ``.cache/triton-venv``, created on first use (about 30 s).
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import re
@@ -88,15 +89,22 @@ def _python() -> str:
 def venv() -> Path:
     """The virtual environment's python, created on first use."""
     python = VENV / "bin" / "python"
-    if not (VENV / ".complete").exists():
-        subprocess.run([_python(), "-m", "venv", "--clear", str(VENV)], check=True)
-        result = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "nvidia-pytriton", "onnxruntime", "numpy"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise UnavailableError(f"pip install nvidia-pytriton failed: {result.stderr[-500:]}")
-        (VENV / ".complete").touch()
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    # Held while creating: test workers (pytest-xdist) may ask at once, and one must not
+    # clear the folder another is installing into.
+    with open(VENV.parent / "triton-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (VENV / ".complete").exists():
+            subprocess.run([_python(), "-m", "venv", "--clear", str(VENV)], check=True)
+            result = subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "nvidia-pytriton", "onnxruntime",
+                 "numpy"], capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise UnavailableError(
+                    f"pip install nvidia-pytriton failed: {result.stderr[-500:]}"
+                )
+            (VENV / ".complete").touch()
     return python
 
 

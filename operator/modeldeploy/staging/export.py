@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from modeldeploy.api.model import (
     TensorSpec,
@@ -14,8 +14,13 @@ from modeldeploy.api.model import (
 from modeldeploy.staging.errors import ExportError, InputMismatchError
 from modeldeploy.staging.samples import Batch
 
+if TYPE_CHECKING:  # imported where used: an ONNX model's build never loads PyTorch (3 s of CPU)
+    import torch
+
 
 def output_names(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> list[str]:
+    import torch
+
     try:
         with torch.inference_mode():
             out = module(*example)
@@ -39,6 +44,7 @@ def export_onnx(
 ) -> list[str]:
     """Write ``module`` as ONNX at ``path``; returns the output names. Checks the graph."""
     import onnx
+    import torch
 
     tensors = tuple(torch.from_numpy(np.ascontiguousarray(example[s.name])) for s in inputs)
     outputs = output_names(module, tensors)
