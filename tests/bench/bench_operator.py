@@ -10,6 +10,9 @@ PyTorch. Figures only; nothing here asserts a speed.
    from its create call returning to the InferenceService appearing (ADDED on a watch).
 2. scale: 1 000 ModelDeployments created by 16 threads; the time from the first create until
    every one reports Deployed=True, and the operator's peak RSS (VmHWM) afterwards.
+
+For both, from the API server's audit log: the writes per ModelDeployment by client, verb and
+resource, and the operator's reads (GETs and lists); and the CPU per ModelDeployment.
 """
 
 from __future__ import annotations
@@ -124,16 +127,26 @@ OPERATOR_AGENTS = ("modeldeploy-operator/", "kopf/")
 """The operator's two API clients: ours, and kopf's (its watches, and its own patches)."""
 
 
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+READ_VERBS = frozenset({"get", "list"})
+
+
 def audited_writes(
-    audit_log: Path, namespace: str, since: str = "", until: str = "~"
+    audit_log: Path,
+    namespace: str,
+    since: str = "",
+    until: str = "~",
+    verbs: frozenset[str] = WRITE_VERBS,
 ) -> list[dict[str, Any]]:
-    """The writes in ``namespace`` the API server completed, from its audit log, between two
-    RFC 3339 times (``stageTimestamp``; the strings sort as the times do)."""
+    """The writes (or other ``verbs``) in ``namespace`` the API server completed, from its audit
+    log, between two RFC 3339 times (``stageTimestamp``; the strings sort as the times do)."""
     found = []
     for line in audit_log.read_text().splitlines():
         event = json.loads(line)
         ref = event.get("objectRef") or {}
         if event.get("stage") != "ResponseComplete" or ref.get("namespace") != namespace:
+            continue
+        if event.get("verb") not in verbs:
             continue
         if since <= str(event.get("stageTimestamp", "")) <= until:
             found.append(event)
@@ -154,27 +167,39 @@ def resource_of(event: dict[str, Any]) -> str:
     )
 
 
-def writes(audit_log: Path, namespace: str) -> Counter[tuple[str, str, str]]:
-    """Writes in ``namespace`` by (client, verb, resource), from the API server's audit log:
-    every create, update, patch and delete it completed, with the caller's user agent. A write
-    it refused is counted too (it cost the API server a request), under its resource with the
-    status code, e.g. ``modeldeployments/status (409)``."""
+def requests_by(
+    audit_log: Path,
+    namespace: str,
+    verbs: frozenset[str] = WRITE_VERBS,
+    only: str | None = None,
+) -> Counter[tuple[str, str, str]]:
+    """The requests of ``verbs`` in ``namespace`` by (client, verb, resource), from the API
+    server's audit log, with the caller's user agent (``only`` that client). A request it refused
+    or could not answer is counted too (it cost the API server a request, and the caller an
+    answer to decode), under its resource with the status code, e.g.
+    ``modeldeployments/status (409)`` or ``httproutes (404)``."""
     counted: Counter[tuple[str, str, str]] = Counter()
-    for event in audited_writes(audit_log, namespace):
+    for event in audited_writes(audit_log, namespace, verbs=verbs):
+        who = client_of(event)
+        if only is not None and who != only:
+            continue
         code = int((event.get("responseStatus") or {}).get("code") or 200)
         resource = resource_of(event) + (f" ({code})" if code >= 400 else "")
-        counted[(client_of(event), str(event.get("verb")), resource)] += 1
+        counted[(who, str(event.get("verb")), resource)] += 1
     return counted
 
 
-def write_table(counted: Counter[tuple[str, str, str]], n: int) -> list[str]:
+def request_table(
+    counted: Counter[tuple[str, str, str]], n: int, what: str, clients: tuple[str, ...]
+) -> list[str]:
+    """``counted`` per ModelDeployment, with a total for each of ``clients``."""
     lines = [
-        "| client | verb | resource | writes per ModelDeployment |",
+        f"| client | verb | resource | {what} per ModelDeployment |",
         "| --- | --- | --- | --- |",
     ]
     for (who, verb, resource), count in sorted(counted.items()):
         lines.append(f"| {who} | {verb} | {resource} | {count / n:.2f} |")
-    for who in ("operator", "executor"):
+    for who in clients:
         total = sum(c for (w, _, _), c in counted.items() if w == who)
         lines.append(f"| **{who}, all** | | | **{total / n:.2f}** |")
     return lines
@@ -287,7 +312,10 @@ def main() -> None:
             time.sleep(3)  # the audit log is written in batches
             cpu_large = _cpu(operator, executor, plane)
             peak = _peak_rss_mb(operator.process.pid)
-            small, large = writes(plane.audit_log, "latency"), writes(plane.audit_log, "scale")
+            written = {n: requests_by(plane.audit_log, ns)
+                       for n, ns in ((LATENCY_N, "latency"), (SCALE_N, "scale"))}  # fmt: skip
+            read = {n: requests_by(plane.audit_log, ns, READ_VERBS, only="operator")
+                    for n, ns in ((LATENCY_N, "latency"), (SCALE_N, "scale"))}  # fmt: skip
             ready_body = client.CustomObjectsApi(api).get_namespaced_custom_object(
                 *MD[:2], "latency", MD[2], "lat-000"
             )
@@ -317,7 +345,9 @@ def main() -> None:
         per = {k: (after[k] - before[k]) / n * 1000 for k in ("operator", "kube-apiserver")}
         print(f"\n{n} ModelDeployments ({ready} Ready): CPU per ModelDeployment, apply → Ready: "
               f"operator {per['operator']:.1f} ms, kube-apiserver {per['kube-apiserver']:.1f} ms")  # fmt: skip
-        print("\n".join(write_table(small if n == LATENCY_N else large, n)))
+        print("\n".join(request_table(written[n], n, "writes", ("operator", "executor"))))
+        print()  # the operator's GETs and lists; the resync's cluster-wide listings are not in one
+        print("\n".join(request_table(read[n], n, "reads", ("operator",))))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ last saw them (``controller/bodies.py``), not from GETs. Against the real API se
 ModelDeployment in memory is behind, the first write is refused by its resourceVersion
 precondition, and the reconciliation runs again from a fresh read, so nothing is decided on the
 stale spec. The InferenceService in memory is what the watch delivered; the resync's listing
-corrects it, and another's under our name is never held."""
+corrects it, and another's under our name is never held. Our HTTPRoute is held the same way, from
+our applies' answers and the resync's listing."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import yaml
 from kubernetes import client
 
 from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.engine import State, converge, relist
+from modeldeploy.controller.engine import State, _route, converge, relist
 from modeldeploy.controller.handlers import _runtime_view
 from modeldeploy.controller.kube import ConflictError, Kube
-from modeldeploy.controller.naming import STAGING, labels
+from modeldeploy.controller.naming import STAGING, labels, route_name
 from tests.operator.conftest import ISVC, MD, digits_spec
 from tests.support.controlplane import REPO_ROOT
 
@@ -209,3 +210,81 @@ def test_an_inference_service_not_yet_ready_is_read_from_the_api_server(
     state.isvcs.put(_claimed(theirs, created, {}))
     _converge(state, namespace)
     assert _ready(custom, namespace)["reason"] == "NameConflict"
+
+
+ROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
+
+
+def _route_read(state: State, namespace: str, uid: str | None) -> dict[str, Any] | None:
+    async def once() -> dict[str, Any] | None:
+        try:
+            return await _route(state, namespace, route_name(NAME), uid, False)
+        finally:
+            await state.kube.aclose()
+
+    return asyncio.run(once())
+
+
+def _relist(state: State) -> None:
+    async def once() -> None:
+        try:
+            await relist(state)
+        finally:
+            await state.kube.aclose()
+
+    asyncio.run(once())
+
+
+def _make_route(custom: client.CustomObjectsApi, namespace: str, uid: str, owned: bool) -> None:
+    """A route under our name: ours (our label, owned by the ModelDeployment ``uid``) or not."""
+    meta: dict[str, Any] = {"name": route_name(NAME), "namespace": namespace}
+    if owned:
+        meta["labels"] = labels(NAME)
+        meta["ownerReferences"] = [
+            {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": NAME,
+             "uid": uid, "controller": True},
+        ]  # fmt: skip
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": meta,
+             "spec": {"hostnames": [f"{NAME}.example.com"]}}  # fmt: skip
+    custom.create_namespaced_custom_object(*ROUTE[:2], namespace, ROUTE[2], route)
+
+
+def _route_made_and_read(
+    conflict: Conflict, namespace: str, owned: bool
+) -> tuple[client.CustomObjectsApi, State, str, dict[str, Any] | None]:
+    """A route under our name made, then read once by the operator's ``observe`` path."""
+    custom, created, _, state = conflict
+    uid = created["metadata"]["uid"]
+    _make_route(custom, namespace, uid, owned)
+    return custom, state, uid, _route_read(state, namespace, uid)
+
+
+def test_our_route_is_read_once_then_from_memory_until_the_resyncs_listing_drops_it(
+    conflict: Conflict, namespace: str
+) -> None:
+    custom, state, uid, first = _route_made_and_read(conflict, namespace, owned=True)
+    assert first is not None
+    assert state.routes.get(namespace, route_name(NAME)) is not None
+    custom.delete_namespaced_custom_object(*ROUTE[:2], namespace, ROUTE[2], route_name(NAME))
+    # No GET: memory still answers (only the operator writes the route's spec).
+    held = _route_read(state, namespace, uid)
+    assert held is not None
+    assert held["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    # Held for another ModelDeployment of the same name (an earlier one, deleted): not used.
+    assert _route_read(state, namespace, "another-uid") is None
+    _make_route(custom, namespace, uid, owned=True)
+    _route_read(state, namespace, uid)
+    custom.delete_namespaced_custom_object(*ROUTE[:2], namespace, ROUTE[2], route_name(NAME))
+    _relist(state)  # the resync's listing has no route: dropped, and read again
+    assert state.routes.get(namespace, route_name(NAME)) is None
+    assert _route_read(state, namespace, uid) is None
+
+
+def test_another_owners_route_under_our_name_is_never_held(
+    conflict: Conflict, namespace: str
+) -> None:
+    custom, state, uid, first = _route_made_and_read(conflict, namespace, owned=False)
+    assert first is not None
+    assert state.routes.get(namespace, route_name(NAME)) is None
+    custom.delete_namespaced_custom_object(*ROUTE[:2], namespace, ROUTE[2], route_name(NAME))
+    assert _route_read(state, namespace, uid) is None  # its removal is seen at once

@@ -442,6 +442,8 @@ class ControlPlane(Cluster):
                     {"group": "modeldeploy.io", "resources": ["modeldeployments/status"]}]},
                 {"level": "Metadata",
                  "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+                # Reads too (not watches): bench_operator counts the operator's GETs and lists.
+                {"level": "Metadata", "verbs": ["get", "list"]},
                 {"level": "None"}],
         }))  # fmt: skip
         return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ from modeldeploy.controller.job_state import (
     staging_outcome,
     termination_message,
 )
-from modeldeploy.controller.kube import KSERVE, ConflictError, Kube, TransientApiError
+from modeldeploy.controller.kube import GATEWAY, KSERVE, ConflictError, Kube, TransientApiError
 from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
@@ -97,6 +98,10 @@ class State:
         self.isvcs = Bodies(keep_manager=naming.FIELD_MANAGER)
         """The InferenceServices we own as last seen, from the watch and our applies' answers
         (``controller/bodies.py``): a reconciliation reads them from here, not with a GET."""
+        self.routes = Bodies()
+        """Our HTTPRoutes as our last apply answered or the resync last listed them: nobody else
+        writes their spec (the gateway writes only their status, which is not read), so a GET on
+        every reconciliation in Standard mode returned what memory already held."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -135,6 +140,29 @@ async def _inference_service(
         # Another's under our name would stay in memory after its owner deleted it.
         state.isvcs.forget(namespace, name)
     return isvc
+
+
+def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+async def _route(
+    state: State, namespace: str, name: str, owner_uid: str | None, fresh: bool
+) -> dict[str, Any] | None:
+    """Our HTTPRoute from memory (``State.routes``) when it is held for this very ModelDeployment;
+    else, or when ``fresh``, from the API server."""
+    held = None if fresh else state.routes.get(namespace, name)
+    # A route held for an earlier ModelDeployment of the same name (deleted and made again
+    # within a resync) is its garbage, not this one's route.
+    if held is not None and _owned_by(held, owner_uid):
+        return held
+    route = await state.kube.http_route(namespace, name)
+    if route is not None and naming.managed(route):
+        state.routes.put(route)
+    else:  # no route, or another's under our name: read again until ours is applied
+        state.routes.forget(namespace, name)
+    return route
 
 
 async def observe(
@@ -196,7 +224,7 @@ async def observe(
     if standard:
         # Read, not written blind: an unchanged route is not applied again (``plan``), and one
         # under our name that another owns is reported, never taken over.
-        route = await kube.http_route(namespace, naming.route_name(name))
+        route = await _route(state, namespace, naming.route_name(name), meta.get("uid"), fresh)
     if standard and (status.rollout or (status.revisions and status.revisions.canary)):
         # Only a rollout creates it; a deployment that never had one costs no extra read.
         canary = await _inference_service(state, namespace, naming.canary_name(name), fresh)
@@ -357,6 +385,8 @@ async def _reconcile(
         if plural == "inferenceservices":
             state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
             state.isvcs.put(applied)
+        else:
+            state.routes.put(applied)
     if decided.apply_shadow is not None:
         try:
             await kube.apply(decided.apply_shadow, "configmaps")
@@ -518,25 +548,47 @@ def on_elected(state: State) -> Any:
     return elected
 
 
+async def _listed(
+    bodies: Bodies, pages: AsyncIterator[list[dict[str, Any]]]
+) -> set[tuple[str, str]]:
+    """Every object of a listing put into ``bodies``; the (namespace, name) of each."""
+    keys: set[tuple[str, str]] = set()
+    async for page in pages:
+        for obj in page:
+            bodies.put(obj)
+            keys.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    return keys
+
+
 async def relist(state: State) -> list[tuple[str, str]]:
-    """Every watched ModelDeployment and every InferenceService we own, listed a page at a time
-    into memory, in place of a GET of each per resync (a thousand GETs cost the operator and the
-    API server far more than ten pages). A body newer than the listing (our own write's answer)
-    stays; what the listing does not have is dropped, so a watch that missed a change or a
-    deletion is caught up. The (namespace, name) of each ModelDeployment."""
+    """Every watched ModelDeployment and every InferenceService and HTTPRoute we own, listed a
+    page at a time into memory, in place of a GET of each per resync (a thousand GETs cost the
+    operator and the API server far more than ten pages). A body newer than the listing (our own
+    write's answer) stays; what the listing does not have is dropped, so a watch that missed a
+    change or a deletion is caught up, and so is a route someone else changed or deleted (no
+    watch delivers those). The (namespace, name) of each ModelDeployment."""
     kube, namespaces = state.kube, state.namespaces
-    isvcs: set[tuple[str, str]] = set()
     selector = naming.selector(naming.OWNED)
-    async for page in kube.list_all(KSERVE, "v1beta1", "inferenceservices", namespaces, selector):
-        for isvc in page:
-            state.isvcs.put(isvc)
-            isvcs.add((isvc["metadata"]["namespace"], isvc["metadata"]["name"]))
+    isvcs = await _listed(
+        state.isvcs, kube.list_all(KSERVE, "v1beta1", "inferenceservices", namespaces, selector)
+    )
+    try:
+        routes = await _listed(
+            state.routes, kube.list_all(GATEWAY, "v1", "httproutes", namespaces, selector)
+        )
+    except ApiException as err:
+        if err.status not in (403, 404):
+            raise
+        # No Gateway API on this cluster (Knative mode only), or a Role without the right to
+        # list routes: none is held, and Standard mode reads each route from the API server.
+        routes = set()
     deployments: list[tuple[str, str]] = []
     async for page in kube.list_all(GROUP, VERSION, PLURAL, namespaces):
         for body in page:
             state.bodies.put(body)
             deployments.append((body["metadata"]["namespace"], body["metadata"]["name"]))
     state.isvcs.retain(isvcs)
+    state.routes.retain(routes)
     state.bodies.retain(set(deployments))
     return deployments
 
