@@ -34,7 +34,7 @@ from kubernetes import client, config, watch
 from tests.support import Assets, ControlPlane, finalizer_policy
 from tests.support.controlplane import REPO_ROOT
 from tests.support.executor import USER_AGENT as EXECUTOR_AGENT
-from tests.support.processes import LocalStack
+from tests.support.processes import LocalStack, cpu_time
 
 MD = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -253,8 +253,7 @@ def bench_scale(api: client.ApiClient, namespace: str) -> tuple[float, int]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_time(pid)[0]
 
 
 def _cpu(operator: Any, executor: Any, plane: ControlPlane) -> dict[str, float]:

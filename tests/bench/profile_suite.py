@@ -19,8 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.support.processes import cpu_time
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TICKS = os.sysconf("SC_CLK_TCK")
 PYTHONS = ("python", "python3", "python3.11", "pytest", "modeldeploy")
 
 
@@ -50,7 +51,7 @@ class Poller:
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
-        self.seen: dict[tuple[int, str], tuple[int, str]] = {}
+        self.seen: dict[tuple[int, str], tuple[float, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -71,23 +72,21 @@ class Poller:
             if not entry.isdigit():
                 continue
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                key_fields = stat[stat.rindex(")") + 2 :].split()
-                ticks = int(key_fields[11]) + int(key_fields[12])  # utime + stime
-                key = (int(entry), key_fields[19])  # pid and start time: pids are reused
+                seconds, started = cpu_time(int(entry))
+                key = (int(entry), started)  # pid and start time: pids are reused
                 label = self.seen[key][1] if key in self.seen else None
                 if label is None:
                     raw = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
                     label = kind([w.decode(errors="replace") for w in raw if w])
             except (OSError, ValueError, IndexError):
                 continue  # gone between the listing and the read
-            self.seen[key] = (ticks, label)
+            self.seen[key] = (seconds, label)
 
     def table(self) -> list[tuple[str, float, int]]:
         seconds: Counter[str] = Counter()
         count: Counter[str] = Counter()
-        for ticks, label in self.seen.values():
-            seconds[label] += ticks / TICKS
+        for used, label in self.seen.values():
+            seconds[label] += used
             count[label] += 1
         return [(label, total, count[label]) for label, total in seconds.most_common()]
 

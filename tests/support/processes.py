@@ -21,6 +21,14 @@ from tests.support.controlplane import REPO_ROOT, _die_with_parent, stop_group
 __all__ = ["LocalStack", "ManagedProcess", "stop_group"]
 
 
+def cpu_time(pid: int) -> tuple[float, str]:
+    """A process's CPU seconds (user + system) and its start time (clock ticks since boot: a
+    reused pid has another), from ``/proc/<pid>/stat``. OSError once the process is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), fields[19]
+
+
 @dataclass
 class ManagedProcess:
     name: str

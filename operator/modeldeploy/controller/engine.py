@@ -142,11 +142,6 @@ async def _inference_service(
     return isvc
 
 
-def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid for ref in refs)
-
-
 async def _route(
     state: State, namespace: str, name: str, owner_uid: str | None, fresh: bool
 ) -> dict[str, Any] | None:
@@ -155,7 +150,7 @@ async def _route(
     held = None if fresh else state.routes.get(namespace, name)
     # A route held for an earlier ModelDeployment of the same name (deleted and made again
     # within a resync) is its garbage, not this one's route.
-    if held is not None and _owned_by(held, owner_uid):
+    if held is not None and naming.owned_by(held, owner_uid):
         return held
     route = await state.kube.http_route(namespace, name)
     if route is not None and naming.managed(route):
@@ -385,7 +380,7 @@ async def _reconcile(
         if plural == "inferenceservices":
             state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
             state.isvcs.put(applied)
-        else:
+        elif plural == "httproutes":
             state.routes.put(applied)
     if decided.apply_shadow is not None:
         try:

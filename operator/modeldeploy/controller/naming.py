@@ -125,6 +125,12 @@ def managed(obj: dict[str, Any]) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER
 
 
+def owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    """Whether ``obj`` lists the ModelDeployment ``uid`` among its owners."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
     """Children go with their ModelDeployment (garbage collection), and ``kubectl get`` shows
     who made them."""

@@ -212,9 +212,9 @@ def foreign_owner(obj: dict[str, Any] | None, uid: str) -> str | None:
     """Who owns ``obj``, when it exists and our ModelDeployment (``uid``) does not."""
     if obj is None:
         return None
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    if any(ref.get("uid") == uid for ref in refs):
+    if naming.owned_by(obj, uid):
         return None
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
     owner = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
     return f"{owner.get('kind')} {owner.get('name')}" if owner else "no owner (made by hand?)"
 
