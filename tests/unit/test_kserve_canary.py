@@ -223,3 +223,44 @@ def test_a_rolled_back_entry_is_kept_at_zero_until_the_route_and_kserve_read_zer
     gone = carried((100, 0))
     assert gone.apply_isvc is not None
     assert "canary" not in gone.apply_isvc["spec"]
+
+
+def gateway_route(generation: int, accepted_for: int) -> dict[str, Any]:
+    """Our route at ``generation``, which the gateway last accepted at ``accepted_for``."""
+    return {"metadata": {"generation": generation},
+            "status": {"parents": [{"conditions": [
+                {"type": "Accepted", "status": "True", "observedGeneration": accepted_for}]}]}}  # fmt: skip
+
+
+@pytest.mark.parametrize("accepted_for", [4, 5])
+def test_the_rename_and_a_rollbacks_removal_wait_for_the_gateway_to_accept_the_route(
+    accepted_for: int,
+) -> None:
+    """The route at 100% (or at 0% after a rollback) is in the API server at generation 5; until
+    the gateway reports it accepted that generation, its old weights may still reach the pods
+    KServe's next step stops, so that step waits (and looks again in a second)."""
+    body = {"metadata": {"name": "d", "namespace": "ml", "uid": "uid"}}
+    caught_up = accepted_for == 5
+    revisions = {"stable": STABLE[1], "stableUri": STABLE[0], "canary": NEW[1], "canaryUri": NEW[0]}
+    observed = Observed(body=body, runtime=RUNTIME, secret_missing=None, jobs=[], outcome=None,
+                        isvc=slotted_isvc(percent=100),
+                        status=ModelDeploymentStatus.model_validate({"revisions": revisions}),
+                        route=gateway_route(5, accepted_for))  # fmt: skip
+    promote = Plan()
+    _carry_slotted(observed, deployment(),
+                   Decision(stable_uri=NEW[0], canary_uri=NEW[0], canary_weight=100,
+                            canary_isvc=True),
+                   Serving(weights=(0, 100), canary_ready=True, exists=True), NEW, RUNTIME,
+                   OperatorConfig(kserve_canary="on"), promote)  # fmt: skip
+    assert promote.apply_isvc is not None
+    assert promote.requeue_after == 1.0
+    renamed = promote.apply_isvc["spec"]["predictor"].get("name") == "a"
+    assert renamed is caught_up
+    assert ("canary" not in promote.apply_isvc["spec"]) is caught_up
+    rollback = Plan()
+    _carry_slotted(observed, deployment(),
+                   Decision(stable_uri=STABLE[0], canary_uri=NEW[0], canary_isvc=False),
+                   Serving(weights=(100, 0), exists=True), NEW, RUNTIME,
+                   OperatorConfig(kserve_canary="on"), rollback)  # fmt: skip
+    assert rollback.apply_isvc is not None
+    assert ("canary" not in rollback.apply_isvc["spec"]) is caught_up

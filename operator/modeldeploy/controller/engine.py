@@ -216,10 +216,16 @@ async def observe(
         deployment is not None
         and deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD
     )
+    native = standard and state.config.native_canary
     if standard:
         # Read, not written blind: an unchanged route is not applied again (``plan``), and one
-        # under our name that another owns is reported, never taken over.
-        route = await _route(state, namespace, naming.route_name(name), meta.get("uid"), fresh)
+        # under our name that another owns is reported, never taken over. With a canary entry
+        # the gateway's status on it gates KServe's next step (``route.gateway_caught_up``):
+        # memory holds our apply's answer, not what the gateway wrote since, so it is read.
+        live_status = native and canary_entry(isvc) is not None
+        route = await _route(
+            state, namespace, naming.route_name(name), meta.get("uid"), fresh or live_status
+        )
     if standard and (status.rollout or (status.revisions and status.revisions.canary)):
         # Only a rollout creates it; a deployment that never had one costs no extra read.
         canary = await _inference_service(state, namespace, naming.canary_name(name), fresh)
@@ -231,7 +237,6 @@ async def observe(
     ):  # read before it is first written: someone else's under that name is never taken over
         shadow_config_map = await kube.config_map_metadata(namespace, config_map_name(name))
     predictor = canary_predictor = None
-    native = standard and state.config.native_canary
     if standard and status.rollout and status.rollout.phase == rollout.PROMOTING:
         # Stable's predictor Deployment: KServe >= 0.20 names it after stable's predictor.name.
         slot = predictor_slot(isvc) if native else ""

@@ -43,7 +43,13 @@ from modeldeploy.controller.job_state import (
     job_phase,
     verified_summary,
 )
-from modeldeploy.controller.route import Backends, build_http_route, route_host, route_weights
+from modeldeploy.controller.route import (
+    Backends,
+    build_http_route,
+    gateway_caught_up,
+    route_host,
+    route_weights,
+)
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import (
     canary_entry,
@@ -744,7 +750,12 @@ def _carry_slotted(
     # on the candidate's slot with no entry, never a second entry for the same artifact.
     to_promote = decision.canary_isvc and decision.stable_uri == uri
     renamed = to_promote and old_uri == uri
-    if renamed or (to_promote and serving.canary_ready and serving.weights[1] == 100):
+    # KServe's next step stops pods (stable's at the rename, the entry's at a rollback): only
+    # once the gateway serves the route that sends them nothing, not merely the API server.
+    caught_up = gateway_caught_up(observed.route)
+    if to_promote and not renamed and not caught_up:
+        result.requeue_after = min(result.requeue_after or 1.0, 1.0)
+    if renamed or (to_promote and serving.canary_ready and serving.weights[1] == 100 and caught_up):
         # KServe's promotion without a restart: stable becomes the canary's predictor, by name.
         now = stable_slot if renamed else slot
         result.apply_isvc = build_inference_service(
@@ -763,7 +774,7 @@ def _carry_slotted(
         deployment, uid, stable_uri, runtime, revision_of.get(stable_uri),
         pull_secrets=config.image_pull_secrets, predictor_name=stable_slot, canary=canary,
     )  # fmt: skip
-    if canary is None and entry is not None and serving.weights[1] > 0:
+    if canary is None and entry is not None and (serving.weights[1] > 0 or not caught_up):
         # Rolled back or abandoned: the entry goes once the route sends it nothing and KServe
         # reads its share back as 0 (its pods stay as they are until then).
         result.apply_isvc["spec"]["canary"] = [{**entry, "trafficPercent": 0}]

@@ -139,3 +139,23 @@ def route_weights(route: dict[str, Any] | None, backends: Backends) -> tuple[int
     if total == 0:
         return 0, 0
     return round(100 * stable / total), round(100 * canary / total)
+
+
+def gateway_caught_up(route: dict[str, Any] | None) -> bool:
+    """Whether every gateway the route is attached to has accepted its current spec: each
+    parent's ``Accepted`` condition is True for the route's generation (Gateway API's
+    ``observedGeneration``, as Argo CD's HTTPRoute health check reads it). The API server holds a
+    new weight at once; the gateway serves it only after it has processed the route, so a pod
+    the old weights still reach must not be stopped before. A route no gateway reports on (no
+    ``status.parents``), or no route at all, is taken as the API server holds it: there is
+    nothing to wait for."""
+    if route is None:
+        return True
+    generation = (route.get("metadata") or {}).get("generation")
+    for parent in (route.get("status") or {}).get("parents") or []:
+        accepted: dict[str, Any] = next(
+            (c for c in parent.get("conditions") or [] if c.get("type") == "Accepted"), {}
+        )
+        if accepted.get("status") != "True" or accepted.get("observedGeneration") != generation:
+            return False
+    return True
