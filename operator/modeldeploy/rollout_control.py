@@ -299,6 +299,12 @@ def describe_rows(body: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("kserve", f"spec.canary predictor {kserve.get('predictor')}: "
                      f"{kserve.get('trafficPercent', 0)}% as KServe reads it back, "
                      f"CanaryPredictorReady {kserve.get('ready', False)}"))  # fmt: skip
+    gateway = traffic.get("gateway")
+    if gateway:
+        # Why a Promoting or RolledBack rollout still holds the pods it stopped sending to.
+        rows.append(("gateway", f"every gateway serves route generation "
+                     f"{gateway.get('generation')} since {gateway.get('since')} "
+                     "(pods it no longer reaches stop after the scale-down delay)"))  # fmt: skip
     shadow = rollout.get("shadow")
     if shadow:
         rows.append(("shadow", shadow_text(shadow)))

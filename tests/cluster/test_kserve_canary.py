@@ -23,6 +23,7 @@ import time
 import urllib.error
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import pytest
@@ -52,6 +53,9 @@ SAMPLE = 1000
 TOLERANCE = 4
 """Percentage points: the canary's share of SAMPLE requests against the step's weight."""
 ABS, RELU = "pvc://models/abs/model.onnx", "pvc://models/relu/model.onnx"
+SCALE_DOWN = {"MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS": "3"}
+"""Behind Traefik, pods the route stops sending to stay this long after it accepts the route
+(the chart's own default is 30 s): the parity rollback sets its own in the spec instead."""
 
 
 def local_operator(
@@ -69,7 +73,7 @@ def local_operator(
     stack = LocalStack(cluster.plane.kubeconfig, cluster.workdir / folder, cluster.pvc_root)
     stack.operator("--artifact-store", "pvc://artifacts/store", *args, namespaces=[namespaces[0]],
                    env={"MODELDEPLOY_KSERVE_CANARY": "auto",
-                        "MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5"})  # fmt: skip
+                        "MODELDEPLOY_METRICS_MIN_WINDOW_SECONDS": "5", **SCALE_DOWN})  # fmt: skip
     return stack
 
 
@@ -396,7 +400,7 @@ def _kill_and_resume(cluster: KServeCluster, stack: LocalStack) -> None:
         stack.processes[-1].kill()
         time.sleep(2)  # a gap with no operator at all
         stack.operator("--artifact-store", "pvc://artifacts/store", namespaces=[NAMESPACE],
-                       env={"MODELDEPLOY_KSERVE_CANARY": "auto"})  # fmt: skip
+                       env={"MODELDEPLOY_KSERVE_CANARY": "auto", **SCALE_DOWN})  # fmt: skip
         time.sleep(8)  # the new operator's first reconciliations and a resync's worth
     finally:
         stop.set()
@@ -438,7 +442,11 @@ def test_a_kserve_canary_whose_live_answers_break_parity_is_rolled_back_with_no_
     client's requests keep being answered."""
     cluster, api, gateway = charted, charted.api, charted.gateway.url
     host = f"{NAME}.{PARITY}.example.com"
-    rollout = {"steps": [{"weight": 20, "pause": "1h"}], "analysis": {"failureLimit": 0}}
+    rollout = {
+        "steps": [{"weight": 20, "pause": "1h"}],
+        "analysis": {"failureLimit": 0},
+        "scaleDownDelay": "3s",
+    }  # the chart's operator would wait 30 s
     doc = graphs.dtypes_deployment(ABS, NAME, PARITY, rollout=rollout,
                                    serving={"resources": {"cpu": "1", "memory": "1Gi"}})  # fmt: skip
     client.CustomObjectsApi(api).create_namespaced_custom_object(*MD[:2], PARITY, MD[2], doc)
@@ -456,9 +464,20 @@ def test_a_kserve_canary_whose_live_answers_break_parity_is_rolled_back_with_no_
         tamper_golden_outputs(cluster.pvc_root / "artifacts" / "store" / PARITY, key, NAME)
         _annotate(api, "modeldeploy.io/pause", None, PARITY)
         wait_until("RolledBack", lambda: _phase(api, PARITY) == "RolledBack", timeout=120)
-        wait_until("the canary entry removed", lambda: "canary" not in _isvc(api, PARITY)["spec"])
+        accepted: list[str] = []  # status.traffic.gateway.since, as each look found it
+
+        def removed() -> bool:
+            gateway = (_md(api, PARITY)["status"].get("traffic") or {}).get("gateway")
+            accepted.extend([gateway["since"]] if gateway else [])
+            return "canary" not in _isvc(api, PARITY)["spec"]
+
+        wait_until("the canary entry removed", removed)
+        removed_at = datetime.now(UTC)
         time.sleep(2)
     assert load.failures == [], load.failures[:5]
+    # The canary's pods outlived Traefik's acceptance of the route without them by the delay.
+    assert accepted, "the gateway's acceptance of the route was never recorded"
+    assert removed_at - datetime.fromisoformat(accepted[-1]) >= timedelta(seconds=3), accepted
     assert load.answers["relu"] > 0  # the canary had its share before the rollback
     failure = _md(api, PARITY)["status"]["rollout"]["failure"]
     assert "live parity" in failure, failure

@@ -113,10 +113,13 @@ class LocalStack:
             # The operator reads golden samples from the store, as the executor maps it. The
             # executor plays KServe without spec.canary (0.15-0.19): the operator is told so,
             # as the schema it installs (0.20's) would say otherwise; the KServe cluster's
-            # tests pass "auto" and get the real answer.
+            # tests pass "auto" and get the real answer. No gateway routes the executor's
+            # HTTPRoutes, so nothing needs a scale-down delay; the KServe cluster's tests,
+            # behind Traefik, set one.
             {
                 "MODELDEPLOY_PVC_ROOT": str(self.pvc_root),
                 "MODELDEPLOY_KSERVE_CANARY": "off",
+                "MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS": "0",
                 **(env or {}),
             },
         )

@@ -4,12 +4,14 @@ and through the gateway, is ``tests/cluster/test_kserve_canary.py``."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import GatewayServing, ModelDeploymentStatus, Traffic
 from modeldeploy.controller import naming
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.inference_service import (
@@ -26,6 +28,16 @@ from modeldeploy.controller.serving_state import condition_reason, isvc_readines
 
 RUNTIME = ServingRuntimeRef("modeldeploy-onnx", "ClusterServingRuntime")
 STABLE, NEW = ("pvc://a/store/d-1", "1111111111"), ("pvc://a/store/d-2", "2222222222")
+
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def served_since(since: datetime | None) -> Traffic:
+    """The traffic status with every gateway serving the route from ``since`` (None: a gateway
+    has not accepted the route's current generation yet)."""
+    gateway = None if since is None else GatewayServing(generation=5, since=since)
+    return Traffic(stable=0, canary=100, gateway=gateway)
 
 
 def deployment(min_replicas: int = 4) -> ModelDeployment:
@@ -186,7 +198,7 @@ def test_a_promotion_renamed_but_not_yet_settled_never_gets_a_second_canary_entr
     decision = Decision(stable_uri=NEW[0], canary_uri=NEW[0], canary_weight=100, canary_isvc=True)
     found = Plan()
     _carry_slotted(observed, deployment(), decision, Serving(weights=(100, 0), exists=True), NEW,
-                   RUNTIME, OperatorConfig(kserve_canary="on"), found)  # fmt: skip
+                   RUNTIME, OperatorConfig(kserve_canary="on"), found, T0)  # fmt: skip
     assert found.apply_isvc is not None
     assert "canary" not in found.apply_isvc["spec"]
     assert found.apply_isvc["spec"]["predictor"]["name"] == "a"
@@ -204,12 +216,14 @@ def test_a_rolled_back_entry_is_kept_at_zero_until_the_route_and_kserve_read_zer
                        "canaryUri": NEW[0]}})  # fmt: skip
     observed = Observed(body=body, runtime=RUNTIME, secret_missing=None, jobs=[], outcome=None,
                         isvc=live, status=status)  # fmt: skip
-    decision = Decision(stable_uri=STABLE[0], canary_uri=NEW[0], canary_isvc=False)
+    # The gateway has served the route for longer than the scale-down delay.
+    decision = Decision(stable_uri=STABLE[0], canary_uri=NEW[0], canary_isvc=False,
+                        traffic=served_since(T0 - timedelta(minutes=1)))  # fmt: skip
 
     def carried(weights: tuple[int, int]) -> Plan:
         found = Plan()
         _carry_slotted(observed, deployment(), decision, Serving(weights=weights, exists=True),
-                       NEW, RUNTIME, OperatorConfig(kserve_canary="on"), found)  # fmt: skip
+                       NEW, RUNTIME, OperatorConfig(kserve_canary="on"), found, T0)  # fmt: skip
         return found
 
     holding = carried((90, 10))
@@ -225,42 +239,51 @@ def test_a_rolled_back_entry_is_kept_at_zero_until_the_route_and_kserve_read_zer
     assert "canary" not in gone.apply_isvc["spec"]
 
 
-def gateway_route(generation: int, accepted_for: int) -> dict[str, Any]:
-    """Our route at ``generation``, which the gateway last accepted at ``accepted_for``."""
-    return {"metadata": {"generation": generation},
-            "status": {"parents": [{"conditions": [
-                {"type": "Accepted", "status": "True", "observedGeneration": accepted_for}]}]}}  # fmt: skip
-
-
-@pytest.mark.parametrize("accepted_for", [4, 5])
-def test_the_rename_and_a_rollbacks_removal_wait_for_the_gateway_to_accept_the_route(
-    accepted_for: int,
+@pytest.mark.parametrize(
+    ("since", "delay", "own", "goes"),
+    [
+        (None, 3, None, False),  # the gateway has not accepted the route yet
+        (T0 - timedelta(seconds=2), 3, None, False),  # accepted 2 s ago, the operator's 3 s
+        (T0 - timedelta(seconds=3), 3, None, True),
+        (T0 - timedelta(seconds=3), 3, "10s", False),  # the rollout's own delay wins
+        (T0 - timedelta(seconds=10), 30, "10s", True),
+        (T0, 0, None, True),  # no delay: as soon as the gateway has accepted it
+    ],
+)
+def test_the_rename_and_a_rollbacks_removal_wait_for_the_gateway_and_the_scale_down_delay(
+    since: datetime | None, delay: float, own: str | None, goes: bool
 ) -> None:
-    """The route at 100% (or at 0% after a rollback) is in the API server at generation 5; until
-    the gateway reports it accepted that generation, its old weights may still reach the pods
-    KServe's next step stops, so that step waits (and looks again in a second)."""
+    """The route at 100% (or at 0% after a rollback) reads back; KServe's next step stops the
+    pods the old weights reached only once every gateway has served that route for the
+    scale-down delay (``spec.rollout.scaleDownDelay``, else the operator's), and looks again
+    when the delay ends."""
     body = {"metadata": {"name": "d", "namespace": "ml", "uid": "uid"}}
-    caught_up = accepted_for == 5
     revisions = {"stable": STABLE[1], "stableUri": STABLE[0], "canary": NEW[1], "canaryUri": NEW[0]}
     observed = Observed(body=body, runtime=RUNTIME, secret_missing=None, jobs=[], outcome=None,
                         isvc=slotted_isvc(percent=100),
-                        status=ModelDeploymentStatus.model_validate({"revisions": revisions}),
-                        route=gateway_route(5, accepted_for))  # fmt: skip
+                        status=ModelDeploymentStatus.model_validate({"revisions": revisions}))  # fmt: skip
+    target = deployment()
+    if own is not None:
+        target.spec.rollout.scale_down_delay = own
+    config = OperatorConfig(kserve_canary="on", scale_down_delay_seconds=delay)
     promote = Plan()
-    _carry_slotted(observed, deployment(),
+    _carry_slotted(observed, target,
                    Decision(stable_uri=NEW[0], canary_uri=NEW[0], canary_weight=100,
-                            canary_isvc=True),
+                            canary_isvc=True, traffic=served_since(since)),
                    Serving(weights=(0, 100), canary_ready=True, exists=True), NEW, RUNTIME,
-                   OperatorConfig(kserve_canary="on"), promote)  # fmt: skip
+                   config, promote, T0)  # fmt: skip
     assert promote.apply_isvc is not None
-    assert promote.requeue_after == 1.0
     renamed = promote.apply_isvc["spec"]["predictor"].get("name") == "a"
-    assert renamed is caught_up
-    assert ("canary" not in promote.apply_isvc["spec"]) is caught_up
+    assert renamed is goes
+    assert ("canary" not in promote.apply_isvc["spec"]) is goes
+    left = None if since is None else duration_seconds(own or f"{delay}s") - (T0 - since).seconds
+    assert promote.requeue_after == (1.0 if goes or left is None else left)
     rollback = Plan()
-    _carry_slotted(observed, deployment(),
-                   Decision(stable_uri=STABLE[0], canary_uri=NEW[0], canary_isvc=False),
-                   Serving(weights=(100, 0), exists=True), NEW, RUNTIME,
-                   OperatorConfig(kserve_canary="on"), rollback)  # fmt: skip
+    _carry_slotted(observed, target,
+                   Decision(stable_uri=STABLE[0], canary_uri=NEW[0], canary_isvc=False,
+                            traffic=served_since(since)),
+                   Serving(weights=(100, 0), exists=True), NEW, RUNTIME, config, rollback, T0)  # fmt: skip
     assert rollback.apply_isvc is not None
-    assert ("canary" not in rollback.apply_isvc["spec"]) is caught_up
+    assert ("canary" not in rollback.apply_isvc["spec"]) is goes
+    if not goes:
+        assert rollback.requeue_after == (1.0 if left is None else left)

@@ -11,7 +11,7 @@ import pytest
 
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.rollout import RolloutSpec
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import ModelDeploymentStatus, Traffic
 from modeldeploy.controller import metric_sources, naming
 from modeldeploy.controller.analysis import builtin_queries, custom_query, run_checks
 from modeldeploy.controller.config import OperatorConfig
@@ -24,6 +24,7 @@ from modeldeploy.controller.rollout import (
     Target,
     analysis_due,
     decide,
+    scale_down_wait,
 )
 from modeldeploy.controller.route import Backends, build_http_route, route_weights
 from modeldeploy.controller.serving_state import knative_serving, standard_serving
@@ -312,11 +313,16 @@ def test_knative_traffic_is_read_back_from_kserves_status() -> None:
     assert not knative_serving(stale, NEW.uri).canary_ready
 
 
+def digits() -> ModelDeployment:
+    """A Standard-mode deployment ``ml/digits``, for its route."""
+    return ModelDeployment(metadata=ObjectMeta(name="digits", namespace="ml"),
+                           spec=ModelDeploymentSpec.model_validate(
+                               {"model": {"uri": "pvc://m/x.onnx", "format": "onnx",
+                                          "inputs": [{"name": "x", "shape": [4]}]}}))  # fmt: skip
+
+
 def test_standard_serving_reads_the_route_and_both_services() -> None:
-    deployment = ModelDeployment(metadata=ObjectMeta(name="digits", namespace="ml"),
-                                 spec=ModelDeploymentSpec.model_validate(
-                                     {"model": {"uri": "pvc://m/x.onnx", "format": "onnx",
-                                                "inputs": [{"name": "x", "shape": [4]}]}}))  # fmt: skip
+    deployment = digits()
     route = build_http_route(deployment, "uid", OperatorConfig(), 30, with_canary=True)
     backends = route["spec"]["rules"][0]["backendRefs"]
     assert [(b["name"], b["weight"]) for b in backends] == [
@@ -501,3 +507,58 @@ def test_status_command_prints_step_weights_and_numbers() -> None:
     assert "stable 50%, canary 50%" in text
     assert "passed at 2026-11-23T12:01:00Z: error rate 0.0000" in text
     assert "modeldeploy.io/pause=true" in text
+    assert "gateway" not in text  # no canary pods waiting for a scale-down
+    body["status"]["traffic"]["gateway"] = {"generation": 7, "since": "2026-11-23T12:02:00Z"}
+    assert "serves route generation 7 since 2026-11-23T12:02:00Z" in describe(body)
+
+
+def accepted(route: dict[str, Any], generation: int, *observed: int) -> dict[str, Any]:
+    """``route`` at ``generation``, with one gateway parent per ``observed`` generation that
+    gateway last accepted."""
+    conditions = [
+        [{"type": "Accepted", "status": "True", "observedGeneration": g}] for g in observed
+    ]
+    return {**route, "metadata": {**route["metadata"], "generation": generation},
+            "status": {"parents": [{"conditions": c} for c in conditions]}}  # fmt: skip
+
+
+def test_a_route_is_served_once_every_gateway_accepted_its_generation() -> None:
+    deployment = digits()
+    route = build_http_route(deployment, "uid", OperatorConfig(), 0, with_canary=False)
+    isvc = {"spec": {"predictor": {"model": {"storageUri": STABLE.uri}}}}
+    canary_isvc = {"spec": {"predictor": {"model": {"storageUri": NEW.uri}}}}
+
+    def served(route: dict[str, Any], canary: dict[str, Any] | None = canary_isvc) -> int | None:
+        return standard_serving(isvc, canary, route, NEW.uri, "digits").accepted_route
+
+    assert served(accepted(route, 4, 4, 4)) == 4
+    assert served(accepted(route, 4, 4, 3)) is None  # one gateway is a generation behind
+    assert (
+        served({**route, "metadata": {**route["metadata"], "generation": 2}}) == 2
+    )  # none reports
+    assert served(accepted(route, 4, 4), canary=None) is None  # no canary pods to keep
+    rejected = accepted(route, 4, 4)
+    rejected["status"]["parents"][0]["conditions"][0]["status"] = "False"
+    assert served(rejected) is None
+
+
+def test_the_gateways_serving_since_is_stamped_once_per_route_generation() -> None:
+    """``status.traffic.gateway`` starts a scale-down delay: stamped at the first look that
+    finds the route's generation accepted, kept while it stays the same, restarted by a new
+    one, and absent while a gateway is behind (or in Knative mode, which has no route)."""
+
+    def looked(status: dict[str, Any], generation: int | None, now: datetime) -> Any:
+        serving = Serving((100, 0), exists=True, accepted_route=generation)
+        return decide(inputs(status, serving, now, knative=False)).traffic.gateway
+
+    first = looked(progressing(), 4, T0)
+    assert (first.generation, first.since) == (4, T0)
+    later = {**progressing(), "traffic": {"gateway": first.wire()}}
+    assert looked(later, 4, T0 + timedelta(seconds=20)) == first
+    assert looked(later, 5, T0 + timedelta(seconds=20)).since == T0 + timedelta(seconds=20)
+    assert looked(later, None, T0 + timedelta(seconds=20)) is None
+    serving = Serving((100, 0), exists=True, accepted_route=4)
+    assert decide(inputs(later, serving, T0, knative=True)).traffic.gateway is None
+    assert scale_down_wait(Traffic(gateway=first), T0 + timedelta(seconds=20), 30) == 10
+    assert scale_down_wait(Traffic(gateway=first), T0 + timedelta(seconds=40), 30) == 0
+    assert scale_down_wait(Traffic(), T0, 0) is None

@@ -225,6 +225,13 @@ class RolloutSpec(ApiModel):
     progress_deadline: Duration = "30m"
     """Longest the new revision may take to become ready before the rollout fails."""
 
+    scale_down_delay: Duration | None = None
+    """Standard mode: how long the pods the route has just stopped sending to keep running once
+    every gateway has accepted that route: the old stable's at a promotion, the canary's at a
+    rollback or abort (Argo Rollouts' scaleDownDelaySeconds and abortScaleDownDelaySeconds).
+    A gateway serves a route it has accepted a moment later, and requests already sent finish
+    meanwhile. Unset: the operator's MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS (30 s by default); at most 1h."""
+
     cel_rules = (
         CelRule(
             cel="self.steps.map(s, s.weight).isSorted()"
@@ -233,6 +240,14 @@ class RolloutSpec(ApiModel):
             field_path=".steps",
             holds=lambda r: not any(_weights_not_increasing(r)),
             locate=_weights_not_increasing,
+        ),
+        CelRule(
+            cel="!has(self.scaleDownDelay) || duration(self.scaleDownDelay) <= duration('1h')",
+            message="scaleDownDelay must be at most 1h",
+            field_path=".scaleDownDelay",
+            holds=lambda r: (
+                r.scale_down_delay is None or duration_seconds(r.scale_down_delay) <= 3600
+            ),
         ),
         CelRule(
             cel="!has(self.shadow) || self.strategy == 'canary'",

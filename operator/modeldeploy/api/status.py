@@ -136,6 +136,17 @@ class KServeCanary(ApiModel):
     """KServe's CanaryPredictorReady condition."""
 
 
+class GatewayServing(ApiModel):
+    """The route's generation that every gateway it is attached to has accepted, and since when
+    the operator has seen that: the start of a scale-down delay (``spec.rollout.scaleDownDelay``)."""
+
+    generation: Annotated[int, Field(ge=0)]
+    """The HTTPRoute's ``metadata.generation``."""
+
+    since: datetime
+    """When the operator first read every parent's Accepted condition at that generation."""
+
+
 class Traffic(ApiModel):
     """Where requests go now."""
 
@@ -150,6 +161,10 @@ class Traffic(ApiModel):
 
     kserve_canary: KServeCanary | None = None
     """KServe >= 0.20, during a Standard-mode rollout: the ``spec.canary`` entry."""
+
+    gateway: GatewayServing | None = None
+    """Standard mode: the route's weights as the gateways serve them; absent while a gateway
+    has not yet accepted the route's current spec."""
 
 
 class AnalysisReport(ApiModel):

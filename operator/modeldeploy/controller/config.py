@@ -178,6 +178,10 @@ class OperatorConfig:
     0.15-0.19); ``auto`` (the default) asks the installed InferenceService schema at start-up
     (``kserve_features.detect``). Unresolved ``auto`` means ``off``."""
 
+    scale_down_delay_seconds: float = 30.0
+    """Standard mode: how long pods the route has just stopped sending to keep running once
+    every gateway has accepted it, unless a rollout's ``scaleDownDelay`` says otherwise."""
+
     @property
     def native_canary(self) -> bool:
         """Whether Standard-mode canaries are KServe ``spec.canary`` entries."""
@@ -203,6 +207,11 @@ class OperatorConfig:
             )
         if self.gateway.count("/") != 1 or not all(self.gateway.split("/")):
             raise ValueError(f"gateway {self.gateway!r}: use namespace/name")
+        if not 0 <= self.scale_down_delay_seconds <= 3600:
+            raise ValueError(
+                f"MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS {self.scale_down_delay_seconds:g}: "
+                "use 0 to 3600 seconds"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> OperatorConfig:
@@ -241,6 +250,7 @@ class OperatorConfig:
             "prometheus_headers": ("MODELDEPLOY_PROMETHEUS_HEADERS", _headers),
             "unconfined_queries": ("MODELDEPLOY_UNCONFINED_QUERIES", _flag),
             "kserve_canary": ("MODELDEPLOY_KSERVE_CANARY", str),
+            "scale_down_delay_seconds": ("MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS", float),
         }
         values: dict[str, object] = {}
         for attr, (var, kind) in names.items():

@@ -217,18 +217,18 @@ async def observe(
         and deployment.spec.serving.deployment_mode == DeploymentMode.STANDARD
     )
     native = standard and state.config.native_canary
-    if standard:
-        # Read, not written blind: an unchanged route is not applied again (``plan``), and one
-        # under our name that another owns is reported, never taken over. With a canary entry
-        # the gateway's status on it gates KServe's next step (``route.gateway_caught_up``):
-        # memory holds our apply's answer, not what the gateway wrote since, so it is read.
-        live_status = native and canary_entry(isvc) is not None
-        route = await _route(
-            state, namespace, naming.route_name(name), meta.get("uid"), fresh or live_status
-        )
     if standard and (status.rollout or (status.revisions and status.revisions.canary)):
         # Only a rollout creates it; a deployment that never had one costs no extra read.
         canary = await _inference_service(state, namespace, naming.canary_name(name), fresh)
+    if standard:
+        # Read, not written blind: an unchanged route is not applied again (``plan``), and one
+        # under our name that another owns is reported, never taken over. While a canary's pods
+        # exist the gateways' status on it gates their removal (``rollout.scale_down_wait``):
+        # memory holds our apply's answer, not what a gateway wrote since, so it is read.
+        live_status = canary is not None or (native and canary_entry(isvc) is not None)
+        route = await _route(
+            state, namespace, naming.route_name(name), meta.get("uid"), fresh or live_status
+        )
     shadow_config_map = None
     if (
         status.rollout

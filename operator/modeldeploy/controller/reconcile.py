@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from modeldeploy.api import entrypoints
 from modeldeploy.api.artifact import staging_hash
+from modeldeploy.api.base import duration_seconds
 from modeldeploy.api.modeldeployment import ModelDeployment, ModelDeploymentSpec, ObjectMeta
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import (
@@ -46,7 +47,6 @@ from modeldeploy.controller.job_state import (
 from modeldeploy.controller.route import (
     Backends,
     build_http_route,
-    gateway_caught_up,
     route_host,
     route_weights,
 )
@@ -684,7 +684,7 @@ def _roll_out(
         return decision
     if config.native_canary:
         _carry_slotted(observed, deployment, decision, serving, (artifact.uri, digest), runtime,
-                       config, result)  # fmt: skip
+                       config, result, now)  # fmt: skip
         return decision
     result.apply_isvc = build_inference_service(
         deployment,
@@ -706,12 +706,34 @@ def _roll_out(
             pull_secrets=config.image_pull_secrets,
         )
     elif observed.canary_isvc is not None:
-        result.delete_canary = True
+        # Rolled back, aborted or promoted: deleted once the route reads back nothing for it
+        # and the gateways have served that for the scale-down delay.
+        wait = _scale_down_wait(decision, deployment, config, now)
+        if serving.weights[1] == 0 and wait == 0:
+            result.delete_canary = True
+        else:
+            result.requeue_after = _sooner(result.requeue_after, wait)
     if decision.route:
         result.apply_route = build_http_route(
             deployment, uid, config, decision.canary_weight, decision.canary_isvc
         )
     return decision
+
+
+def _scale_down_wait(
+    decision: rollout.Decision, deployment: ModelDeployment, config: OperatorConfig, now: datetime
+) -> float | None:
+    """``rollout.scale_down_wait`` with the rollout's own delay, or the operator's."""
+    own = deployment.spec.rollout.scale_down_delay
+    delay = duration_seconds(own) if own is not None else config.scale_down_delay_seconds
+    return rollout.scale_down_wait(decision.traffic, now, delay)
+
+
+def _sooner(requeue: float | None, wait: float | None) -> float:
+    """The next look: when the scale-down delay ends, or in a second while a gateway has not
+    yet accepted the route (or the route has not read back yet), whichever comes first."""
+    due = wait if wait else 1.0
+    return min(requeue, due) if requeue else due
 
 
 def _carry_slotted(
@@ -723,6 +745,7 @@ def _carry_slotted(
     runtime: ServingRuntimeRef,
     config: OperatorConfig,
     result: Plan,
+    now: datetime,
 ) -> None:
     """KServe >= 0.20: the decision as one InferenceService with the canary in ``spec.canary``,
     and our route between the two predictors' Services. ``candidate`` is the staged artifact
@@ -730,7 +753,8 @@ def _carry_slotted(
 
     The route moves first, KServe second: a canary entry is removed (rollback), and stable
     renamed to the canary's slot (promotion), only once the route as read back gives the pods
-    about to go no traffic, so that no request is sent to a pod KServe is deleting."""
+    about to go no traffic, and every gateway has served that route for the scale-down delay
+    (``rollout.scale_down_wait``), so that no request is sent to a pod KServe is deleting."""
     meta = observed.body["metadata"]
     uid, name = meta["uid"], deployment.metadata.name
     live = observed.isvc
@@ -751,18 +775,20 @@ def _carry_slotted(
     to_promote = decision.canary_isvc and decision.stable_uri == uri
     renamed = to_promote and old_uri == uri
     # KServe's next step stops pods (stable's at the rename, the entry's at a rollback): only
-    # once the gateway serves the route that sends them nothing, not merely the API server.
-    caught_up = gateway_caught_up(observed.route)
-    if to_promote and not renamed and not caught_up:
-        result.requeue_after = min(result.requeue_after or 1.0, 1.0)
-    if renamed or (to_promote and serving.canary_ready and serving.weights[1] == 100 and caught_up):
+    # once the gateways have served the route that sends them nothing for the scale-down
+    # delay, not merely once the API server holds it.
+    wait = _scale_down_wait(decision, deployment, config, now)
+    drained = wait == 0
+    if to_promote and not renamed and not drained:
+        result.requeue_after = _sooner(result.requeue_after, wait)
+    if renamed or (to_promote and serving.canary_ready and serving.weights[1] == 100 and drained):
         # KServe's promotion without a restart: stable becomes the canary's predictor, by name.
-        now = stable_slot if renamed else slot
+        serving_slot = stable_slot if renamed else slot
         result.apply_isvc = build_inference_service(
             deployment, uid, uri, runtime, revision, pull_secrets=config.image_pull_secrets,
-            predictor_name=now,
+            predictor_name=serving_slot,
         )  # fmt: skip
-        backends = Backends.slots(name, now, naming.canary_slot(now))
+        backends = Backends.slots(name, serving_slot, naming.canary_slot(serving_slot))
         result.apply_route = build_http_route(deployment, uid, config, 0, False, backends)
         result.requeue_after = min(result.requeue_after or 1.0, 1.0)
         return
@@ -774,11 +800,12 @@ def _carry_slotted(
         deployment, uid, stable_uri, runtime, revision_of.get(stable_uri),
         pull_secrets=config.image_pull_secrets, predictor_name=stable_slot, canary=canary,
     )  # fmt: skip
-    if canary is None and entry is not None and (serving.weights[1] > 0 or not caught_up):
-        # Rolled back or abandoned: the entry goes once the route sends it nothing and KServe
-        # reads its share back as 0 (its pods stay as they are until then).
+    if canary is None and entry is not None and (serving.weights[1] > 0 or not drained):
+        # Rolled back or abandoned: the entry goes once the route sends it nothing, KServe
+        # reads its share back as 0, and the scale-down delay has passed (its pods stay as they
+        # are until then).
         result.apply_isvc["spec"]["canary"] = [{**entry, "trafficPercent": 0}]
-        result.requeue_after = min(result.requeue_after or 1.0, 1.0)
+        result.requeue_after = _sooner(result.requeue_after, wait)
     result.apply_route = build_http_route(
         deployment, uid, config, decision.canary_weight, canary is not None,
         Backends.slots(name, stable_slot, slot),

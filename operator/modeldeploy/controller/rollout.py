@@ -35,6 +35,7 @@ from modeldeploy.api.status import (
     HOLDING_PHASES,
     AnalysisReport,
     ConditionType,
+    GatewayServing,
     KServeCanary,
     ModelDeploymentStatus,
     Revisions,
@@ -94,6 +95,9 @@ class Serving:
     """Whether anything serves yet (an InferenceService exists)."""
     kserve_canary: KServeCanary | None = None
     """KServe >= 0.20: the ``spec.canary`` entry as KServe reports it, while there is one."""
+    accepted_route: int | None = None
+    """Standard mode, while a canary's pods exist: the route's generation once every gateway
+    has accepted it (``route.accepted_generation``); None before, or with no canary."""
 
 
 def _rounded(value: float | None) -> float | None:
@@ -869,7 +873,31 @@ def _traffic(d: Decision, inputs: Inputs) -> None:
     # Settled: no canary any more, whatever share the revision had while it was one.
     stable_w, canary_w = (100, 0) if d.settled else serving.weights
     d.traffic = Traffic(stable=stable_w, canary=canary_w, split=f"{stable_w}/{canary_w}",
-                        kserve_canary=serving.kserve_canary)  # fmt: skip
+                        kserve_canary=serving.kserve_canary, gateway=_gateway(inputs))  # fmt: skip
+
+
+def _gateway(inputs: Inputs) -> GatewayServing | None:
+    """Since when every gateway has served the route as it is now: kept from the last look
+    while the route's generation is the same, so a scale-down delay counts from the first look
+    that found it accepted (``scale_down_wait``)."""
+    accepted = inputs.serving.accepted_route
+    if inputs.knative or accepted is None:
+        return None
+    last = inputs.status.traffic.gateway if inputs.status.traffic else None
+    if last is not None and last.generation == accepted:
+        return last
+    return GatewayServing(generation=accepted, since=stamp(inputs.now))
+
+
+def scale_down_wait(traffic: Traffic, now: datetime, delay: float) -> float | None:
+    """Seconds before the pods the route's previous weights reached may stop: ``delay`` after
+    every gateway was first seen serving the route as it is now (Argo Rollouts'
+    scaleDownDelaySeconds), so a gateway that accepts a route a moment before it swaps its
+    routers, and requests already sent, find those pods still there. 0 once they may stop;
+    None while a gateway has not accepted the route yet."""
+    if traffic.gateway is None:
+        return None
+    return max(0.0, delay - (now - traffic.gateway.since).total_seconds())
 
 
 def _conditions(d: Decision, inputs: Inputs) -> list[Wanted]:

@@ -141,21 +141,21 @@ def route_weights(route: dict[str, Any] | None, backends: Backends) -> tuple[int
     return round(100 * stable / total), round(100 * canary / total)
 
 
-def gateway_caught_up(route: dict[str, Any] | None) -> bool:
-    """Whether every gateway the route is attached to has accepted its current spec: each
-    parent's ``Accepted`` condition is True for the route's generation (Gateway API's
-    ``observedGeneration``, as Argo CD's HTTPRoute health check reads it). The API server holds a
-    new weight at once; the gateway serves it only after it has processed the route, so a pod
-    the old weights still reach must not be stopped before. A route no gateway reports on (no
-    ``status.parents``), or no route at all, is taken as the API server holds it: there is
-    nothing to wait for."""
+def accepted_generation(route: dict[str, Any] | None) -> int | None:
+    """The route's generation once every gateway it is attached to has accepted it: each
+    parent's ``Accepted`` condition True at that generation (Gateway API's
+    ``observedGeneration``, as Argo CD's HTTPRoute health check reads it); None while one has
+    not, or when there is no route. The API server holds a new weight at once; a gateway serves
+    it only after it has processed the route, so a pod the old weights still reach must not be
+    stopped before. A route no gateway reports on (no ``status.parents``) is taken as the API
+    server holds it."""
     if route is None:
-        return True
-    generation = (route.get("metadata") or {}).get("generation")
+        return None
+    generation = int((route.get("metadata") or {}).get("generation") or 0)
     for parent in (route.get("status") or {}).get("parents") or []:
         accepted: dict[str, Any] = next(
             (c for c in parent.get("conditions") or [] if c.get("type") == "Accepted"), {}
         )
         if accepted.get("status") != "True" or accepted.get("observedGeneration") != generation:
-            return False
-    return True
+            return None
+    return generation

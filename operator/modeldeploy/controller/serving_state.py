@@ -12,7 +12,7 @@ from typing import Any
 from modeldeploy.api.status import KServeCanary
 from modeldeploy.controller import naming
 from modeldeploy.controller.rollout import FAILED_REVISION_REASONS, Serving
-from modeldeploy.controller.route import Backends, route_weights
+from modeldeploy.controller.route import Backends, accepted_generation, route_weights
 
 
 def storage_uri(isvc: dict[str, Any]) -> str | None:
@@ -161,6 +161,7 @@ def standard_serving(
         canary_url=((canary or {}).get("status") or {}).get("url"),
         stable_settled_on=stable_uri if settled else None,
         exists=True,
+        accepted_route=accepted_generation(route) if canary is not None else None,
     )
 
 
@@ -249,6 +250,7 @@ def slotted_serving(
         canary_url=f"http://{backends.canary}.{namespace}.svc.cluster.local" if entry else None,
         stable_settled_on=stable_uri if settled else None,
         exists=True,
+        accepted_route=accepted_generation(route) if entry is not None else None,
         kserve_canary=KServeCanary(
             predictor=slot,
             traffic_percent=int(reported.get("trafficPercent") or 0),
