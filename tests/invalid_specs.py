@@ -261,6 +261,14 @@ CASES: list[InvalidCase] = [
         "a shadow phase needs the runtime that mirrors and compares",
     ),
     InvalidCase(
+        "scale-down-delay-too-long",
+        _set("rollout", "scaleDownDelay", value="2h"),
+        "spec.rollout.scaleDownDelay",
+        "scaleDownDelay must be at most 1h",
+        "spec.rollout.scaleDownDelay",
+        "scaleDownDelay must be at most 1h",
+    ),
+    InvalidCase(
         "shadow-with-immediate",
         _merge(rollout__strategy="immediate", rollout__shadow={}),
         "spec.rollout.shadow",

@@ -73,6 +73,14 @@ def test_the_setting_is_auto_on_or_off_and_anything_else_is_refused() -> None:
         OperatorConfig(kserve_canary="yes")
 
 
+def test_the_operators_scale_down_delay_is_read_from_the_environment_and_bounded() -> None:
+    assert OperatorConfig().scale_down_delay_seconds == 30  # Argo Rollouts' default
+    env = {"MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS": "2.5"}
+    assert OperatorConfig.from_env(env).scale_down_delay_seconds == 2.5
+    with pytest.raises(ValueError, match="MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS -1: use 0 to 3600"):
+        OperatorConfig.from_env({"MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS": "-1"})
+
+
 @pytest.mark.parametrize(("stable", "weight", "replicas"),
                          [(1, 0, 1), (1, 90, 1), (10, 0, 1), (10, 10, 1), (10, 50, 5),
                           (10, 55, 6), (10, 100, 10), (4, 90, 4)])  # fmt: skip
