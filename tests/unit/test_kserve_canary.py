@@ -295,3 +295,34 @@ def test_the_rename_and_a_rollbacks_removal_wait_for_the_gateway_and_the_scale_d
     assert ("canary" not in rollback.apply_isvc["spec"]) is goes
     if not goes:
         assert rollback.requeue_after == (1.0 if left is None else left)
+
+
+def test_a_canary_inference_service_from_before_kserve_0_20_goes_after_the_scale_down_delay() -> (
+    None
+):
+    """An operator upgraded in the middle of a rollout on the two-InferenceService path: its
+    route no longer sends ``d-canary`` anything, and ``d-canary`` is deleted once every gateway
+    has served that route for the delay, as an entry's pods would be."""
+    route = build_http_route(deployment(), "uid", OperatorConfig(), 0, False,
+                             Backends.slots("d", "", "a"))  # fmt: skip
+    route["metadata"]["generation"] = 2
+    stable = {"metadata": {"generation": 1},
+              "spec": {"predictor": {"model": {"storageUri": STABLE[0]}}},
+              "status": {"conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+    serving = slotted_serving(stable, route, None, "d", "ml", separate_canary=True)
+    assert serving.accepted_route == 2
+    assert slotted_serving(stable, route, None, "d", "ml").accepted_route is None
+    body = {"metadata": {"name": "d", "namespace": "ml", "uid": "uid"}}
+    revisions = {"stable": STABLE[1], "stableUri": STABLE[0]}
+    observed = Observed(body=body, runtime=RUNTIME, secret_missing=None, jobs=[], outcome=None,
+                        isvc=stable, canary_isvc={"metadata": {"name": "d-canary"}}, route=route,
+                        status=ModelDeploymentStatus.model_validate({"revisions": revisions}))  # fmt: skip
+    config = OperatorConfig(kserve_canary="on", scale_down_delay_seconds=3)
+    for since, deleted, next_look in ((None, False, 1.0), (T0 - timedelta(seconds=1), False, 2.0),
+                                      (T0 - timedelta(seconds=3), True, None)):  # fmt: skip
+        found = Plan()
+        _carry_slotted(observed, deployment(),
+                       Decision(stable_uri=STABLE[0], traffic=served_since(since)), serving,
+                       STABLE, RUNTIME, config, found, T0)  # fmt: skip
+        assert found.delete_canary is deleted, since
+        assert deleted or found.requeue_after == next_look

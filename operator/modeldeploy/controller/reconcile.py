@@ -621,6 +621,7 @@ def _roll_out(
             meta["namespace"],
             (observed.predictor, observed.canary_predictor),
             {k: v for k, v in revision_of.items() if k and v},
+            separate_canary=observed.canary_isvc is not None,
         )
     else:
         serving = standard_serving(
@@ -810,9 +811,8 @@ def _carry_slotted(
         deployment, uid, config, decision.canary_weight, canary is not None,
         Backends.slots(name, stable_slot, slot),
     )  # fmt: skip
-    legacy = observed.canary_isvc
-    if (
-        legacy is not None
-        and not (route_weights(observed.route, Backends.separate(name)) or (0, 0))[1]
-    ):
-        result.delete_canary = True  # left by an operator that ran before KServe 0.20
+    if observed.canary_isvc is not None:  # left by an operator that ran before KServe 0.20
+        if not (route_weights(observed.route, Backends.separate(name)) or (0, 0))[1] and drained:
+            result.delete_canary = True
+        else:
+            result.requeue_after = _sooner(result.requeue_after, wait)

@@ -205,10 +205,13 @@ def slotted_serving(
     namespace: str,
     predictors: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
     revision_of: dict[str, str] | None = None,
+    separate_canary: bool = False,
 ) -> Serving:
     """KServe >= 0.20: one InferenceService, the canary its ``spec.canary[0]``, and our route
     between their Services. ``canary`` is the candidate (uri, revision); ``predictors`` are
-    KServe's Deployments of stable (read while promoting) and of the canary (during a rollout).
+    KServe's Deployments of stable (read while promoting) and of the canary (during a rollout);
+    ``separate_canary``: a ``<name>-canary`` left by an operator that ran before KServe 0.20
+    exists, whose pods, like an entry's, stop only after the scale-down delay.
 
     KServe's ``status.observedGeneration`` is no help in Standard mode: it copies the stable
     Deployment's, so a spec.canary change never moves it. The canary is ready when KServe
@@ -250,7 +253,7 @@ def slotted_serving(
         canary_url=f"http://{backends.canary}.{namespace}.svc.cluster.local" if entry else None,
         stable_settled_on=stable_uri if settled else None,
         exists=True,
-        accepted_route=accepted_generation(route) if entry is not None else None,
+        accepted_route=accepted_generation(route) if entry or separate_canary else None,
         kserve_canary=KServeCanary(
             predictor=slot,
             traffic_percent=int(reported.get("trafficPercent") or 0),
