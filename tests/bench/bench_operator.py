@@ -252,15 +252,11 @@ def bench_scale(api: client.ApiClient, namespace: str) -> tuple[float, int]:
     return time.monotonic() - start, len(deployed)
 
 
-def _cpu_seconds(pid: int) -> float:
-    return cpu_time(pid)[0]
-
-
 def _cpu(operator: Any, executor: Any, plane: ControlPlane) -> dict[str, float]:
     return {
-        "operator": _cpu_seconds(operator.process.pid),
-        "executor": _cpu_seconds(executor.process.pid),
-        **{n: _cpu_seconds(p.pid) for n, p in plane.processes.items()},
+        "operator": cpu_time(operator.process.pid)[0],
+        "executor": cpu_time(executor.process.pid)[0],
+        **{n: cpu_time(p.pid)[0] for n, p in plane.processes.items()},
     }
 
 

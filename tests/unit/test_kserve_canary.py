@@ -297,9 +297,7 @@ def test_the_rename_and_a_rollbacks_removal_wait_for_the_gateway_and_the_scale_d
         assert rollback.requeue_after == (1.0 if left is None else left)
 
 
-def test_a_canary_inference_service_from_before_kserve_0_20_goes_after_the_scale_down_delay() -> (
-    None
-):
+def test_a_canary_service_from_before_kserve_0_20_goes_after_the_scale_down_delay() -> None:
     """An operator upgraded in the middle of a rollout on the two-InferenceService path: its
     route no longer sends ``d-canary`` anything, and ``d-canary`` is deleted once every gateway
     has served that route for the delay, as an entry's pods would be."""

@@ -230,7 +230,8 @@ class RolloutSpec(ApiModel):
     every gateway has accepted that route: the old stable's at a promotion, the canary's at a
     rollback or abort (Argo Rollouts' scaleDownDelaySeconds and abortScaleDownDelaySeconds).
     A gateway serves a route it has accepted a moment later, and requests already sent finish
-    meanwhile. Unset: the operator's MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS (30 s by default); at most 1h."""
+    meanwhile. Unset: the operator's MODELDEPLOY_SCALE_DOWN_DELAY_SECONDS (30 s by default);
+    at most 1h."""
 
     cel_rules = (
         CelRule(

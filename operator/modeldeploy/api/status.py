@@ -163,8 +163,8 @@ class Traffic(ApiModel):
     """KServe >= 0.20, during a Standard-mode rollout: the ``spec.canary`` entry."""
 
     gateway: GatewayServing | None = None
-    """Standard mode: the route's weights as the gateways serve them; absent while a gateway
-    has not yet accepted the route's current spec."""
+    """Standard mode, while a canary's pods exist: the route generation every gateway has
+    accepted, and since when; absent while a gateway has not yet accepted the current one."""
 
 
 class AnalysisReport(ApiModel):

@@ -225,7 +225,7 @@ async def observe(
         # under our name that another owns is reported, never taken over. While a canary's pods
         # exist the gateways' status on it gates their removal (``rollout.scale_down_wait``):
         # memory holds our apply's answer, not what a gateway wrote since, so it is read.
-        live_status = canary is not None or (native and canary_entry(isvc) is not None)
+        live_status = canary is not None or canary_entry(isvc) is not None
         route = await _route(
             state, namespace, naming.route_name(name), meta.get("uid"), fresh or live_status
         )

@@ -44,12 +44,7 @@ from modeldeploy.controller.job_state import (
     job_phase,
     verified_summary,
 )
-from modeldeploy.controller.route import (
-    Backends,
-    build_http_route,
-    route_host,
-    route_weights,
-)
+from modeldeploy.controller.route import Backends, build_http_route, route_host, route_weights
 from modeldeploy.controller.runtimes import Blocker
 from modeldeploy.controller.serving_state import (
     canary_entry,
@@ -706,14 +701,9 @@ def _roll_out(
             role=naming.CANARY,
             pull_secrets=config.image_pull_secrets,
         )
-    elif observed.canary_isvc is not None:
-        # Rolled back, aborted or promoted: deleted once the route reads back nothing for it
-        # and the gateways have served that for the scale-down delay.
+    elif observed.canary_isvc is not None:  # rolled back, aborted or promoted
         wait = _scale_down_wait(decision, deployment, config, now)
-        if serving.weights[1] == 0 and wait == 0:
-            result.delete_canary = True
-        else:
-            result.requeue_after = _sooner(result.requeue_after, wait)
+        _delete_separate_canary(result, serving.weights[1], wait)
     if decision.route:
         result.apply_route = build_http_route(
             deployment, uid, config, decision.canary_weight, decision.canary_isvc
@@ -735,6 +725,16 @@ def _sooner(requeue: float | None, wait: float | None) -> float:
     yet accepted the route (or the route has not read back yet), whichever comes first."""
     due = wait if wait else 1.0
     return min(requeue, due) if requeue else due
+
+
+def _delete_separate_canary(result: Plan, canary_weight: int, wait: float | None) -> None:
+    """``<name>-canary`` is deleted once the route reads back nothing for it and the gateways
+    have served that for the scale-down delay; until then it stays, and the operator looks
+    again."""
+    if canary_weight == 0 and wait == 0:
+        result.delete_canary = True
+    else:
+        result.requeue_after = _sooner(result.requeue_after, wait)
 
 
 def _carry_slotted(
@@ -812,7 +812,5 @@ def _carry_slotted(
         Backends.slots(name, stable_slot, slot),
     )  # fmt: skip
     if observed.canary_isvc is not None:  # left by an operator that ran before KServe 0.20
-        if not (route_weights(observed.route, Backends.separate(name)) or (0, 0))[1] and drained:
-            result.delete_canary = True
-        else:
-            result.requeue_after = _sooner(result.requeue_after, wait)
+        left = (route_weights(observed.route, Backends.separate(name)) or (0, 0))[1]
+        _delete_separate_canary(result, left, wait)
