@@ -13,15 +13,21 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 WORKERS := -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: compat lock help install test test-fast test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
+.PHONY: compat lock help install bytecode test test-fast test-unit test-cluster test-images lint format crds chart envtest envtest-up envtest-down demo bench bench-gpu images push clean
 
 help: ## List the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# uv installs the pinned set: from its cache (~/.cache/uv) in about 30 s, where pip unpacked
+# the same 6.5 GB in about 2 min 45 s on every fresh clone. --compile-bytecode, as pip does:
+# without .pyc files every process compiles what it imports, and `modeldeploy serve` took 4.4 s
+# of CPU to start instead of 1.7 s. pip stays in the venv for people's own installs.
+UV_VERSION := 0.13.9
 $(STAMP): pyproject.toml hack/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c hack/constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode \
+		$${PIP_FIND_LINKS:+--find-links $$PIP_FIND_LINKS} -c hack/constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(STAMP) ## Create .venv and install modeldeploy with every extra and the test tools
@@ -29,16 +35,22 @@ install: $(STAMP) ## Create .venv and install modeldeploy with every extra and t
 envtest: ## Provide kube-apiserver, etcd, kubectl, helm, versitygw (S3), prometheus and the KServe/Gateway API CRDs (built once, cached)
 	@bash hack/envtest/setup.sh >/dev/null
 
-test: install envtest ## Run every test (unit tests and tests against a real kube-apiserver + etcd)
+test: install envtest bytecode ## Run every test (unit tests and tests against a real kube-apiserver + etcd)
 	$(BIN)/pytest $(WORKERS) $(PYTEST_ARGS)
 
-test-fast: install envtest ## Everything that needs neither the control plane nor PyTorch, in under a minute
+# Our own modules' .pyc files, written once: where PYTHONDONTWRITEBYTECODE is set (as on this
+# project's machine) every operator, staging and runtime process the tests start would compile
+# them again (0.15 s of CPU each, a few hundred times a run). Python ignores a stale .pyc.
+bytecode: install
+	@$(BIN)/python -m compileall -q -j 0 operator tests >/dev/null
+
+test-fast: install envtest bytecode ## Everything that needs neither the control plane nor PyTorch, in under a minute
 	$(BIN)/pytest -m "not cluster and not staging and not slow and not gpu and not images" $(PYTEST_ARGS)
 
 test-unit: install ## Run only the tests that need no control plane
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-cluster: install envtest ## Run only the tests against the real control plane
+test-cluster: install envtest bytecode ## Run only the tests against the real control plane
 	$(BIN)/pytest tests/cluster $(WORKERS) $(PYTEST_ARGS)
 
 images: ## Build the operator, staging and runtime (CPU, CUDA) images with podman (installs podman, runc, debootstrap, skopeo if missing)
@@ -53,7 +65,9 @@ test-images: install ## Run only the image smoke tests (after make images)
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
-	$(BIN)/mypy
+	@# mypy's cache is per user, like Go's: it checks each module's hash, so a fresh clone reuses
+	@# what another checkout of the same code already checked (2 s instead of 25 s here).
+	$(BIN)/mypy --cache-dir "$${MYPY_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/modeldeploy/mypy}"
 
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix operator tests
@@ -84,10 +98,10 @@ envtest-up: install envtest ## Start a control plane for use by hand; prints KUB
 envtest-down: install ## Stop the control plane that envtest-up started
 	$(BIN)/python -m tests.support down
 
-demo: install envtest ## Control plane + operator + local executor: stage, serve and query examples/digits-cpu.yaml (DEMO_EXIT=1 exits)
+demo: install envtest bytecode ## Control plane + operator + local executor: stage, serve and query examples/digits-cpu.yaml (DEMO_EXIT=1 exits)
 	$(BIN)/python -m tests.support.demo
 
-bench: install envtest ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton; drift's and a shadow's cost; operator; canary
+bench: install envtest bytecode ## Benchmarks: control plane, validation; ORT vs torch; runtime vs kserve and Triton; drift's and a shadow's cost; operator; canary
 	$(BIN)/python -m tests.bench.bench_foundation
 	$(BIN)/python -m tests.bench.bench_operator
 	$(BIN)/python -m tests.bench.bench_canary

@@ -6,8 +6,9 @@
 # and the folder holding the CRDs.
 #
 # Binaries come from $KUBEBUILDER_ASSETS when it holds them (the envtest convention); anything
-# missing is built once from its Go module through the Go module proxy into .cache/envtest/
-# (ignored by git) and reused after that. CRDs are read from the KServe and Gateway API Go
+# missing is built once from its Go module through the Go module proxy into a per-user store
+# (~/.cache/modeldeploy/envtest-bin, or $ENVTEST_BIN_STORE) and linked from .cache/envtest/bin
+# (ignored by git). CRDs are read from the KServe and Gateway API Go
 # modules at the versions in versions.env; nothing is copied into the repository.
 set -euo pipefail
 
@@ -24,19 +25,36 @@ module_version() { # <build folder> <module>
   (cd "$here/$1" && go list -m -f '{{.Version}}' "$2")
 }
 
+# Built binaries are kept per user, as setup-envtest keeps its downloads, so a fresh clone on
+# the same machine links them instead of building each again from Go's build cache (about
+# 1.5 min warm). Each is keyed by what it is built from: the build folder's files, the build
+# flags, the assembly steps below and the Go version; a change to any of them builds anew.
+store=${ENVTEST_BIN_STORE:-${XDG_CACHE_HOME:-$HOME/.cache}/modeldeploy/envtest-bin}
+
+build_key() { # <build folder> [go build flags]: a digest of everything the binary is built from
+  local folder=$1
+  shift
+  { go version; printf '%s\n' "$@"; declare -f "assemble_$folder" || true
+    echo "${lego_refused:-} ${lego_refused_modules:-}"
+    (cd "$here/$folder" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } \
+    | sha256sum | cut -c1-16
+}
+
 build() { # <build folder> <package> <binary> <version> [go build flags, after -ldflags="-s -w"]
   local folder=$1 package=$2 binary=$3 version=$4 dir="$here/$1"
-  local out="$cache/$folder-$version/$binary"
   shift 4
+  local out
+  out="$store/$folder-$version-$(build_key "$folder" "$package" "$@")/$binary"
   if [[ ! -x $out ]]; then
     log "building $binary $version from $package (first time only; several minutes on 2 cores)"
     local start=$SECONDS
+    mkdir -p "$(dirname "$out")"
     if declare -F "assemble_$folder" >/dev/null; then  # a build folder with parts filled in here
       dir="$cache/$folder-$version/src"
       "assemble_$folder" "$dir"
     fi
-    (cd "$dir" && go build -trimpath -ldflags="-s -w" "$@" -o "$out.tmp" "$package")
-    mv "$out.tmp" "$out"
+    (cd "$dir" && go build -trimpath -ldflags="-s -w" "$@" -o "$out.tmp.$$" "$package")
+    mv "$out.tmp.$$" "$out"
     log "built $binary in $((SECONDS - start))s"
   fi
   ln -sfn "$out" "$cache/bin/$binary"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
-import subprocess
-import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.controlplane import REPO_ROOT, free_port
+from tests.support.controlplane import REPO_ROOT, Child, free_port
+from tests.support.prefork import Template
 from tests.support.processes import stop_group
 
 
 @dataclass
 class RuntimeProcess:
-    process: subprocess.Popen[bytes]
+    process: Child
     http_port: int
     grpc_port: int
     log: Path
@@ -51,13 +52,9 @@ def running(
     """Start the runtime on ``artifact``; yield once it answers /v2/health/live; stop it after."""
     http_port, grpc_port = free_port(), free_port()
     log = workdir / f"runtime-{http_port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy", "serve", str(artifact),
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args],
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )  # fmt: skip
+    argv = ["modeldeploy", "serve", str(artifact),
+            "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args]  # fmt: skip
+    process = _template().spawn(argv, {**os.environ, **(env or {})}, REPO_ROOT, log)
     server = RuntimeProcess(process, http_port, grpc_port, log)
     try:
         deadline = time.monotonic() + 90
@@ -77,7 +74,21 @@ def running(
         stop(process)
 
 
-def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+_TEMPLATE: Template | None = None
+
+
+def _template() -> Template:
+    """This test process's pre-imported template (tests/support/prefork.py), as the local
+    executor forks its processes: each server is the real ``modeldeploy serve`` without seconds
+    of imports. ``tests/runtime/test_prefork.py`` compares it with the console script."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = Template(Path(tempfile.mkdtemp(prefix="modeldeploy-prefork-")))
+        atexit.register(_TEMPLATE.stop)
+    return _TEMPLATE
+
+
+def stop(process: Child, grace: float = 20.0) -> None:
     """SIGTERM the server's process group, SIGKILL it if it is still there after ``grace``."""
     stop_group(process, grace)
 

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "hack" / "envtest" / "setup.sh"
@@ -215,7 +215,19 @@ def start_process(
         )
 
 
-def stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+class Child(Protocol):
+    """A process this code started: a ``subprocess.Popen``, or a child of the local executor's
+    pre-imported template (``tests.support.prefork``)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop_group(process: Child, grace: float = 15.0) -> None:
     """SIGTERM a process started with ``start_new_session``, and its whole group; SIGKILL the
     group if it is still there after ``grace`` seconds."""
     with contextlib.suppress(ProcessLookupError):

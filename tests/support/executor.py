@@ -59,9 +59,10 @@ from modeldeploy.api import mirror
 from modeldeploy.api.serving import TRITON_RUNTIME
 from tests.support import triton
 from tests.support.containers import Mount, Podman, writable_by_all
-from tests.support.controlplane import _die_with_parent, free_port
+from tests.support.controlplane import Child, _die_with_parent, free_port
 from tests.support.hook_pods import SELECTOR as HOOK_PODS
 from tests.support.hook_pods import HookPods
+from tests.support.prefork import Template, handles
 from tests.support.processes import stop_group
 from tests.support.router import WeightedRouter
 
@@ -90,7 +91,7 @@ class Revision:
     labels: dict[str, str]
     generation: int
     runtime: str = ""
-    process: subprocess.Popen[bytes] | None = None
+    process: Child | None = None
     http_port: int = 0
     grpc_port: int = 0
     metrics_port: int = 0
@@ -212,6 +213,7 @@ class LocalExecutor:
         instant: bool = False,
         workers: int = 4,
         containers: bool = True,
+        prefork: bool = True,
     ) -> None:
         self.api = config.new_client_from_config(config_file=str(kubeconfig))
         self.api.user_agent = USER_AGENT
@@ -236,6 +238,8 @@ class LocalExecutor:
         if self.podman is not None:
             self.podman.remove_orphans()
         self.hook_pods = HookPods(self.api, workdir, self.bin)
+        self.template = Template(workdir) if prefork else None
+        """Forks ``modeldeploy`` processes from a pre-imported interpreter (tests/support/prefork.py)."""
         """The chart's ``helm test`` pods, run as the kubelet would (testing/hook_pods.py)."""
 
     # --- staging Jobs -------------------------------------------------------------------
@@ -478,23 +482,33 @@ class LocalExecutor:
             if self.instant:
                 return 0, json.dumps(self._instant_summary(env, container["name"])), None
         output = own / "output.log"
-        with output.open("wb") as out:
-            process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=own,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )  # fmt: skip
-            try:
-                code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                if name is not None and self.podman is not None:
-                    self.podman.remove(name)  # killing podman's client leaves the container
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                code = -9
+        process = self._spawn(command, env, own, output)
+        try:
+            code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            if name is not None and self.podman is not None:
+                self.podman.remove(name)  # killing podman's client leaves the container
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            code = -9
         message = termination.read_text()
         if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
             message = output.read_text(errors="replace")[-2048:]
         return code, message, None if name is None else f"podman://{name}"
+
+    def _spawn(
+        self, command: list[str], env: dict[str, str] | None, cwd: Path, output: Path
+    ) -> Child:
+        """Start a container's or a revision's process in a session of its own, its output to
+        ``output``: forked from the template when it runs ``modeldeploy``, else executed."""
+        full = dict(os.environ) if env is None else env
+        if self.template is not None and handles(command, self.bin):
+            return self.template.spawn(command, full, cwd, output)
+        with output.open("wb") as out:
+            return subprocess.Popen(
+                command, env=full, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )  # fmt: skip
 
     def _process_command(
         self, namespace: str, container: dict[str, Any], home: Path, termination: Path
@@ -655,11 +669,9 @@ class LocalExecutor:
                 command, env = self._predictor_container(
                     image, path, meta["namespace"], revision, predictor_env, shadow
                 )
-            with logfile.open("wb") as out:
-                revision.process = subprocess.Popen(
-                    command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent, env=None if env is None else {**os.environ, **env},
-                )  # fmt: skip
+            revision.process = self._spawn(
+                command, None if env is None else {**os.environ, **env}, Path.cwd(), logfile
+            )
             ready_path = f"http://127.0.0.1:{revision.http_port}{_readiness_path(isvc)}"
             deadline = time.monotonic() + 120
             while not _ok(ready_path):
@@ -920,6 +932,8 @@ class LocalExecutor:
             services = list(self.services.values())
         for service in services:
             service.close(self.podman)
+        if self.template is not None:
+            self.template.stop()
 
 
 def stop_revision(revision: Revision, podman: Podman | None) -> None:
@@ -981,6 +995,8 @@ def main(argv: list[str] | None = None) -> int:
         instant=args.instant,
         containers=not args.no_containers
         and os.environ.get("MODELDEPLOY_EXECUTOR_CONTAINERS") != "0",
+        # MODELDEPLOY_EXECUTOR_PREFORK=0 executes every process cold, to compare.
+        prefork=os.environ.get("MODELDEPLOY_EXECUTOR_PREFORK") != "0",
     )
     signal.signal(signal.SIGTERM, lambda *_: executor.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: executor.stopping.set())
