@@ -125,10 +125,13 @@ def on_kserve(kserve_cluster: KServeCluster) -> Iterator[KServeCluster]:
                 "modeldeploy.io", "v1alpha1", name, "modeldeployments",
                 found["metadata"]["name"], {"metadata": {"finalizers": None}})  # fmt: skip
         core.delete_namespace(name)
-    # Gone before the next test, with the volumes their claims held (cluster-scoped, so the
-    # namespace takes them nowhere): a next test may claim the same names.
-    wait_until("the test's namespaces deleted", lambda: not made & {
-        n.metadata.name for n in core.list_namespace().items}, timeout=120)  # fmt: skip
+    # What the next test needs back is the node's capacity and the volumes, not the names: the
+    # namespace controller looks again only half the pods' grace period after its first pass
+    # (16 s for KServe's predictors' 30 s), and the namespaces go then. A test that claims one
+    # of these names again waits for it there (KServeCluster.claim).
+    wait_until("the test's pods and claims gone", lambda: not any(
+        core.list_namespaced_pod(n).items or core.list_namespaced_persistent_volume_claim(n).items
+        for n in made), timeout=120)  # fmt: skip
     held = {v.metadata.name for v in core.list_persistent_volume().items
             if v.spec.claim_ref is not None and v.spec.claim_ref.namespace in made}  # fmt: skip
     for volume in held:

@@ -23,6 +23,9 @@ from tests.support.processes import cpu_time
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHONS = ("python", "python3", "python3.11", "pytest", "modeldeploy")
+TEMPLATE = (
+    "python -m tests.support.prefork"  # what kind() calls the template (tests/support/prefork.py)
+)
 
 
 def kind(words: list[str]) -> str:
@@ -75,9 +78,13 @@ class Poller:
                 seconds, started = cpu_time(int(entry))
                 key = (int(entry), started)  # pid and start time: pids are reused
                 label = self.seen[key][1] if key in self.seen else None
-                if label is None:
+                # A child of the executor's template names its program only once it runs it.
+                if label is None or label == TEMPLATE:
                     raw = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                    label = kind([w.decode(errors="replace") for w in raw if w])
+                    words = [w.decode(errors="replace") for w in raw if w]
+                    if len(words) == 1:  # a title set by setproctitle: one string
+                        words = words[0].split()
+                    label = kind(words)
             except (OSError, ValueError, IndexError):
                 continue  # gone between the listing and the read
             self.seen[key] = (seconds, label)

@@ -98,6 +98,9 @@ def test_a_forked_server_answers_and_a_sigterm_to_its_group_is_its_exit_status(
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(0.2)
     assert os.getpgid(child.pid) == child.pid  # a session of its own, as start_new_session
+    # `ps` shows the program it runs, not the template.
+    shown = Path(f"/proc/{child.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert shown.startswith(f"{BIN / 'modeldeploy'} serve {dtypes_artifact} "), shown
     stop_group(child)
     with running(dtypes_artifact, tmp_path) as cold_server:
         pass  # the same runtime started cold, and stopped the same way

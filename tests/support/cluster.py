@@ -154,16 +154,33 @@ class KServeCluster:
         while self._stops:
             self._stops.pop()()
 
+    def namespace(self, name: str) -> None:
+        """Namespace ``name``, made if missing. One of that name still terminating (an earlier
+        test's: ``on_kserve`` does not wait for the namespace controller) takes no new content,
+        so it is waited for first."""
+        core = client.CoreV1Api(self.api)
+
+        def terminating() -> bool:
+            try:
+                return core.read_namespace(name).metadata.deletion_timestamp is not None
+            except ApiException as err:
+                if err.status == 404:
+                    return False
+                raise
+
+        wait_until(f"namespace {name} deleted", lambda: not terminating(), timeout=120)
+        try:
+            core.create_namespace({"metadata": {"name": name}})
+        except ApiException as err:
+            if err.status != 409:
+                raise
+
     def claim(self, namespace: str, name: str, mode: int = 0o755) -> Path:
         """A PersistentVolumeClaim ``name`` in ``namespace`` (made if missing), bound to a
         hostPath volume of its own; its folder on the node. ``mode`` 0o777 lets pods of any
         user write to it, as a provisioner's ``fsGroup`` handling would."""
         core = client.CoreV1Api(self.api)
-        try:
-            core.create_namespace({"metadata": {"name": namespace}})
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        self.namespace(namespace)
         volume = f"{name}-{namespace}"
         root = self.pvc_root / name
         root.mkdir(parents=True, exist_ok=True)

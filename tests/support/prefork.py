@@ -9,11 +9,11 @@ PyTorch model about 4 s importing PyTorch; a fork of an interpreter that has the
 milliseconds. On this project's 2 cores the suite runs a few hundred such processes
 (docs/benchmarks.md#where-make-tests-cpu-goes).
 
-What differs from a fresh ``exec``, and why it does not matter here:
-- modules imported by the template read their import-time settings from the template's
-  environment, the executor's (``KSERVE_LOGLEVEL`` is the one kserve reads; no test sets it);
-- ``/proc/<pid>/cmdline`` names the template, not ``modeldeploy``: the tests find a process by
-  its pid or its listening port, never by its command line.
+What differs from a fresh ``exec``, and why it does not matter here: modules imported by the
+template read their import-time settings from the template's environment, the executor's
+(``KSERVE_LOGLEVEL`` is the one kserve reads; no test sets it). Settings Python reads as it
+starts are the template's too; ``PYTHONUNBUFFERED``, which the images set, is applied by hand.
+Each child's command line (``ps``, ``/proc/<pid>/cmdline``) is set to its argv.
 
 Only the local executor (``tests.support.executor``) uses it. The KServe cluster's node agent
 and ``make demo``'s pods start each container cold, from its command, as a kubelet does, so the
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import json
 import logging
 import os
@@ -41,6 +42,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+import setproctitle
 
 # What the children import that is slow to import: kserve and PyTorch above all. Our own modules
 # are imported too, so their pydantic models are built once. onnxruntime is left out: it starts a
@@ -254,10 +257,19 @@ def _child(request: dict[str, Any], close: list[int]) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        # What `ps`, /proc/<pid>/cmdline and tests.bench.profile_suite show: the program, not
+        # the template. Before the environment is replaced: setproctitle finds the memory it
+        # writes to through it.
+        setproctitle.setproctitle(" ".join(request["argv"]))
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
         sys.argv = [PROGRAM, *request["argv"][1:]]
+        if request["env"].get("PYTHONUNBUFFERED"):  # Python reads it only as it starts
+            sys.stdout, sys.stderr = (
+                io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), write_through=True)
+                for fd in (1, 2)
+            )
         code = _run(sys.argv[1:])
     except BaseException:  # the child must exit, not return into the template
         traceback.print_exc()

@@ -561,3 +561,23 @@ def test_the_gateways_serving_since_is_stamped_once_per_route_generation() -> No
     assert scale_down_wait(Traffic(gateway=first), T0 + timedelta(seconds=20), 30) == 10
     assert scale_down_wait(Traffic(gateway=first), T0 + timedelta(seconds=40), 30) == 0
     assert scale_down_wait(Traffic(), T0, 0) is None
+
+
+def test_a_promoted_knative_rollout_never_pins_traffic_back_while_kserve_has_not_reported() -> None:
+    # Promoted: the latest revision serves the new artifact and took all traffic. A status that
+    # lags the spec for a moment (observedGeneration behind: latest_ready_uri unknown) is no
+    # reason to hold the previous revision with canaryTrafficPercent 0, which would serve the
+    # old model until the next look.
+    promoted = {"revisions": {"stable": NEW.revision, "stableUri": NEW.uri},
+                "rollout": {"phase": "Promoted"}}  # fmt: skip
+    lagging = Serving((100, 0), exists=True)
+    d = decide(Inputs(SPEC, True, NEW, stored(promoted), lagging, {}, T0))
+    assert d.rollout is not None
+    assert d.rollout.phase == "Promoted"
+    assert (d.knative_uri, d.canary_percent) == (NEW.uri, None)
+    # Back on stable after a rollback, the same lag still holds the old revision (the latest
+    # one may be the failed canary).
+    rolled_back = {"revisions": {**SERVING_STABLE, "failed": NEW.revision, "canaryUri": NEW.uri},
+                   "rollout": {"phase": "RolledBack"}}  # fmt: skip
+    d = decide(Inputs(SPEC, True, STABLE, stored(rolled_back), lagging, {}, T0))
+    assert (d.knative_uri, d.canary_percent) == (STABLE.uri, 0)

@@ -861,8 +861,10 @@ def _traffic(d: Decision, inputs: Inputs) -> None:
     elif d.settled and inputs.knative:
         # Back on (or first on) stable: hold the old rolled-out revision until the latest one
         # serves the stable artifact, so a failed canary revision never gets traffic meanwhile.
+        # Not after a promotion: the latest revision is the promoted one, and a status that lags
+        # the spec for a moment would otherwise send all traffic back to the old model.
         d.canary_uri = None
-        if serving.exists and serving.latest_ready_uri != d.stable_uri:
+        if serving.exists and serving.latest_ready_uri != d.stable_uri and not _promoted(d):
             d.canary_percent = 0
     elif d.settled:
         d.canary_isvc, d.canary_weight = False, 0
@@ -874,6 +876,10 @@ def _traffic(d: Decision, inputs: Inputs) -> None:
     stable_w, canary_w = (100, 0) if d.settled else serving.weights
     d.traffic = Traffic(stable=stable_w, canary=canary_w, split=f"{stable_w}/{canary_w}",
                         kserve_canary=serving.kserve_canary, gateway=_gateway(inputs))  # fmt: skip
+
+
+def _promoted(d: Decision) -> bool:
+    return d.rollout is not None and d.rollout.phase == PROMOTED
 
 
 def _gateway(inputs: Inputs) -> GatewayServing | None:
