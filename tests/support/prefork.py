@@ -7,7 +7,7 @@ saves is the interpreter's start: a ``modeldeploy serve`` spent about 2 s of CPU
 kserve (pandas, the kubernetes client, fastapi) before it served, and a staging build of a
 PyTorch model about 4 s importing PyTorch; a fork of an interpreter that has them costs
 milliseconds. On this project's 2 cores the suite runs a few hundred such processes
-(docs/benchmarks.md#where-make-tests-cpu-goes).
+(docs/benchmarks.md#where-make-tests-cpu-went-before-the-template-2026-12-03-earlier).
 
 What differs from a fresh ``exec``, and why it does not matter here: modules imported by the
 template read their import-time settings from the template's environment, the executor's
