@@ -238,9 +238,9 @@ class LocalExecutor:
         if self.podman is not None:
             self.podman.remove_orphans()
         self.hook_pods = HookPods(self.api, workdir, self.bin)
+        """The chart's ``helm test`` pods, run as the kubelet would (testing/hook_pods.py)."""
         self.template = Template(workdir) if prefork else None
         """Forks ``modeldeploy`` processes from a pre-imported interpreter (tests/support/prefork.py)."""
-        """The chart's ``helm test`` pods, run as the kubelet would (testing/hook_pods.py)."""
 
     # --- staging Jobs -------------------------------------------------------------------
 

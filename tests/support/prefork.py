@@ -15,9 +15,10 @@ template read their import-time settings from the template's environment, the ex
 starts are the template's too; ``PYTHONUNBUFFERED``, which the images set, is applied by hand.
 Each child's command line (``ps``, ``/proc/<pid>/cmdline``) is set to its argv.
 
-Only the local executor (``tests.support.executor``) uses it. The KServe cluster's node agent
-and ``make demo``'s pods start each container cold, from its command, as a kubelet does, so the
-console script itself stays covered.
+The local executor (``tests.support.executor``) and the runtime tests' servers
+(``tests/runtime/server.py``) use it. The KServe cluster's node agent and ``make demo``'s pods
+start each container cold, from its command, as a kubelet does, so the console script itself
+stays covered, and ``tests/runtime/test_prefork.py`` compares the two.
 
 Protocol, one Unix-socket connection per process: the executor sends one JSON line
 ``{"argv", "env", "cwd", "output"}``; the template answers ``{"pid": N}`` once forked, then
