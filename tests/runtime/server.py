@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -83,7 +84,9 @@ def _template() -> Template:
     of imports. ``tests/runtime/test_prefork.py`` compares it with the console script."""
     global _TEMPLATE
     if _TEMPLATE is None:
-        _TEMPLATE = Template(Path(tempfile.mkdtemp(prefix="modeldeploy-prefork-")))
+        folder = Path(tempfile.mkdtemp(prefix="modeldeploy-prefork-log-"))
+        _TEMPLATE = Template(folder)
+        atexit.register(shutil.rmtree, folder, True)  # last: atexit runs in reverse order
         atexit.register(_TEMPLATE.stop)
     return _TEMPLATE
 

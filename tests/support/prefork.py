@@ -34,10 +34,12 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -108,7 +110,8 @@ class Template:
     """The executor's handle on its template process, started on first use."""
 
     def __init__(self, folder: Path) -> None:
-        self.socket = folder / "prefork.sock"
+        # A Unix socket's path holds at most 107 bytes; a test's folder can be deeper than that.
+        self.socket = Path(tempfile.mkdtemp(prefix="modeldeploy-prefork-")) / "sock"
         self.log = folder / "prefork.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._starting = threading.Lock()  # the executor's threads may ask at once
@@ -136,6 +139,7 @@ class Template:
     def _launch(self) -> None:
         from tests.support.controlplane import _die_with_parent
 
+        self.socket.parent.mkdir(parents=True, exist_ok=True)  # again, after a stop
         self.socket.unlink(missing_ok=True)
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
@@ -156,6 +160,7 @@ class Template:
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
             self._process = None
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
 
 
 def _tail(path: Path) -> str:
