@@ -127,3 +127,19 @@ def test_a_sigkill_is_a_negative_status_and_the_template_takes_its_children_with
     assert not Path(f"/proc/{orphan.pid}").exists()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=2)
+
+
+def test_a_template_in_a_folder_deeper_than_a_socket_path_allows_runs_and_cleans_up(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("d" * 120)  # a Unix socket's path holds at most 107 bytes
+    deep.mkdir()
+    own = Template(deep)
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    try:
+        got = forked(own, ["modeldeploy", "version"], environment, tmp_path)
+    finally:
+        own.stop()
+    assert got == cold(["modeldeploy", "version"], environment, tmp_path)
+    assert (deep / "prefork.log").exists()  # the log stays with the caller's folder
+    assert not own.socket.parent.exists()  # the short folder made for the socket is gone

@@ -110,9 +110,12 @@ class Template:
     """The executor's handle on its template process, started on first use."""
 
     def __init__(self, folder: Path) -> None:
-        # A Unix socket's path holds at most 107 bytes; a test's folder can be deeper than that.
-        self.socket = Path(tempfile.mkdtemp(prefix="modeldeploy-prefork-")) / "sock"
         self.log = folder / "prefork.log"
+        self.socket = folder / "prefork.sock"
+        self._made: Path | None = None
+        if len(os.fsencode(self.socket)) > 100:  # a Unix socket's path holds at most 107 bytes
+            self._made = Path(tempfile.mkdtemp(prefix="modeldeploy-prefork-"))
+            self.socket = self._made / "sock"
         self._process: subprocess.Popen[bytes] | None = None
         self._starting = threading.Lock()  # the executor's threads may ask at once
 
@@ -139,7 +142,7 @@ class Template:
     def _launch(self) -> None:
         from tests.support.controlplane import _die_with_parent
 
-        self.socket.parent.mkdir(parents=True, exist_ok=True)  # again, after a stop
+        self.socket.parent.mkdir(parents=True, exist_ok=True)  # a folder made here, after a stop
         self.socket.unlink(missing_ok=True)
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
@@ -160,7 +163,9 @@ class Template:
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
             self._process = None
-        shutil.rmtree(self.socket.parent, ignore_errors=True)
+        self.socket.unlink(missing_ok=True)
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
 
 
 def _tail(path: Path) -> str:
