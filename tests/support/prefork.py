@@ -48,6 +48,8 @@ from typing import Any
 
 import setproctitle
 
+from tests.support.controlplane import _die_with_parent, _tail
+
 # What the children import that is slow to import: kserve and PyTorch above all. Our own modules
 # are imported too, so their pydantic models are built once. onnxruntime is left out: it starts a
 # thread as it is imported, and a fork keeps only the forking thread (it imports in 0.1 s anyway).
@@ -140,8 +142,6 @@ class Template:
                 self._launch()
 
     def _launch(self) -> None:
-        from tests.support.controlplane import _die_with_parent
-
         self.socket.parent.mkdir(parents=True, exist_ok=True)  # a folder made here, after a stop
         self.socket.unlink(missing_ok=True)
         with self.log.open("ab") as log:
@@ -166,13 +166,6 @@ class Template:
         self.socket.unlink(missing_ok=True)
         if self._made is not None:
             shutil.rmtree(self._made, ignore_errors=True)
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-1500:]
-    except OSError:
-        return ""
 
 
 # --- the template process --------------------------------------------------------------------
@@ -255,8 +248,6 @@ def _child(request: dict[str, Any], close: list[int]) -> None:
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        from tests.support.controlplane import _die_with_parent
-
         _die_with_parent()  # the template's death ends its children, as the executor's does
         for fd in close:
             with contextlib.suppress(OSError):
