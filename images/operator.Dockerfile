@@ -1,4 +1,4 @@
-# The operator image the Helm chart runs (modeldeploy[operator]: kopf, the kubernetes client,
+# The operator image the Helm chart runs (modeldeploy[operator]: aiohttp, the kubernetes client,
 # tritonclient for live golden parity, boto3 for S3 stores). No torch and no onnxruntime:
 # pickles are never loaded here, only in the staging image (tests/images checks both).
 #   docker build -f images/operator.Dockerfile -t ghcr.io/modeldeploy/operator:0.1.0 .

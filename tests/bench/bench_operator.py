@@ -123,8 +123,8 @@ def wait_all_ready(api: client.ApiClient, namespace: str, count: int, timeout: f
         time.sleep(2)
 
 
-OPERATOR_AGENTS = ("modeldeploy-operator/", "kopf/")
-"""The operator's two API clients: ours, and kopf's (its watches, and its own patches)."""
+OPERATOR_AGENTS = ("modeldeploy-operator/",)
+"""The operator's API client (its requests and its watches)."""
 
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})

@@ -21,9 +21,10 @@ from pathlib import Path
 PARTS = {
     "the operator's requests (api_transport)": "api_transport.py",
     "aiohttp": "aiohttp/",
-    "kopf reading its watch streams": "kopf/_cogs/clients/watching.py",
+    "the watches (informer)": "modeldeploy/controller/informer.py",
     "orjson decoding watch events": "watch_decoding.py",
-    "kopf processing events": "kopf/_core/reactor/processing.py",
+    "the event filters (handlers)": "modeldeploy/controller/handlers.py",
+    "the work queue's looks": "modeldeploy/controller/work_queue.py",
     "engine.observe": "observe (modeldeploy/controller/engine.py",
     "reconcile.plan": "plan (modeldeploy/controller/reconcile.py",
     "pydantic": "pydantic",

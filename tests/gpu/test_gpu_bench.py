@@ -31,7 +31,6 @@ ABSENT_THERE = (
     "pydantic",
     "kserve",
     "tritonclient",
-    "kopf",
     "kubernetes",
     "boto3",
     "modeldeploy.api",

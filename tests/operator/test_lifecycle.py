@@ -40,9 +40,10 @@ def test_operator_killed_mid_staging_converges_without_a_second_job(
     version = kube.get("digits")["metadata"]["resourceVersion"]  # type: ignore[index]
     isvc_version = kube.isvc("digits")["metadata"]["resourceVersion"]  # type: ignore[index]
     second.stop()
-    third = start_operator()
+    third = start_operator("--verbose")
     kube.wait(
-        "the third operator to resume", lambda: "Handler 'reconcile' succeeded" in third.log_text()
+        "the third operator to resume",
+        lambda: f"converged {kube.namespace}/digits" in third.log_text(),
     )
     time.sleep(2)
     assert kube.get("digits")["metadata"]["resourceVersion"] == version  # type: ignore[index]

@@ -286,7 +286,7 @@ def test_admitted_but_unworkable_specs_create_nothing(
         assert words in cond["message"]
         assert "spec.serving" in cond["message"]
         assert kube.condition(name, "Deployed")["reason"] == reason
-        # Events are posted asynchronously by kopf: wait for the Warning rather than race it.
+        # Events are posted in the background: wait for the Warning rather than race it.
         kube.wait(
             f"a {reason} Warning event", lambda n=name, r=reason: ("Warning", r) in kube.events(n)
         )

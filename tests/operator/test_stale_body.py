@@ -18,7 +18,7 @@ from kubernetes import client
 
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.engine import State, _route, converge, relist
-from modeldeploy.controller.handlers import _runtime_view
+from modeldeploy.controller.handlers import RuntimeIndex
 from modeldeploy.controller.kube import ConflictError, Kube
 from modeldeploy.controller.naming import STAGING, labels, route_name
 from tests.operator.conftest import ISVC, MD, digits_spec
@@ -30,21 +30,18 @@ NAME = "remembered"
 CONFIG = OperatorConfig(artifact_store="pvc://artifacts/store")
 
 
-class Runtimes:
-    """The runtime index kopf would pass: our ClusterServingRuntime, as the handlers see it."""
-
-    def __init__(self) -> None:
-        runtime = yaml.safe_load((REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml").read_text())
-        self.view = {(None, runtime["metadata"]["name"]): [_runtime_view(runtime)]}
-
-    def get(self, key: tuple[str | None, str]) -> Any:
-        return self.view.get(key)
+def runtimes() -> RuntimeIndex:
+    """The runtime index as its watch fills it: our ClusterServingRuntime."""
+    runtime = yaml.safe_load((REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml").read_text())
+    index = RuntimeIndex()
+    index.on_event("ADDED", runtime, cluster=True)
+    return index
 
 
 def _converge(state: State, namespace: str) -> None:
     async def once() -> None:
         try:
-            await converge(state, namespace, NAME, logging.getLogger(__name__), Runtimes())
+            await converge(state, namespace, NAME, logging.getLogger(__name__), runtimes())
         finally:
             await state.kube.aclose()
 

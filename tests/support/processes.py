@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modeldeploy.controller.run import READY
 from tests.support.containers import Podman
 from tests.support.controlplane import REPO_ROOT, _die_with_parent, stop_group
 
@@ -97,7 +98,7 @@ class LocalStack:
         env: dict[str, str] | None = None,
         wait: float = 60.0,
     ) -> ManagedProcess:
-        """Start ``modeldeploy operator``; return once kopf has logged in and started watching."""
+        """Start ``modeldeploy operator``; return once every watch has listed what it watches."""
         scope = [arg for ns in namespaces or [] for arg in ("--namespace", ns)]
         managed = self._spawn(
             "operator",
@@ -124,7 +125,7 @@ class LocalStack:
             },
         )
         deadline = time.monotonic() + wait
-        while "Initial authentication has finished" not in managed.log_text():
+        while f"] {READY} " not in managed.log_text():
             if managed.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"operator did not start:\n{managed.log_text()[-3000:]}")
             time.sleep(0.1)

@@ -1,12 +1,11 @@
-"""kopf's watch lines decoded by orjson (``controller/watch_decoding.py``): the same dicts as the
-standard library's, nothing lost where orjson refuses, and kopf left alone once it changes."""
+"""Watch lines decoded by orjson (``controller/watch_decoding.py``): the same dicts as the
+standard library's, and nothing lost where orjson refuses."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from kopf._cogs.clients import api
 
 from modeldeploy.controller import watch_decoding
 
@@ -23,39 +22,17 @@ EVENT = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def swapped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "json", json)  # as kopf ships it, restored after the test
-    assert watch_decoding.use_orjson_for_watches()
-
-
-@pytest.mark.usefixtures("swapped")
-def test_kopfs_watch_decoder_is_replaced_and_gives_the_standard_librarys_dicts() -> None:
-    assert api.json is not json
+def test_a_watch_line_decodes_to_the_standard_librarys_dicts() -> None:
     line = json.dumps(EVENT, ensure_ascii=False).encode()
-    assert api.json.loads(line.decode("utf-8")) == json.loads(line) == EVENT
+    assert watch_decoding.loads(line) == json.loads(line) == EVENT
 
 
-@pytest.mark.usefixtures("swapped")
 def test_a_line_orjson_refuses_is_still_decoded_by_the_standard_library() -> None:
     line = (
-        '{"type": "ADDED", "object": {"metadata": {"name": "x", "annotations": {"a": "\\ud800"}}}}'
+        b'{"type": "ADDED", "object": {"metadata": {"name": "x", "annotations": {"a": "\\ud800"}}}}'
     )
-    decoded = api.json.loads(line)
+    decoded = watch_decoding.loads(line)
     assert decoded["object"]["metadata"]["annotations"]["a"] == "\ud800"
-
-
-@pytest.mark.usefixtures("swapped")
-def test_swapping_twice_keeps_the_fast_decoder() -> None:
-    assert watch_decoding.use_orjson_for_watches()
-    assert api.json is not json
-
-
-def test_a_kopf_whose_module_changed_is_left_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
-    other = object()
-    monkeypatch.setattr(api, "json", other)
-    assert not watch_decoding.use_orjson_for_watches()
-    assert api.json is other
 
 
 def test_invalid_json_is_still_an_error() -> None:

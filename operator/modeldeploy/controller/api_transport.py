@@ -1,5 +1,5 @@
-"""The operator's requests to the API server, on asyncio: aiohttp (the HTTP library kopf's own
-watches use) with the credentials the ``kubernetes`` client loaded.
+"""The operator's requests and watches to the API server, on asyncio: aiohttp with the
+credentials the ``kubernetes`` client loaded.
 
 Why not the generated client in a thread pool, as before: under ``py-spy --gil`` a quarter of
 the operator's CPU was that client's per-call machinery (``validate_call`` wrappers, building
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,10 @@ JSON = "application/json"
 
 REQUEST_TIMEOUT_SECONDS = 60.0
 """A request that has had no answer by then is failed (and retried as transient)."""
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""A watch event longer than this is refused: the API server's own request limit is 3 MiB for a
+write, and etcd's for a stored object 1.5 MiB, so a longer line is not an object."""
 
 
 def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
@@ -43,6 +48,14 @@ def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
     if configuration.cert_file:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
     return context
+
+
+def _refused(response: aiohttp.ClientResponse, payload: bytes) -> ApiException:
+    """An HTTP error as the generated client raises it."""
+    err = ApiException(status=response.status, reason=response.reason)
+    err.body = payload.decode(errors="replace")
+    err.headers = dict(response.headers)
+    return err
 
 
 class ApiTransport:
@@ -63,18 +76,26 @@ class ApiTransport:
             self._routing["proxy"] = configuration.proxy
         if configuration.tls_server_name:
             self._routing["server_hostname"] = configuration.tls_server_name
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        """The pooled session for requests (False) and the one for watches (True), each of this
+        loop. A watch holds its connection for minutes, one per resource and namespace watched:
+        from the requests' bounded pool, nine watches would starve the requests, or each other."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _current(self) -> aiohttp.ClientSession:
+    def _current(self, streaming: bool = False) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._limit),
+        if self._loop is not loop:
+            self._sessions, self._loop = {}, loop
+        session = self._sessions.get(streaming)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl, limit=0 if streaming else self._limit
+                ),
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
             )
-            self._loop = loop
-        return self._session
+            self._sessions[streaming] = session
+        return session
 
     def _headers(self, accept: str, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": accept, "User-Agent": self._user_agent}
@@ -112,13 +133,39 @@ class ApiTransport:
         ) as response:
             payload = await response.read()
             if response.status >= 400:
-                err = ApiException(status=response.status, reason=response.reason)
-                err.body = payload.decode(errors="replace")
-                err.headers = dict(response.headers)
-                raise err
+                raise _refused(response, payload)
         return orjson.loads(payload) if payload else None
 
+    async def lines(
+        self, path: str, *, query: dict[str, str], read_timeout: float
+    ) -> AsyncIterator[bytes]:
+        """A streamed answer (a watch) line by line, as raw bytes; an ``ApiException`` when it
+        is refused, ``TimeoutError`` when nothing arrives for ``read_timeout`` seconds."""
+        async with self._current(streaming=True).get(
+            self._host + path,
+            params=query,
+            headers=self._headers(JSON, None),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=read_timeout),
+            **self._routing,
+        ) as response:
+            if response.status >= 400:
+                raise _refused(response, await response.read())
+            pending = b""
+            # Split here rather than with the stream's readline, whose line limit is far below
+            # what one object may be.
+            async for chunk in response.content.iter_any():
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    if line:
+                        yield line
+                if len(pending) > MAX_LINE_BYTES:
+                    raise ValueError(f"{path}: a watch event over {MAX_LINE_BYTES} bytes")
+            if pending.strip():
+                yield pending
+
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        for session in self._sessions.values():
+            if not session.closed:
+                await session.close()
+        self._sessions = {}

@@ -2,14 +2,14 @@
 own writes, so that a reconciliation starts from memory instead of a GET.
 
 A GET of the ModelDeployment under the reconcile's lock was the operator's most expensive read
-(its managedFields alone are most of the body), made on every event although kopf's watch had
+(its managedFields alone are most of the body), made on every event although the watch had
 just delivered the same object. Reading from memory is safe because every write the
 reconciliation makes to the ModelDeployment carries the resourceVersion it read as a
 precondition: when memory is behind the API server, that write is refused with 409 and the
 reconciliation runs again from a fresh GET (``engine.converge``). The resync lists every
 object into memory (``engine.relist``), for a watch that silently missed an event.
 
-The InferenceServices the operator owns are held the same way (``State.isvcs``): from kopf's
+The InferenceServices the operator owns are held the same way (``State.isvcs``): from the
 watch of them, which already decodes every event to decide whether to reconcile, and from the
 answers to the operator's applies. Those reads need no precondition: the operator never writes
 what it read from an InferenceService back to it (its applies are server-side, of its own
@@ -81,6 +81,12 @@ class Bodies:
     def forget(self, namespace: str, name: str) -> None:
         self._held.pop((namespace, name), None)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._held
+
+    def keys(self) -> list[Key]:
+        return list(self._held)
+
     def retain(self, keys: set[Key]) -> None:
         """Drop every body not among ``keys``: what a full listing did not find is gone, even
         if the watch missed its deletion."""
@@ -89,3 +95,33 @@ class Bodies:
 
     def __len__(self) -> int:
         return len(self._held)
+
+
+class Owned:
+    """Objects by the ModelDeployment they belong to, then by name: each deployment's staging
+    Jobs, as the Job watch and the operator's own creates last delivered them, so that a
+    reconciliation reads them here instead of listing them (twice per deployment on the way to
+    Ready). Kept without managedFields; a few per deployment, each until its TTL."""
+
+    def __init__(self) -> None:
+        self._held: dict[Key, dict[str, dict[str, Any]]] = {}
+
+    def put(self, owner: Key, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        named = self._held.setdefault(owner, {})
+        held = named.get(meta.get("name", ""))
+        if held is not None and not newer(resource_version(obj), resource_version(held)):
+            return
+        compact = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        named[meta.get("name", "")] = compact
+
+    def forget(self, owner: Key, name: str) -> None:
+        named = self._held.get(owner)
+        if named is not None:
+            named.pop(name, None)
+            if not named:
+                del self._held[owner]
+
+    def of(self, owner: Key) -> list[dict[str, Any]]:
+        """The objects held for ``owner`` (the reconciliation may read, not change, them)."""
+        return list(self._held.get(owner, {}).values())

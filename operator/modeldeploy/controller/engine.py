@@ -36,7 +36,7 @@ from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import drift as drift_report
 from modeldeploy.controller import metrics, naming, rollout
-from modeldeploy.controller.bodies import Bodies
+from modeldeploy.controller.bodies import Bodies, Owned
 from modeldeploy.controller.conditions import Transition
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.job_state import (
@@ -61,7 +61,7 @@ from modeldeploy.controller.status_patch import merge_patch
 
 
 class State:
-    """What the handlers share, kept in kopf's memo."""
+    """What the watches, the workers, the resync and the requeues share."""
 
     def __init__(
         self, config: OperatorConfig, kube: Kube, namespaces: list[str] | None = None
@@ -71,8 +71,8 @@ class State:
         self.namespaces = namespaces
         """The namespaces the operator watches; None for all."""
         self.runtimes: Any = None
-        """The runtime indices, captured from the first handler call (kopf passes indices only
-        to handlers), for the resync loop."""
+        """The runtimes by (namespace or None, name), as their watches last delivered them
+        (``handlers.RuntimeIndex``); None until the watches are made."""
         self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.requeues: dict[tuple[str, str], asyncio.Task[None]] = {}
         """A rollout's next look, per object (its step clock and analysis interval)."""
@@ -102,6 +102,19 @@ class State:
         """Our HTTPRoutes as our last apply answered or the resync last listed them: nobody else
         writes their spec (the gateway writes only their status, which is not read), so a GET on
         every reconciliation in Standard mode returned what memory already held."""
+        self.watched = False
+        """Whether the operator's own watches fill memory (``handlers.informers``); without
+        them (a reconciliation run on its own, as in tests) the resync lists."""
+        self.isvc_names: set[tuple[str, str]] | None = None
+        """Every InferenceService in the watched namespaces, ours or another's, by (namespace,
+        name), once a watch fills it: a name not among them needs no GET to be found missing.
+        None (a GET per look) without a watch."""
+        self.route_names: set[tuple[str, str]] | None = None
+        """Every HTTPRoute in the watched namespaces, by (namespace, name), as ``isvc_names``."""
+        self.staging_jobs: Owned | None = None
+        """Each ModelDeployment's staging Jobs as the Job watch delivered them
+        (``handlers.on_staging_job``), once a watch fills it; None (a listing per look) without
+        one."""
         self.isvc_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         """The last InferenceService state acted on, so that events that change nothing we
         read (our own apply coming back, KServe touching other fields) cost no reconcile."""
@@ -113,7 +126,8 @@ def leading(state: State) -> bool:
 
 
 RuntimeIndex = Any
-"""kopf.Index of (namespace or None, name) → the parts of a (Cluster)ServingRuntime we read."""
+"""(namespace or None, name) → a list holding the parts of that (Cluster)ServingRuntime we read,
+or None (``handlers.RuntimeIndex``)."""
 
 
 def _lookup(index: RuntimeIndex, namespace: str | None, name: str) -> dict[str, Any] | None:
@@ -124,20 +138,25 @@ def _lookup(index: RuntimeIndex, namespace: str | None, name: str) -> dict[str, 
 async def _inference_service(
     state: State, namespace: str, name: str, fresh: bool
 ) -> dict[str, Any] | None:
-    """The InferenceService as the watch last delivered it, when that is settled; else, or when
-    ``fresh``, from the API server."""
+    """The InferenceService as the watch last delivered it, when that is settled; None when the
+    watch, which sees every InferenceService in the namespace, has none by that name; else, or
+    when ``fresh``, from the API server."""
+    if not fresh and state.isvc_names is not None and (namespace, name) not in state.isvc_names:
+        # Before the first apply, and once more when staging ends: two GETs answered 404 per
+        # deployment. Another's made under our name since is in the watch's names by the time
+        # its event is handled; one made in the moment between that and our apply is the same
+        # race a GET had.
+        return None
     held = None if fresh else state.isvcs.get(namespace, name)
     if held is not None and settled(held):
         return held
-    # One still on its way to Ready changes soon, and its next status may wait in kopf's queue
+    # One still on its way to Ready changes soon, and its next status may wait in the work queue
     # behind this reconciliation (which an earlier event woke): from memory, the status would
     # report a state KServe has already left, and take one more write to correct.
     isvc = await state.kube.inference_service(namespace, name)
     if isvc is not None and naming.managed(isvc):
         state.isvcs.put(isvc)
-    else:
-        # Only ours are held: the watch, which selects by our label, keeps those current.
-        # Another's under our name would stay in memory after its owner deleted it.
+    else:  # only ours are held; another's is read again until its name is free
         state.isvcs.forget(namespace, name)
     return isvc
 
@@ -146,7 +165,10 @@ async def _route(
     state: State, namespace: str, name: str, owner_uid: str | None, fresh: bool
 ) -> dict[str, Any] | None:
     """Our HTTPRoute from memory (``State.routes``) when it is held for this very ModelDeployment;
-    else, or when ``fresh``, from the API server."""
+    None when the watch of every route in the namespace has none by that name; else, or when
+    ``fresh``, from the API server."""
+    if not fresh and state.route_names is not None and (namespace, name) not in state.route_names:
+        return None  # as for an InferenceService (``_inference_service``)
     held = None if fresh else state.routes.get(namespace, name)
     # A route held for an earlier ModelDeployment of the same name (deleted and made again
     # within a resync) is its garbage, not this one's route.
@@ -158,6 +180,15 @@ async def _route(
     else:  # no route, or another's under our name: read again until ours is applied
         state.routes.forget(namespace, name)
     return route
+
+
+async def _staging_jobs(state: State, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The deployment's staging Jobs: from the Job watch's memory where one runs, else listed.
+    A Job created since the watch last delivered is there too (our create's answer); one
+    created by an earlier operator is there from the watch's listing, made before any look."""
+    if state.staging_jobs is not None:
+        return state.staging_jobs.of((namespace, name))
+    return await state.kube.jobs(namespace, name, naming.STAGING)
 
 
 async def observe(
@@ -195,9 +226,7 @@ async def observe(
     # The staging Jobs matter until the current spec's artifact is recorded; after that, the
     # finished ones are the TTL controller's, and listing them on every reconcile is waste.
     jobs = (
-        await kube.jobs(namespace, name, naming.STAGING)
-        if digest is None or recorded != digest
-        else []
+        await _staging_jobs(state, namespace, name) if digest is None or recorded != digest else []
     )
     if digest is not None:
         current = naming.staging_job_name(name, digest)
@@ -365,8 +394,12 @@ async def _reconcile(
         # Once per namespace (one policy for all its staging pods), before the first Job.
         await kube.create_network_policy(decided.create_network_policy)
         state.staging_policies.add(namespace)
-    if decided.create_job is not None and await kube.create_job(decided.create_job):
-        logger.info(f"created staging Job {decided.create_job['metadata']['name']}")
+    if decided.create_job is not None:
+        created = await kube.create_job(decided.create_job)
+        if created is not None:
+            logger.info(f"created staging Job {created['metadata']['name']}")
+            if state.staging_jobs is not None:
+                state.staging_jobs.put((namespace, name), created)
     applies = [
         (decided.apply_canary, "inferenceservices"),
         (decided.apply_isvc, "inferenceservices"),
@@ -385,8 +418,12 @@ async def _reconcile(
         if plural == "inferenceservices":
             state.isvc_seen[(namespace, obj["metadata"]["name"])] = isvc_signature(applied)
             state.isvcs.put(applied)
+            if state.isvc_names is not None:
+                state.isvc_names.add((namespace, obj["metadata"]["name"]))
         elif plural == "httproutes":
             state.routes.put(applied)
+            if state.route_names is not None:
+                state.route_names.add((namespace, obj["metadata"]["name"]))
     if decided.apply_shadow is not None:
         try:
             await kube.apply(decided.apply_shadow, "configmaps")
@@ -470,8 +507,7 @@ def _post_soon(state: State, body: dict[str, Any], events: list[Transition]) -> 
 async def _post(kube: Kube, body: dict[str, Any], events: list[Transition]) -> None:
     """Condition transitions and rollout steps as Kubernetes Events on the ModelDeployment.
 
-    Posted through the API directly rather than with ``kopf.event``: these come from the resync
-    loop and a rollout's timed looks too, outside any kopf handler, where kopf cannot post."""
+    Posted in the background, so that a reconciliation never waits on them."""
     for event in events:
         try:
             await kube.post_event(body, event.type, event.reason, event.message)
@@ -510,8 +546,7 @@ async def converge_or_schedule(
     state: State, namespace: str, name: str, logger: Any, runtimes: RuntimeIndex
 ) -> None:
     """Converge now; on a transient API error, again after a random wait that doubles up to 30
-    seconds, seven tries in all (event handlers are not retried by kopf, and the resync timer is
-    minutes away). The jitter keeps a thousand deployments that failed together (an API server
+    seconds, seven tries in all (the resync is a minute away). The jitter keeps a thousand deployments that failed together (an API server
     restart) from all coming back in the same second."""
 
     def counted(retry: RetryCallState) -> None:
@@ -536,7 +571,7 @@ async def converge_or_schedule(
     except TransientApiError as err:
         metrics.RECONCILIATIONS.labels("transient_error").inc()
         logger.warning(f"giving up until the next resync: {err}")
-    except Exception:  # a refused write (422), a bug: counted, then kopf logs it
+    except Exception:  # a refused write (422), a bug: counted, then the worker logs it
         metrics.RECONCILIATIONS.labels("permanent_error").inc()
         raise
 
@@ -595,9 +630,9 @@ async def relist(state: State) -> list[tuple[str, str]]:
 
 async def resync_forever(state: State, logger: Any) -> None:
     """Every ``resync_seconds``, converge every ModelDeployment, whatever events were missed
-    or failed: from a fresh listing (``relist``), not from what the watches delivered. One loop
-    for all objects, a few at a time: a kopf timer per object would cost a task and its
-    bookkeeping per object (measured: about 50 MB per thousand)."""
+    or failed: from memory where the watches fill it, else from a fresh listing (``relist``). One loop
+    for all objects, a few at a time: a timer per object would cost a task and its bookkeeping
+    per object (measured with kopf's timers: about 50 MB per thousand)."""
     limit = asyncio.Semaphore(4)
 
     async def one(namespace: str, name: str) -> None:
@@ -614,7 +649,9 @@ async def resync_forever(state: State, logger: Any) -> None:
         if state.runtimes is None or not leading(state):
             continue
         try:
-            names = await relist(state)
+            # Watched: memory is what the watches delivered, and a watch that fails lists again
+            # by itself; a listing here would only drop what was applied after its snapshot.
+            names = state.bodies.keys() if state.watched else await relist(state)
         except Exception as err:
             logger.warning(f"resync: cannot list ModelDeployments and InferenceServices: {err}")
             continue

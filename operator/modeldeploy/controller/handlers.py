@@ -1,71 +1,157 @@
-"""kopf handlers: registration and filters only. What each event leads to is the engine's
-(``controller/engine.py``), and every decision is ``reconcile.plan``'s.
+"""What each watched event means: memory kept current, and which ModelDeployment, if any, needs a
+look. What that look does is the engine's (``controller/engine.py``), and every decision is
+``reconcile.plan``'s.
 
 Any event that may change what a ModelDeployment needs (its own change or deletion, a staging
-Job or an InferenceService it owns changing) leads to the same ``engine.converge``, as does the
+Job or an InferenceService it owns changing) queues the same ``engine.converge``, as does the
 engine's own periodic resync. The filters here only skip events that change nothing the
 reconciliation reads: our own status patches coming back, a Job still running, an
 InferenceService whose status moved in fields we do not read.
+
+Each ``on_*`` is a plain function of the state and one event, returning the key to queue or
+None; ``informers`` wires them to the watches.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+from collections.abc import Callable
 from typing import Any
-
-import kopf
 
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
 from modeldeploy.api.status import observed_generation
 from modeldeploy.controller import naming, rollout
-from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.engine import (
-    State,
-    converge,
-    converge_or_schedule,
-    isvc_signature,
-    on_elected,
-    resync_forever,
-)
+from modeldeploy.controller.bodies import Owned
+from modeldeploy.controller.engine import State, isvc_signature
+from modeldeploy.controller.informer import Informer, Resource
 from modeldeploy.controller.job_state import job_phase
-from modeldeploy.controller.kube import TransientApiError
+from modeldeploy.controller.kube import GATEWAY, KSERVE
 
-MD = (GROUP, VERSION, PLURAL)
+Key = tuple[str, str]
 
-
-class _Runtimes:
-    """The two runtime indices as one lookup by (namespace or None, name)."""
-
-    def __init__(self, namespaced: Any, cluster: Any) -> None:
-        self.namespaced, self.cluster = namespaced, cluster
-
-    def get(self, key: tuple[str | None, str]) -> Any:
-        return (self.cluster if key[0] is None else self.namespaced).get(key)
+MODELDEPLOYMENTS = Resource(GROUP, VERSION, PLURAL)
+JOBS = Resource("batch", "v1", "jobs")
+INFERENCE_SERVICES = Resource(KSERVE, "v1beta1", "inferenceservices")
+ROUTES = Resource(GATEWAY, "v1", "httproutes")
+SERVING_RUNTIMES = Resource(KSERVE, "v1alpha1", "servingruntimes")
+CLUSTER_SERVING_RUNTIMES = Resource(KSERVE, "v1alpha1", "clusterservingruntimes")
 
 
-class _NoDiffBase(kopf.DiffBaseStorage):  # type: ignore[misc]
-    """No change handlers (create, update, delete) are registered, so kopf never needs an
-    object's "essence": building one deep-copied and diffed every body on every watch event, a
-    tenth of the operator's CPU in the 1 000 ModelDeployment benchmark. An empty one does."""
+def _key(obj: dict[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
 
-    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
-        return {}
 
-    def fetch(self, *, body: Any) -> Any:
+def _owner(obj: dict[str, Any]) -> Key | None:
+    """The ModelDeployment an object we made belongs to, by its label."""
+    meta = obj["metadata"]
+    owner = (meta.get("labels") or {}).get(naming.DEPLOYMENT_LABEL)
+    return (meta["namespace"], owner) if owner else None
+
+
+def on_modeldeployment(state: State, kind: str, body: dict[str, Any]) -> Key | None:
+    """Level-based: a ModelDeployment whose current generation has not been acted on (or that
+    this operator sees for the first time since it started) is converged. The events our own
+    status and finalizer patches cause are skipped: they change nothing to act on
+    (``State.own_writes``). A deletion is converged too: the artifacts are released, then the
+    finalizer removed."""
+    key = _key(body)
+    if kind == "DELETED":
+        state.own_writes.pop(key, None)
+        state.bodies.forget(*key)
         return None
-
-    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+    state.bodies.put(body)  # what the next reconciliation starts from
+    meta = body["metadata"]
+    if (
+        kind == "MODIFIED"
+        and not meta.get("deletionTimestamp")
+        and (
+            observed_generation(body) == meta.get("generation")
+            or state.own_writes.get(key) == meta.get("resourceVersion")
+        )
+        and not rollout.command_pending(body)
+    ):
         return None
+    return key
 
 
-def _state(memo: Any) -> State:
-    state: State = memo.state
-    return state
+def on_staging_job(state: State, kind: str, job: dict[str, Any]) -> Key | None:
+    """A staging Job we made: held in memory, where the reconciliation reads it. Only a finished
+    one changes what the ModelDeployment needs; one that is merely running is reported by the
+    next resync."""
+    owner = _owner(job)
+    if (
+        owner is None
+        or (job["metadata"].get("labels") or {}).get(naming.ROLE_LABEL) != naming.STAGING
+    ):
+        return None  # a clean-up Job: the release reads it by name
+    if state.staging_jobs is not None:
+        if kind == "DELETED":
+            state.staging_jobs.forget(owner, job["metadata"]["name"])
+        else:
+            state.staging_jobs.put(owner, job)
+    if kind == "DELETED" or job_phase(job) == "Running":
+        return None
+    return owner
 
 
-def _runtime_view(body: Any) -> dict[str, Any]:
+def on_inference_service(state: State, kind: str, isvc: dict[str, Any]) -> Key | None:
+    """Every InferenceService's name is kept (``State.isvc_names``). One we own is held in
+    memory, and its owner looked at only when something it reads changed (``isvc_signature``),
+    not for our own apply coming back. Another's, made or removed under a ModelDeployment's
+    name, has that ModelDeployment looked at: the conflict is reported, or over."""
+    key = _key(isvc)
+    _track(state.isvc_names, kind, key)
+    if not naming.managed(isvc):
+        return _conflict_changed(state, kind, key)
+    if kind == "DELETED":
+        state.isvc_seen.pop(key, None)
+        state.isvcs.forget(*key)
+        return None
+    state.isvcs.put(isvc)  # what the next reconciliation reads (``bodies.py``)
+    signature = isvc_signature(isvc)
+    if state.isvc_seen.get(key) == signature:
+        return None
+    state.isvc_seen[key] = signature
+    return _owner(isvc)
+
+
+def on_route(state: State, kind: str, route: dict[str, Any]) -> Key | None:
+    """Every HTTPRoute's name is kept (``State.route_names``), and ours are held as delivered
+    (the gateways' status on them is read from the API server when it matters:
+    ``engine.observe``). Another's, made or removed under a ModelDeployment's route name, has
+    that ModelDeployment looked at."""
+    key = _key(route)
+    _track(state.route_names, kind, key)
+    if naming.managed(route):
+        if kind == "DELETED":
+            state.routes.forget(*key)
+        else:
+            state.routes.put(route)
+        return None
+    suffix = naming.route_name("")
+    if not key[1].endswith(suffix):
+        return None
+    return _conflict_changed(state, kind, (key[0], key[1][: -len(suffix)]))
+
+
+def _track(names: set[Key] | None, kind: str, key: Key) -> None:
+    """Keep a watch's every name current with one of its events."""
+    if names is None:
+        return
+    if kind == "DELETED":
+        names.discard(key)
+    else:
+        names.add(key)
+
+
+def _conflict_changed(state: State, kind: str, deployment: Key) -> Key | None:
+    """Another's object made or removed under a name of ``deployment``'s: that deployment, if
+    there is one, to report the conflict or its end. A change to it changes neither."""
+    return deployment if kind != "MODIFIED" and deployment in state.bodies else None
+
+
+def runtime_view(body: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a (Cluster)ServingRuntime that ``runtimes.resolve_runtime`` reads."""
     spec = body.get("spec") or {}
     return {
         "metadata": {"annotations": dict(body.get("metadata", {}).get("annotations") or {})},
@@ -73,153 +159,68 @@ def _runtime_view(body: Any) -> dict[str, Any]:
     }
 
 
-def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    """Attach every handler to ``registry`` (not kopf's global one: nothing happens at import)."""
+class RuntimeIndex:
+    """The ServingRuntimes and ClusterServingRuntimes by (namespace or None, name), as the
+    watches last delivered them. A change to one queues nothing: a ModelDeployment it blocked
+    is looked at again by the next resync."""
 
-    @kopf.on.startup(registry=registry)
-    async def start_resync(memo: Any, logger: Any, **_: Any) -> None:
-        memo.resync_task = asyncio.create_task(resync_forever(_state(memo), logger))
+    def __init__(self) -> None:
+        self._views: dict[tuple[str | None, str], dict[str, Any]] = {}
 
-    @kopf.on.startup(registry=registry)
-    async def start_election(memo: Any, **_: Any) -> None:
-        state = _state(memo)
-        if state.election is not None:
-            memo.election_task = asyncio.create_task(state.election.run(on_elected(state)))
+    def get(self, key: tuple[str | None, str]) -> list[dict[str, Any]] | None:
+        view = self._views.get(key)
+        return [view] if view is not None else None
 
-    @kopf.on.cleanup(registry=registry)
-    async def stop_resync(memo: Any, **_: Any) -> None:
-        for attr in ("resync_task", "election_task"):
-            task = getattr(memo, attr, None)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task  # the election gives the Lease up on its way out
-        await _state(memo).kube.aclose()  # its connections belong to this loop
+    def on_event(self, kind: str, obj: dict[str, Any], *, cluster: bool) -> None:
+        meta = obj["metadata"]
+        key = (None if cluster else meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self._views.pop(key, None)
+        else:
+            self._views[key] = runtime_view(obj)
 
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # No kopf change handlers (create/update/delete): kopf keeps no finalizer, diff-base or
-        # progress annotations on the objects, which a level-based reconcile needs none of. The
-        # finalizer is ours (``_converge_locked``, ``_release_artifacts``).
-        settings.persistence.diffbase_storage = _NoDiffBase()
-        # The resources are known; no cluster-wide watch on CRDs and namespaces (least privilege:
-        # the Helm chart's RBAC grants none).
-        settings.scanning.disabled = True
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.watching.connect_timeout = 10
-        settings.posting.level = logging.INFO
-        settings.queueing.error_delays = (1, 2, 5, 10, 20, 30, 60, 120, 300)
-        # Bounded concurrency: a burst of a thousand objects is worked off by a fixed number of
-        # workers per watched resource, instead of a thousand at once (and the memory of that).
-        # A worker holds its slot until idle for this long, so keep it short.
-        settings.queueing.worker_limit = config.workers
-        settings.queueing.idle_timeout = 0.2
 
-    @kopf.index(
-        "serving.kserve.io",
-        "v1alpha1",
-        "servingruntimes",
-        id="modeldeploy_runtimes",
-        registry=registry,
-    )
-    def modeldeploy_runtimes(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-        return {(namespace, name): _runtime_view(body)}
+def informers(
+    state: State, enqueue: Callable[[Key], None]
+) -> tuple[list[Informer], list[Informer]]:
+    """The watches: the runtimes' (which must be listed before any ModelDeployment is looked
+    at, or a runtime not yet listed would read as missing), then the rest, per namespace
+    watched or cluster-wide."""
+    index = RuntimeIndex()
+    state.runtimes = index
+    state.staging_jobs = Owned()
+    state.isvc_names = set()
+    state.route_names = set()
+    state.watched = True
+    kube = state.kube
+    scopes: list[str | None] = list(state.namespaces) if state.namespaces else [None]
+    owned = naming.selector(naming.OWNED)
 
-    @kopf.index(
-        "serving.kserve.io",
-        "v1alpha1",
-        "clusterservingruntimes",
-        id="modeldeploy_cluster_runtimes",
-        registry=registry,
-    )
-    def modeldeploy_cluster_runtimes(name: str, body: kopf.Body, **_: Any) -> Any:
-        return {(None, name): _runtime_view(body)}
+    def queueing(on: Callable[[State, str, dict[str, Any]], Key | None]) -> Any:
+        def deliver(kind: str, obj: dict[str, Any]) -> None:
+            key = on(state, kind, obj)
+            if key is not None:
+                enqueue(key)
 
-    def runtimes_of(kwargs: dict[str, Any]) -> Any:
-        runtimes = _Runtimes(kwargs["modeldeploy_runtimes"], kwargs["modeldeploy_cluster_runtimes"])
-        _state(kwargs["memo"]).runtimes = runtimes
-        return runtimes
+        return deliver
 
-    @kopf.on.event(*MD, id="reconcile", registry=registry)
-    async def reconcile_modeldeployment(
-        event: dict[str, Any],
-        body: kopf.Body,
-        namespace: str,
-        name: str,
-        memo: Any,
-        logger: Any,
-        **kwargs: Any,
-    ) -> None:
-        """Level-based: any ModelDeployment whose current generation has not been acted on (or
-        that the operator sees for the first time since it started) is converged. The events
-        our own status and finalizer patches cause are skipped: they change nothing to act on
-        (``State.own_writes``). A deletion
-        is converged too: the artifacts are released, then the finalizer removed."""
-        state = _state(memo)
-        if event.get("type") == "DELETED":
-            state.own_writes.pop((namespace, name), None)
-            state.bodies.forget(namespace, name)
-            return
-        state.bodies.put(event["object"])  # what the next reconciliation starts from
-        meta = body.get("metadata", {})
-        first_sight = event.get("type") in (None, "ADDED")
-        if (
-            not first_sight
-            and not meta.get("deletionTimestamp")
-            and (
-                observed_generation(body) == meta.get("generation")
-                or state.own_writes.get((namespace, name)) == meta.get("resourceVersion")
-            )
-            and not rollout.command_pending(body)
-        ):
-            return
-        await converge_or_schedule(
-            state, namespace, name, logger, runtimes_of({**kwargs, "memo": memo})
+    runtimes = [
+        Informer(kube, CLUSTER_SERVING_RUNTIMES,
+                 lambda kind, obj: index.on_event(kind, obj, cluster=True)),
+        *(Informer(kube, SERVING_RUNTIMES,
+                   lambda kind, obj: index.on_event(kind, obj, cluster=False), namespace=scope)
+          for scope in scopes),
+    ]  # fmt: skip
+    rest = [
+        informer
+        for scope in scopes
+        for informer in (
+            Informer(kube, MODELDEPLOYMENTS, queueing(on_modeldeployment), namespace=scope),
+            Informer(kube, JOBS, queueing(on_staging_job), namespace=scope, selector=owned),
+            # Every one, not only ours: a name none has is then known missing without a GET.
+            Informer(kube, INFERENCE_SERVICES, queueing(on_inference_service), namespace=scope),
+            # No Gateway API on the cluster (Knative mode only): no route is ever there.
+            Informer(kube, ROUTES, queueing(on_route), namespace=scope, optional=True),
         )
-
-    async def converge_owner(
-        body: kopf.Body, namespace: str, memo: Any, logger: Any, **kwargs: Any
-    ) -> None:
-        owner = body.get("metadata", {}).get("labels", {}).get(naming.DEPLOYMENT_LABEL)
-        if not owner:
-            return
-        try:
-            await converge(
-                _state(memo), namespace, owner, logger, runtimes_of({**kwargs, "memo": memo})
-            )
-        except TransientApiError as err:  # the resync timer retries
-            logger.warning(
-                f"reconciling {owner} after a change of {body['metadata']['name']}: {err}"
-            )
-
-    @kopf.on.event("batch", "v1", "jobs", id="staging-job", labels=naming.OWNED, registry=registry)
-    async def staging_job_changed(event: dict[str, Any], body: kopf.Body, **kwargs: Any) -> None:
-        """Only a finished Job changes what the ModelDeployment needs; one that is merely
-        running is reported by the next resync."""
-        if event.get("type") != "DELETED" and job_phase(dict(body)) != "Running":
-            await converge_owner(body=body, **kwargs)
-
-    @kopf.on.event(
-        "serving.kserve.io",
-        "v1beta1",
-        "inferenceservices",
-        id="inference-service",
-        labels=naming.OWNED,
-        registry=registry,
-    )
-    async def inference_service_changed(
-        event: dict[str, Any], body: kopf.Body, namespace: str, name: str, memo: Any, **kwargs: Any
-    ) -> None:
-        state = _state(memo)
-        key = (namespace, name)
-        if event.get("type") == "DELETED":
-            state.isvc_seen.pop(key, None)
-            state.isvcs.forget(namespace, name)
-            return
-        state.isvcs.put(event["object"])  # what the next reconciliation reads (``bodies.py``)
-        signature = isvc_signature(dict(body))
-        if state.isvc_seen.get(key) == signature:
-            return
-        state.isvc_seen[key] = signature
-        await converge_owner(body=body, namespace=namespace, memo=memo, **kwargs)
+    ]
+    return runtimes, rest

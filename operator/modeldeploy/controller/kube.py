@@ -37,7 +37,7 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 USER_AGENT = "modeldeploy-operator"
-"""The operator's own API client (kopf's watches and patches say ``kopf/<version>``)."""
+"""The operator's API client, its watches included."""
 
 
 def load_client(kubeconfig: str | None = None, pool: int = 8) -> client.ApiClient:
@@ -99,15 +99,16 @@ class Kube:
                 return None
             raise
 
-    async def _create(self, path: str, obj: dict[str, Any]) -> bool:
-        """POST ``obj``; False when one of that name exists (409): never forced over."""
+    async def _create(self, path: str, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """POST ``obj``; the object created, or None when one of that name exists (409): never
+        forced over."""
         try:
-            await self._call("POST", path, body=obj)
+            created: dict[str, Any] = await self._call("POST", path, body=obj)
         except ApiException as err:
             if err.status == 409:
-                return False
+                return None
             raise
-        return True
+        return created
 
     async def modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(_path(GROUP, VERSION, namespace, PLURAL, name))
@@ -126,18 +127,62 @@ class Kube:
         never holds more than a page of answers at once."""
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         for namespace in scopes:
-            token = ""
-            while True:
-                query = {"limit": str(page), **({"continue": token} if token else {})}
-                if selector:
-                    query["labelSelector"] = selector
-                found = await self._call(
-                    "GET", _path(group, version, namespace, plural), query=query
-                )
+            async for found in self.pages(group, version, plural, namespace, selector, page):
                 yield list(found["items"])
-                token = (found.get("metadata") or {}).get("continue") or ""
-                if not token:
-                    break
+
+    async def pages(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        selector: str | None = None,
+        page: int = 100,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One listing of ``plural`` in ``namespace`` (None: all), a page at a time, as the API
+        server answers it: ``items``, and ``metadata.resourceVersion`` (the snapshot's, where a
+        watch goes on from) on every page."""
+        token = ""
+        while True:
+            query = {"limit": str(page), **({"continue": token} if token else {})}
+            if selector:
+                query["labelSelector"] = selector
+            found: dict[str, Any] = await self._call(
+                "GET", _path(group, version, namespace, plural), query=query
+            )
+            yield found
+            token = (found.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+
+    def watch(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        resource_version: str,
+        selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[bytes]:
+        """The changes to ``plural`` in ``namespace`` (None: all) after ``resource_version``, one
+        JSON line each, until the API server ends the watch (after ``timeout_seconds``);
+        bookmarks included, so a quiet resource still moves its resourceVersion on."""
+        query = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if selector:
+            query["labelSelector"] = selector
+        return self._transport.lines(
+            _path(group, version, namespace, plural),
+            query=query,
+            # The server closes the stream itself after timeout_seconds; a stream silent well
+            # beyond that is a dead connection.
+            read_timeout=timeout_seconds + 30,
+        )
 
     async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret's metadata only (a ``PartialObjectMetadata``): its data never reaches
@@ -168,12 +213,12 @@ class Kube:
         """Create ``policy``; False when one of that name exists. Never forced over: an
         existing one is left alone (a name conflict is the plan's to report)."""
         namespace = policy["metadata"]["namespace"]
-        return await self._create(
-            _path("networking.k8s.io", "v1", namespace, "networkpolicies"), policy
-        )
+        path = _path("networking.k8s.io", "v1", namespace, "networkpolicies")
+        return await self._create(path, policy) is not None
 
-    async def create_job(self, job: dict[str, Any]) -> bool:
-        """Create ``job``; False when it already exists (a restarted or racing reconcile)."""
+    async def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Create ``job``; the Job created, or None when it already exists (a restarted or
+        racing reconcile)."""
         return await self._create(_path("batch", "v1", job["metadata"]["namespace"], "jobs"), job)
 
     async def delete_job(self, namespace: str, name: str) -> None:
@@ -286,5 +331,5 @@ class Kube:
         )  # fmt: skip
 
     async def aclose(self) -> None:
-        """Close the connections (kopf's cleanup, on the operator's own loop)."""
+        """Close the connections (at the operator's stop, on its own loop)."""
         await self._transport.aclose()

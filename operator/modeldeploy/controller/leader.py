@@ -1,8 +1,8 @@
 """Leader election by a ``coordination.k8s.io`` Lease, as controller-runtime does it.
 
 With more than one replica, exactly one reconciles, resyncs and requeues: the one holding the
-Lease. kopf's peering paused the watch streams only; the resync loop and the requeue timers of a
-paused replica kept writing. Here every path to a write (``handlers.converge``, the resync, the
+Lease. kopf's peering, which the operator used before, paused the watch streams only; the resync
+loop and the requeue timers of a paused replica kept writing. Here every path to a write (``engine.converge``, the resync, the
 finalizer's release) asks :meth:`LeaderElection.leading` first.
 
 - A replica takes the Lease when it is free or expired (``renewTime + leaseDurationSeconds``

@@ -41,9 +41,6 @@ FIELD_MANAGER = "modeldeploy-operator"
 FINALIZER = "modeldeploy.io/artifacts"
 """Held until the artifacts only this ModelDeployment used are removed from the store."""
 
-ANNOTATION_PREFIX = "modeldeploy.io"
-"""kopf keeps its handler progress and last-handled spec in annotations under this prefix."""
-
 STAGING = "staging"
 STAGING_POLICY = "modeldeploy-staging"
 """The NetworkPolicy of every staging pod in a namespace."""

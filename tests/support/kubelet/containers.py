@@ -142,7 +142,7 @@ class ContainerRun:
 
     def _passwd(self, image: images.Image) -> Mount:
         """The image's ``/etc/passwd``: the host's accounts and those the image adds (its
-        programs look their user up, as kopf does)."""
+        programs may look their user up)."""
         passwd = self.home / self.name / "passwd"
         host = Path("/etc/passwd").read_text()
         passwd.write_text(host.rstrip("\n") + "\n" + "".join(f"{a}\n" for a in image.accounts))
