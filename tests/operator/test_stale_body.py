@@ -2,14 +2,15 @@
 last saw them (``controller/bodies.py``), not from GETs. Against the real API server: when the
 ModelDeployment in memory is behind, the first write is refused by its resourceVersion
 precondition, and the reconciliation runs again from a fresh read, so nothing is decided on the
-stale spec. The InferenceService in memory is what the watch delivered; the resync's listing
+stale spec. The InferenceService in memory is what the watch delivered; the watch's listing
 corrects it, and another's under our name is never held. Our HTTPRoute is held the same way, from
-our applies' answers and the resync's listing."""
+our applies' answers and the route watch."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,8 +18,14 @@ import yaml
 from kubernetes import client
 
 from modeldeploy.controller.config import OperatorConfig
-from modeldeploy.controller.engine import State, _route, converge, relist
-from modeldeploy.controller.handlers import RuntimeIndex
+from modeldeploy.controller.engine import State, _route, converge
+from modeldeploy.controller.handlers import (
+    INFERENCE_SERVICES,
+    ROUTES,
+    on_inference_service,
+    on_route,
+)
+from modeldeploy.controller.informer import Informer, Resource
 from modeldeploy.controller.kube import ConflictError, Kube
 from modeldeploy.controller.naming import STAGING, labels, route_name
 from tests.operator.conftest import ISVC, MD, digits_spec
@@ -30,22 +37,52 @@ NAME = "remembered"
 CONFIG = OperatorConfig(artifact_store="pvc://artifacts/store")
 
 
-def runtimes() -> RuntimeIndex:
-    """The runtime index as its watch fills it: our ClusterServingRuntime."""
-    runtime = yaml.safe_load((REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml").read_text())
-    index = RuntimeIndex()
-    index.on_event("ADDED", runtime, cluster=True)
-    return index
+RUNTIME = yaml.safe_load((REPO_ROOT / "runtimes" / "modeldeploy-onnx.yaml").read_text())
 
 
 def _converge(state: State, namespace: str) -> None:
+    # The runtime index as its watch fills it: our ClusterServingRuntime.
+    state.runtimes.on_event("ADDED", RUNTIME, cluster=True)
+
     async def once() -> None:
         try:
-            await converge(state, namespace, NAME, logging.getLogger(__name__), runtimes())
+            await converge(state, namespace, NAME, logging.getLogger(__name__))
         finally:
             await state.kube.aclose()
 
     asyncio.run(once())
+
+
+Handler = Callable[[State, str, dict[str, Any]], Any]
+
+
+def _watched(
+    state: State,
+    namespace: str,
+    watch: tuple[Resource, Handler],
+    meanwhile: Callable[[], Any] = lambda: None,
+    until: Callable[[], bool] = lambda: True,
+) -> None:
+    """The operator's own watch of one resource (``handlers.informers``) runs until it has
+    listed, then while ``meanwhile`` changes the API server, until ``until`` holds."""
+    resource, handler = watch
+
+    async def watching() -> None:
+        informer = Informer(state.kube, resource, lambda kind, obj: handler(state, kind, obj),
+                            namespace=namespace)  # fmt: skip
+        task = asyncio.create_task(informer.run())
+        try:
+            await asyncio.wait_for(informer.synced.wait(), 30)
+            await asyncio.to_thread(meanwhile)
+            async with asyncio.timeout(30):
+                while not until():
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await state.kube.aclose()
+
+    asyncio.run(watching())
 
 
 def _created_then_moved(
@@ -171,7 +208,7 @@ def test_another_owners_inference_service_is_never_held_so_its_removal_is_seen_a
     assert _ready(custom, namespace)["reason"] != "NameConflict"
 
 
-def test_the_inference_service_comes_from_memory_and_the_resyncs_listing_corrects_it(
+def test_the_inference_service_comes_from_memory_and_the_watchs_listing_corrects_it(
     conflict: Conflict, namespace: str
 ) -> None:
     custom, created, theirs, state = conflict
@@ -184,14 +221,8 @@ def test_the_inference_service_comes_from_memory_and_the_resyncs_listing_correct
     _converge(state, namespace)
     assert _ready(custom, namespace)["reason"] != "NameConflict"  # no GET was made
 
-    async def resync_listing() -> list[tuple[str, str]]:
-        try:
-            return await relist(state)
-        finally:
-            await state.kube.aclose()
-
-    assert asyncio.run(resync_listing()) == [(namespace, NAME)]
-    # The listing of our InferenceServices does not have it: dropped from memory.
+    # The watch's listing delivers it as it is, another's: dropped from memory.
+    _watched(state, namespace, (INFERENCE_SERVICES, on_inference_service))
     assert state.isvcs.get(namespace, NAME) is None
     _converge(state, namespace)
     assert _ready(custom, namespace)["reason"] == "NameConflict"
@@ -222,16 +253,6 @@ def _route_read(state: State, namespace: str, uid: str | None) -> dict[str, Any]
     return asyncio.run(once())
 
 
-def _relist(state: State) -> None:
-    async def once() -> None:
-        try:
-            await relist(state)
-        finally:
-            await state.kube.aclose()
-
-    asyncio.run(once())
-
-
 def _make_route(custom: client.CustomObjectsApi, namespace: str, uid: str, owned: bool) -> None:
     """A route under our name: ours (our label, owned by the ModelDeployment ``uid``) or not."""
     meta: dict[str, Any] = {"name": route_name(NAME), "namespace": namespace}
@@ -256,7 +277,7 @@ def _route_made_and_read(
     return custom, state, uid, _route_read(state, namespace, uid)
 
 
-def test_our_route_is_read_once_then_from_memory_until_the_resyncs_listing_drops_it(
+def test_our_route_is_read_once_then_from_memory_until_the_route_watch_drops_it(
     conflict: Conflict, namespace: str
 ) -> None:
     custom, state, uid, first = _route_made_and_read(conflict, namespace, owned=True)
@@ -271,8 +292,13 @@ def test_our_route_is_read_once_then_from_memory_until_the_resyncs_listing_drops
     assert _route_read(state, namespace, "another-uid") is None
     _make_route(custom, namespace, uid, owned=True)
     _route_read(state, namespace, uid)
-    custom.delete_namespaced_custom_object(*ROUTE[:2], namespace, ROUTE[2], route_name(NAME))
-    _relist(state)  # the resync's listing has no route: dropped, and read again
+    # The route watch delivers its deletion: dropped, and read again.
+    _watched(
+        state, namespace, (ROUTES, on_route),
+        meanwhile=lambda: custom.delete_namespaced_custom_object(
+            *ROUTE[:2], namespace, ROUTE[2], route_name(NAME)),
+        until=lambda: state.routes.get(namespace, route_name(NAME)) is None,
+    )  # fmt: skip
     assert state.routes.get(namespace, route_name(NAME)) is None
     assert _route_read(state, namespace, uid) is None
 

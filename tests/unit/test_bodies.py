@@ -75,14 +75,3 @@ def test_the_managed_fields_of_the_kept_manager_stay_so_a_dropped_field_is_still
     # A promotion drops canaryTrafficPercent: memory still says the apply must be sent.
     assert applied(held, {"spec": {"predictor": {}}}) is False
     assert applied(held, {"spec": {"predictor": {"canaryTrafficPercent": 50}}}) is True
-
-
-def test_a_listing_drops_what_it_did_not_find() -> None:
-    bodies = Bodies()
-    bodies.put(body("1"))
-    other = body("2")
-    other["metadata"]["name"] = "other"
-    bodies.put(other)
-    bodies.retain({("ns", "other")})
-    assert bodies.get("ns", "md") is None
-    assert bodies.get("ns", "other") is not None

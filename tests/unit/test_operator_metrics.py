@@ -29,7 +29,7 @@ def test_a_permanent_error_is_counted_and_still_raised(monkeypatch: pytest.Monke
     monkeypatch.setattr(engine, "converge", refused)
     before = count("permanent_error")
     with pytest.raises(ValueError, match="422"):
-        asyncio.run(engine.converge_or_schedule(None, "ns", "md", logging.getLogger(), None))  # type: ignore[arg-type]
+        asyncio.run(engine.converge_or_schedule(None, "ns", "md", logging.getLogger()))  # type: ignore[arg-type]
     assert count("permanent_error") == before + 1
 
 
@@ -47,7 +47,7 @@ def test_a_transient_error_is_counted_as_such_and_retried(monkeypatch: pytest.Mo
     monkeypatch.setattr(engine, "converge", flaky)
     monkeypatch.setattr(engine.asyncio, "sleep", no_wait)
     transient, permanent = count("transient_error"), count("permanent_error")
-    asyncio.run(engine.converge_or_schedule(None, "ns", "md", logging.getLogger(), None))  # type: ignore[arg-type]
+    asyncio.run(engine.converge_or_schedule(None, "ns", "md", logging.getLogger()))  # type: ignore[arg-type]
     assert len(calls) == 2
     assert count("transient_error") == transient + 1
     assert count("permanent_error") == permanent

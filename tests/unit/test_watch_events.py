@@ -14,7 +14,6 @@ from modeldeploy.controller.bodies import Owned
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.engine import State, _inference_service
 from modeldeploy.controller.handlers import (
-    RuntimeIndex,
     on_inference_service,
     on_modeldeployment,
     on_route,
@@ -28,6 +27,7 @@ from modeldeploy.controller.naming import (
     ROLE_LABEL,
     STAGING,
 )
+from modeldeploy.controller.runtime_index import RuntimeIndex
 
 KEY = ("ml", "digits")
 
@@ -147,15 +147,15 @@ def test_the_runtime_index_keeps_cluster_and_namespaced_runtimes_apart() -> None
     runtime = {"metadata": {"name": "onnx", "namespace": "ml", "annotations": {"a": "b"}},
                "spec": {"supportedModelFormats": [{"name": "onnx"}], "containers": [{}]}}  # fmt: skip
     index.on_event("ADDED", runtime, cluster=False)
-    assert index.get((None, "onnx")) is None
-    [view] = index.get(("ml", "onnx")) or []
+    assert index.get(None, "onnx") is None
+    view = index.get("ml", "onnx") or {}
     assert view["spec"]["supportedModelFormats"] == [{"name": "onnx"}]
     assert "containers" not in view["spec"]  # only what the resolution reads is held
     index.on_event("ADDED", {"metadata": {"name": "onnx"}, "spec": {}}, cluster=True)
-    assert index.get((None, "onnx")) is not None
+    assert index.get(None, "onnx") is not None
     index.on_event("DELETED", runtime, cluster=False)
-    assert index.get(("ml", "onnx")) is None
-    assert index.get((None, "onnx")) is not None
+    assert index.get("ml", "onnx") is None
+    assert index.get(None, "onnx") is not None
 
 
 def test_every_inference_service_name_is_kept_and_only_ours_are_held() -> None:
@@ -223,3 +223,23 @@ def test_our_route_deleted_is_forgotten_so_the_next_look_applies_it_again() -> N
     assert on_route(state, "DELETED", ours) is None
     assert state.routes.get("ml", "digits-traffic") is None
     assert state.route_names == set()
+
+
+def test_ours_delivered_as_anothers_is_no_longer_held_so_the_next_look_asks_the_api_server() -> (
+    None
+):
+    state = _state()
+    on_modeldeployment(state, "ADDED", _md("1", 1, None))
+    on_inference_service(state, "ADDED", _isvc("1", "True"))
+    assert state.isvcs.get(*KEY) is not None
+    # Our label taken away (or ours replaced by another's within one relisting).
+    theirs = {"metadata": {"namespace": "ml", "name": "digits", "resourceVersion": "9"}}
+    on_inference_service(state, "MODIFIED", theirs)
+    assert state.isvcs.get(*KEY) is None
+    assert KEY not in state.isvc_seen
+    route = {"metadata": {"namespace": "ml", "name": "digits-traffic", "resourceVersion": "4",
+                          "labels": {**OWNED, DEPLOYMENT_LABEL: "digits"}}}  # fmt: skip
+    on_route(state, "ADDED", route)
+    assert state.routes.get("ml", "digits-traffic") is not None
+    on_route(state, "MODIFIED", {"metadata": {**route["metadata"], "labels": {}}})
+    assert state.routes.get("ml", "digits-traffic") is None

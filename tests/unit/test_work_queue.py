@@ -1,6 +1,6 @@
 """The work queue (``controller/work_queue.py``): each ModelDeployment queued once however many
 events arrive, never worked by two workers at once, looked at again when it changed meanwhile,
-and a bounded number of workers."""
+a bounded number of workers, and looked at again when the last look asked for it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from modeldeploy.controller.work_queue import Key, WorkQueue
+from modeldeploy.controller.bodies import Key
+from modeldeploy.controller.work_queue import WorkQueue
 
 A, B = ("ml", "a"), ("ml", "b")
 
@@ -132,3 +133,50 @@ def test_a_failed_look_is_logged_and_the_worker_goes_on(caplog: pytest.LogCaptur
     assert worked == [B]
     assert "reconciling ml/a" in caplog.text
     assert "a bug" in caplog.text
+
+
+def _looks(
+    answers: list[float | Exception | None], after_first: Callable[[WorkQueue], None]
+) -> int:
+    """How many looks at A there were: each look answers the next of ``answers`` (when to look
+    again, or an error); ``after_first`` runs once the first look has answered. Waits until
+    every answer is used, then as long again as the longest delay."""
+    looks = 0
+    queue: WorkQueue
+
+    async def work(key: Key) -> float | None:
+        nonlocal looks
+        answer = answers[looks]
+        looks += 1
+        if looks == 1:
+            asyncio.get_running_loop().call_soon(after_first, queue)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    queue = WorkQueue(work, workers=2)
+    queue.add(A)
+    longest = max((a for a in answers if isinstance(a, float)), default=0.0)
+
+    async def done() -> None:
+        while looks < len(answers):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(longest + 0.2)  # time for a look that should not be to show
+
+    _run(queue, done)
+    return looks
+
+
+def test_a_look_that_asks_to_be_looked_at_again_is_queued_after_that_delay() -> None:
+    assert _looks([0.05, 0.05, None], lambda _: None) == 3
+
+
+def test_a_newer_answer_replaces_the_look_an_earlier_one_asked_for() -> None:
+    # The first look asks for another in 0.5 s; an event queues one at once, which asks for
+    # none: the pending one is dropped.
+    assert _looks([0.5, None], lambda queue: queue.add(A)) == 2
+
+
+def test_a_failed_look_leaves_the_look_already_asked_for(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        assert _looks([0.5, RuntimeError("a bug"), None], lambda queue: queue.add(A)) == 3

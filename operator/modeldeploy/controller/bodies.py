@@ -1,13 +1,13 @@
 """The ModelDeployments as the operator last saw them: from its watch and from the answers to its
 own writes, so that a reconciliation starts from memory instead of a GET.
 
-A GET of the ModelDeployment under the reconcile's lock was the operator's most expensive read
+A GET of the ModelDeployment at the start of every reconciliation was the operator's most expensive read
 (its managedFields alone are most of the body), made on every event although the watch had
 just delivered the same object. Reading from memory is safe because every write the
 reconciliation makes to the ModelDeployment carries the resourceVersion it read as a
 precondition: when memory is behind the API server, that write is refused with 409 and the
-reconciliation runs again from a fresh GET (``engine.converge``). The resync lists every
-object into memory (``engine.relist``), for a watch that silently missed an event.
+reconciliation runs again from a fresh GET (``engine.converge``). A watch that breaks lists
+again, and what it missed is delivered then (``informer.py``).
 
 The InferenceServices the operator owns are held the same way (``State.isvcs``): from the
 watch of them, which already decodes every event to decide whether to reconcile, and from the
@@ -15,7 +15,7 @@ answers to the operator's applies. Those reads need no precondition: the operato
 what it read from an InferenceService back to it (its applies are server-side, of its own
 fields), it only reports and decides from the status, and a newer status arrives as a watch event
 that triggers a reconciliation of its own. A miss (an InferenceService the watch has not
-delivered, or one without our labels, which the watch never sees) is a GET. Of an
+delivered, or one without our labels, which is never held) is a GET. Of an
 InferenceService's managedFields, the operator's own entry is kept: ``reconcile.applied`` reads
 from it which fields the last apply set, so that dropping one (``canaryTrafficPercent`` at a
 promotion) is still sent.
@@ -31,6 +31,12 @@ from typing import Any
 import orjson
 
 Key = tuple[str, str]
+"""(namespace, name): how every object held, watched or queued is known."""
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
 
 
 def resource_version(body: dict[str, Any]) -> str:
@@ -58,9 +64,8 @@ class Bodies:
 
     def put(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
         version = resource_version(body)
-        held = self._held.get(key)
+        held = self._held.get(key_of(body))
         if held is not None and not newer(version, held[0]):
             return
         compact = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
@@ -68,7 +73,7 @@ class Bodies:
             ours = [m for m in meta.get("managedFields") or [] if m.get("manager") == self._keep]
             if ours:
                 compact["metadata"]["managedFields"] = ours
-        self._held[key] = (version, orjson.dumps(compact))
+        self._held[key_of(body)] = (version, orjson.dumps(compact))
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A copy of the body last seen, or None when none is held."""
@@ -84,14 +89,9 @@ class Bodies:
     def __contains__(self, key: object) -> bool:
         return key in self._held
 
-    def keys(self) -> list[Key]:
+    def held(self) -> list[Key]:
+        """The key of every body held, as they are now."""
         return list(self._held)
-
-    def retain(self, keys: set[Key]) -> None:
-        """Drop every body not among ``keys``: what a full listing did not find is gone, even
-        if the watch missed its deletion."""
-        for key in self._held.keys() - keys:
-            del self._held[key]
 
     def __len__(self) -> int:
         return len(self._held)

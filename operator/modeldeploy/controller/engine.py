@@ -2,9 +2,10 @@
 the plan out; requeue a rollout's next look, retry transient API errors, resync every object
 now and then, post Events, release a deleted deployment's artifacts.
 
-Every path to a write goes through ``converge``, which only the leader runs. Convergence of one
-object is serialised by a lock, and the objects it creates have deterministic names, so
-concurrent or repeated runs cannot create anything twice. No decision is made here: what to
+Every path to a write goes through ``converge``, which only the leader runs, and only a worker
+of the work queue calls: events, the resync and a rollout's next look all queue the object
+(``work_queue.py``), which never hands one object to two workers at once. The objects it
+creates have deterministic names, so repeated runs cannot create anything twice. No decision is made here: what to
 write is ``plan``'s (and ``rejected_status``'s), this module only does it.
 """
 
@@ -14,8 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ from tenacity import (
 
 from modeldeploy.api.artifact import staging_hash
 from modeldeploy.api.mirror import config_map_name
-from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION, ModelDeployment
+from modeldeploy.api.modeldeployment import ModelDeployment
 from modeldeploy.api.serving import DeploymentMode
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller import drift as drift_report
@@ -45,9 +45,10 @@ from modeldeploy.controller.job_state import (
     staging_outcome,
     termination_message,
 )
-from modeldeploy.controller.kube import GATEWAY, KSERVE, ConflictError, Kube, TransientApiError
+from modeldeploy.controller.kube import ConflictError, Kube, TransientApiError
 from modeldeploy.controller.leader import LeaderElection
 from modeldeploy.controller.reconcile import Observed, Plan, parse, plan, rejected_status
+from modeldeploy.controller.runtime_index import RuntimeIndex
 from modeldeploy.controller.runtimes import Blocker, resolve_runtime
 from modeldeploy.controller.serving_state import (
     canary_entry,
@@ -70,12 +71,8 @@ class State:
         self.kube = kube
         self.namespaces = namespaces
         """The namespaces the operator watches; None for all."""
-        self.runtimes: Any = None
-        """The runtimes by (namespace or None, name), as their watches last delivered them
-        (``handlers.RuntimeIndex``); None until the watches are made."""
-        self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.requeues: dict[tuple[str, str], asyncio.Task[None]] = {}
-        """A rollout's next look, per object (its step clock and analysis interval)."""
+        self.runtimes = RuntimeIndex()
+        """The runtimes as their watches last delivered them."""
         self.posting: set[asyncio.Task[None]] = set()
         """Events being posted (kept referenced until done)."""
         self.election: LeaderElection | None = None
@@ -102,9 +99,6 @@ class State:
         """Our HTTPRoutes as our last apply answered or the resync last listed them: nobody else
         writes their spec (the gateway writes only their status, which is not read), so a GET on
         every reconciliation in Standard mode returned what memory already held."""
-        self.watched = False
-        """Whether the operator's own watches fill memory (``handlers.informers``); without
-        them (a reconciliation run on its own, as in tests) the resync lists."""
         self.isvc_names: set[tuple[str, str]] | None = None
         """Every InferenceService in the watched namespaces, ours or another's, by (namespace,
         name), once a watch fills it: a name not among them needs no GET to be found missing.
@@ -123,16 +117,6 @@ class State:
 def leading(state: State) -> bool:
     """Whether this replica may write: it runs alone, or holds the Lease."""
     return state.election is None or state.election.leading()
-
-
-RuntimeIndex = Any
-"""(namespace or None, name) → a list holding the parts of that (Cluster)ServingRuntime we read,
-or None (``handlers.RuntimeIndex``)."""
-
-
-def _lookup(index: RuntimeIndex, namespace: str | None, name: str) -> dict[str, Any] | None:
-    found = index.get((namespace, name)) if index is not None else None
-    return next(iter(found), None) if found is not None else None
 
 
 async def _inference_service(
@@ -191,9 +175,7 @@ async def _staging_jobs(state: State, namespace: str, name: str) -> list[dict[st
     return await state.kube.jobs(namespace, name, naming.STAGING)
 
 
-async def observe(
-    state: State, body: dict[str, Any], runtimes: RuntimeIndex, fresh: bool = False
-) -> Observed:
+async def observe(state: State, body: dict[str, Any], fresh: bool = False) -> Observed:
     """What one reconciliation decides from; ``fresh`` reads the InferenceServices from the API
     server instead of memory."""
     kube, config = state.kube, state.config
@@ -212,8 +194,8 @@ async def observe(
         wanted = deployment.spec.serving.runtime
         runtime = resolve_runtime(
             deployment,
-            _lookup(runtimes, namespace, wanted),
-            _lookup(runtimes, None, wanted),
+            state.runtimes.get(namespace, wanted),
+            state.runtimes.get(None, wanted),
             config,
         )
     secret = config.artifact_store_secret
@@ -324,26 +306,26 @@ async def converge(
     namespace: str,
     name: str,
     logger: logging.Logger | Any,
-    runtimes: RuntimeIndex,
     *,
     fresh: bool = False,
-) -> None:
-    """Make the world match one ModelDeployment. Safe to call any time, any number of times.
-    Only the leader does: every event, resync and requeue comes through here. ``fresh`` reads
-    the ModelDeployment from the API server rather than from what the watch last delivered."""
+) -> float | None:
+    """Make the world match one ModelDeployment; in how many seconds to look again, when a
+    rollout needs it (its step clock, its analysis interval). Safe to call any time, any number
+    of times, never twice at once for one object. Only the leader does: every event, resync and
+    requeue comes through here. ``fresh`` reads the ModelDeployment from the API server rather
+    than from what the watch last delivered."""
     if not leading(state):
-        return
+        return None
     with metrics.RECONCILE_SECONDS.time():
-        async with state.locks[(namespace, name)]:
-            try:
-                requeue = await _reconcile(state, namespace, name, logger, runtimes, fresh)
-            except ConflictError:
-                # Memory was behind the API server: nothing was written from the stale view
-                # but what came before the refused write (each of those is applied again, as
-                # the plan from the fresh read says).
-                requeue = await _reconcile(state, namespace, name, logger, runtimes, True)
+        try:
+            requeue = await _reconcile(state, namespace, name, logger, fresh)
+        except ConflictError:
+            # Memory was behind the API server: nothing was written from the stale view but
+            # what came before the refused write (each of those is applied again, as the plan
+            # from the fresh read says).
+            requeue = await _reconcile(state, namespace, name, logger, True)
     metrics.RECONCILIATIONS.labels("ok").inc()
-    _requeue(state, namespace, name, requeue, logger, runtimes)
+    return requeue
 
 
 async def _read(state: State, namespace: str, name: str, fresh: bool) -> dict[str, Any] | None:
@@ -370,10 +352,9 @@ async def _reconcile(
     namespace: str,
     name: str,
     logger: logging.Logger | Any,
-    runtimes: RuntimeIndex,
     fresh: bool,
 ) -> float | None:
-    """One reconciliation, under the object's lock; when to look again, if a rollout needs it."""
+    """One reconciliation; when to look again, if a rollout needs it."""
     kube = state.kube
     body = await _read(state, namespace, name, fresh)
     if body is None:
@@ -388,7 +369,7 @@ async def _reconcile(
             namespace, name, [*finalizers, naming.FINALIZER], meta["resourceVersion"]
         ))  # fmt: skip
         state.own_writes[(namespace, name)] = body["metadata"]["resourceVersion"]
-    observed = await observe(state, body, runtimes, fresh)
+    observed = await observe(state, body, fresh)
     decided = await plan_with_analysis(state, observed)
     if decided.create_network_policy is not None and namespace not in state.staging_policies:
         # Once per namespace (one policy for all its staging pods), before the first Job.
@@ -449,33 +430,6 @@ async def _reconcile(
         if event.reason in metrics.ENDINGS:
             metrics.ROLLOUTS.labels(metrics.ENDINGS[event.reason]).inc()
     return decided.requeue_after
-
-
-def _requeue(
-    state: State,
-    namespace: str,
-    name: str,
-    delay: float | None,
-    logger: Any,
-    runtimes: RuntimeIndex,
-) -> None:
-    """Converge again after ``delay`` seconds (one pending look per object; a newer one
-    replaces it). The delay comes from the status, so a restarted operator schedules the same
-    look on its first reconciliation."""
-    key = (namespace, name)
-    pending = state.requeues.pop(key, None)
-    if pending is not None and pending is not asyncio.current_task():
-        pending.cancel()
-    if delay is None:
-        return
-
-    async def later() -> None:
-        await asyncio.sleep(delay)
-        if state.requeues.get(key) is asyncio.current_task():
-            del state.requeues[key]
-        await converge_or_schedule(state, namespace, name, logger, runtimes)
-
-    state.requeues[key] = asyncio.create_task(later(), name=f"requeue {namespace}/{name}")
 
 
 async def _report_rejected(
@@ -543,11 +497,12 @@ def isvc_signature(isvc: dict[str, Any]) -> tuple[Any, ...]:
 
 
 async def converge_or_schedule(
-    state: State, namespace: str, name: str, logger: Any, runtimes: RuntimeIndex
-) -> None:
-    """Converge now; on a transient API error, again after a random wait that doubles up to 30
-    seconds, seven tries in all (the resync is a minute away). The jitter keeps a thousand deployments that failed together (an API server
-    restart) from all coming back in the same second."""
+    state: State, namespace: str, name: str, logger: Any
+) -> float | None:
+    """``converge`` now; on a transient API error, again after a random wait that doubles up to
+    30 seconds, seven tries in all (the resync is a minute away). The jitter keeps a thousand
+    deployments that failed together (an API server restart) from all coming back in the same
+    second. When to look again, as ``converge`` says; None once it gives up."""
 
     def counted(retry: RetryCallState) -> None:
         metrics.RECONCILIATIONS.labels("transient_error").inc()
@@ -567,13 +522,15 @@ async def converge_or_schedule(
     try:
         async for attempt in retrying:
             with attempt:
-                await converge(state, namespace, name, logger, runtimes)
+                return await converge(state, namespace, name, logger)
     except TransientApiError as err:
         metrics.RECONCILIATIONS.labels("transient_error").inc()
         logger.warning(f"giving up until the next resync: {err}")
+        return None
     except Exception:  # a refused write (422), a bug: counted, then the worker logs it
         metrics.RECONCILIATIONS.labels("permanent_error").inc()
         raise
+    raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
 
 
 def on_elected(state: State) -> Any:
@@ -583,80 +540,24 @@ def on_elected(state: State) -> Any:
     return elected
 
 
-async def _listed(
-    bodies: Bodies, pages: AsyncIterator[list[dict[str, Any]]]
-) -> set[tuple[str, str]]:
-    """Every object of a listing put into ``bodies``; the (namespace, name) of each."""
-    keys: set[tuple[str, str]] = set()
-    async for page in pages:
-        for obj in page:
-            bodies.put(obj)
-            keys.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-    return keys
-
-
-async def relist(state: State) -> list[tuple[str, str]]:
-    """Every watched ModelDeployment and every InferenceService and HTTPRoute we own, listed a
-    page at a time into memory, in place of a GET of each per resync (a thousand GETs cost the
-    operator and the API server far more than ten pages). A body newer than the listing (our own
-    write's answer) stays; what the listing does not have is dropped, so a watch that missed a
-    change or a deletion is caught up, and so is a route someone else changed or deleted (no
-    watch delivers those). The (namespace, name) of each ModelDeployment."""
-    kube, namespaces = state.kube, state.namespaces
-    selector = naming.selector(naming.OWNED)
-    isvcs = await _listed(
-        state.isvcs, kube.list_all(KSERVE, "v1beta1", "inferenceservices", namespaces, selector)
-    )
-    try:
-        routes = await _listed(
-            state.routes, kube.list_all(GATEWAY, "v1", "httproutes", namespaces, selector)
-        )
-    except ApiException as err:
-        if err.status not in (403, 404):
-            raise
-        # No Gateway API on this cluster (Knative mode only), or a Role without the right to
-        # list routes: none is held, and Standard mode reads each route from the API server.
-        routes = set()
-    deployments: list[tuple[str, str]] = []
-    async for page in kube.list_all(GROUP, VERSION, PLURAL, namespaces):
-        for body in page:
-            state.bodies.put(body)
-            deployments.append((body["metadata"]["namespace"], body["metadata"]["name"]))
-    state.isvcs.retain(isvcs)
-    state.routes.retain(routes)
-    state.bodies.retain(set(deployments))
-    return deployments
-
-
-async def resync_forever(state: State, logger: Any) -> None:
-    """Every ``resync_seconds``, converge every ModelDeployment, whatever events were missed
-    or failed: from memory where the watches fill it, else from a fresh listing (``relist``). One loop
-    for all objects, a few at a time: a timer per object would cost a task and its bookkeeping
-    per object (measured with kopf's timers: about 50 MB per thousand)."""
-    limit = asyncio.Semaphore(4)
-
-    async def one(namespace: str, name: str) -> None:
-        async with limit:
-            try:
-                await converge(state, namespace, name, logger, state.runtimes)
-            except Exception as err:
-                logger.warning(f"resync of {namespace}/{name} failed: {err}")
-
+async def resync_forever(
+    state: State, enqueue: Callable[[tuple[str, str]], None], logger: Any
+) -> None:
+    """Every ``resync_seconds``, and at once when elected, queue every ModelDeployment the
+    watches hold, whatever events were missed or failed. Memory is what the watches delivered,
+    and a watch that fails lists again by itself, so no listing is made here; the work queue
+    works them off a few at a time, each at most once however many events also queued it. One
+    loop for all objects: a timer per object would cost a task and its bookkeeping per object
+    (measured with kopf's timers: about 50 MB per thousand)."""
     while True:
         with contextlib.suppress(TimeoutError):  # elected: resync now, events were skipped
             await asyncio.wait_for(state.elected.wait(), state.config.resync_seconds)
         state.elected.clear()
-        if state.runtimes is None or not leading(state):
-            continue
-        try:
-            # Watched: memory is what the watches delivered, and a watch that fails lists again
-            # by itself; a listing here would only drop what was applied after its snapshot.
-            names = state.bodies.keys() if state.watched else await relist(state)
-        except Exception as err:
-            logger.warning(f"resync: cannot list ModelDeployments and InferenceServices: {err}")
+        if not leading(state):
             continue
         await _read_drift(state, logger)
-        await asyncio.gather(*(one(ns, name) for ns, name in names))
+        for key in state.bodies.held():
+            enqueue(key)
 
 
 async def _read_drift(state: State, logger: Any) -> None:

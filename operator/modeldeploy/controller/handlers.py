@@ -20,13 +20,11 @@ from typing import Any
 from modeldeploy.api.modeldeployment import GROUP, PLURAL, VERSION
 from modeldeploy.api.status import observed_generation
 from modeldeploy.controller import naming, rollout
-from modeldeploy.controller.bodies import Owned
+from modeldeploy.controller.bodies import Key, Owned, key_of
 from modeldeploy.controller.engine import State, isvc_signature
-from modeldeploy.controller.informer import Informer, Resource
+from modeldeploy.controller.informer import Deliver, Informer, Resource
 from modeldeploy.controller.job_state import job_phase
 from modeldeploy.controller.kube import GATEWAY, KSERVE
-
-Key = tuple[str, str]
 
 MODELDEPLOYMENTS = Resource(GROUP, VERSION, PLURAL)
 JOBS = Resource("batch", "v1", "jobs")
@@ -34,11 +32,6 @@ INFERENCE_SERVICES = Resource(KSERVE, "v1beta1", "inferenceservices")
 ROUTES = Resource(GATEWAY, "v1", "httproutes")
 SERVING_RUNTIMES = Resource(KSERVE, "v1alpha1", "servingruntimes")
 CLUSTER_SERVING_RUNTIMES = Resource(KSERVE, "v1alpha1", "clusterservingruntimes")
-
-
-def _key(obj: dict[str, Any]) -> Key:
-    meta = obj["metadata"]
-    return (meta.get("namespace") or "", meta["name"])
 
 
 def _owner(obj: dict[str, Any]) -> Key | None:
@@ -54,7 +47,7 @@ def on_modeldeployment(state: State, kind: str, body: dict[str, Any]) -> Key | N
     status and finalizer patches cause are skipped: they change nothing to act on
     (``State.own_writes``). A deletion is converged too: the artifacts are released, then the
     finalizer removed."""
-    key = _key(body)
+    key = key_of(body)
     if kind == "DELETED":
         state.own_writes.pop(key, None)
         state.bodies.forget(*key)
@@ -99,14 +92,15 @@ def on_inference_service(state: State, kind: str, isvc: dict[str, Any]) -> Key |
     memory, and its owner looked at only when something it reads changed (``isvc_signature``),
     not for our own apply coming back. Another's, made or removed under a ModelDeployment's
     name, has that ModelDeployment looked at: the conflict is reported, or over."""
-    key = _key(isvc)
+    key = key_of(isvc)
     _track(state.isvc_names, kind, key)
-    if not naming.managed(isvc):
-        return _conflict_changed(state, kind, key)
-    if kind == "DELETED":
+    ours = naming.managed(isvc)
+    if kind == "DELETED" or not ours:
+        # Only ours are held: one gone, or not ours (any more), is read from the API server by
+        # the next look.
         state.isvc_seen.pop(key, None)
         state.isvcs.forget(*key)
-        return None
+        return None if ours else _conflict_changed(state, kind, key)
     state.isvcs.put(isvc)  # what the next reconciliation reads (``bodies.py``)
     signature = isvc_signature(isvc)
     if state.isvc_seen.get(key) == signature:
@@ -120,13 +114,14 @@ def on_route(state: State, kind: str, route: dict[str, Any]) -> Key | None:
     (the gateways' status on them is read from the API server when it matters:
     ``engine.observe``). Another's, made or removed under a ModelDeployment's route name, has
     that ModelDeployment looked at."""
-    key = _key(route)
+    key = key_of(route)
     _track(state.route_names, kind, key)
-    if naming.managed(route):
-        if kind == "DELETED":
-            state.routes.forget(*key)
-        else:
-            state.routes.put(route)
+    ours = naming.managed(route)
+    if ours and kind != "DELETED":
+        state.routes.put(route)
+        return None
+    state.routes.forget(*key)  # only ours are held, as for an InferenceService
+    if ours:
         return None
     suffix = naming.route_name("")
     if not key[1].endswith(suffix):
@@ -150,53 +145,21 @@ def _conflict_changed(state: State, kind: str, deployment: Key) -> Key | None:
     return deployment if kind != "MODIFIED" and deployment in state.bodies else None
 
 
-def runtime_view(body: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a (Cluster)ServingRuntime that ``runtimes.resolve_runtime`` reads."""
-    spec = body.get("spec") or {}
-    return {
-        "metadata": {"annotations": dict(body.get("metadata", {}).get("annotations") or {})},
-        "spec": {k: spec.get(k) for k in ("supportedModelFormats", "protocolVersions", "disabled")},
-    }
-
-
-class RuntimeIndex:
-    """The ServingRuntimes and ClusterServingRuntimes by (namespace or None, name), as the
-    watches last delivered them. A change to one queues nothing: a ModelDeployment it blocked
-    is looked at again by the next resync."""
-
-    def __init__(self) -> None:
-        self._views: dict[tuple[str | None, str], dict[str, Any]] = {}
-
-    def get(self, key: tuple[str | None, str]) -> list[dict[str, Any]] | None:
-        view = self._views.get(key)
-        return [view] if view is not None else None
-
-    def on_event(self, kind: str, obj: dict[str, Any], *, cluster: bool) -> None:
-        meta = obj["metadata"]
-        key = (None if cluster else meta["namespace"], meta["name"])
-        if kind == "DELETED":
-            self._views.pop(key, None)
-        else:
-            self._views[key] = runtime_view(obj)
-
-
 def informers(
     state: State, enqueue: Callable[[Key], None]
 ) -> tuple[list[Informer], list[Informer]]:
     """The watches: the runtimes' (which must be listed before any ModelDeployment is looked
     at, or a runtime not yet listed would read as missing), then the rest, per namespace
     watched or cluster-wide."""
-    index = RuntimeIndex()
-    state.runtimes = index
+    # What the watches fill, the engine reads in place of GETs and listings (``State``).
     state.staging_jobs = Owned()
     state.isvc_names = set()
     state.route_names = set()
-    state.watched = True
-    kube = state.kube
+    index, kube = state.runtimes, state.kube
     scopes: list[str | None] = list(state.namespaces) if state.namespaces else [None]
     owned = naming.selector(naming.OWNED)
 
-    def queueing(on: Callable[[State, str, dict[str, Any]], Key | None]) -> Any:
+    def queueing(on: Callable[[State, str, dict[str, Any]], Key | None]) -> Deliver:
         def deliver(kind: str, obj: dict[str, Any]) -> None:
             key = on(state, kind, obj)
             if key is not None:

@@ -25,12 +25,12 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from modeldeploy.controller.bodies import Key, key_of
 from modeldeploy.controller.kube import Kube
 from modeldeploy.controller.watch_decoding import loads
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 Deliver = Callable[[str, dict[str, Any]], None]
 """Called with the event's type (``ADDED``, ``MODIFIED``, ``DELETED``) and the object."""
 
@@ -59,11 +59,6 @@ class NotServedError(Exception):
 
 NOT_SERVED_SECONDS = 30.0
 """How often an optional resource not served is looked for again."""
-
-
-def _key(obj: dict[str, Any]) -> Key:
-    meta = obj.get("metadata") or {}
-    return (meta.get("namespace") or "", meta.get("name") or "")
 
 
 class Informer:
@@ -130,7 +125,7 @@ class Informer:
             async for page in pages:
                 version = str((page.get("metadata") or {}).get("resourceVersion") or "")
                 for obj in page.get("items") or []:
-                    seen.add(_key(obj))
+                    seen.add(key_of(obj))
                     self._deliver("ADDED", obj)
         except ApiException as err:
             if not (self.optional and err.status == 404):
@@ -166,9 +161,9 @@ class Informer:
                 if kind == "BOOKMARK":
                     continue
                 if kind == "DELETED":
-                    self._keys.discard(_key(obj))
+                    self._keys.discard(key_of(obj))
                 elif kind in ("ADDED", "MODIFIED"):
-                    self._keys.add(_key(obj))
+                    self._keys.add(key_of(obj))
                 else:
                     continue
                 self._deliver(kind, obj)
@@ -182,7 +177,7 @@ class Informer:
         try:
             self.deliver(kind, obj)
         except Exception:  # one bad event must not end the watch of all the others
-            log.exception(f"{self}: handling {kind} {_key(obj)}")
+            log.exception(f"{self}: handling {kind} {key_of(obj)}")
 
 
 def _reason(err: Exception) -> str:

@@ -113,23 +113,6 @@ class Kube:
     async def modeldeployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(_path(GROUP, VERSION, namespace, PLURAL, name))
 
-    async def list_all(
-        self,
-        group: str,
-        version: str,
-        plural: str,
-        namespaces: list[str] | None,
-        selector: str | None = None,
-        page: int = 100,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every object of ``plural`` in ``namespaces`` (None: the whole cluster), ``page`` at a
-        time: the API server serves one consistent snapshot across the pages, and the operator
-        never holds more than a page of answers at once."""
-        scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        for namespace in scopes:
-            async for found in self.pages(group, version, plural, namespace, selector, page):
-                yield list(found["items"])
-
     async def pages(
         self,
         group: str,

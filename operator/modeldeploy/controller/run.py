@@ -17,12 +17,13 @@ from pathlib import Path
 from aiohttp import web
 
 from modeldeploy.controller import handlers, kserve_features, metrics
+from modeldeploy.controller.bodies import Key
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.engine import State, converge_or_schedule, on_elected, resync_forever
 from modeldeploy.controller.informer import Informer
 from modeldeploy.controller.kube import Kube, load_client
 from modeldeploy.controller.leader import LeaderElection, Timing
-from modeldeploy.controller.work_queue import Key, WorkQueue
+from modeldeploy.controller.work_queue import WorkQueue
 
 log = logging.getLogger("modeldeploy.operator")
 
@@ -100,9 +101,10 @@ async def _operate(state: State, liveness_port: int | None) -> None:
         loop.add_signal_handler(signum, stopping.set)
     liveness = await _serve_liveness(liveness_port) if liveness_port else None
 
-    async def work(key: Key) -> None:
-        await converge_or_schedule(state, key[0], key[1], log, state.runtimes)
+    async def work(key: Key) -> float | None:
+        requeue = await converge_or_schedule(state, key[0], key[1], log)
         log.debug(f"converged {key[0]}/{key[1]}")
+        return requeue
 
     queue = WorkQueue(work, state.config.workers)
     runtimes, watches = handlers.informers(state, queue.add)
@@ -148,7 +150,7 @@ async def _start(
     tasks.extend(asyncio.create_task(w.run(), name=str(w)) for w in watches)
     await asyncio.gather(*(w.synced.wait() for w in watches))
     tasks.append(asyncio.create_task(queue.run(), name="workers"))
-    tasks.append(asyncio.create_task(resync_forever(state, log), name="resync"))
+    tasks.append(asyncio.create_task(resync_forever(state, queue.add, log), name="resync"))
     scope = ", ".join(state.namespaces) if state.namespaces else "all namespaces"
     log.info(f"{READY} {scope}: {len(runtimes) + len(watches)} resources listed")
 
