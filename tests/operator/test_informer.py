@@ -5,7 +5,6 @@ while nobody watched is delivered as deleted by the next listing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +14,7 @@ from kubernetes import client
 
 from modeldeploy.controller.informer import Informer, Resource
 from modeldeploy.controller.kube import Kube
+from tests.support.beside import run_beside
 
 pytestmark = [pytest.mark.cluster]
 
@@ -41,17 +41,7 @@ class Seen:
 
 
 def _with(informer: Informer, scenario: Callable[[], Awaitable[None]]) -> None:
-    async def run() -> None:
-        task = asyncio.create_task(informer.run())
-        try:
-            await asyncio.wait_for(scenario(), 30)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await informer.kube.aclose()
-
-    asyncio.run(run())
+    run_beside(informer.run, scenario, 30, finally_=informer.kube.aclose)
 
 
 def test_an_informer_lists_then_delivers_every_change_in_order_across_ended_watches(

@@ -29,6 +29,7 @@ from modeldeploy.controller.informer import Informer, Resource
 from modeldeploy.controller.kube import ConflictError, Kube
 from modeldeploy.controller.naming import STAGING, labels, route_name
 from tests.operator.conftest import ISVC, MD, digits_spec
+from tests.support.beside import run_beside
 from tests.support.controlplane import REPO_ROOT
 
 pytestmark = [pytest.mark.cluster]
@@ -66,23 +67,16 @@ def _watched(
     """The operator's own watch of one resource (``handlers.informers``) runs until it has
     listed, then while ``meanwhile`` changes the API server, until ``until`` holds."""
     resource, handler = watch
+    informer = Informer(state.kube, resource, lambda kind, obj: handler(state, kind, obj),
+                        namespace=namespace)  # fmt: skip
 
-    async def watching() -> None:
-        informer = Informer(state.kube, resource, lambda kind, obj: handler(state, kind, obj),
-                            namespace=namespace)  # fmt: skip
-        task = asyncio.create_task(informer.run())
-        try:
-            await asyncio.wait_for(informer.synced.wait(), 30)
-            await asyncio.to_thread(meanwhile)
-            async with asyncio.timeout(30):
-                while not until():
-                    await asyncio.sleep(0.05)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await state.kube.aclose()
+    async def scenario() -> None:
+        await informer.synced.wait()
+        await asyncio.to_thread(meanwhile)
+        while not until():
+            await asyncio.sleep(0.05)
 
-    asyncio.run(watching())
+    run_beside(informer.run, scenario, 60, finally_=state.kube.aclose)
 
 
 def _created_then_moved(

@@ -13,21 +13,13 @@ import pytest
 
 from modeldeploy.controller.bodies import Key
 from modeldeploy.controller.work_queue import WorkQueue
+from tests.support.beside import run_beside
 
 A, B = ("ml", "a"), ("ml", "b")
 
 
 def _run(queue: WorkQueue, until: Callable[[], Awaitable[None]]) -> None:
-    async def scenario() -> None:
-        workers = asyncio.create_task(queue.run())
-        try:
-            await asyncio.wait_for(until(), 5)
-        finally:
-            workers.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await workers
-
-    asyncio.run(scenario())
+    run_beside(queue.run, until, 5)
 
 
 def test_many_events_for_one_deployment_before_a_worker_is_free_cost_one_look() -> None:
